@@ -1,0 +1,45 @@
+/* Per-process security attributes applied just before exec: rlimits, user and groups,
+ * umask, capabilities (the five sets), noNewPrivileges, oomScoreAdj, personality, and the
+ * seccomp filter from linux.seccomp (libseccomp). */
+#ifndef RUNCELL_PROCESS_ATTRS_H
+#define RUNCELL_PROCESS_ATTRS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "runcell/error.h"
+#include "runcell/oci.h"
+
+/* Applies rlimits. Must run before dropping privileges (raising hard limits needs
+ * CAP_SYS_RESOURCE). */
+int rc_apply_rlimits(const struct oci_process *p, struct rc_error *err);
+
+/* Writes /proc/self/oom_score_adj. */
+int rc_apply_oom_score_adj(const struct oci_process *p, struct rc_error *err);
+
+/* Sets the personality (linux.personality). */
+int rc_apply_personality(const struct oci_linux *l, struct rc_error *err);
+
+/* Drops the bounding set to p->capabilities.bounding (all caps when no capabilities
+ * object is given means: drop them all, as the spec says absent sets are empty). */
+int rc_caps_drop_bounding(const struct oci_process *p, struct rc_error *err);
+
+/* setgroups(additionalGids), setgid, setuid keeping capabilities across the uid change
+ * (PR_SET_KEEPCAPS), then sets effective/permitted/inheritable and raises ambient.
+ * Must run after rc_caps_drop_bounding. */
+int rc_apply_user_and_caps(const struct oci_process *p, bool setgroups_allowed,
+                           struct rc_error *err);
+
+/* Sets PR_SET_NO_NEW_PRIVS when requested. */
+int rc_apply_no_new_privs(const struct oci_process *p, struct rc_error *err);
+
+/* Builds and loads the seccomp filter. Errors name the syscall or field at fault.
+ * Unknown syscall names are skipped (as runc does: profiles list syscalls newer than the
+ * host's libseccomp). A listenerPath (SCMP_ACT_NOTIFY) is refused with a clear error. */
+int rc_seccomp_load(const struct oci_seccomp *s, struct rc_error *err);
+
+/* Validates a seccomp object without loading it (used at create time so that errors
+ * appear before the container process exists). */
+int rc_seccomp_check(const struct oci_seccomp *s, struct rc_error *err);
+
+#endif
