@@ -1,0 +1,240 @@
+#include "runcell/util.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+static void oom(void) {
+  static const char msg[] = "runcell: out of memory\n";
+  (void)!write(2, msg, sizeof(msg) - 1);
+  abort();
+}
+
+void *rc_xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) oom();
+  return p;
+}
+
+void *rc_xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) oom();
+  return p;
+}
+
+void *rc_xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q) oom();
+  return q;
+}
+
+char *rc_xstrdup(const char *s) {
+  if (!s) return NULL;
+  char *p = strdup(s);
+  if (!p) oom();
+  return p;
+}
+
+char *rc_xasprintf(const char *fmt, ...) {
+  va_list ap;
+  char *out = NULL;
+  va_start(ap, fmt);
+  int n = vasprintf(&out, fmt, ap);
+  va_end(ap);
+  if (n < 0) oom();
+  return out;
+}
+
+ssize_t rc_write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, p + done, len - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    done += (size_t)n;
+  }
+  return (ssize_t)done;
+}
+
+ssize_t rc_read_all(int fd, void *buf, size_t len) {
+  char *p = buf;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = read(fd, p + done, len - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (n == 0) break;
+    done += (size_t)n;
+  }
+  return (ssize_t)done;
+}
+
+int rc_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len,
+                    struct rc_error *err) {
+  cleanup_close int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return rc_err(err, errno, "open %s", path);
+  size_t cap = 4096, used = 0;
+  char *buf = rc_xmalloc(cap);
+  for (;;) {
+    if (used + 1 >= cap) {
+      if (cap >= max + 1) {
+        free(buf);
+        return rc_err(err, EFBIG, "read %s: larger than %zu bytes", path, max);
+      }
+      cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+      buf = rc_xrealloc(buf, cap);
+    }
+    ssize_t n = read(fd, buf + used, cap - used - 1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      free(buf);
+      return rc_err(err, e, "read %s", path);
+    }
+    if (n == 0) break;
+    used += (size_t)n;
+  }
+  buf[used] = '\0';
+  *out = buf;
+  if (len) *len = used;
+  return 0;
+}
+
+int rc_read_file(const char *path, size_t max, char **out, size_t *len, struct rc_error *err) {
+  return rc_read_file_at(AT_FDCWD, path, max, out, len, err);
+}
+
+int rc_write_file_at(int dirfd, const char *path, const char *data, size_t len,
+                     struct rc_error *err) {
+  cleanup_close int fd = openat(dirfd, path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd < 0) return rc_err(err, errno, "open %s", path);
+  if (rc_write_all(fd, data, len) < 0) return rc_err(err, errno, "write %s", path);
+  return 0;
+}
+
+int rc_write_file(const char *path, const char *data, size_t len, struct rc_error *err) {
+  return rc_write_file_at(AT_FDCWD, path, data, len, err);
+}
+
+int rc_write_file_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                         struct rc_error *err) {
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof(tmp), ".%s.tmp.%d", name, (int)getpid());
+  cleanup_close int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return rc_err(err, errno, "create %s", tmp);
+  if (rc_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    int e = errno;
+    unlinkat(dirfd, tmp, 0);
+    return rc_err(err, e, "write %s", tmp);
+  }
+  if (renameat(dirfd, tmp, dirfd, name) < 0) {
+    int e = errno;
+    unlinkat(dirfd, tmp, 0);
+    return rc_err(err, e, "rename %s to %s", tmp, name);
+  }
+  /* The rename is durable only once the directory entry is. */
+  if (fsync(dirfd) < 0 && errno != EINVAL) return rc_err(err, errno, "fsync directory");
+  return 0;
+}
+
+int rc_mkdir_p(const char *path, mode_t mode, struct rc_error *err) {
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+    return rc_err(err, ENAMETOOLONG, "mkdir %s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, mode) < 0 && errno != EEXIST) return rc_err(err, errno, "mkdir %s", buf);
+    *p = '/';
+  }
+  if (mkdir(buf, mode) < 0 && errno != EEXIST) return rc_err(err, errno, "mkdir %s", buf);
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  int num;
+} signal_names[] = {
+    {"HUP", SIGHUP},     {"INT", SIGINT},       {"QUIT", SIGQUIT},   {"ILL", SIGILL},
+    {"TRAP", SIGTRAP},   {"ABRT", SIGABRT},     {"IOT", SIGIOT},     {"BUS", SIGBUS},
+    {"FPE", SIGFPE},     {"KILL", SIGKILL},     {"USR1", SIGUSR1},   {"SEGV", SIGSEGV},
+    {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},     {"ALRM", SIGALRM},   {"TERM", SIGTERM},
+    {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},   {"CLD", SIGCHLD},    {"CONT", SIGCONT},
+    {"STOP", SIGSTOP},   {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},   {"TTOU", SIGTTOU},
+    {"URG", SIGURG},     {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ},   {"VTALRM", SIGVTALRM},
+    {"PROF", SIGPROF},   {"WINCH", SIGWINCH},   {"IO", SIGIO},       {"POLL", SIGPOLL},
+    {"PWR", SIGPWR},     {"SYS", SIGSYS},
+};
+
+int rc_parse_signal(const char *s) {
+  if (!s || !*s) return -1;
+  if (isdigit((unsigned char)s[0])) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v <= 0 || v > SIGRTMAX) return -1;
+    return (int)v;
+  }
+  const char *name = s;
+  if (strncasecmp(name, "SIG", 3) == 0) name += 3;
+  for (size_t i = 0; i < RC_ARRAY_SIZE(signal_names); i++)
+    if (strcasecmp(name, signal_names[i].name) == 0) return signal_names[i].num;
+  /* RTMIN, RTMIN+n, RTMAX, RTMAX-n */
+  if (strncasecmp(name, "RTMIN", 5) == 0 || strncasecmp(name, "RTMAX", 5) == 0) {
+    bool min = strncasecmp(name, "RTMIN", 5) == 0;
+    const char *rest = name + 5;
+    long off = 0;
+    if (*rest) {
+      char *end;
+      if ((min && *rest != '+') || (!min && *rest != '-')) return -1;
+      off = strtol(rest + 1, &end, 10);
+      if (*end || off < 0) return -1;
+    }
+    int sig = min ? SIGRTMIN + (int)off : SIGRTMAX - (int)off;
+    if (sig < SIGRTMIN || sig > SIGRTMAX) return -1;
+    return sig;
+  }
+  return -1;
+}
+
+void rc_rfc3339_now(char *buf, size_t len) {
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  char base[32];
+  strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf, len, "%s.%09ldZ", base, ts.tv_nsec);
+}
+
+void rc_close_fds_from(int from) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0) return;
+#endif
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) {
+    for (int fd = from; fd < 1024; fd++) close(fd);
+    return;
+  }
+  int dfd = dirfd(d);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    int fd = atoi(de->d_name);
+    if (fd >= from && fd != dfd) close(fd);
+  }
+  closedir(d);
+}
