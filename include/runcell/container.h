@@ -1,0 +1,53 @@
+/* Container lifecycle: create (the container init waits just before exec'ing the user
+ * program), start (releases it), kill, delete. The CLI commands are thin wrappers. */
+#ifndef RUNCELL_CONTAINER_H
+#define RUNCELL_CONTAINER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "runcell/error.h"
+#include "runcell/oci.h"
+#include "runcell/state_store.h"
+
+struct rc_create_opts {
+  const char *root;
+  const char *id;
+  const char *bundle;         /* default "." */
+  const char *pid_file;       /* may be NULL */
+  const char *console_socket; /* may be NULL */
+  bool no_pivot;
+  bool no_new_keyring;
+  int preserve_fds;           /* extra fds after stdio passed to the container */
+  bool systemd_cgroup;
+  /* Foreground `run` with a terminal and no console socket: the runtime itself receives
+   * the pty master (returned in rc_created.console_master). */
+  bool receive_console;
+};
+
+struct rc_created {
+  pid_t pid;          /* the container init, a child of the calling process */
+  int pidfd;          /* pidfd of the init (or -1) */
+  int console_master; /* pty master when opts.receive_console, else -1 */
+};
+
+/* Creates the container. On success the state is "created" and the init waits. On
+ * failure nothing is left: no state directory, cgroup, mount or process. */
+int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
+                        struct rc_error *err);
+
+/* Starts a created container: runs poststart hooks after the user program started. */
+int rc_container_start(const char *root, const char *id, struct rc_error *err);
+
+/* Sends a signal to the init (or to every process with all=true). */
+int rc_container_kill(const char *root, const char *id, int sig, bool all, struct rc_error *err);
+
+/* Deletes a container; running containers need force. Runs poststop hooks. A missing
+ * container with force is not an error (containerd relies on that). */
+int rc_container_delete(const char *root, const char *id, bool force, struct rc_error *err);
+
+/* Loads the refreshed state of one container (caller frees with oci_state_free). */
+int rc_container_state(const char *root, const char *id, struct oci_state **st,
+                       struct rc_error *err);
+
+#endif

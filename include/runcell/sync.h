@@ -1,0 +1,33 @@
+/* The parent <-> container init protocol, over a SOCK_SEQPACKET socketpair: one message
+ * per step, so a failure inside the child (bad cwd, missing binary, mount error) reaches
+ * the parent with its real message and errno, never as a bare exit status. */
+#ifndef RUNCELL_SYNC_H
+#define RUNCELL_SYNC_H
+
+#include <stdint.h>
+
+#include "runcell/error.h"
+
+enum rc_sync_type {
+  RC_SYNC_GO = 1,        /* parent -> child: continue (maps written, hooks done) */
+  RC_SYNC_HOOKS,         /* child -> parent: run prestart/createRuntime hooks now */
+  RC_SYNC_CREATED,       /* child -> parent: ready, waiting for start */
+  RC_SYNC_ERROR,         /* either way: errno + message */
+  RC_SYNC_START,         /* start -> init over the start socket */
+};
+
+struct rc_sync_msg {
+  uint32_t type;
+  int32_t code;
+  char msg[RC_ERROR_MAX];
+};
+
+int rc_sync_send(int fd, enum rc_sync_type type, struct rc_error *err);
+int rc_sync_send_error(int fd, const struct rc_error *e);
+/* Receives the next message. Returns -1 with a message on EOF ("init exited before ...")
+ * or on an RC_SYNC_ERROR message (err gets the child's error); otherwise the type. */
+int rc_sync_recv(int fd, const char *while_doing, struct rc_error *err);
+/* Receives and expects a given type. */
+int rc_sync_expect(int fd, enum rc_sync_type type, const char *while_doing, struct rc_error *err);
+
+#endif

@@ -1,0 +1,296 @@
+/* The create path in the runtime process: validate the bundle, make the state directory
+ * and cgroup, clone the container init into its namespaces and walk it through the sync
+ * protocol. On any failure everything made so far is undone. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container_internal.h"
+#include "runcell/cgroups.h"
+#include "runcell/container.h"
+#include "runcell/hooks.h"
+#include "runcell/log.h"
+#include "runcell/namespaces.h"
+#include "runcell/process_attrs.h"
+#include "runcell/sync.h"
+#include "runcell/terminal.h"
+#include "runcell/util.h"
+
+static int resolve_rootfs(const struct oci_config *cfg, const char *bundle, char **out,
+                          struct rc_error *err) {
+  cleanup_free char *joined = cfg->root_path[0] == '/'
+                                  ? rc_xstrdup(cfg->root_path)
+                                  : rc_xasprintf("%s/%s", bundle, cfg->root_path);
+  char real[PATH_MAX];
+  if (!realpath(joined, real)) return rc_err(err, errno, "invalid rootfs: stat %s", joined);
+  struct stat st;
+  if (stat(real, &st) < 0) return rc_err(err, errno, "invalid rootfs: stat %s", real);
+  if (!S_ISDIR(st.st_mode)) return rc_err(err, ENOTDIR, "invalid rootfs: %s", real);
+  *out = rc_xstrdup(real);
+  return 0;
+}
+
+static int validate_for_create(const struct rc_create_opts *o, const struct oci_config *cfg,
+                               struct rc_error *err) {
+  if (!cfg->has_process) return rc_err(err, 0, "config.json: process: is required to create");
+  if (!oci_config_namespace(cfg, OCI_NS_MOUNT))
+    return rc_err(err, 0, "config.json: linux.namespaces: a mount namespace is required");
+  const struct oci_namespace *mnt = oci_config_namespace(cfg, OCI_NS_MOUNT);
+  if (mnt->path)
+    return rc_err(err, 0,
+                  "config.json: linux.namespaces: joining an existing mount namespace is not "
+                  "supported");
+  if (cfg->process.terminal && !o->console_socket && !o->receive_console)
+    return rc_err(err, 0,
+                  "cannot allocate tty if runcell will detach without setting console socket");
+  if (!cfg->process.terminal && o->console_socket)
+    return rc_err(err, 0, "cannot use console socket if runcell will not detach or allocate tty");
+  const struct oci_namespace *uns = oci_config_namespace(cfg, OCI_NS_USER);
+  if (uns && !uns->path && (cfg->linux_.n_uid_mappings == 0 || cfg->linux_.n_gid_mappings == 0))
+    return rc_err(err, 0,
+                  "config.json: linux.uidMappings: a new user namespace needs uid and gid "
+                  "mappings");
+  if (cfg->has_linux && cfg->linux_.has_seccomp &&
+      rc_seccomp_check(&cfg->linux_.seccomp, err) < 0)
+    return rc_err_wrap(err, "config.json: linux.seccomp");
+  if (o->systemd_cgroup)
+    return rc_err(err, 0,
+                  "--systemd-cgroup: the systemd cgroup driver is not supported by runcell; "
+                  "run without it (the cgroupfs driver works on v1, v2 and hybrid hosts)");
+  return 0;
+}
+
+/* A listening socket bound inside the state directory. Bound through /proc/self/fd so
+ * that long --root paths do not overflow sun_path. */
+static int make_start_socket(int dirfd, struct rc_error *err) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return rc_err(err, errno, "create start socket");
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/start.sock", dirfd);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+    int e = errno;
+    close(fd);
+    return rc_err(err, e, "bind start socket");
+  }
+  return fd;
+}
+
+static void write_state(struct rc_container_dir *dir, struct oci_state *st) {
+  struct rc_error ignore;
+  (void)rc_state_save(dir, st, &ignore);
+}
+
+static int write_pid_file(const char *path, pid_t pid, struct rc_error *err) {
+  /* containerd reads the pid file as a bare integer: no trailing newline. Written
+   * atomically so a reader never sees a partial number. */
+  char real_dir[PATH_MAX];
+  cleanup_free char *dir = rc_xstrdup(path);
+  char *slash = strrchr(dir, '/');
+  const char *name = path;
+  if (slash) {
+    *slash = '\0';
+    name = slash + 1;
+    snprintf(real_dir, sizeof(real_dir), "%s", *dir ? dir : "/");
+  } else {
+    snprintf(real_dir, sizeof(real_dir), ".");
+  }
+  cleanup_close int dfd = open(real_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return rc_err(err, errno, "open pid file directory %s", real_dir);
+  char buf[32];
+  int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
+  if (rc_write_file_atomic(dfd, name, buf, (size_t)n, 0644, err) < 0)
+    return rc_err_wrap(err, "write pid file %s", path);
+  return 0;
+}
+
+int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
+                        struct rc_error *err) {
+  out->pid = -1;
+  out->pidfd = -1;
+  out->console_master = -1;
+  if (rc_state_validate_id(o->id, err) < 0) return -1;
+
+  char bundle[PATH_MAX];
+  if (!realpath(o->bundle ? o->bundle : ".", bundle))
+    return rc_err(err, errno, "bundle %s", o->bundle ? o->bundle : ".");
+  struct oci_config *cfg = NULL;
+  if (oci_config_load(bundle, &cfg, err) < 0) return -1;
+
+  int rc = -1;
+  char *rootfs = NULL, *cgpath = NULL;
+  struct rc_container_dir dir = {.dirfd = -1};
+  int ns_fds[OCI_NS_COUNT];
+  for (int i = 0; i < OCI_NS_COUNT; i++) ns_fds[i] = -1;
+  int console = -1, start_fd = -1, sv[2] = {-1, -1}, console_pair[2] = {-1, -1};
+  pid_t pid = -1;
+  int pidfd = -1;
+  bool cgroup_made = false;
+  struct oci_state st = {0};
+
+  if (validate_for_create(o, cfg, err) < 0) goto out;
+  if (resolve_rootfs(cfg, bundle, &rootfs, err) < 0) goto out;
+  if (rc_cgroup_resolve_path(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, o->id, &cgpath,
+                             err) < 0)
+    goto out;
+  if (rc_ns_open_paths(cfg, ns_fds, err) < 0) goto out;
+  if (rc_state_dir_create(o->root, o->id, &dir, err) < 0) goto out;
+
+  char created[64];
+  rc_rfc3339_now(created, sizeof(created));
+  st = (struct oci_state){
+      .oci_version = (char *)OCI_VERSION,
+      .id = (char *)o->id,
+      .status = OCI_STATUS_CREATING,
+      .bundle = bundle,
+      .rootfs = rootfs,
+      .created = created,
+      .owner = (char *)"",
+      .cgroup_path = cgpath,
+      .mode = (char *)"native",
+      .annotations = cfg->annotations,
+      .n_annotations = cfg->n_annotations,
+      .use_terminal = cfg->process.terminal,
+  };
+  /* Saved before anything else exists, so that `delete --force` can find and undo a
+   * create that was killed half-way. */
+  if (rc_state_save(&dir, &st, err) < 0) goto out;
+  /* The config is kept with the state: delete needs its poststop hooks even if the bundle
+   * is gone by then. */
+  if (rc_write_file_atomic(dir.dirfd, "config.json", cfg->raw, strlen(cfg->raw), 0600, err) < 0)
+    goto out;
+
+  if (o->console_socket) {
+    console = rc_console_socket_connect(o->console_socket, err);
+    if (console < 0) goto out;
+  } else if (o->receive_console && cfg->process.terminal) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console_pair) < 0) {
+      rc_err(err, errno, "socketpair for the console");
+      goto out;
+    }
+    console = console_pair[1];
+    console_pair[1] = -1;
+  }
+  if ((start_fd = make_start_socket(dir.dirfd, err)) < 0) goto out;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    rc_err(err, errno, "socketpair");
+    goto out;
+  }
+  if (rc_ns_prepare_parent(cfg, ns_fds, err) < 0) goto out;
+
+  struct rc_init_ctx ctx = {
+      .cfg = cfg,
+      .id = o->id,
+      .rootfs = rootfs,
+      .bundle = bundle,
+      .sync_fd = sv[1],
+      .start_fd = start_fd,
+      .console_fd = console,
+      .clone_flags = rc_ns_clone_flags(cfg),
+      .preserve_fds = o->preserve_fds,
+      .no_pivot = o->no_pivot,
+      .no_new_keyring = o->no_new_keyring,
+  };
+  memcpy(ctx.ns_fds, ns_fds, sizeof(ns_fds));
+
+  fflush(NULL);
+  pid = (pid_t)syscall(SYS_clone, (unsigned long)ctx.clone_flags | SIGCHLD, 0, 0, 0, 0);
+  if (pid < 0) {
+    rc_err(err, errno, "clone container init");
+    goto out;
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    rc_init_main(&ctx);
+  }
+  close(sv[1]);
+  sv[1] = -1;
+  if (console >= 0) close(console);
+  console = -1;
+  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  st.pid = pid;
+  st.pid_start_time = rc_pid_start_time(pid);
+  write_state(&dir, &st);
+
+  /* The init is held until its cgroup and id maps exist, so that every step of its setup
+   * is already accounted and limited. */
+  if (rc_cgroup_create(cgpath, cfg->has_linux && cfg->linux_.has_resources
+                                   ? &cfg->linux_.resources
+                                   : NULL,
+                       pid, err) < 0)
+    goto out;
+  cgroup_made = true;
+  if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
+  if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
+
+  if (rc_sync_expect(sv[0], RC_SYNC_HOOKS, "set up container", err) < 0) goto out;
+  {
+    cleanup_free char *hook_state = oci_state_to_hook_json(&st);
+    if (rc_hooks_run("prestart", cfg->hooks.prestart, cfg->hooks.n_prestart, hook_state, err) <
+            0 ||
+        rc_hooks_run("createRuntime", cfg->hooks.create_runtime, cfg->hooks.n_create_runtime,
+                     hook_state, err) < 0) {
+      rc_sync_send_error(sv[0], err);
+      goto out;
+    }
+  }
+  if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
+  if (rc_sync_expect(sv[0], RC_SYNC_CREATED, "set up container", err) < 0) goto out;
+
+  if (console_pair[0] >= 0) {
+    /* Foreground run: the master came back on our own end of the console pair. */
+    if (rc_recv_fd(console_pair[0], &out->console_master, err) < 0) goto out;
+  }
+
+  st.status = OCI_STATUS_CREATED;
+  if (rc_state_save(&dir, &st, err) < 0) goto out;
+  if (o->pid_file && write_pid_file(o->pid_file, pid, err) < 0) goto out;
+  rc_debug("created container %s, init pid %d", o->id, (int)pid);
+  out->pid = pid;
+  out->pidfd = pidfd;
+  pidfd = -1;
+  rc = 0;
+
+out:
+  if (rc < 0) {
+    struct rc_error cleanup_err;
+    if (pid > 0) {
+      if (pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+      else
+        kill(pid, SIGKILL);
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+      }
+    }
+    if (cgroup_made) {
+      if (rc_cgroup_destroy(cgpath, &cleanup_err) < 0)
+        rc_warn("cleanup after failed create: %s", cleanup_err.msg);
+    }
+    if (dir.dirfd >= 0 && rc_state_dir_remove(&dir, &cleanup_err) < 0)
+      rc_warn("cleanup after failed create: %s", cleanup_err.msg);
+    if (out->console_master >= 0) close(out->console_master);
+    out->console_master = -1;
+  }
+  if (pidfd >= 0) close(pidfd);
+  if (sv[0] >= 0) close(sv[0]);
+  if (sv[1] >= 0) close(sv[1]);
+  if (start_fd >= 0) close(start_fd);
+  if (console >= 0) close(console);
+  if (console_pair[0] >= 0) close(console_pair[0]);
+  if (console_pair[1] >= 0) close(console_pair[1]);
+  rc_ns_close_paths(ns_fds);
+  rc_state_dir_close(&dir);
+  free(rootfs);
+  free(cgpath);
+  oci_config_free(cfg);
+  return rc;
+}

@@ -1,0 +1,283 @@
+/* The container init: the child of `create`, in its new namespaces. It builds the
+ * container step by step, reporting every failure to the parent with its message, then
+ * waits on the start socket and finally execs the user program. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "container_internal.h"
+#include "runcell/hooks.h"
+#include "runcell/namespaces.h"
+#include "runcell/process_attrs.h"
+#include "runcell/rootfs.h"
+#include "runcell/sync.h"
+#include "runcell/terminal.h"
+#include "runcell/util.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+__attribute__((noreturn)) static void fail(int fd, struct rc_error *err) {
+  rc_sync_send_error(fd, err);
+  _exit(1);
+}
+
+static const char *env_lookup(char *const env[], const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; env && env[i]; i++)
+    if (strncmp(env[i], name, n) == 0 && env[i][n] == '=') return env[i] + n + 1;
+  return NULL;
+}
+
+int rc_find_executable(const char *arg0, char *const env[], char *path, struct rc_error *err) {
+  struct stat st;
+  if (strchr(arg0, '/')) {
+    if (stat(arg0, &st) < 0) return rc_err(err, errno, "exec: \"%s\": stat %s", arg0, arg0);
+    if (S_ISDIR(st.st_mode)) return rc_err(err, EACCES, "exec: \"%s\": is a directory", arg0);
+    snprintf(path, PATH_MAX, "%s", arg0);
+    return 0;
+  }
+  const char *search = env_lookup(env, "PATH");
+  if (!search) search = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  cleanup_free char *copy = rc_xstrdup(search);
+  char *save = NULL;
+  for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+    if (snprintf(path, PATH_MAX, "%s/%s", *dir ? dir : ".", arg0) >= PATH_MAX) continue;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0) return 0;
+  }
+  return rc_err(err, ENOENT, "exec: \"%s\": executable file not found in $PATH", arg0);
+}
+
+static int setup_keyring(const struct rc_init_ctx *ctx, struct rc_error *err) {
+  if (ctx->no_new_keyring) return 0;
+  /* KEYCTL_JOIN_SESSION_KEYRING = 1: a fresh session keyring keeps the container from
+   * reading the host session's keys. Kernels without keyrings are fine. */
+  if (syscall(SYS_keyctl, 1, ctx->id) < 0 && errno != ENOSYS && errno != EACCES)
+    return rc_err(err, errno, "join session keyring");
+  return 0;
+}
+
+static int apply_security_labels(const struct oci_process *p, struct rc_error *err) {
+  if (p->apparmor_profile && *p->apparmor_profile) {
+    cleanup_free char *enabled = NULL;
+    struct rc_error ignore;
+    if (rc_read_file("/sys/module/apparmor/parameters/enabled", 16, &enabled, NULL, &ignore) <
+            0 ||
+        enabled[0] != 'Y')
+      return rc_err(err, 0,
+                    "process.apparmorProfile \"%s\": AppArmor is not enabled on this host",
+                    p->apparmor_profile);
+    cleanup_free char *cmd = rc_xasprintf("exec %s", p->apparmor_profile);
+    if (rc_write_file("/proc/thread-self/attr/apparmor/exec", cmd, strlen(cmd), err) < 0 &&
+        rc_write_file("/proc/thread-self/attr/exec", cmd, strlen(cmd), err) < 0)
+      return rc_err_wrap(err, "apply AppArmor profile %s", p->apparmor_profile);
+  }
+  if (p->selinux_label && *p->selinux_label) {
+    if (access("/sys/fs/selinux/enforce", F_OK) != 0)
+      return rc_err(err, 0, "process.selinuxLabel \"%s\": SELinux is not enabled on this host",
+                    p->selinux_label);
+    if (rc_write_file("/proc/thread-self/attr/exec", p->selinux_label, strlen(p->selinux_label),
+                      err) < 0)
+      return rc_err_wrap(err, "apply SELinux label %s", p->selinux_label);
+  }
+  return 0;
+}
+
+static int setup_terminal(struct rc_init_ctx *ctx, struct rc_error *err) {
+  const struct oci_process *p = &ctx->cfg->process;
+  if (!p->terminal) return 0;
+  int master = -1, slave = -1;
+  if (rc_pty_open(&master, &slave, p->has_console_size ? p->console_width : 0,
+                  p->has_console_size ? p->console_height : 0, err) < 0)
+    return rc_err_wrap(err, "set up terminal");
+  char name[64] = "/dev/pts/ptmx";
+  (void)!ptsname_r(master, name, sizeof(name));
+  int r = rc_send_fd(ctx->console_fd, master, name, err);
+  close(master);
+  if (r < 0) {
+    close(slave);
+    return rc_err_wrap(err, "send pty master to the console socket");
+  }
+  r = rc_pty_make_controlling(slave, err);
+  if (slave > 2) close(slave);
+  close(ctx->console_fd);
+  ctx->console_fd = -1;
+  return r;
+}
+
+/* Makes sure the working directory exists before the root may become read-only. */
+static int prepare_cwd(const struct rc_init_ctx *ctx, struct rc_error *err) {
+  cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
+  int fd = rc_mkdir_in_root(rootfd, ctx->cfg->process.cwd, 0755, err);
+  if (fd < 0) return rc_err_wrap(err, "create cwd %s", ctx->cfg->process.cwd);
+  close(fd);
+  return 0;
+}
+
+static int wait_for_start(int listen_fd, int *conn_out, struct rc_error *err) {
+  for (;;) {
+    int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (conn < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return rc_err(err, errno, "wait for start");
+    }
+    struct rc_sync_msg m;
+    ssize_t n = recv(conn, &m, sizeof(m), 0);
+    if (n >= (ssize_t)sizeof(uint32_t) && m.type == RC_SYNC_START) {
+      *conn_out = conn;
+      return 0;
+    }
+    close(conn); /* a stray connection: keep waiting for a real start */
+  }
+}
+
+static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, char **out) {
+  struct oci_state st = {
+      .oci_version = (char *)OCI_VERSION,
+      .id = (char *)ctx->id,
+      .status = OCI_STATUS_CREATED,
+      .pid = 0,
+      .bundle = (char *)ctx->bundle,
+      .annotations = ctx->cfg->annotations,
+      .n_annotations = ctx->cfg->n_annotations,
+  };
+  *out = oci_state_to_hook_json(&st);
+}
+
+void rc_init_main(struct rc_init_ctx *ctx) {
+  struct rc_error err = {0};
+  const struct oci_config *cfg = ctx->cfg;
+  const struct oci_process *p = &cfg->process;
+  int sync = ctx->sync_fd;
+
+  /* Die with the runtime while setting up; cleared once the container is created. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) _exit(1);
+  /* Not dumpable: container processes must not open /proc/<init>/exe, which is the
+   * runtime binary until exec (CVE-2019-5736). exec of the user program resets it. */
+  prctl(PR_SET_DUMPABLE, 0);
+
+  if (rc_sync_expect(sync, RC_SYNC_GO, "wait for parent", &err) < 0) _exit(1);
+
+  if (ctx->clone_flags & CLONE_NEWUSER) {
+    /* Become the namespace's root, so the mounts below are made with its privileges. */
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+      rc_err(&err, errno, "become root in the new user namespace (is uid/gid 0 mapped?)");
+      fail(sync, &err);
+    }
+  }
+  if (rc_ns_join_paths(ctx->ns_fds, &err) < 0) fail(sync, &err);
+  rc_ns_close_paths(ctx->ns_fds);
+  if (setsid() < 0) {
+    rc_err(&err, errno, "setsid");
+    fail(sync, &err);
+  }
+  if (setup_keyring(ctx, &err) < 0) fail(sync, &err);
+  if (rc_ns_apply_uts(cfg, ctx->clone_flags & CLONE_NEWUTS, &err) < 0) fail(sync, &err);
+  if (rc_ns_apply_sysctl(cfg, &err) < 0) fail(sync, &err);
+
+  struct rc_rootfs_opts ro = {
+      .cfg = cfg,
+      .rootfs = ctx->rootfs,
+      .bundle = ctx->bundle,
+      .no_pivot = ctx->no_pivot,
+      .new_userns = (ctx->clone_flags & CLONE_NEWUSER) || ctx->ns_fds[OCI_NS_USER] >= 0,
+      .new_netns = (ctx->clone_flags & CLONE_NEWNET) != 0,
+  };
+  if (rc_rootfs_prepare(&ro, &err) < 0) fail(sync, &err);
+  if (prepare_cwd(ctx, &err) < 0) fail(sync, &err);
+
+  /* prestart and createRuntime hooks run in the runtime's namespaces: the parent's. */
+  if (rc_sync_send(sync, RC_SYNC_HOOKS, &err) < 0) _exit(1);
+  if (rc_sync_expect(sync, RC_SYNC_GO, "wait for createRuntime hooks", &err) < 0) _exit(1);
+
+  if (cfg->hooks.n_create_container > 0) {
+    cleanup_free char *state = NULL;
+    build_state_json_for_hooks(ctx, &state);
+    if (rc_hooks_run("createContainer", cfg->hooks.create_container,
+                     cfg->hooks.n_create_container, state, &err) < 0)
+      fail(sync, &err);
+  }
+
+  if (rc_rootfs_finalize(&ro, &err) < 0) fail(sync, &err);
+  if (setup_terminal(ctx, &err) < 0) fail(sync, &err);
+  if (chdir(p->cwd) < 0) {
+    rc_err(&err, errno, "chdir to cwd (\"%s\") set in config.json", p->cwd);
+    fail(sync, &err);
+  }
+
+  char exe[PATH_MAX];
+  if (rc_find_executable(p->args[0], p->env, exe, &err) < 0) fail(sync, &err);
+
+  if (rc_apply_rlimits(p, &err) < 0) fail(sync, &err);
+  if (rc_apply_oom_score_adj(p, &err) < 0) fail(sync, &err);
+  if (cfg->has_linux && rc_apply_personality(&cfg->linux_, &err) < 0) fail(sync, &err);
+  if (apply_security_labels(p, &err) < 0) fail(sync, &err);
+  umask(p->user.has_umask ? p->user.umask : 022);
+
+  /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
+   * capabilities are dropped. With it, load it as late as possible (just before exec) so
+   * that fewer of the runtime's own syscalls must be allowed. */
+  bool late_seccomp = p->no_new_privileges;
+  if (cfg->has_linux && cfg->linux_.has_seccomp && !late_seccomp &&
+      rc_seccomp_load(&cfg->linux_.seccomp, &err) < 0)
+    fail(sync, &err);
+  bool setgroups_ok = true;
+  if (ctx->clone_flags & CLONE_NEWUSER) {
+    cleanup_free char *sg = NULL;
+    struct rc_error ignore;
+    if (rc_read_file("/proc/self/setgroups", 64, &sg, NULL, &ignore) == 0 &&
+        strncmp(sg, "deny", 4) == 0)
+      setgroups_ok = false;
+  }
+  if (rc_caps_drop_bounding(p, &err) < 0) fail(sync, &err);
+  if (rc_apply_user_and_caps(p, setgroups_ok, &err) < 0) fail(sync, &err);
+  if (rc_apply_no_new_privs(p, &err) < 0) fail(sync, &err);
+
+  prctl(PR_SET_PDEATHSIG, 0);
+  if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) _exit(1);
+  close(sync);
+
+  int conn = -1;
+  if (wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
+  close(ctx->start_fd);
+
+  if (cfg->has_linux && cfg->linux_.has_seccomp && late_seccomp &&
+      rc_seccomp_load(&cfg->linux_.seccomp, &err) < 0)
+    fail(conn, &err);
+  if (cfg->hooks.n_start_container > 0) {
+    cleanup_free char *state = NULL;
+    build_state_json_for_hooks(ctx, &state);
+    if (rc_hooks_run("startContainer", cfg->hooks.start_container, cfg->hooks.n_start_container,
+                     state, &err) < 0)
+      fail(conn, &err);
+  }
+
+  /* Only stdio and the preserved fds reach the user program; anything else the runtime
+   * inherited (a host directory fd, CVE-2024-21626) is closed on exec. */
+  for (int fd = 3; fd < 3 + ctx->preserve_fds; fd++) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+  }
+  if (syscall(SYS_close_range, 3 + ctx->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    for (int fd = 3 + ctx->preserve_fds; fd < 65536; fd++)
+      if (fd != conn) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  fcntl(conn, F_SETFD, FD_CLOEXEC);
+
+  execve(exe, p->args, p->env);
+  rc_err(&err, errno, "exec %s", exe);
+  fail(conn, &err);
+}

@@ -1,0 +1,249 @@
+/* start, kill, delete and state on an existing container. Each holds the container
+ * directory's lock for its whole run, so concurrent commands on one id are serialized. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runcell/cgroups.h"
+#include "runcell/container.h"
+#include "runcell/hooks.h"
+#include "runcell/log.h"
+#include "runcell/sync.h"
+#include "runcell/util.h"
+
+#define STOP_TIMEOUT_MS 10000
+
+static int load_locked(const char *root, const char *id, struct rc_container_dir *dir,
+                       struct oci_state **st, struct rc_error *err) {
+  if (rc_state_dir_open(root, id, dir, err) < 0) return -1;
+  if (rc_state_load(dir, st, err) < 0) {
+    rc_state_dir_close(dir);
+    return -1;
+  }
+  rc_state_refresh(*st);
+  return 0;
+}
+
+int rc_container_state(const char *root, const char *id, struct oci_state **st,
+                       struct rc_error *err) {
+  struct rc_container_dir dir;
+  if (load_locked(root, id, &dir, st, err) < 0) return -1;
+  rc_state_dir_close(&dir);
+  return 0;
+}
+
+/* Loads the config saved at create time (for hooks). */
+static int load_saved_config(struct rc_container_dir *dir, struct oci_config **cfg,
+                             struct rc_error *err) {
+  cleanup_free char *text = NULL;
+  size_t len = 0;
+  if (rc_read_file_at(dir->dirfd, "config.json", 16 << 20, &text, &len, err) < 0) return -1;
+  return oci_config_parse(text, len, cfg, err);
+}
+
+static int connect_start_socket(int dirfd, struct rc_error *err) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return rc_err(err, errno, "start socket");
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/start.sock", dirfd);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    int e = errno;
+    close(fd);
+    return rc_err(err, e, "connect to the container init");
+  }
+  return fd;
+}
+
+int rc_container_start(const char *root, const char *id, struct rc_error *err) {
+  struct rc_container_dir dir;
+  struct oci_state *st = NULL;
+  if (load_locked(root, id, &dir, &st, err) < 0) return -1;
+  int rc = -1;
+  struct oci_config *cfg = NULL;
+  cleanup_close int conn = -1;
+
+  switch (st->status) {
+    case OCI_STATUS_CREATED:
+      break;
+    case OCI_STATUS_STOPPED:
+      rc_err(err, 0, "cannot start a container that has stopped");
+      goto out;
+    case OCI_STATUS_RUNNING:
+      rc_err(err, 0, "cannot start an already running container");
+      goto out;
+    default:
+      rc_err(err, 0, "cannot start a container in the %s state", oci_status_name(st->status));
+      goto out;
+  }
+  if ((conn = connect_start_socket(dir.dirfd, err)) < 0) goto out;
+  struct rc_sync_msg m = {.type = RC_SYNC_START};
+  if (send(conn, &m, offsetof(struct rc_sync_msg, msg) + 1, MSG_NOSIGNAL) < 0) {
+    rc_err(err, errno, "signal the container init");
+    goto out;
+  }
+  /* The init closes the connection by exec'ing (it is close-on-exec) or sends the error
+   * that kept it from doing so. */
+  struct rc_error child = {0};
+  int t = rc_sync_recv(conn, "start container", &child);
+  if (t < 0 && child.msg[0] && strstr(child.msg, "exited unexpectedly") == NULL) {
+    *err = child;
+    goto out;
+  }
+  unlinkat(dir.dirfd, "start.sock", 0);
+  st->status = OCI_STATUS_RUNNING;
+  rc_state_refresh(st); /* it may already have exited */
+  if (rc_state_save(&dir, st, err) < 0) goto out;
+
+  if (load_saved_config(&dir, &cfg, err) < 0) goto out;
+  if (cfg->hooks.n_poststart > 0) {
+    st->status = OCI_STATUS_RUNNING;
+    cleanup_free char *hs = oci_state_to_hook_json(st);
+    struct rc_error herr;
+    /* The spec: a failing poststart hook is logged; the container keeps running. */
+    if (rc_hooks_run("poststart", cfg->hooks.poststart, cfg->hooks.n_poststart, hs, &herr) < 0)
+      rc_warn("%s", herr.msg);
+  }
+  rc = 0;
+out:
+  oci_config_free(cfg);
+  oci_state_free(st);
+  rc_state_dir_close(&dir);
+  return rc;
+}
+
+int rc_container_kill(const char *root, const char *id, int sig, bool all,
+                      struct rc_error *err) {
+  struct rc_container_dir dir;
+  struct oci_state *st = NULL;
+  if (load_locked(root, id, &dir, &st, err) < 0) return -1;
+  int rc = -1;
+  if (st->status == OCI_STATUS_STOPPED || st->status == OCI_STATUS_CREATING) {
+    rc_err(err, 0, "container not running");
+    goto out;
+  }
+  if (all) {
+    if (rc_cgroup_kill_all(st->cgroup_path, sig, err) < 0) goto out;
+  } else {
+    int pidfd = rc_state_open_pidfd(st);
+    if (pidfd < 0) {
+      rc_err(err, 0, "container not running");
+      goto out;
+    }
+    int r = (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+    int e = errno;
+    close(pidfd);
+    if (r < 0) {
+      if (e == ESRCH)
+        rc_err(err, 0, "container not running");
+      else
+        rc_err(err, e, "kill container %s with signal %d", id, sig);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  oci_state_free(st);
+  rc_state_dir_close(&dir);
+  return rc;
+}
+
+/* Waits (bounded) until the process behind pidfd has exited. */
+static int wait_exit(int pidfd, int timeout_ms) {
+  struct pollfd p = {.fd = pidfd, .events = POLLIN};
+  for (;;) {
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    return r > 0 ? 0 : -1;
+  }
+}
+
+/* Stops every process of the container: SIGKILL to the init (which takes its pid
+ * namespace with it) and to whatever else is in the cgroup. */
+static int stop_all(struct oci_state *st, struct rc_error *err) {
+  int pidfd = rc_state_open_pidfd(st);
+  if (pidfd >= 0) {
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    if (wait_exit(pidfd, STOP_TIMEOUT_MS) < 0) {
+      close(pidfd);
+      return rc_err(err, 0, "container init %d did not exit after SIGKILL", (int)st->pid);
+    }
+    close(pidfd);
+  }
+  if (st->cgroup_path && rc_cgroup_exists(st->cgroup_path)) {
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+      pid_t *pids = NULL;
+      size_t n = 0;
+      if (rc_cgroup_pids(st->cgroup_path, &pids, &n, err) < 0) return -1;
+      free(pids);
+      if (n == 0) break;
+      if (rc_cgroup_kill_all(st->cgroup_path, SIGKILL, err) < 0) return -1;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+      if (ms > STOP_TIMEOUT_MS)
+        return rc_err(err, 0, "processes of cgroup %s did not exit after SIGKILL",
+                      st->cgroup_path);
+      usleep(10000);
+    }
+  }
+  return 0;
+}
+
+int rc_container_delete(const char *root, const char *id, bool force, struct rc_error *err) {
+  struct rc_container_dir dir;
+  struct oci_state *st = NULL;
+  if (rc_state_dir_open(root, id, &dir, err) < 0) {
+    if (force && strstr(err->msg, "does not exist")) return 0;
+    return -1;
+  }
+  if (rc_state_load(&dir, &st, err) < 0) {
+    /* A directory without a readable state is the remnant of an aborted create: remove
+     * it, and report the container as absent like runc does. */
+    struct rc_error ignore;
+    bool absent = strstr(err->msg, "does not exist") != NULL;
+    rc_state_dir_remove(&dir, &ignore);
+    if (absent && force) return 0;
+    return -1;
+  }
+  rc_state_refresh(st);
+  int rc = -1;
+  struct oci_config *cfg = NULL;
+
+  if ((st->status == OCI_STATUS_RUNNING || st->status == OCI_STATUS_PAUSED) && !force) {
+    rc_err(err, 0, "cannot delete container %s that is not stopped: %s", id,
+           oci_status_name(st->status));
+    goto out;
+  }
+  if (st->status == OCI_STATUS_PAUSED && st->cgroup_path) {
+    struct rc_error ignore;
+    (void)rc_cgroup_freeze(st->cgroup_path, false, &ignore);
+  }
+  if (stop_all(st, err) < 0) goto out;
+  if (st->cgroup_path && rc_cgroup_destroy(st->cgroup_path, err) < 0) goto out;
+
+  struct rc_error cerr;
+  if (load_saved_config(&dir, &cfg, &cerr) == 0 && cfg->hooks.n_poststop > 0) {
+    st->status = OCI_STATUS_STOPPED;
+    cleanup_free char *hs = oci_state_to_hook_json(st);
+    struct rc_error herr;
+    /* The spec: a failing poststop hook is logged; delete still completes. */
+    if (rc_hooks_run("poststop", cfg->hooks.poststop, cfg->hooks.n_poststop, hs, &herr) < 0)
+      rc_warn("%s", herr.msg);
+  }
+  if (rc_state_dir_remove(&dir, err) < 0) goto out;
+  rc = 0;
+out:
+  oci_config_free(cfg);
+  oci_state_free(st);
+  rc_state_dir_close(&dir);
+  return rc;
+}

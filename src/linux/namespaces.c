@@ -1,0 +1,175 @@
+#include "runcell/namespaces.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runcell/util.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+int rc_ns_clone_flags(const struct oci_config *cfg) {
+  int flags = 0;
+  if (!cfg->has_linux) return 0;
+  for (size_t i = 0; i < cfg->linux_.n_namespaces; i++) {
+    const struct oci_namespace *ns = &cfg->linux_.namespaces[i];
+    if (ns->path || ns->type == OCI_NS_TIME) continue;
+    flags |= oci_ns_clone_flag(ns->type);
+  }
+  return flags;
+}
+
+int rc_ns_open_paths(const struct oci_config *cfg, int fds[OCI_NS_COUNT], struct rc_error *err) {
+  for (int i = 0; i < OCI_NS_COUNT; i++) fds[i] = -1;
+  if (!cfg->has_linux) return 0;
+  for (size_t i = 0; i < cfg->linux_.n_namespaces; i++) {
+    const struct oci_namespace *ns = &cfg->linux_.namespaces[i];
+    if (!ns->path) continue;
+    int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      rc_ns_close_paths(fds);
+      return rc_err(err, e, "open %s namespace %s", oci_ns_type_name(ns->type), ns->path);
+    }
+    fds[ns->type] = fd;
+  }
+  return 0;
+}
+
+void rc_ns_close_paths(int fds[OCI_NS_COUNT]) {
+  for (int i = 0; i < OCI_NS_COUNT; i++) {
+    if (fds[i] >= 0) close(fds[i]);
+    fds[i] = -1;
+  }
+}
+
+static int write_time_offsets(const struct oci_config *cfg, struct rc_error *err) {
+  const struct oci_linux *l = &cfg->linux_;
+  if (l->n_time_offsets == 0) return 0;
+  char buf[256] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < l->n_time_offsets; i++) {
+    const struct oci_time_offset *t = &l->time_offsets[i];
+    used += (size_t)snprintf(buf + used, sizeof(buf) - used, "%s %lld %u\n", t->clock,
+                             (long long)t->secs, t->nanosecs);
+    if (used >= sizeof(buf)) return rc_err(err, 0, "linux.timeOffsets: too many entries");
+  }
+  if (rc_write_file("/proc/self/timens_offsets", buf, used, err) < 0)
+    return rc_err_wrap(err, "set time namespace offsets");
+  return 0;
+}
+
+int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUNT],
+                         struct rc_error *err) {
+  if (fds[OCI_NS_PID] >= 0 && setns(fds[OCI_NS_PID], CLONE_NEWPID) < 0)
+    return rc_err(err, errno, "join pid namespace");
+  if (fds[OCI_NS_TIME] >= 0 && setns(fds[OCI_NS_TIME], CLONE_NEWTIME) < 0)
+    return rc_err(err, errno, "join time namespace");
+  const struct oci_namespace *tns = oci_config_namespace(cfg, OCI_NS_TIME);
+  if (tns && !tns->path) {
+    /* unshare(CLONE_NEWTIME) only changes the namespace of future children, and its
+     * offsets can be set only until the first process enters it: now. */
+    if (unshare(CLONE_NEWTIME) < 0) return rc_err(err, errno, "create time namespace");
+    if (write_time_offsets(cfg, err) < 0) return -1;
+  } else if (cfg->has_linux && cfg->linux_.n_time_offsets > 0) {
+    return rc_err(err, 0, "linux.timeOffsets requires a new time namespace");
+  }
+  return 0;
+}
+
+int rc_ns_join_paths(const int fds[OCI_NS_COUNT], struct rc_error *err) {
+  /* The user namespace goes first: joining the others may need its privileges. */
+  static const enum oci_ns_type order[] = {OCI_NS_USER, OCI_NS_IPC,   OCI_NS_UTS,
+                                           OCI_NS_NETWORK, OCI_NS_CGROUP, OCI_NS_MOUNT};
+  for (size_t i = 0; i < RC_ARRAY_SIZE(order); i++) {
+    enum oci_ns_type t = order[i];
+    if (fds[t] < 0) continue;
+    if (setns(fds[t], oci_ns_clone_flag(t)) < 0)
+      return rc_err(err, errno, "join %s namespace", oci_ns_type_name(t));
+  }
+  return 0;
+}
+
+static int write_map(pid_t pid, const char *file, const struct oci_id_mapping *m, size_t n,
+                     struct rc_error *err) {
+  if (n == 0) return 0;
+  size_t cap = n * 40 + 1;
+  cleanup_free char *buf = rc_xmalloc(cap);
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++)
+    used += (size_t)snprintf(buf + used, cap - used, "%u %u %u\n", m[i].container_id,
+                             m[i].host_id, m[i].size);
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+  if (rc_write_file(path, buf, used, err) < 0) return rc_err_wrap(err, "write %s", file);
+  return 0;
+}
+
+int rc_ns_write_id_maps(const struct oci_config *cfg, pid_t pid, struct rc_error *err) {
+  const struct oci_namespace *uns = oci_config_namespace(cfg, OCI_NS_USER);
+  if (!uns || uns->path) return 0;
+  const struct oci_linux *l = &cfg->linux_;
+  if (write_map(pid, "uid_map", l->uid_mappings, l->n_uid_mappings, err) < 0) return -1;
+  if (write_map(pid, "gid_map", l->gid_mappings, l->n_gid_mappings, err) < 0) return -1;
+  return 0;
+}
+
+int rc_ns_apply_uts(const struct oci_config *cfg, bool new_uts, struct rc_error *err) {
+  if (!cfg->hostname && !cfg->domainname) return 0;
+  if (!new_uts && !oci_config_namespace(cfg, OCI_NS_UTS))
+    return rc_err(err, 0, "unable to set hostname without a private UTS namespace");
+  if (cfg->hostname && sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
+    return rc_err(err, errno, "sethostname %s", cfg->hostname);
+  if (cfg->domainname && setdomainname(cfg->domainname, strlen(cfg->domainname)) < 0)
+    return rc_err(err, errno, "setdomainname %s", cfg->domainname);
+  return 0;
+}
+
+/* Sysctls that belong to a namespace may only be set when the container has its own
+ * copy of that namespace; everything else would change the host (runc refuses too). */
+static int check_sysctl_namespace(const struct oci_config *cfg, const char *key,
+                                  struct rc_error *err) {
+  enum oci_ns_type need = OCI_NS_COUNT;
+  if (strncmp(key, "net.", 4) == 0)
+    need = OCI_NS_NETWORK;
+  else if (strncmp(key, "fs.mqueue.", 10) == 0 || strcmp(key, "kernel.msgmax") == 0 ||
+           strcmp(key, "kernel.msgmnb") == 0 || strcmp(key, "kernel.msgmni") == 0 ||
+           strcmp(key, "kernel.sem") == 0 || strcmp(key, "kernel.shmall") == 0 ||
+           strcmp(key, "kernel.shmmax") == 0 || strcmp(key, "kernel.shmmni") == 0 ||
+           strcmp(key, "kernel.shm_rmid_forced") == 0)
+    need = OCI_NS_IPC;
+  else if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0)
+    need = OCI_NS_UTS;
+  if (need == OCI_NS_COUNT)
+    return rc_err(err, 0, "sysctl \"%s\" is not in a separate kernel namespace", key);
+  const struct oci_namespace *ns = oci_config_namespace(cfg, need);
+  if (!ns)
+    return rc_err(err, 0, "sysctl \"%s\" is not allowed in the host's %s namespace", key,
+                  oci_ns_type_name(need));
+  return 0;
+}
+
+int rc_ns_apply_sysctl(const struct oci_config *cfg, struct rc_error *err) {
+  if (!cfg->has_linux) return 0;
+  for (size_t i = 0; i < cfg->linux_.n_sysctl; i++) {
+    const char *key = cfg->linux_.sysctl[i].key;
+    const char *val = cfg->linux_.sysctl[i].value;
+    if (!*key || strstr(key, "..") || key[0] == '.' || key[0] == '/')
+      return rc_err(err, 0, "invalid sysctl key \"%s\"", key);
+    if (check_sysctl_namespace(cfg, key, err) < 0) return -1;
+    char path[512];
+    int n = snprintf(path, sizeof(path), "/proc/sys/%s", key);
+    if (n < 0 || (size_t)n >= sizeof(path)) return rc_err(err, 0, "sysctl key too long");
+    /* Both "net.ipv4.ip_forward" and "net/ipv4/ip_forward" spellings are accepted. */
+    for (char *p = path + 10; *p; p++)
+      if (*p == '.') *p = '/';
+    if (rc_write_file(path, val, strlen(val), err) < 0)
+      return rc_err_wrap(err, "set sysctl %s=%s", key, val);
+  }
+  return 0;
+}
