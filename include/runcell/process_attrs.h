@@ -1,5 +1,5 @@
 /* Per-process security attributes applied just before exec: rlimits, user and groups,
- * umask, capabilities (the five sets), noNewPrivileges, oomScoreAdj, personality, and the
+ * capabilities (the five sets), noNewPrivileges, oomScoreAdj, personality, and the
  * seccomp filter from linux.seccomp (libseccomp). */
 #ifndef RUNCELL_PROCESS_ATTRS_H
 #define RUNCELL_PROCESS_ATTRS_H

@@ -1,0 +1,97 @@
+/* The small per-process attributes applied just before exec: rlimits, oom_score_adj,
+ * personality and no_new_privs. Capabilities and seccomp live in their own files. */
+#include "runcell/process_attrs.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include "runcell/util.h"
+
+static const struct {
+  int type;
+  const char *name;
+} rlimit_names[] = {
+    {RLIMIT_AS, "RLIMIT_AS"},
+    {RLIMIT_CORE, "RLIMIT_CORE"},
+    {RLIMIT_CPU, "RLIMIT_CPU"},
+    {RLIMIT_DATA, "RLIMIT_DATA"},
+    {RLIMIT_FSIZE, "RLIMIT_FSIZE"},
+    {RLIMIT_LOCKS, "RLIMIT_LOCKS"},
+    {RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"},
+    {RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE"},
+    {RLIMIT_NICE, "RLIMIT_NICE"},
+    {RLIMIT_NOFILE, "RLIMIT_NOFILE"},
+    {RLIMIT_NPROC, "RLIMIT_NPROC"},
+    {RLIMIT_RSS, "RLIMIT_RSS"},
+    {RLIMIT_RTPRIO, "RLIMIT_RTPRIO"},
+    {RLIMIT_RTTIME, "RLIMIT_RTTIME"},
+    {RLIMIT_SIGPENDING, "RLIMIT_SIGPENDING"},
+    {RLIMIT_STACK, "RLIMIT_STACK"},
+};
+
+static const char *rlimit_name(const struct oci_rlimit *rl, char *buf, size_t len) {
+  if (rl->name) return rl->name;
+  for (size_t i = 0; i < RC_ARRAY_SIZE(rlimit_names); i++)
+    if (rlimit_names[i].type == rl->type) return rlimit_names[i].name;
+  snprintf(buf, len, "resource %d", rl->type);
+  return buf;
+}
+
+static void format_limit(uint64_t v, char *buf, size_t len) {
+  if (v == (uint64_t)RLIM64_INFINITY)
+    snprintf(buf, len, "unlimited");
+  else
+    snprintf(buf, len, "%" PRIu64, v);
+}
+
+int rc_apply_rlimits(const struct oci_process *p, struct rc_error *err) {
+  for (size_t i = 0; i < p->n_rlimits; i++) {
+    const struct oci_rlimit *rl = &p->rlimits[i];
+    /* The 64-bit interface so that values from config.json are not truncated on 32-bit
+     * ABIs. */
+    struct rlimit64 lim = {.rlim_cur = (rlim64_t)rl->soft, .rlim_max = (rlim64_t)rl->hard};
+    if (prlimit64(0, (__rlimit_resource_t)rl->type, &lim, NULL) == 0) continue;
+    int e = errno;
+    char nbuf[32], soft[32], hard[32];
+    format_limit(rl->soft, soft, sizeof(soft));
+    format_limit(rl->hard, hard, sizeof(hard));
+    return rc_err(err, e, "setrlimit %s soft=%s hard=%s", rlimit_name(rl, nbuf, sizeof(nbuf)), soft,
+                  hard);
+  }
+  return 0;
+}
+
+int rc_apply_oom_score_adj(const struct oci_process *p, struct rc_error *err) {
+  if (!p->has_oom_score_adj) return 0;
+  char buf[32];
+  int n = snprintf(buf, sizeof(buf), "%d", p->oom_score_adj);
+  if (rc_write_file("/proc/self/oom_score_adj", buf, (size_t)n, err) < 0)
+    return rc_err_wrap(err, "set oomScoreAdj to %d", p->oom_score_adj);
+  return 0;
+}
+
+int rc_apply_personality(const struct oci_linux *l, struct rc_error *err) {
+  if (!l || !l->has_personality) return 0;
+  /* 0xffffffff only queries the personality: refusing it keeps a bad value from being
+   * silently ignored. */
+  if (l->personality_domain == 0xffffffffUL)
+    return rc_err(err, EINVAL, "personality 0x%lx", l->personality_domain);
+  if (personality(l->personality_domain) < 0)
+    return rc_err(err, errno, "set personality to %s (0x%lx)",
+                  l->personality_domain == PER_LINUX32 ? "LINUX32"
+                  : l->personality_domain == PER_LINUX ? "LINUX"
+                                                       : "unknown domain",
+                  l->personality_domain);
+  return 0;
+}
+
+int rc_apply_no_new_privs(const struct oci_process *p, struct rc_error *err) {
+  if (!p->no_new_privileges) return 0;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return rc_err(err, errno, "prctl(PR_SET_NO_NEW_PRIVS) for noNewPrivileges");
+  return 0;
+}
