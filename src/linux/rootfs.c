@@ -1,0 +1,235 @@
+/* The two rootfs phases around the createContainer hooks.
+ *
+ * prepare: / becomes recursively slave (or rootfsPropagation) so nothing we mount leaks to
+ * the host, the rootfs is bound onto itself (pivot_root needs a mount point), then config
+ * mounts in order and /dev.
+ * finalize: pivot_root(".", ".") (or MS_MOVE + chroot for --no-pivot), rootfsPropagation
+ * on the new /, readonlyPaths, maskedPaths, the deferred read-only tmpfs and /dev, and a
+ * read-only root. Order as runc: masking and read-only binds come before the root turns
+ * read-only, which they do not depend on. */
+#include "runcell/rootfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "rootfs_internal.h"
+#include "runcell/util.h"
+
+static int parse_propagation(const char *s, unsigned long *out) {
+  static const struct {
+    const char *name;
+    unsigned long flags;
+  } table[] = {
+      {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
+      {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
+      {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
+      {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
+  };
+  for (size_t i = 0; i < RC_ARRAY_SIZE(table); i++)
+    if (strcmp(s, table[i].name) == 0) {
+      *out = table[i].flags;
+      return 0;
+    }
+  return -1;
+}
+
+static const char *root_propagation(const struct oci_config *cfg) {
+  if (!cfg->has_linux || !cfg->linux_.rootfs_propagation || !*cfg->linux_.rootfs_propagation)
+    return NULL;
+  return cfg->linux_.rootfs_propagation;
+}
+
+/* pivot_root and MS_MOVE refuse a mount whose parent mount is shared. With a shared
+ * rootfsPropagation / is shared, so the mount holding the rootfs is made private (only in
+ * our namespace). */
+static int make_parent_private(const char *root, struct rc_error *err) {
+  struct rc_mountinfo *mi = NULL;
+  size_t n = 0;
+  if (rc_mountinfo_read(&mi, &n, err) < 0) return -1;
+  const struct rc_mountinfo *best = NULL;
+  size_t best_len = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *mp = mi[i].mountpoint;
+    size_t l = strlen(mp);
+    bool under =
+        strcmp(mp, "/") == 0 || (strncmp(root, mp, l) == 0 && (root[l] == '/' || root[l] == '\0'));
+    /* longest prefix wins; of equal mount points the last listed is the one on top */
+    if (under && l >= best_len) {
+      best = &mi[i];
+      best_len = l;
+    }
+  }
+  int ret = 0;
+  if (best && strstr(best->optional, "shared:") &&
+      mount(NULL, best->mountpoint, NULL, MS_PRIVATE, NULL) < 0)
+    ret = rc_err(err, errno, "make parent mount %s of the rootfs private", best->mountpoint);
+  rc_mountinfo_free(mi, n);
+  return ret;
+}
+
+int rc_rootfs_prepare(const struct rc_rootfs_opts *o, struct rc_error *err) {
+  const struct oci_config *cfg = o->cfg;
+  unsigned long prop = MS_SLAVE | MS_REC;
+  const char *p = root_propagation(cfg);
+  if (p && parse_propagation(p, &prop) < 0)
+    return rc_err(err, EINVAL, "linux.rootfsPropagation: unknown value \"%s\"", p);
+  if (mount(NULL, "/", NULL, prop, NULL) < 0)
+    return rc_err(err, errno, "set propagation of / to %s", p ? p : "rslave");
+
+  char root[PATH_MAX];
+  if (!realpath(o->rootfs, root)) return rc_err(err, errno, "rootfs %s", o->rootfs);
+  if (make_parent_private(root, err) < 0) return -1;
+  if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
+    return rc_err(err, errno, "bind mount rootfs %s onto itself", root);
+  /* opened after the self-bind: mounts made through this fd land on the new mount, the
+   * one pivot_root will make the container's / */
+  cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", root);
+
+  struct rc_mount_ctx c = {.o = o, .rootfd = rootfd, .root_real = root};
+  for (size_t i = 0; i < cfg->n_mounts; i++)
+    if (rc_mount_one(&c, &cfg->mounts[i], err) < 0) return -1;
+  return rc_setup_dev(&c, err);
+}
+
+static int pivot(const char *root, struct rc_error *err) {
+  cleanup_close int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (oldroot < 0) return rc_err(err, errno, "pivot_root: open /");
+  cleanup_close int newroot = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (newroot < 0) return rc_err(err, errno, "pivot_root: open %s", root);
+  if (fchdir(newroot) < 0) return rc_err(err, errno, "pivot_root: chdir %s", root);
+  /* pivot_root(".", ".") stacks the old root on top of the new one, so no directory for it
+   * is needed inside the rootfs (which may be read-only) */
+  if (syscall(SYS_pivot_root, ".", ".") < 0) {
+    int e = errno;
+    if (e == EINVAL) return rc_err(err, e, "pivot_root (is / an initramfs? then use --no-pivot)");
+    return rc_err(err, e, "pivot_root");
+  }
+  /* Step onto the old root and detach it. It becomes slave first so the unmount cannot
+   * propagate to a peer (the host) when / was shared. */
+  if (fchdir(oldroot) < 0) return rc_err(err, errno, "pivot_root: chdir to old root");
+  if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+    return rc_err(err, errno, "pivot_root: make old root rslave");
+  if (umount2(".", MNT_DETACH) < 0) return rc_err(err, errno, "pivot_root: unmount old root");
+  if (chdir("/") < 0) return rc_err(err, errno, "chdir /");
+  return 0;
+}
+
+/* --no-pivot: the rootfs mount is moved over / and chrooted into. The host's other mounts
+ * stay in the namespace, out of reach below the chroot (as with runc --no-pivot, which is
+ * meant for a / that cannot be pivoted, e.g. an initramfs). */
+static int move_root(const char *root, struct rc_error *err) {
+  if (chdir(root) < 0) return rc_err(err, errno, "chdir %s", root);
+  if (mount(root, "/", NULL, MS_MOVE, NULL) < 0)
+    return rc_err(err, errno, "move rootfs %s onto /", root);
+  if (chroot(".") < 0) return rc_err(err, errno, "chroot %s", root);
+  if (chdir("/") < 0) return rc_err(err, errno, "chdir /");
+  return 0;
+}
+
+/* Opens a masked/readonly path in the new root; 0 with *fd = -1 when it does not exist
+ * (those are ignored, as the spec's defaults list paths some kernels lack). */
+static int open_optional(int rootfd, const char *path, int *fd, struct rc_error *err) {
+  struct rc_error e;
+  *fd = rc_open_in_root(rootfd, path, O_PATH, 0, &e);
+  if (*fd >= 0) return 0;
+  if (e.code == ENOENT || e.code == ENOTDIR) return 0;
+  *err = e;
+  return -1;
+}
+
+static int readonly_path(int rootfd, const char *path, struct rc_error *err) {
+  cleanup_close int fd = -1;
+  if (open_optional(rootfd, path, &fd, err) < 0) return rc_err_wrap(err, "readonly path");
+  if (fd < 0) return 0;
+  char p[RC_FD_PATH_MAX];
+  rc_fd_path(p, fd);
+  if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+    return rc_err(err, errno, "readonly path %s: bind mount", path);
+  cleanup_close int nfd = rc_open_in_root(rootfd, path, O_PATH, 0, err);
+  if (nfd < 0) return rc_err_wrap(err, "readonly path");
+  char np[RC_FD_PATH_MAX];
+  rc_fd_path(np, nfd);
+  /* nosuid/nodev/noexec on top of ro, as runc does; locked flags are kept */
+  if (rc_remount_keep_locked(np, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 0) < 0)
+    return rc_err(err, errno, "readonly path %s: remount read-only", path);
+  return 0;
+}
+
+static int masked_path(int rootfd, const char *path, struct rc_error *err) {
+  cleanup_close int fd = -1;
+  if (open_optional(rootfd, path, &fd, err) < 0) return rc_err_wrap(err, "masked path");
+  if (fd < 0) return 0;
+  struct stat st;
+  if (fstat(fd, &st) < 0) return rc_err(err, errno, "masked path %s", path);
+  char p[RC_FD_PATH_MAX];
+  rc_fd_path(p, fd);
+  if (S_ISDIR(st.st_mode)) {
+    /* an empty read-only tmpfs hides the directory's contents */
+    if (mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
+      return rc_err(err, errno, "masked path %s: mount tmpfs", path);
+    return 0;
+  }
+  /* files read as empty and take no writes: the container's own /dev/null over them,
+   * after checking it really is the null device */
+  cleanup_close int null = rc_open_in_root(rootfd, "/dev/null", O_PATH, 0, err);
+  if (null < 0) return rc_err_wrap(err, "masked path %s", path);
+  struct stat nst;
+  if (fstat(null, &nst) < 0) return rc_err(err, errno, "masked path %s: stat /dev/null", path);
+  if (!S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3))
+    return rc_err(err, ENODEV, "masked path %s: /dev/null is not the null device", path);
+  char np[RC_FD_PATH_MAX];
+  rc_fd_path(np, null);
+  if (mount(np, p, NULL, MS_BIND, NULL) < 0)
+    return rc_err(err, errno, "masked path %s: bind /dev/null", path);
+  return 0;
+}
+
+int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err) {
+  const struct oci_config *cfg = o->cfg;
+  char root[PATH_MAX];
+  if (!realpath(o->rootfs, root)) return rc_err(err, errno, "rootfs %s", o->rootfs);
+  if ((o->no_pivot ? move_root(root, err) : pivot(root, err)) < 0) return -1;
+
+  const char *p = root_propagation(cfg);
+  if (p) {
+    unsigned long prop;
+    if (parse_propagation(p, &prop) < 0)
+      return rc_err(err, EINVAL, "linux.rootfsPropagation: unknown value \"%s\"", p);
+    if (mount(NULL, "/", NULL, prop, NULL) < 0)
+      return rc_err(err, errno, "set propagation of / to %s", p);
+  }
+
+  cleanup_close int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(err, errno, "open /");
+
+  if (cfg->has_linux) {
+    for (size_t i = 0; i < cfg->linux_.n_readonly_paths; i++)
+      if (readonly_path(rootfd, cfg->linux_.readonly_paths[i], err) < 0) return -1;
+    for (size_t i = 0; i < cfg->linux_.n_masked_paths; i++)
+      if (masked_path(rootfd, cfg->linux_.masked_paths[i], err) < 0) return -1;
+  }
+
+  /* tmpfs and /dev mounts asked for ro were mounted writable so mount points and device
+   * nodes could be made in them; now they get their ro */
+  for (size_t i = 0; i < cfg->n_mounts; i++) {
+    const struct oci_mount *m = &cfg->mounts[i];
+    if (!(m->flags & MS_RDONLY) || !rc_mount_ro_deferred(m)) continue;
+    cleanup_close int fd = rc_open_in_root(rootfd, m->destination, O_PATH, 0, err);
+    if (fd < 0) return rc_err_wrap(err, "remount %s read-only", m->destination);
+    if (rc_make_readonly(fd, false) < 0)
+      return rc_err(err, errno, "remount %s read-only", m->destination);
+  }
+
+  if (cfg->root_readonly && rc_remount_keep_locked("/", MS_RDONLY, 0) < 0)
+    return rc_err(err, errno, "remount / read-only");
+  return 0;
+}
