@@ -1,0 +1,112 @@
+/* Shared between the cgroup core (cgroups.c: hierarchy discovery, paths, lifecycle) and
+ * the per-version resource writers (cgroups_v1.c, cgroups_v2.c). Not a public API. */
+#ifndef RUNCELL_CGROUPS_INTERNAL_H
+#define RUNCELL_CGROUPS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "runcell/cgroups.h"
+#include "runcell/error.h"
+#include "runcell/oci.h"
+
+/* One mounted cgroup hierarchy, as /proc/self/mountinfo shows it. */
+struct rc_cg_hier {
+  char *mount; /* where it is mounted, e.g. /sys/fs/cgroup/memory */
+  char *root;  /* the part of the hierarchy the mount shows ("/" unless bind-mounted) */
+  /* v1: the controllers bound to it from the super options, comma separated, e.g.
+   * "cpu,cpuacct" or "name=systemd"; v2: the root's cgroup.controllers, space separated. */
+  char *controllers;
+  bool v2;
+};
+
+struct rc_cg_layout {
+  enum rc_cgroup_mode mode;
+  struct rc_cg_hier *hiers; /* v1 hierarchies first, then the v2 one (if used) */
+  size_t n;
+};
+
+/* The host's hierarchies, discovered once per process. Never NULL; n may be 0. */
+const struct rc_cg_layout *rc_cg_layout(void);
+/* Builds a layout from mountinfo text; known lists the kernel's controllers (from
+ * /proc/cgroups, comma separated; NULL to guess them from the mount options). The v2
+ * hierarchy's controllers are left empty: they come from its cgroup.controllers. */
+void rc_cg_parse_mountinfo(FILE *mountinfo, const char *known, struct rc_cg_layout *out);
+void rc_cg_layout_free(struct rc_cg_layout *l);
+/* The hierarchy a controller ("memory", "cpu", "hugetlb", ...) lives on: the v1 hierarchy
+ * that binds it, else the v2 one when its root offers it; NULL when the host lacks it. */
+const struct rc_cg_hier *rc_cg_find(const struct rc_cg_layout *l, const char *controller);
+/* True when the comma- or space-separated list contains name as a whole item. */
+bool rc_cg_list_has(const char *list, const char *name);
+
+/* A container cgroup directory in one hierarchy, opened for reading and writing its files.
+ * path is the container cgroup path, used only in messages. */
+struct rc_cg_dir {
+  int fd;
+  const char *path;
+};
+
+/* Writes value to a control file. Errors name the cgroup, file and value. When the file
+ * does not exist, missing_hint (or a generic text when NULL) says why the host cannot
+ * enforce it. */
+int rc_cg_write(const struct rc_cg_dir *d, const char *file, const char *value,
+                const char *missing_hint, struct rc_error *err);
+/* Reads a control file, without its trailing newline. Caller frees *out. */
+int rc_cg_read(const struct rc_cg_dir *d, const char *file, char **out, struct rc_error *err);
+bool rc_cg_has_file(const struct rc_cg_dir *d, const char *file);
+/* Polls file until its content (trimmed) equals want, or one line of it does when
+ * it holds "key value" lines; gives up after timeout_ms. */
+int rc_cg_wait_for(const struct rc_cg_dir *d, const char *file, const char *want, int timeout_ms,
+                   struct rc_error *err);
+
+/* What needs doing, so that a controller the host lacks is an error only when asked for. */
+bool rc_cg_memory_is_set(const struct oci_resources *r);
+bool rc_cg_cpu_is_set(const struct oci_resources *r); /* the cpu controller (not cpuset) */
+bool rc_cg_cpuset_is_set(const struct oci_resources *r);
+bool rc_cg_blkio_is_set(const struct oci_resources *r);
+
+/* ---- cgroup v1 (cgroups_v1.c) ---- */
+int rc_cg_v1_memory(const struct rc_cg_dir *d, const struct oci_memory *m, struct rc_error *err);
+int rc_cg_v1_cpu(const struct rc_cg_dir *d, const struct oci_cpu *c, struct rc_error *err);
+int rc_cg_v1_cpuset(const struct rc_cg_dir *d, const struct oci_cpu *c, struct rc_error *err);
+/* Gives a cpuset cgroup its parent's cpus and mems when it has none: v1 refuses to
+ * attach tasks to a cpuset without them. */
+int rc_cg_v1_cpuset_inherit(const struct rc_cg_dir *parent, const struct rc_cg_dir *child,
+                            struct rc_error *err);
+int rc_cg_v1_pids(const struct rc_cg_dir *d, int64_t limit, struct rc_error *err);
+int rc_cg_v1_devices(const struct rc_cg_dir *d, const struct oci_device_cgroup *rules, size_t n,
+                     struct rc_error *err);
+int rc_cg_v1_blkio(const struct rc_cg_dir *d, const struct oci_blkio *b, struct rc_error *err);
+int rc_cg_v1_hugetlb(const struct rc_cg_dir *d, const struct oci_hugepage_limit *l, size_t n,
+                     struct rc_error *err);
+int rc_cg_v1_net_cls(const struct rc_cg_dir *d, uint32_t class_id, struct rc_error *err);
+int rc_cg_v1_net_prio(const struct rc_cg_dir *d, const struct oci_key_value *p, size_t n,
+                      struct rc_error *err);
+int rc_cg_v1_freeze(const struct rc_cg_dir *d, bool freeze, struct rc_error *err);
+
+/* ---- cgroup v2 (cgroups_v2.c) ---- */
+int rc_cg_v2_memory(const struct rc_cg_dir *d, const struct oci_memory *m, struct rc_error *err);
+int rc_cg_v2_cpu(const struct rc_cg_dir *d, const struct oci_cpu *c, struct rc_error *err);
+int rc_cg_v2_cpuset(const struct rc_cg_dir *d, const struct oci_cpu *c, struct rc_error *err);
+int rc_cg_v2_pids(const struct rc_cg_dir *d, int64_t limit, struct rc_error *err);
+int rc_cg_v2_io(const struct rc_cg_dir *d, const struct oci_blkio *b, struct rc_error *err);
+int rc_cg_v2_hugetlb(const struct rc_cg_dir *d, const struct oci_hugepage_limit *l, size_t n,
+                     struct rc_error *err);
+int rc_cg_v2_unified(const struct rc_cg_dir *d, const struct oci_key_value *kv, size_t n,
+                     struct rc_error *err);
+int rc_cg_v2_freeze(const struct rc_cg_dir *d, bool freeze, struct rc_error *err);
+/* Enables in dir's cgroup.subtree_control every controller in its cgroup.controllers
+ * that the kernel lets it enable; the ones it refuses are left for the resource writers
+ * to report (by the missing file) if they are needed. */
+void rc_cg_v2_enable_controllers(const struct rc_cg_dir *d);
+
+/* Conversions from the OCI (v1-shaped) values, as runc does them. */
+uint64_t rc_cg_v2_shares_to_weight(uint64_t shares);
+uint64_t rc_cg_v2_blkio_weight_to_io(uint64_t weight);
+/* OCI swap is memory+swap; v2's memory.swap.max is swap alone. Gives the value to write
+ * ("max", a number, or "" for nothing to write) in out. */
+int rc_cg_v2_swap_value(const struct oci_memory *m, char *out, size_t len, struct rc_error *err);
+
+#endif
