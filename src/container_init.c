@@ -161,6 +161,9 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   const struct oci_config *cfg = ctx->cfg;
   const struct oci_process *p = &cfg->process;
   int sync = ctx->sync_fd;
+  /* flock belongs to the open file description this fd shares with the parent: keeping it
+   * would hold the container's lock until exec, and `start` would wait forever. */
+  close(ctx->state_dir_fd);
 
   /* Die with the runtime while setting up; cleared once the container is created. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);

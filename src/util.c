@@ -107,6 +107,10 @@ int rc_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t 
     }
     if (n == 0) break;
     used += (size_t)n;
+    if (used > max) {
+      free(buf);
+      return rc_err(err, EFBIG, "read %s: larger than %zu bytes", path, max);
+    }
   }
   buf[used] = '\0';
   *out = buf;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "runcell/process_attrs.h"
+#include "runcell/log.h"
 #include "runcell/util.h"
 
 /* Writes the capability's name as the spec spells it (CAP_KILL). libcap gives lowercase
@@ -134,14 +135,6 @@ static int check_sets(const struct cap_sets *s, struct rc_error *err) {
     return rc_err(err, 0, "capability %s is in the effective set but not in the permitted set",
                   name);
   }
-  /* The kernel refuses PR_CAP_AMBIENT_RAISE unless the capability is both permitted and
-   * inheritable. */
-  bad = first_cap(s->ambient & ~(s->permitted & s->inheritable));
-  if (bad >= 0) {
-    cap_name(bad, name, sizeof(name));
-    return rc_err(err, EPERM,
-                  "raise ambient capability %s: not in the permitted and inheritable sets", name);
-  }
   return 0;
 }
 
@@ -197,6 +190,19 @@ int rc_apply_user_and_caps(const struct oci_process *p, bool setgroups_allowed,
       .ambient = has && c->has_ambient ? c->ambient & known : 0,
   };
   if (check_sets(&want, err) < 0) return -1;
+  /* The kernel refuses PR_CAP_AMBIENT_RAISE unless the capability is both permitted and
+   * inheritable. runc's default spec lists ambient capabilities without an inheritable set
+   * and runc only warns about them, so bundles written for runc rely on that: drop them
+   * from the ambient set with a warning rather than failing. */
+  uint64_t unraisable = want.ambient & ~(want.permitted & want.inheritable);
+  for (int cap = 0; unraisable && cap < 64; cap++) {
+    if (!(unraisable & (UINT64_C(1) << cap))) continue;
+    char name[64];
+    cap_name(cap, name, sizeof(name));
+    rc_warn("cannot raise ambient capability %s: not in the permitted and inheritable sets",
+            name);
+  }
+  want.ambient &= ~unraisable;
   if (!setgroups_allowed && p->user.n_additional_gids > 0)
     return rc_err(err, EPERM,
                   "user.additionalGids (%zu) cannot be set: setgroups is denied in this user "

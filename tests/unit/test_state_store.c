@@ -72,6 +72,8 @@ static void create_open_save_remove(void) {
    * after the directory was removed sees "does not exist". */
   pid_t child = fork();
   if (child == 0) {
+    /* The inherited fd shares the parent's lock: drop it, as the container init does. */
+    close(d.dirfd);
     struct rc_container_dir cd;
     struct rc_error ce;
     int r = rc_state_dir_open(root, "c1", &cd, &ce);
