@@ -199,7 +199,7 @@ int rc_apply_user_and_caps(const struct oci_process *p, bool setgroups_allowed,
     if (!(unraisable & (UINT64_C(1) << cap))) continue;
     char name[64];
     cap_name(cap, name, sizeof(name));
-    rc_warn("cannot raise ambient capability %s: not in the permitted and inheritable sets",
+    rc_debug("cannot raise ambient capability %s: not in the permitted and inheritable sets",
             name);
   }
   want.ambient &= ~unraisable;
