@@ -90,6 +90,40 @@ static void write_state(struct rc_container_dir *dir, struct oci_state *st) {
   (void)rc_state_save(dir, st, &ignore);
 }
 
+/* The cgroup device rules: the config's, plus an allow rule for every linux.devices entry
+ * (as runc does), so a device the bundle asks to create is also usable. The returned struct
+ * shares everything with cfg except its own devices array (*owned, to free). */
+static const struct oci_resources *effective_resources(const struct oci_config *cfg,
+                                                       struct oci_resources *copy,
+                                                       struct oci_device_cgroup **owned) {
+  *owned = NULL;
+  if (!cfg->has_linux) return NULL;
+  const struct oci_linux *l = &cfg->linux_;
+  if (l->n_devices == 0) return l->has_resources ? &l->resources : NULL;
+  if (l->has_resources)
+    *copy = l->resources;
+  else
+    memset(copy, 0, sizeof(*copy));
+  size_t n = copy->n_devices + l->n_devices;
+  struct oci_device_cgroup *rules = rc_xcalloc(n, sizeof(*rules));
+  if (copy->n_devices) memcpy(rules, copy->devices, copy->n_devices * sizeof(*rules));
+  for (size_t i = 0; i < l->n_devices; i++) {
+    const struct oci_device *d = &l->devices[i];
+    if (d->type == 'p') continue; /* FIFOs are not governed by the device controller */
+    struct oci_device_cgroup *r = &rules[copy->n_devices++];
+    *r = (struct oci_device_cgroup){.allow = true,
+                                    .type = d->type == 'b' ? 'b' : 'c',
+                                    .has_major = true,
+                                    .has_minor = true,
+                                    .major = d->major,
+                                    .minor = d->minor,
+                                    .access = (char *)"rwm"};
+  }
+  copy->devices = rules;
+  *owned = rules;
+  return copy;
+}
+
 static int write_pid_file(const char *path, pid_t pid, struct rc_error *err) {
   /* containerd reads the pid file as a bare integer: no trailing newline. Written
    * atomically so a reader never sees a partial number. */
@@ -224,11 +258,14 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
 
   /* The init is held until its cgroup and id maps exist, so that every step of its setup
    * is already accounted and limited. */
-  if (rc_cgroup_create(cgpath, cfg->has_linux && cfg->linux_.has_resources
-                                   ? &cfg->linux_.resources
-                                   : NULL,
-                       pid, err) < 0)
-    goto out;
+  {
+    struct oci_resources res_copy;
+    struct oci_device_cgroup *owned_rules = NULL;
+    const struct oci_resources *res = effective_resources(cfg, &res_copy, &owned_rules);
+    int cr = rc_cgroup_create(cgpath, res, pid, err);
+    free(owned_rules);
+    if (cr < 0) goto out;
+  }
   cgroup_made = true;
   if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
