@@ -143,11 +143,12 @@ static int wait_for_start(int listen_fd, int *conn_out, struct rc_error *err) {
   }
 }
 
-static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, char **out) {
+static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_status status,
+                                       char **out) {
   struct oci_state st = {
       .oci_version = (char *)OCI_VERSION,
       .id = (char *)ctx->id,
-      .status = OCI_STATUS_CREATED,
+      .status = status,
       .pid = 0,
       .bundle = (char *)ctx->bundle,
       .annotations = ctx->cfg->annotations,
@@ -207,8 +208,14 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for createRuntime hooks", &err) < 0) _exit(1);
 
   if (cfg->hooks.n_create_container > 0) {
+    /* As runc: in the container's namespaces, before pivot_root, with the rootfs as the
+     * working directory (so hooks can prepare it with relative paths). */
+    if (chdir(ctx->rootfs) < 0) {
+      rc_err(&err, errno, "chdir to rootfs %s", ctx->rootfs);
+      fail(sync, &err);
+    }
     cleanup_free char *state = NULL;
-    build_state_json_for_hooks(ctx, &state);
+    build_state_json_for_hooks(ctx, OCI_STATUS_CREATING, &state);
     if (rc_hooks_run("createContainer", cfg->hooks.create_container,
                      cfg->hooks.n_create_container, state, &err) < 0)
       fail(sync, &err);
@@ -262,7 +269,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
     fail(conn, &err);
   if (cfg->hooks.n_start_container > 0) {
     cleanup_free char *state = NULL;
-    build_state_json_for_hooks(ctx, &state);
+    build_state_json_for_hooks(ctx, OCI_STATUS_CREATED, &state);
     if (rc_hooks_run("startContainer", cfg->hooks.start_container, cfg->hooks.n_start_container,
                      state, &err) < 0)
       fail(conn, &err);
