@@ -183,6 +183,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
     }
   }
   if (rc_ns_join_paths(ctx->ns_fds, &err) < 0) fail(sync, &err);
+  if (rc_ns_unshare_cgroup(cfg, &err) < 0) fail(sync, &err);
   rc_ns_close_paths(ctx->ns_fds);
   if (setsid() < 0) {
     rc_err(&err, errno, "setsid");
@@ -199,6 +200,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
       .no_pivot = ctx->no_pivot,
       .new_userns = (ctx->clone_flags & CLONE_NEWUSER) || ctx->ns_fds[OCI_NS_USER] >= 0,
       .new_netns = (ctx->clone_flags & CLONE_NEWNET) != 0,
+      .new_cgroupns = oci_config_namespace(cfg, OCI_NS_CGROUP) != NULL,
   };
   if (rc_rootfs_prepare(&ro, &err) < 0) fail(sync, &err);
   if (prepare_cwd(ctx, &err) < 0) fail(sync, &err);

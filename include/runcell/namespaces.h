@@ -11,7 +11,8 @@
 #include "runcell/oci.h"
 
 /* CLONE_NEW* flags for the namespaces the config asks to create (no path), without
- * CLONE_NEWTIME, which clone(2) cannot take: see rc_ns_prepare_time. */
+ * CLONE_NEWTIME, which clone(2) cannot take (see rc_ns_prepare_parent), and without
+ * CLONE_NEWCGROUP (see rc_ns_unshare_cgroup). */
 int rc_ns_clone_flags(const struct oci_config *cfg);
 
 /* Opens every namespace path in the config before anything else happens, so a bad path
@@ -27,6 +28,10 @@ int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUN
 /* In the child: joins the path namespaces (user first, then the rest; pid and time were
  * handled by the parent). */
 int rc_ns_join_paths(const int fds[OCI_NS_COUNT], struct rc_error *err);
+
+/* In the child, after the parent moved it into the container's cgroup: a new cgroup
+ * namespace rooted at that cgroup. */
+int rc_ns_unshare_cgroup(const struct oci_config *cfg, struct rc_error *err);
 
 /* In the parent: writes /proc/<pid>/{uid_map,gid_map} (and setgroups when needed). */
 int rc_ns_write_id_maps(const struct oci_config *cfg, pid_t pid, struct rc_error *err);

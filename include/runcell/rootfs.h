@@ -18,6 +18,7 @@ struct rc_rootfs_opts {
   bool no_pivot;       /* --no-pivot: chroot instead of pivot_root */
   bool new_userns;     /* in a new user namespace: device nodes are bind-mounted */
   bool new_netns;      /* sysfs may only be mounted when a new netns was made */
+  bool new_cgroupns;   /* cgroup mounts are fresh mounts, rooted at the namespace's root */
 };
 
 /* Phase 1, run in the container's new mount namespace before createContainer hooks:

@@ -445,6 +445,33 @@ static const char *own_path_for(const struct rc_mountinfo *mi, const struct own_
   return NULL;
 }
 
+/* Binds the container's own cgroup directory of one host hierarchy (no cgroup namespace:
+ * /proc/self/cgroup gives full paths). */
+static int bind_own_cgroup(const struct rc_mount_ctx *c, const struct oci_mount *m,
+                           const struct rc_mountinfo *mi, const char *own, const char *base,
+                           struct rc_error *err) {
+  /* own is relative to the cgroup namespace root, which is what the host mount's root
+   * field is relative to as well */
+  const char *rel = own;
+  size_t rl = strlen(mi->root);
+  if (strcmp(mi->root, "/") != 0 && strncmp(own, mi->root, rl) == 0 &&
+      (own[rl] == '/' || own[rl] == '\0'))
+    rel = own + rl;
+  cleanup_free char *src = rc_xasprintf("%s%s%s", mi->mountpoint, *rel == '/' ? "" : "/", rel);
+  cleanup_free char *dst = rc_xasprintf("%s/%s", m->destination, base);
+  struct oci_mount b = {
+      .destination = dst,
+      .source = src,
+      .type = "bind",
+      .bind = true,
+      .recursive = true,
+      .flags = MS_BIND | MS_REC | (m->flags & ~PROPAGATION_FLAGS),
+      .clear_flags = m->clear_flags,
+      .propagation = m->propagation,
+  };
+  return do_bind(c, &b, err);
+}
+
 static int cgroup_v1(const struct rc_mount_ctx *c, const struct oci_mount *m,
                      struct rc_error *err) {
   struct rc_mountinfo *mi = NULL;
@@ -475,26 +502,34 @@ static int cgroup_v1(const struct rc_mount_ctx *c, const struct oci_mount *m,
     base++;
     const char *own = own_path_for(&mi[i], g, ng);
     if (!own) continue;
-    /* own is relative to the cgroup namespace root, which is what the host mount's root
-     * field is relative to as well */
-    const char *rel = own;
-    size_t rl = strlen(mi[i].root);
-    if (strcmp(mi[i].root, "/") != 0 && strncmp(own, mi[i].root, rl) == 0 &&
-        (own[rl] == '/' || own[rl] == '\0'))
-      rel = own + rl;
-    cleanup_free char *src = rc_xasprintf("%s%s%s", mi[i].mountpoint, *rel == '/' ? "" : "/", rel);
-    cleanup_free char *dst = rc_xasprintf("%s/%s", m->destination, base);
-    struct oci_mount b = {
-        .destination = dst,
-        .source = src,
-        .type = "bind",
-        .bind = true,
-        .recursive = true,
-        .flags = MS_BIND | MS_REC | (m->flags & ~PROPAGATION_FLAGS),
-        .clear_flags = m->clear_flags,
-        .propagation = m->propagation,
-    };
-    if (do_bind(c, &b, err) < 0) goto out;
+    cleanup_free char *dst_ns = rc_xasprintf("%s/%s", m->destination, base);
+    if (c->o->new_cgroupns) {
+      /* In a cgroup namespace /proc/self/cgroup is relative to the namespace root, so a
+       * bind would expose the host's hierarchy root; a fresh mount of the same hierarchy
+       * is rooted at the container's own cgroup instead. */
+      char opts[512] = "";
+      size_t used = 0;
+      bool v2 = strcmp(mi[i].fstype, "cgroup2") == 0;
+      for (const char *p = mi[i].superopts; !v2 && *p;) {
+        const char *end = strchrnul(p, ',');
+        size_t len = (size_t)(end - p);
+        bool keep = !(len == 2 && (!strncmp(p, "rw", 2) || !strncmp(p, "ro", 2)));
+        if (keep && used + len + 2 < sizeof(opts))
+          used += (size_t)snprintf(opts + used, sizeof(opts) - used, "%s%.*s", used ? "," : "",
+                                   (int)len, p);
+        p = *end ? end + 1 : end;
+      }
+      struct oci_mount fresh = {
+          .destination = dst_ns,
+          .type = v2 ? "cgroup2" : "cgroup",
+          .source = v2 ? "cgroup2" : "cgroup",
+          .flags = (m->flags & ~PROPAGATION_FLAGS) | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+          .data = v2 ? NULL : opts,
+      };
+      if (do_generic(c, &fresh, err) < 0) goto out;
+    } else if (bind_own_cgroup(c, m, &mi[i], own, base, err) < 0) {
+      goto out;
+    }
 
     if (strchr(base, ',')) {
       cleanup_close int dfd =

@@ -18,7 +18,9 @@ int rc_ns_clone_flags(const struct oci_config *cfg) {
   if (!cfg->has_linux) return 0;
   for (size_t i = 0; i < cfg->linux_.n_namespaces; i++) {
     const struct oci_namespace *ns = &cfg->linux_.namespaces[i];
-    if (ns->path || ns->type == OCI_NS_TIME) continue;
+    /* time: see rc_ns_prepare_parent; cgroup: rc_ns_unshare_cgroup, once the init has been
+     * moved into its cgroup, so that this cgroup becomes the namespace's root. */
+    if (ns->path || ns->type == OCI_NS_TIME || ns->type == OCI_NS_CGROUP) continue;
     flags |= oci_ns_clone_flag(ns->type);
   }
   return flags;
@@ -171,5 +173,12 @@ int rc_ns_apply_sysctl(const struct oci_config *cfg, struct rc_error *err) {
     if (rc_write_file(path, val, strlen(val), err) < 0)
       return rc_err_wrap(err, "set sysctl %s=%s", key, val);
   }
+  return 0;
+}
+
+int rc_ns_unshare_cgroup(const struct oci_config *cfg, struct rc_error *err) {
+  const struct oci_namespace *ns = oci_config_namespace(cfg, OCI_NS_CGROUP);
+  if (!ns || ns->path) return 0;
+  if (unshare(CLONE_NEWCGROUP) < 0) return rc_err(err, errno, "create cgroup namespace");
   return 0;
 }
