@@ -45,6 +45,7 @@ int rc_find_executable(const char *arg0, char *const env[], char *path, struct r
   if (strchr(arg0, '/')) {
     if (stat(arg0, &st) < 0) return rc_err(err, errno, "exec: \"%s\": stat %s", arg0, arg0);
     if (S_ISDIR(st.st_mode)) return rc_err(err, EACCES, "exec: \"%s\": is a directory", arg0);
+    if (access(arg0, X_OK) < 0) return rc_err(err, errno, "exec: \"%s\"", arg0);
     snprintf(path, PATH_MAX, "%s", arg0);
     return 0;
   }
@@ -72,11 +73,9 @@ static int apply_security_labels(const struct oci_process *p, struct rc_error *e
   if (p->apparmor_profile && *p->apparmor_profile) {
     cleanup_free char *enabled = NULL;
     struct rc_error ignore;
-    if (rc_read_file("/sys/module/apparmor/parameters/enabled", 16, &enabled, NULL, &ignore) <
-            0 ||
+    if (rc_read_file("/sys/module/apparmor/parameters/enabled", 16, &enabled, NULL, &ignore) < 0 ||
         enabled[0] != 'Y')
-      return rc_err(err, 0,
-                    "process.apparmorProfile \"%s\": AppArmor is not enabled on this host",
+      return rc_err(err, 0, "process.apparmorProfile \"%s\": AppArmor is not enabled on this host",
                     p->apparmor_profile);
     cleanup_free char *cmd = rc_xasprintf("exec %s", p->apparmor_profile);
     if (rc_write_file("/proc/thread-self/attr/apparmor/exec", cmd, strlen(cmd), err) < 0 &&
@@ -218,8 +217,8 @@ void rc_init_main(struct rc_init_ctx *ctx) {
     }
     cleanup_free char *state = NULL;
     build_state_json_for_hooks(ctx, OCI_STATUS_CREATING, &state);
-    if (rc_hooks_run("createContainer", cfg->hooks.create_container,
-                     cfg->hooks.n_create_container, state, &err) < 0)
+    if (rc_hooks_run("createContainer", cfg->hooks.create_container, cfg->hooks.n_create_container,
+                     state, &err) < 0)
       fail(sync, &err);
   }
 
@@ -229,9 +228,6 @@ void rc_init_main(struct rc_init_ctx *ctx) {
     rc_err(&err, errno, "chdir to cwd (\"%s\") set in config.json", p->cwd);
     fail(sync, &err);
   }
-
-  char exe[PATH_MAX];
-  if (rc_find_executable(p->args[0], p->env, exe, &err) < 0) fail(sync, &err);
 
   if (rc_apply_rlimits(p, &err) < 0) fail(sync, &err);
   if (rc_apply_oom_score_adj(p, &err) < 0) fail(sync, &err);
@@ -257,6 +253,9 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   if (rc_caps_drop_bounding(p, &err) < 0) fail(sync, &err);
   if (rc_apply_user_and_caps(p, setgroups_ok, &err) < 0) fail(sync, &err);
   if (rc_apply_no_new_privs(p, &err) < 0) fail(sync, &err);
+  /* Looked up as the container's user, with its capabilities: what execve will see. */
+  char exe[PATH_MAX];
+  if (rc_find_executable(p->args[0], p->env, exe, &err) < 0) fail(sync, &err);
 
   prctl(PR_SET_PDEATHSIG, 0);
   if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) _exit(1);
