@@ -122,9 +122,7 @@ char *oci_state_to_json(const struct oci_state *st) {
 static char *go_escape(char *s) {
   size_t n = strlen(s), extra = 0;
   for (size_t i = 0; i < n; i++)
-    if (s[i] == '<' || s[i] == '>' || s[i] == '&' || s[i] == '\\')
-      extra += 6;
-    else if ((unsigned char)s[i] == 0xe2)
+    if (s[i] == '<' || s[i] == '>' || s[i] == '&' || s[i] == '\\' || (unsigned char)s[i] == 0xe2)
       extra += 6;
   char *out = rc_xmalloc(n + extra + 1);
   size_t o = 0;

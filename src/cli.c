@@ -56,9 +56,9 @@ static int set_value(const char *cmd, const struct rc_opt *o, const char *value,
   return 0;
 }
 
-int rc_cli_parse(const char *cmd, const struct rc_opt *opts, size_t n_opts, int argc,
-                 char **argv, bool stop_at_first_positional, char ***pos, int *n_pos,
-                 bool *help, struct rc_error *err) {
+int rc_cli_parse(const char *cmd, const struct rc_opt *opts, size_t n_opts, int argc, char **argv,
+                 bool stop_at_first_positional, char ***pos, int *n_pos, bool *help,
+                 struct rc_error *err) {
   char **out = rc_xcalloc((size_t)argc + 1, sizeof(char *));
   int np = 0;
   *help = false;
@@ -126,8 +126,8 @@ void rc_cli_print_help(const struct rc_command *cmd, const struct rc_opt *opts, 
     char left[96];
     const struct rc_opt *o = &opts[i];
     if (o->short_name)
-      snprintf(left, sizeof(left), "--%s %s, -%c %s", o->name, o->arg ? o->arg : "",
-               o->short_name, o->arg ? o->arg : "");
+      snprintf(left, sizeof(left), "--%s %s, -%c %s", o->name, o->arg ? o->arg : "", o->short_name,
+               o->arg ? o->arg : "");
     else
       snprintf(left, sizeof(left), "--%s %s", o->name, o->arg ? o->arg : "");
     printf("   %-36s %s\n", left, o->help);
@@ -137,13 +137,11 @@ void rc_cli_print_help(const struct rc_command *cmd, const struct rc_opt *opts, 
 
 int rc_cli_expect_args(const char *cmd, int n_pos, int min, int max, struct rc_error *err) {
   if (n_pos < min) {
-    if (min == max)
-      return rc_err(err, 0, "\"%s\" requires exactly %d argument(s)", cmd, min);
+    if (min == max) return rc_err(err, 0, "\"%s\" requires exactly %d argument(s)", cmd, min);
     return rc_err(err, 0, "\"%s\" requires a minimum of %d argument(s)", cmd, min);
   }
   if (max >= 0 && n_pos > max) {
-    if (min == max)
-      return rc_err(err, 0, "\"%s\" requires exactly %d argument(s)", cmd, min);
+    if (min == max) return rc_err(err, 0, "\"%s\" requires exactly %d argument(s)", cmd, min);
     return rc_err(err, 0, "\"%s\" requires a maximum of %d argument(s)", cmd, max);
   }
   return 0;

@@ -17,8 +17,8 @@ static int run_delete(struct rc_global *g, int argc, char **argv, struct rc_erro
   };
   char **pos = NULL;
   int n_pos = 0;
-  int r = rc_cli_command_args(&rc_cmd_delete, opts, RC_ARRAY_SIZE(opts), argc - 1, argv + 1,
-                              &pos, &n_pos, err);
+  int r = rc_cli_command_args(&rc_cmd_delete, opts, RC_ARRAY_SIZE(opts), argc - 1, argv + 1, &pos,
+                              &n_pos, err);
   if (r != 0) return r < 0 ? -1 : 0;
   if (rc_cli_expect_args("delete", n_pos, 1, 1, err) < 0) {
     free(pos);

@@ -6,9 +6,8 @@
 
 static int run_features(struct rc_global *g, int argc, char **argv, struct rc_error *err);
 
-const struct rc_command rc_cmd_features = {"features", "",
-                                           "show the enabled features (the OCI features document)",
-                                           NULL, run_features};
+const struct rc_command rc_cmd_features = {
+    "features", "", "show the enabled features (the OCI features document)", NULL, run_features};
 
 static int run_features(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
   (void)g;

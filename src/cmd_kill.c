@@ -8,7 +8,8 @@
 static int run_kill(struct rc_global *g, int argc, char **argv, struct rc_error *err);
 
 const struct rc_command rc_cmd_kill = {
-    "kill", "<container-id> [signal]", "kill sends the specified signal (default: SIGTERM) to the container's init process",
+    "kill", "<container-id> [signal]",
+    "kill sends the specified signal (default: SIGTERM) to the container's init process",
     "   The signal is a number (15), a name (TERM) or a full name (SIGTERM).", run_kill};
 
 static int run_kill(struct rc_global *g, int argc, char **argv, struct rc_error *err) {

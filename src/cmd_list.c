@@ -15,8 +15,8 @@
 
 static int run_list(struct rc_global *g, int argc, char **argv, struct rc_error *err);
 
-const struct rc_command rc_cmd_list = {"list", "", "lists containers started by runcell with the given root",
-                                       NULL, run_list};
+const struct rc_command rc_cmd_list = {
+    "list", "", "lists containers started by runcell with the given root", NULL, run_list};
 
 static int cmp_state(const void *a, const void *b) {
   const struct oci_state *x = *(struct oci_state *const *)a, *y = *(struct oci_state *const *)b;
@@ -40,11 +40,11 @@ static size_t collect(const char *root, struct oci_state ***out) {
     struct oci_state *st = NULL;
     if (oci_state_parse(text, len, &st, &e) < 0) continue;
     rc_state_refresh(st);
-    *out = rc_xrealloc(*out, (n + 1) * sizeof(**out));
+    *out = rc_xrealloc(*out, (n + 1) * sizeof(struct oci_state *));
     (*out)[n++] = st;
   }
   closedir(d);
-  if (n) qsort(*out, n, sizeof(**out), cmp_state);
+  if (n) qsort(*out, n, sizeof(struct oci_state *), cmp_state);
   return n;
 }
 
@@ -109,7 +109,7 @@ static int run_list(struct rc_global *g, int argc, char **argv, struct rc_error 
   r = rc_cli_expect_args("list", n_pos, 0, 0, err);
   free(pos);
   if (r < 0) return -1;
-  if (strcmp(format, "table") && strcmp(format, "json"))
+  if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)
     return rc_err(err, 0, "invalid format option");
   struct oci_state **s = NULL;
   size_t n = collect(g->root, &s);

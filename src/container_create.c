@@ -60,8 +60,7 @@ static int validate_for_create(const struct rc_create_opts *o, const struct oci_
     return rc_err(err, 0,
                   "config.json: linux.uidMappings: a new user namespace needs uid and gid "
                   "mappings");
-  if (cfg->has_linux && cfg->linux_.has_seccomp &&
-      rc_seccomp_check(&cfg->linux_.seccomp, err) < 0)
+  if (cfg->has_linux && cfg->linux_.has_seccomp && rc_seccomp_check(&cfg->linux_.seccomp, err) < 0)
     return rc_err_wrap(err, "config.json: linux.seccomp");
   if (o->systemd_cgroup)
     return rc_err(err, 0,
@@ -273,8 +272,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   if (rc_sync_expect(sv[0], RC_SYNC_HOOKS, "set up container", err) < 0) goto out;
   {
     cleanup_free char *hook_state = oci_state_to_hook_json(&st);
-    if (rc_hooks_run("prestart", cfg->hooks.prestart, cfg->hooks.n_prestart, hook_state, err) <
-            0 ||
+    if (rc_hooks_run("prestart", cfg->hooks.prestart, cfg->hooks.n_prestart, hook_state, err) < 0 ||
         rc_hooks_run("createRuntime", cfg->hooks.create_runtime, cfg->hooks.n_create_runtime,
                      hook_state, err) < 0) {
       rc_sync_send_error(sv[0], err);

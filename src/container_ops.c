@@ -119,8 +119,7 @@ out:
   return rc;
 }
 
-int rc_container_kill(const char *root, const char *id, int sig, bool all,
-                      struct rc_error *err) {
+int rc_container_kill(const char *root, const char *id, int sig, bool all, struct rc_error *err) {
   struct rc_container_dir dir;
   struct oci_state *st = NULL;
   if (load_locked(root, id, &dir, &st, err) < 0) return -1;
@@ -190,8 +189,7 @@ static int stop_all(struct oci_state *st, struct rc_error *err) {
       clock_gettime(CLOCK_MONOTONIC, &now);
       long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
       if (ms > STOP_TIMEOUT_MS)
-        return rc_err(err, 0, "processes of cgroup %s did not exit after SIGKILL",
-                      st->cgroup_path);
+        return rc_err(err, 0, "processes of cgroup %s did not exit after SIGKILL", st->cgroup_path);
       usleep(10000);
     }
   }

@@ -12,8 +12,7 @@ int rc_err(struct rc_error *err, int errnum, const char *fmt, ...) {
   va_end(ap);
   if (n < 0) n = 0;
   if ((size_t)n >= sizeof(err->msg)) n = (int)sizeof(err->msg) - 1;
-  if (errnum != 0)
-    snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, ": %s", strerror(errnum));
+  if (errnum != 0) snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, ": %s", strerror(errnum));
   err->code = errnum;
   return -1;
 }

@@ -26,8 +26,12 @@ int rc_log_init(const char *path, const char *format, bool debug) {
   return log_fd < 0 ? -1 : 0;
 }
 
-int rc_log_fd(void) { return log_fd; }
-bool rc_log_json(void) { return log_as_json; }
+int rc_log_fd(void) {
+  return log_fd;
+}
+bool rc_log_json(void) {
+  return log_as_json;
+}
 
 static const char *level_name(enum rc_log_level level) {
   switch (level) {

@@ -15,41 +15,43 @@ static int not_yet(struct rc_global *g, int argc, char **argv, struct rc_error *
 
 static const struct rc_command cmd_checkpoint = {"checkpoint", "<container-id>",
                                                  "checkpoint a running container", NULL, not_yet};
-static const struct rc_command cmd_events = {"events", "<container-id>",
-                                             "display container events", NULL, not_yet};
+static const struct rc_command cmd_events = {"events", "<container-id>", "display container events",
+                                             NULL, not_yet};
 static const struct rc_command cmd_exec = {"exec", "<container-id> <command> [command options]",
                                            "execute new process inside the container", NULL,
                                            not_yet};
-static const struct rc_command cmd_pause = {"pause", "<container-id>",
-                                            "pause suspends all processes inside the container",
-                                            NULL, not_yet};
-static const struct rc_command cmd_ps = {"ps", "<container-id>",
-                                         "ps displays the processes running inside a container",
-                                         NULL, not_yet};
-static const struct rc_command cmd_restore = {"restore", "<container-id>",
-                                              "restore a container from a previous checkpoint",
-                                              NULL, not_yet};
+static const struct rc_command cmd_pause = {
+    "pause", "<container-id>", "pause suspends all processes inside the container", NULL, not_yet};
+static const struct rc_command cmd_ps = {
+    "ps", "<container-id>", "ps displays the processes running inside a container", NULL, not_yet};
+static const struct rc_command cmd_restore = {
+    "restore", "<container-id>", "restore a container from a previous checkpoint", NULL, not_yet};
 static const struct rc_command cmd_resume = {"resume", "<container-id>",
                                              "resumes all processes that have been previously "
                                              "paused",
                                              NULL, not_yet};
-static const struct rc_command cmd_update = {"update", "<container-id>",
-                                             "update container resource constraints", NULL,
-                                             not_yet};
+static const struct rc_command cmd_update = {
+    "update", "<container-id>", "update container resource constraints", NULL, not_yet};
 
 static const struct rc_command *const commands[] = {
-    &cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &cmd_events,     &cmd_exec,
-    &rc_cmd_features, &rc_cmd_kill, &rc_cmd_list,    &cmd_pause,      &cmd_ps,
-    &cmd_restore,     &cmd_resume,  &rc_cmd_run,     &rc_cmd_spec,    &rc_cmd_start,
-    &rc_cmd_state,    &cmd_update,
+    &cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &cmd_events,   &cmd_exec,    &rc_cmd_features,
+    &rc_cmd_kill,    &rc_cmd_list,   &cmd_pause,     &cmd_ps,       &cmd_restore, &cmd_resume,
+    &rc_cmd_run,     &rc_cmd_spec,   &rc_cmd_start,  &rc_cmd_state, &cmd_update,
 };
 
 static int not_yet(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
   (void)g;
-  (void)argc;
+  for (size_t i = 0; i < RC_ARRAY_SIZE(commands); i++) {
+    if (strcmp(commands[i]->name, argv[0]) != 0) continue;
+    for (int a = 1; a < argc; a++)
+      if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+        rc_cli_print_help(commands[i], NULL, 0);
+        printf("\n   (not implemented in runcell yet)\n");
+        return 0;
+      }
+  }
   return rc_err(err, 0, "%s: this command is not implemented in runcell yet", argv[0]);
 }
-
 static void print_version(void) {
   printf("runcell version %s\nspec: %s\n", RUNCELL_VERSION, OCI_VERSION);
 }
@@ -136,7 +138,7 @@ int main(int argc, char **argv) {
     free(pos);
     return 1;
   }
-  if (g.rootless && strcmp(g.rootless, "false") && strcmp(g.rootless, "auto")) {
+  if (g.rootless && strcmp(g.rootless, "false") != 0 && strcmp(g.rootless, "auto") != 0) {
     rc_err(&err, 0, "--rootless=%s: rootless mode is not supported yet", g.rootless);
     rc_log(RC_LOG_ERROR, "%s", err.msg);
     fprintf(stderr, "runcell: %s\n", err.msg);

@@ -45,12 +45,10 @@ int rc_sync_recv(int fd, const char *while_doing, struct rc_error *err) {
   return (int)m.type;
 }
 
-int rc_sync_expect(int fd, enum rc_sync_type type, const char *while_doing,
-                   struct rc_error *err) {
+int rc_sync_expect(int fd, enum rc_sync_type type, const char *while_doing, struct rc_error *err) {
   int t = rc_sync_recv(fd, while_doing, err);
   if (t < 0) return -1;
   if (t != (int)type)
-    return rc_err(err, 0, "%s: unexpected sync message %d (wanted %d)", while_doing, t,
-                  (int)type);
+    return rc_err(err, 0, "%s: unexpected sync message %d (wanted %d)", while_doing, t, (int)type);
   return 0;
 }

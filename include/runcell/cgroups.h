@@ -31,8 +31,7 @@ int rc_cgroup_create(const char *path, const struct oci_resources *resources, pi
                      struct rc_error *err);
 /* Applies (or re-applies, for update) resources to an existing cgroup. Resources the
  * host cannot enforce give an error naming the file, never silence. */
-int rc_cgroup_apply(const char *path, const struct oci_resources *resources,
-                    struct rc_error *err);
+int rc_cgroup_apply(const char *path, const struct oci_resources *resources, struct rc_error *err);
 /* Adds pid to the existing cgroup in every hierarchy (for exec). */
 int rc_cgroup_enter(const char *path, pid_t pid, struct rc_error *err);
 /* Lists the pids in the container cgroup (recursively). Caller frees *pids. */

@@ -13,11 +13,11 @@
 enum rc_opt_kind { RC_OPT_BOOL, RC_OPT_STRING, RC_OPT_INT, RC_OPT_STRING_LIST };
 
 struct rc_opt {
-  const char *name;  /* long name without dashes */
-  char short_name;   /* 0 if none */
+  const char *name; /* long name without dashes */
+  char short_name;  /* 0 if none */
   enum rc_opt_kind kind;
-  void *ptr;         /* bool*, const char**, int*, or struct rc_string_list* */
-  const char *arg;   /* name of the value in help, e.g. "PATH" */
+  void *ptr;       /* bool*, const char**, int*, or struct rc_string_list* */
+  const char *arg; /* name of the value in help, e.g. "PATH" */
   const char *help;
 };
 
@@ -48,9 +48,9 @@ struct rc_command {
 /* Parses argv[0..argc) against opts; positional arguments go to pos (allocated, caller
  * frees the array). stop_at_first_positional is for the global options. *help is set
  * when -h/--help was given. */
-int rc_cli_parse(const char *cmd, const struct rc_opt *opts, size_t n_opts, int argc,
-                 char **argv, bool stop_at_first_positional, char ***pos, int *n_pos,
-                 bool *help, struct rc_error *err);
+int rc_cli_parse(const char *cmd, const struct rc_opt *opts, size_t n_opts, int argc, char **argv,
+                 bool stop_at_first_positional, char ***pos, int *n_pos, bool *help,
+                 struct rc_error *err);
 
 void rc_cli_print_help(const struct rc_command *cmd, const struct rc_opt *opts, size_t n_opts);
 
@@ -62,7 +62,7 @@ int rc_cli_expect_args(const char *cmd, int n_pos, int min, int max, struct rc_e
 int rc_cli_command_args(const struct rc_command *cmd, const struct rc_opt *opts, size_t n_opts,
                         int argc, char **argv, char ***pos, int *n_pos, struct rc_error *err);
 
-extern const struct rc_command rc_cmd_create, rc_cmd_start, rc_cmd_run, rc_cmd_state,
-    rc_cmd_kill, rc_cmd_delete, rc_cmd_list, rc_cmd_spec, rc_cmd_features;
+extern const struct rc_command rc_cmd_create, rc_cmd_start, rc_cmd_run, rc_cmd_state, rc_cmd_kill,
+    rc_cmd_delete, rc_cmd_list, rc_cmd_spec, rc_cmd_features;
 
 #endif

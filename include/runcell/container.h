@@ -18,7 +18,7 @@ struct rc_create_opts {
   const char *console_socket; /* may be NULL */
   bool no_pivot;
   bool no_new_keyring;
-  int preserve_fds;           /* extra fds after stdio passed to the container */
+  int preserve_fds; /* extra fds after stdio passed to the container */
   bool systemd_cgroup;
   /* Foreground `run` with a terminal and no console socket: the runtime itself receives
    * the pty master (returned in rc_created.console_master). */

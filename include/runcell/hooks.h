@@ -12,7 +12,7 @@
  * in errors ("prestart", "createRuntime", ...). state_json goes to each hook's stdin.
  * A failure reads e.g. "createRuntime hook #0 (/usr/bin/foo): exit status 3: <the end of
  * its stdout and stderr>" or "... timed out after 5s" (hooks are numbered from 0). */
-int rc_hooks_run(const char *stage, const struct oci_hook *hooks, size_t n,
-                 const char *state_json, struct rc_error *err);
+int rc_hooks_run(const char *stage, const struct oci_hook *hooks, size_t n, const char *state_json,
+                 struct rc_error *err);
 
 #endif

@@ -12,8 +12,8 @@
 
 #include "runcell/error.h"
 
-#define OCI_VERSION "1.2.0"        /* spec version runcell implements and reports */
-#define OCI_VERSION_MIN "1.0.0"    /* oldest config ociVersion accepted */
+#define OCI_VERSION "1.2.0"     /* spec version runcell implements and reports */
+#define OCI_VERSION_MIN "1.0.0" /* oldest config ociVersion accepted */
 
 struct oci_rlimit {
   int type; /* RLIMIT_* resource number */
@@ -69,16 +69,16 @@ struct oci_mount {
   char *destination; /* absolute path inside the container */
   char *type;        /* may be NULL (bind mounts) */
   char *source;
-  char **options;    /* raw options, NULL-terminated */
+  char **options; /* raw options, NULL-terminated */
   size_t n_options;
   /* Derived from options by the parser (see oci/mount_options.c): */
-  unsigned long flags;        /* MS_* flags to set */
-  unsigned long clear_flags;  /* MS_* flags explicitly cleared (rw, suid, ...) */
-  unsigned long propagation;  /* MS_SHARED/MS_PRIVATE/MS_SLAVE/MS_UNBINDABLE (|MS_REC) or 0 */
-  char *data;                 /* remaining filesystem-specific options joined by ',' */
-  bool bind;                  /* bind or rbind */
-  bool recursive;             /* rbind */
-  bool idmap;                 /* idmap/ridmap requested (unsupported: error) */
+  unsigned long flags;       /* MS_* flags to set */
+  unsigned long clear_flags; /* MS_* flags explicitly cleared (rw, suid, ...) */
+  unsigned long propagation; /* MS_SHARED/MS_PRIVATE/MS_SLAVE/MS_UNBINDABLE (|MS_REC) or 0 */
+  char *data;                /* remaining filesystem-specific options joined by ',' */
+  bool bind;                 /* bind or rbind */
+  bool recursive;            /* rbind */
+  bool idmap;                /* idmap/ridmap requested (unsupported: error) */
   /* mount-level uid/gid mappings (idmapped mounts) */
   size_t n_uid_mappings, n_gid_mappings;
 };
@@ -87,15 +87,15 @@ struct oci_hook {
   char *path;
   char **args; /* NULL-terminated; may be NULL */
   size_t n_args;
-  char **env;  /* NULL-terminated; may be NULL */
+  char **env; /* NULL-terminated; may be NULL */
   size_t n_env;
   bool has_timeout;
   int timeout; /* seconds, > 0 */
 };
 
 struct oci_hooks {
-  struct oci_hook *prestart, *create_runtime, *create_container, *start_container,
-      *poststart, *poststop;
+  struct oci_hook *prestart, *create_runtime, *create_container, *start_container, *poststart,
+      *poststop;
   size_t n_prestart, n_create_runtime, n_create_container, n_start_container, n_poststart,
       n_poststop;
 };
@@ -149,8 +149,8 @@ struct oci_memory {
 };
 
 struct oci_cpu {
-  bool has_shares, has_quota, has_period, has_realtime_runtime, has_realtime_period,
-      has_burst, has_idle;
+  bool has_shares, has_quota, has_period, has_realtime_runtime, has_realtime_period, has_burst,
+      has_idle;
   uint64_t shares;
   int64_t quota; /* -1 = unlimited */
   uint64_t period;
@@ -180,8 +180,7 @@ struct oci_blkio {
   size_t n_weight_device;
   struct oci_throttle_device *throttle_read_bps, *throttle_write_bps, *throttle_read_iops,
       *throttle_write_iops;
-  size_t n_throttle_read_bps, n_throttle_write_bps, n_throttle_read_iops,
-      n_throttle_write_iops;
+  size_t n_throttle_read_bps, n_throttle_write_bps, n_throttle_read_iops, n_throttle_write_iops;
 };
 
 struct oci_hugepage_limit {
@@ -281,7 +280,7 @@ struct oci_linux {
   char *mount_label;
   bool has_personality;
   unsigned long personality_domain; /* PER_LINUX or PER_LINUX32 */
-  char *intel_rdt_clos_id; /* parsed to reject clearly */
+  char *intel_rdt_clos_id;          /* parsed to reject clearly */
 };
 
 struct oci_config {
@@ -313,15 +312,15 @@ void oci_config_free(struct oci_config *cfg);
 
 /* Parses a process object (as `exec --process` gives) with the same validation; the path
  * prefix is used in error messages ("process.json: args: ..."). */
-int oci_process_parse(const char *json_text, size_t len, const char *what,
-                      struct oci_process *out, struct rc_error *err);
+int oci_process_parse(const char *json_text, size_t len, const char *what, struct oci_process *out,
+                      struct rc_error *err);
 void oci_process_free_fields(struct oci_process *p);
 
 /* Returns the namespace entry of a type, or NULL. */
 const struct oci_namespace *oci_config_namespace(const struct oci_config *cfg,
                                                  enum oci_ns_type type);
-const char *oci_ns_type_name(enum oci_ns_type type);   /* "pid", "network", ... */
-int oci_ns_clone_flag(enum oci_ns_type type);          /* CLONE_NEWPID, ... */
+const char *oci_ns_type_name(enum oci_ns_type type); /* "pid", "network", ... */
+int oci_ns_clone_flag(enum oci_ns_type type);        /* CLONE_NEWPID, ... */
 /* Looks up an annotation; NULL if absent. */
 const char *oci_config_annotation(const struct oci_config *cfg, const char *key);
 
@@ -338,8 +337,13 @@ char *oci_default_spec(bool rootless);
 char *oci_features_json(void);
 
 /* ---- state.json ---- */
-enum oci_status { OCI_STATUS_CREATING, OCI_STATUS_CREATED, OCI_STATUS_RUNNING,
-                  OCI_STATUS_STOPPED, OCI_STATUS_PAUSED };
+enum oci_status {
+  OCI_STATUS_CREATING,
+  OCI_STATUS_CREATED,
+  OCI_STATUS_RUNNING,
+  OCI_STATUS_STOPPED,
+  OCI_STATUS_PAUSED
+};
 const char *oci_status_name(enum oci_status s);
 int oci_status_from_name(const char *name); /* -1 if unknown */
 
@@ -348,14 +352,14 @@ struct oci_state {
   char *oci_version;
   char *id;
   enum oci_status status;
-  pid_t pid;                /* container init, host pid; 0 if none */
-  uint64_t pid_start_time;  /* /proc/<pid>/stat starttime, guards against pid reuse */
-  char *bundle;             /* absolute */
-  char *rootfs;             /* absolute */
-  char *created;            /* RFC 3339 */
-  char *owner;              /* "" for root, like runc */
-  char *cgroup_path;        /* the cgroupsPath in force (relative to hierarchy roots) */
-  char *mode;               /* "native", "cell", "microvm" */
+  pid_t pid;               /* container init, host pid; 0 if none */
+  uint64_t pid_start_time; /* /proc/<pid>/stat starttime, guards against pid reuse */
+  char *bundle;            /* absolute */
+  char *rootfs;            /* absolute */
+  char *created;           /* RFC 3339 */
+  char *owner;             /* "" for root, like runc */
+  char *cgroup_path;       /* the cgroupsPath in force (relative to hierarchy roots) */
+  char *mode;              /* "native", "cell", "microvm" */
   struct oci_key_value *annotations;
   size_t n_annotations;
   bool systemd_cgroup;

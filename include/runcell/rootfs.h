@@ -13,12 +13,12 @@
 
 struct rc_rootfs_opts {
   const struct oci_config *cfg;
-  const char *rootfs;  /* absolute host path of the rootfs (bundle-relative resolved) */
-  const char *bundle;  /* absolute bundle dir; relative bind sources are relative to it */
-  bool no_pivot;       /* --no-pivot: chroot instead of pivot_root */
-  bool new_userns;     /* in a new user namespace: device nodes are bind-mounted */
-  bool new_netns;      /* sysfs may only be mounted when a new netns was made */
-  bool new_cgroupns;   /* cgroup mounts are fresh mounts, rooted at the namespace's root */
+  const char *rootfs; /* absolute host path of the rootfs (bundle-relative resolved) */
+  const char *bundle; /* absolute bundle dir; relative bind sources are relative to it */
+  bool no_pivot;      /* --no-pivot: chroot instead of pivot_root */
+  bool new_userns;    /* in a new user namespace: device nodes are bind-mounted */
+  bool new_netns;     /* sysfs may only be mounted when a new netns was made */
+  bool new_cgroupns;  /* cgroup mounts are fresh mounts, rooted at the namespace's root */
 };
 
 /* Phase 1, run in the container's new mount namespace before createContainer hooks:

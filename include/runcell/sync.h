@@ -9,11 +9,11 @@
 #include "runcell/error.h"
 
 enum rc_sync_type {
-  RC_SYNC_GO = 1,        /* parent -> child: continue (maps written, hooks done) */
-  RC_SYNC_HOOKS,         /* child -> parent: run prestart/createRuntime hooks now */
-  RC_SYNC_CREATED,       /* child -> parent: ready, waiting for start */
-  RC_SYNC_ERROR,         /* either way: errno + message */
-  RC_SYNC_START,         /* start -> init over the start socket */
+  RC_SYNC_GO = 1,  /* parent -> child: continue (maps written, hooks done) */
+  RC_SYNC_HOOKS,   /* child -> parent: run prestart/createRuntime hooks now */
+  RC_SYNC_CREATED, /* child -> parent: ready, waiting for start */
+  RC_SYNC_ERROR,   /* either way: errno + message */
+  RC_SYNC_START,   /* start -> init over the start socket */
 };
 
 struct rc_sync_msg {

@@ -11,7 +11,9 @@
 
 #include "runcell/error.h"
 
-static inline void rc_freep(void *p) { free(*(void **)p); }
+static inline void rc_freep(void *p) {
+  free(*(void **)p);
+}
 static inline void rc_closep(int *fd) {
   if (*fd >= 0) close(*fd);
 }

@@ -13,8 +13,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "runcell/process_attrs.h"
 #include "runcell/log.h"
+#include "runcell/process_attrs.h"
 #include "runcell/util.h"
 
 /* Writes the capability's name as the spec spells it (CAP_KILL). libcap gives lowercase
@@ -45,7 +45,7 @@ static int kernel_last_cap(void) {
   /* /proc may be missing (or be a foreign proc) at this point: probe the bounding set,
    * which answers EINVAL past the last capability. */
   int last = 0;
-  while (last < 63 && prctl(PR_CAPBSET_READ, (unsigned long)(last + 1), 0, 0, 0) >= 0) last++;
+  while (last < 63 && prctl(PR_CAPBSET_READ, (unsigned long)last + 1, 0, 0, 0) >= 0) last++;
   return last;
 }
 
@@ -199,8 +199,7 @@ int rc_apply_user_and_caps(const struct oci_process *p, bool setgroups_allowed,
     if (!(unraisable & (UINT64_C(1) << cap))) continue;
     char name[64];
     cap_name(cap, name, sizeof(name));
-    rc_debug("cannot raise ambient capability %s: not in the permitted and inheritable sets",
-            name);
+    rc_debug("cannot raise ambient capability %s: not in the permitted and inheritable sets", name);
   }
   want.ambient &= ~unraisable;
   if (!setgroups_allowed && p->user.n_additional_gids > 0)

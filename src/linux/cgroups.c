@@ -459,16 +459,21 @@ static char *normalize(const char *base, const char *rel) {
 }
 
 /* Checks a path given to the lifecycle calls (normally one rc_cgroup_resolve_path made,
- * but it comes back from state.json) and gives it in canonical form. */
+ * but it comes back from state.json) and gives it in canonical form. The failures return
+ * -1 themselves, not rc_err's result: the static analyzer cannot see that rc_err always
+ * returns -1, and callers use *out whenever this does not return <0. */
 static int canonical(const char *path, char **out, struct rc_error *err) {
   *out = NULL;
-  if (!path || path[0] != '/' || has_dotdot(path))
-    return rc_err(err, EINVAL, "cgroup \"%s\": not an absolute cgroup path without \"..\"",
-                  path ? path : "");
+  if (!path || path[0] != '/' || has_dotdot(path)) {
+    rc_err(err, EINVAL, "cgroup \"%s\": not an absolute cgroup path without \"..\"",
+           path ? path : "");
+    return -1;
+  }
   char *p = normalize(NULL, path);
   if (strcmp(p, "/") == 0) {
     free(p);
-    return rc_err(err, EINVAL, "cgroup \"%s\": the root cgroup cannot be a container's", path);
+    rc_err(err, EINVAL, "cgroup \"%s\": the root cgroup cannot be a container's", path);
+    return -1;
   }
   *out = p;
   return 0;

@@ -30,10 +30,10 @@ struct rc_cg_layout {
 
 /* The host's hierarchies, discovered once per process. Never NULL; n may be 0. */
 const struct rc_cg_layout *rc_cg_layout(void);
-/* Builds a layout from mountinfo text; known lists the kernel's controllers (from
+/* Builds layout l from the mountinfo text in f; known lists the kernel's controllers (from
  * /proc/cgroups, comma separated; NULL to guess them from the mount options). The v2
  * hierarchy's controllers are left empty: they come from its cgroup.controllers. */
-void rc_cg_parse_mountinfo(FILE *mountinfo, const char *known, struct rc_cg_layout *out);
+void rc_cg_parse_mountinfo(FILE *f, const char *known, struct rc_cg_layout *l);
 void rc_cg_layout_free(struct rc_cg_layout *l);
 /* The hierarchy a controller ("memory", "cpu", "hugetlb", ...) lives on: the v1 hierarchy
  * that binds it, else the v2 one when its root offers it; NULL when the host lacks it. */

@@ -575,7 +575,7 @@ static int cgroup_v2(const struct rc_mount_ctx *c, const struct oci_mount *m,
   const char *own = NULL;
   for (size_t i = 0; i < ng; i++)
     if (strcmp(g[i].controllers, "") == 0) own = g[i].path;
-  cleanup_free char *bsrc = rc_xasprintf(CGROUP_ROOT "%s", own && strcmp(own, "/") ? own : "");
+  cleanup_free char *bsrc = rc_xasprintf(CGROUP_ROOT "%s", own && strcmp(own, "/") != 0 ? own : "");
   own_cgroups_free(g, ng);
   struct oci_mount b = *m;
   b.source = bsrc;

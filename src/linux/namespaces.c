@@ -86,7 +86,7 @@ int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUN
 
 int rc_ns_join_paths(const int fds[OCI_NS_COUNT], struct rc_error *err) {
   /* The user namespace goes first: joining the others may need its privileges. */
-  static const enum oci_ns_type order[] = {OCI_NS_USER, OCI_NS_IPC,   OCI_NS_UTS,
+  static const enum oci_ns_type order[] = {OCI_NS_USER,    OCI_NS_IPC,    OCI_NS_UTS,
                                            OCI_NS_NETWORK, OCI_NS_CGROUP, OCI_NS_MOUNT};
   for (size_t i = 0; i < RC_ARRAY_SIZE(order); i++) {
     enum oci_ns_type t = order[i];
@@ -104,8 +104,8 @@ static int write_map(pid_t pid, const char *file, const struct oci_id_mapping *m
   cleanup_free char *buf = rc_xmalloc(cap);
   size_t used = 0;
   for (size_t i = 0; i < n; i++)
-    used += (size_t)snprintf(buf + used, cap - used, "%u %u %u\n", m[i].container_id,
-                             m[i].host_id, m[i].size);
+    used += (size_t)snprintf(buf + used, cap - used, "%u %u %u\n", m[i].container_id, m[i].host_id,
+                             m[i].size);
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
   if (rc_write_file(path, buf, used, err) < 0) return rc_err_wrap(err, "write %s", file);

@@ -30,9 +30,8 @@ static struct oci_config *load_full(void) {
   size_t len = 0;
   struct rc_error err = {0};
   struct oci_config *cfg = NULL;
-  if (rc_read_file(path, 1 << 20, &text, &len, &err) < 0) {
-    fprintf(stderr, "%s\n", err.msg);
-  } else if (oci_config_parse(text, len, &cfg, &err) < 0) {
+  if (rc_read_file(path, 1 << 20, &text, &len, &err) < 0 ||
+      oci_config_parse(text, len, &cfg, &err) < 0) {
     fprintf(stderr, "%s\n", err.msg);
   } else {
     /* raw must be the exact input, for hooks and the copy kept in the state dir. */

@@ -45,10 +45,17 @@ static void create_open_save_remove(void) {
   CHECK(rc_state_dir_create(root, "c1", &d2, &e) < 0);
   CHECK_STR_EQ(e.msg, "container with id exists: c1");
 
-  struct oci_state st = {.oci_version = "1.2.0", .id = "c1", .status = OCI_STATUS_CREATED,
-                         .pid = getpid(), .pid_start_time = rc_pid_start_time(getpid()),
-                         .bundle = "/b", .rootfs = "/b/rootfs", .created = "2026-01-01T00:00:00Z",
-                         .owner = "", .cgroup_path = "/runcell/c1", .mode = "native"};
+  struct oci_state st = {.oci_version = "1.2.0",
+                         .id = "c1",
+                         .status = OCI_STATUS_CREATED,
+                         .pid = getpid(),
+                         .pid_start_time = rc_pid_start_time(getpid()),
+                         .bundle = "/b",
+                         .rootfs = "/b/rootfs",
+                         .created = "2026-01-01T00:00:00Z",
+                         .owner = "",
+                         .cgroup_path = "/runcell/c1",
+                         .mode = "native"};
   CHECK(rc_state_save(&d, &st, &e) == 0);
   struct oci_state *back = NULL;
   CHECK(rc_state_load(&d, &back, &e) == 0);

@@ -105,8 +105,8 @@ static void test_send_recv_fd(void) {
   CHECK(rc_recv_fd(sp[1], &got, &err) == 0);
   CHECK(got >= 0 && got != m);
   struct stat a, b;
-  CHECK(fstat(m, &a) == 0 && fstat(got, &b) == 0);
-  CHECK(a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_rdev == b.st_rdev);
+  CHECK(fstat(m, &a) == 0 && fstat(got, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev &&
+        a.st_rdev == b.st_rdev);
   CHECK(fcntl(got, F_GETFD) & FD_CLOEXEC);
 
   /* The received fd is the same master: data written to the slave shows up on it. */
@@ -410,7 +410,7 @@ static void test_proxy_tty_raw_and_winch(void) {
   CHECK(rc_pty_open(&om, &os, 100, 30, &err) == 0);
   CHECK(rc_pty_open(&im, &is, 0, 0, &err) == 0);
   if (om < 0 || im < 0) return;
-  int out[2], stop[2];
+  int out[2] = {-1, -1}, stop[2] = {-1, -1};
   CHECK(pipe(out) == 0 && pipe(stop) == 0);
   pid_t pid = fork();
   if (pid == 0) {

@@ -75,8 +75,9 @@ static void cli_parses_runc_styles(void) {
       {"no-subreaper", 0, RC_OPT_BOOL, &nosub, NULL, ""},
       {"preserve-fds", 0, RC_OPT_INT, &fds, "N", ""},
   };
-  char *argv[] = {"--bundle", "/b", "--pid-file=/p", "-d", "id1", "-no-subreaper",
-                  "--preserve-fds", "2", "--", "-x"};
+  char *argv[] = {
+      "--bundle", "/b", "--pid-file=/p", "-d", "id1", "-no-subreaper", "--preserve-fds", "2",
+      "--",       "-x"};
   char **pos = NULL;
   int n = 0;
   bool help = false;

@@ -9,35 +9,35 @@
 extern int unit_failures;
 extern int unit_checks;
 
-#define CHECK(cond)                                                              \
-  do {                                                                           \
-    unit_checks++;                                                               \
-    if (!(cond)) {                                                               \
-      unit_failures++;                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-    }                                                                            \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    unit_checks++;                                                             \
+    if (!(cond)) {                                                             \
+      unit_failures++;                                                         \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
   } while (0)
 
-#define CHECK_STR_EQ(a, b)                                                       \
-  do {                                                                           \
-    const char *unit_a_ = (a), *unit_b_ = (b);                                   \
-    unit_checks++;                                                               \
-    if (!unit_a_ || !unit_b_ || strcmp(unit_a_, unit_b_) != 0) {                 \
-      unit_failures++;                                                           \
-      fprintf(stderr, "%s:%d: expected \"%s\" == \"%s\"\n", __FILE__, __LINE__,  \
-              unit_a_ ? unit_a_ : "(null)", unit_b_ ? unit_b_ : "(null)");       \
-    }                                                                            \
+#define CHECK_STR_EQ(a, b)                                                      \
+  do {                                                                          \
+    const char *unit_a_ = (a), *unit_b_ = (b);                                  \
+    unit_checks++;                                                              \
+    if (!unit_a_ || !unit_b_ || strcmp(unit_a_, unit_b_) != 0) {                \
+      unit_failures++;                                                          \
+      fprintf(stderr, "%s:%d: expected \"%s\" == \"%s\"\n", __FILE__, __LINE__, \
+              unit_a_ ? unit_a_ : "(null)", unit_b_ ? unit_b_ : "(null)");      \
+    }                                                                           \
   } while (0)
 
-#define CHECK_CONTAINS(hay, needle)                                              \
-  do {                                                                           \
-    const char *unit_h_ = (hay), *unit_n_ = (needle);                            \
-    unit_checks++;                                                               \
-    if (!unit_h_ || !strstr(unit_h_, unit_n_)) {                                 \
-      unit_failures++;                                                           \
-      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,       \
-              __LINE__, unit_h_ ? unit_h_ : "(null)", unit_n_);                  \
-    }                                                                            \
+#define CHECK_CONTAINS(hay, needle)                                                  \
+  do {                                                                               \
+    const char *unit_h_ = (hay), *unit_n_ = (needle);                                \
+    unit_checks++;                                                                   \
+    if (!unit_h_ || !strstr(unit_h_, unit_n_)) {                                     \
+      unit_failures++;                                                               \
+      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__, \
+              unit_h_ ? unit_h_ : "(null)", unit_n_);                                \
+    }                                                                                \
   } while (0)
 
 typedef void (*unit_fn)(void);
@@ -48,11 +48,12 @@ struct unit_case {
 /* Runs the cases, prints one line per case and a summary; returns the exit status. */
 int unit_run(const char *suite, const struct unit_case *cases, size_t n);
 
-#define UNIT_MAIN(suite, ...)                                                    \
-  int main(void) {                                                               \
-    static const struct unit_case cases_[] = {__VA_ARGS__};                      \
-    return unit_run(suite, cases_, sizeof(cases_) / sizeof(cases_[0]));          \
+#define UNIT_MAIN(suite, ...)                                           \
+  int main(void) {                                                      \
+    static const struct unit_case cases_[] = {__VA_ARGS__};             \
+    return unit_run(suite, cases_, sizeof(cases_) / sizeof(cases_[0])); \
   }
-#define UNIT_CASE(fn) {#fn, fn}
+#define UNIT_CASE(fn) \
+  { #fn, fn }
 
 #endif
