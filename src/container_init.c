@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -58,6 +59,37 @@ int rc_find_executable(const char *arg0, char *const env[], char *path, struct r
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0) return 0;
   }
   return rc_err(err, ENOENT, "exec: \"%s\": executable file not found in $PATH", arg0);
+}
+
+/* runc sets HOME, when the process env lacks it, from the user's entry in the
+ * container's /etc/passwd ("/" if there is none); programs rely on it. Runs after
+ * pivot_root so the container's file is read. Returns the env to exec with. */
+static char **env_with_home(const struct oci_process *p) {
+  if (env_lookup(p->env, "HOME")) return p->env;
+  char home[PATH_MAX] = "/";
+  FILE *f = fopen("/etc/passwd", "re");
+  if (f) {
+    char line[4096];
+    while (fgets(line, sizeof(line), f)) {
+      /* name:pw:uid:gid:gecos:home:shell */
+      char *fields[7] = {0};
+      size_t n = 0;
+      char *rest = line;
+      line[strcspn(line, "\n")] = '\0';
+      while (rest && n < 7) fields[n++] = strsep(&rest, ":");
+      if (n < 6 || !*fields[2]) continue;
+      char *end = NULL;
+      unsigned long uid = strtoul(fields[2], &end, 10);
+      if (*end || uid != p->user.uid) continue;
+      snprintf(home, sizeof(home), "%s", fields[5]);
+      break;
+    }
+    fclose(f);
+  }
+  char **env = rc_xcalloc(p->n_env + 2, sizeof(char *));
+  for (size_t i = 0; i < p->n_env; i++) env[i] = p->env[i];
+  env[p->n_env] = rc_xasprintf("HOME=%s", home);
+  return env;
 }
 
 static int setup_keyring(const struct rc_init_ctx *ctx, struct rc_error *err) {
@@ -234,6 +266,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   if (cfg->has_linux && rc_apply_personality(&cfg->linux_, &err) < 0) fail(sync, &err);
   if (apply_security_labels(p, &err) < 0) fail(sync, &err);
   umask(p->user.has_umask ? p->user.umask : 022);
+  char **exec_env = env_with_home(p);
 
   /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
    * capabilities are dropped. With it, load it as late as possible (just before exec) so
@@ -288,7 +321,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   }
   fcntl(conn, F_SETFD, FD_CLOEXEC);
 
-  execve(exe, p->args, p->env);
+  execve(exe, p->args, exec_env);
   rc_err(&err, errno, "exec %s", exe);
   fail(conn, &err);
 }
