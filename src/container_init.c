@@ -5,11 +5,13 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -90,6 +92,19 @@ static char **env_with_home(const struct oci_process *p) {
   for (size_t i = 0; i < p->n_env; i++) env[i] = p->env[i];
   env[p->n_env] = rc_xasprintf("HOME=%s", home);
   return env;
+}
+
+/* A new network namespace starts with lo down; runc brings it up, and programs expect
+ * 127.0.0.1 to work. */
+static int loopback_up(struct rc_error *err) {
+  cleanup_close int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return rc_err(err, errno, "bring up lo: socket");
+  struct ifreq ifr = {0};
+  snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return rc_err(err, errno, "bring up lo: get flags");
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) return rc_err(err, errno, "bring up lo");
+  return 0;
 }
 
 static int setup_keyring(const struct rc_init_ctx *ctx, struct rc_error *err) {
@@ -180,7 +195,8 @@ static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_s
       .oci_version = (char *)OCI_VERSION,
       .id = (char *)ctx->id,
       .status = status,
-      .pid = 0,
+      /* as runc: the pid as the container sees it (its init is 1 in a new pid namespace) */
+      .pid = getpid(),
       .bundle = (char *)ctx->bundle,
       .annotations = ctx->cfg->annotations,
       .n_annotations = ctx->cfg->n_annotations,
@@ -221,6 +237,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
     fail(sync, &err);
   }
   if (setup_keyring(ctx, &err) < 0) fail(sync, &err);
+  if ((ctx->clone_flags & CLONE_NEWNET) && loopback_up(&err) < 0) fail(sync, &err);
   if (rc_ns_apply_uts(cfg, ctx->clone_flags & CLONE_NEWUTS, &err) < 0) fail(sync, &err);
   if (rc_ns_apply_sysctl(cfg, &err) < 0) fail(sync, &err);
 

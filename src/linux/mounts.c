@@ -492,7 +492,9 @@ static int cgroup_v1(const struct rc_mount_ctx *c, const struct oci_mount *m,
   if (do_generic(c, &tmpfs, err) < 0) goto out;
 
   for (size_t i = 0; i < nmi; i++) {
-    if (strcmp(mi[i].fstype, "cgroup") != 0 && strcmp(mi[i].fstype, "cgroup2") != 0) continue;
+    /* v1 hierarchies only: on a hybrid host runc does not expose the unified hierarchy
+     * either, and containers are meant to see the same tree under both. */
+    if (strcmp(mi[i].fstype, "cgroup") != 0) continue;
     const char *base = strrchr(mi[i].mountpoint, '/');
     /* only the hierarchies of the host's standard layout, /sys/fs/cgroup/<name>; this also
      * skips our own earlier binds inside the rootfs */
