@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs every dependency needed to build and test runcell on Debian 12, with apt.
+# Idempotent: when every package is already installed it does not touch apt at all (fast,
+# works offline); `apt-get update` runs only when the package lists are missing or older
+# than a day, or when an install from the current lists fails.
+# Optional developer tools (clang, clang-format, clang-tidy, cppcheck) are not required;
+# set RUNCELL_DEPS_OPTIONAL=1 to install them as well.
+set -euo pipefail
+
+required=(
+  build-essential cmake pkg-config
+  libjansson-dev libseccomp-dev libcap-dev
+  busybox-static runc
+  python3 python3-pytest
+  jq iproute2 util-linux procps
+)
+optional=(clang clang-format clang-tidy cppcheck)
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    exec sudo --preserve-env=RUNCELL_DEPS_OPTIONAL "$0" "$@"
+  fi
+  echo "install-deps.sh: must run as root (and sudo is not installed)" >&2
+  exit 1
+fi
+
+wanted=("${required[@]}")
+if [ "${RUNCELL_DEPS_OPTIONAL:-0}" = 1 ]; then
+  wanted+=("${optional[@]}")
+fi
+
+# Packages of $wanted that dpkg does not report as "install ok installed".
+missing_packages() {
+  local pkg status
+  for pkg in "${wanted[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || echo "$pkg"
+  done
+}
+
+mapfile -t missing < <(missing_packages)
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps.sh: all ${#wanted[@]} packages already installed"
+  exit 0
+fi
+echo "install-deps.sh: installing ${missing[*]}"
+
+export DEBIAN_FRONTEND=noninteractive
+lists=/var/lib/apt/lists
+# The lists are fresh when some Packages index there is younger than a day.
+lists_fresh() {
+  [ -n "$(find "$lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit 2>/dev/null)" ]
+}
+
+install() {
+  apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+if ! lists_fresh; then
+  apt-get update
+  install
+elif ! install; then
+  # The lists may name versions the mirror no longer carries: refresh once and retry.
+  apt-get update
+  install
+fi
+
+mapfile -t missing < <(missing_packages)
+if [ "${#missing[@]}" -ne 0 ]; then
+  echo "install-deps.sh: still missing after apt-get install: ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps.sh: done"

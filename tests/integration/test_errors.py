@@ -1,0 +1,270 @@
+"""Bad input and wrong-state commands: the message (in runc's wording where containerd
+parses it) and that nothing is left behind (the h fixture checks the latter)."""
+import json
+import os
+import re
+
+import pytest
+
+from helpers import process_alive
+
+runcell_specific = pytest.mark.runcell_specific
+
+
+@pytest.mark.parametrize("command", ["state", "kill", "delete", "start"])
+def test_nonexistent_container(h, command):
+    cid = h.new_id()
+    res = h(command, cid)
+    assert res.rc != 0
+    assert "does not exist" in res.msg, res.describe()
+    assert not (h.rt.root / cid).exists()
+
+
+def test_kill_stopped_container(h, bundle):
+    bundle.args("true")
+    cid = h.create_ok(bundle)
+    h.start_ok(cid)
+    h.wait_status(cid, "stopped")
+    res = h.kill(cid, "KILL")
+    assert res.rc != 0
+    assert "container not running" in res.msg, res.describe()
+    assert h.status(cid) == "stopped"
+
+
+def test_start_running_container(h, bundle):
+    bundle.args("sleep", "60")
+    cid = h.create_ok(bundle)
+    h.start_ok(cid)
+    res = h.start(cid)
+    assert res.rc != 0
+    assert "running" in res.msg, res.describe()
+    assert h.status(cid) == "running"
+
+
+@runcell_specific
+def test_start_running_container_runc_wording(h, bundle):
+    bundle.args("sleep", "60")
+    cid = h.create_ok(bundle)
+    h.start_ok(cid)
+    assert h.start(cid).msg == "cannot start an already running container"
+
+
+def test_start_stopped_container(h, bundle):
+    bundle.args("true")
+    cid = h.create_ok(bundle)
+    h.start_ok(cid)
+    h.wait_status(cid, "stopped")
+    res = h.start(cid)
+    assert res.rc != 0
+    assert "stopped" in res.msg, res.describe()
+    assert "cannot start a container that has stopped" in res.msg
+
+
+def test_duplicate_id_leaves_the_first_container_alone(h, bundle):
+    bundle.args("sleep", "60")
+    cid = h.create_ok(bundle)
+    pid = h.state(cid)["pid"]
+    res = h.create(bundle, cid, pid_file=False)
+    assert res.rc != 0
+    assert "exists" in res.msg, res.describe()
+    st = h.state(cid)
+    assert st["status"] == "created" and st["pid"] == pid
+    assert process_alive(pid)
+    h.start_ok(cid)
+    assert h.status(cid) == "running"
+
+
+@runcell_specific
+def test_duplicate_id_message(h, bundle):
+    bundle.args("sleep", "60")
+    cid = h.create_ok(bundle)
+    res = h.create(bundle, cid, pid_file=False)
+    assert res.rc != 0
+    assert f"container with id exists: {cid}" in res.msg, res.describe()
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "a/b",
+        "..",
+        ".",
+        "../escape",
+        pytest.param("", marks=runcell_specific),
+        pytest.param("a" * 1025, marks=runcell_specific),
+    ],
+    ids=["slash", "dotdot", "dot", "dotdot-slash", "empty", "too-long"],
+)
+def test_invalid_id(h, bundle, bad_id):
+    bundle.args("true")
+    bundle.write()
+    before = set(os.listdir(h.workdir))
+    res = h("create", "--bundle", bundle.path, bad_id)
+    assert res.rc != 0
+    # Judge the wording, not the paths or the id the message may quote.
+    wording = res.msg.replace(str(h.workdir), "").replace(bad_id, "") if bad_id else res.msg
+    assert re.search(r"\binvalid\b.*\bid\b", wording, re.I), res.describe()
+    # Nothing created in the root, nor next to it.
+    assert not h.rt.root.exists() or os.listdir(h.rt.root) == []
+    assert set(os.listdir(h.workdir)) - {h.rt.root.name} == before - {h.rt.root.name}
+    res = h("run", "--bundle", bundle.path, bad_id)
+    assert res.rc != 0
+
+
+def test_start_before_create(h):
+    cid = h.new_id()
+    res = h.start(cid)
+    assert res.rc != 0
+    assert "does not exist" in res.msg, res.describe()
+
+
+@runcell_specific
+def test_malformed_config_json(h, bundle):
+    bundle.config_path.write_text('{"ociVersion": "1.0.2", "process": ')
+    res = h.create(bundle, write=False)
+    assert res.rc != 0
+    assert res.msg.startswith("config.json:"), res.describe()
+
+
+def test_malformed_config_json_fails(h, bundle):
+    bundle.config_path.write_text('{"ociVersion": ')
+    res = h.create(bundle, write=False)
+    assert res.rc != 0
+    assert res.msg, res.describe()
+
+
+def test_config_json_missing(h, bundle):
+    res = h.create(bundle, write=False)
+    assert res.rc != 0
+    assert "config.json" in res.msg, res.describe()
+
+
+def test_config_json_wrong_type(h, bundle):
+    bundle.config["process"]["args"] = "sh -c true"
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert res.msg, res.describe()
+
+
+@runcell_specific
+@pytest.mark.parametrize(
+    "edit, path",
+    [
+        (lambda c: c["process"].update(args=[]), "process.args"),
+        (lambda c: c["process"].update(args="sh"), "process.args"),
+        (lambda c: c["process"].update(args=["sh", 5]), "process.args"),
+        (lambda c: c["process"].update(cwd="relative"), "process.cwd"),
+        (lambda c: c["root"].update(path=7), "root.path"),
+        (lambda c: c.update(mounts=[{"type": "tmpfs"}]), "mounts"),
+        (lambda c: c.__delitem__("ociVersion"), "ociVersion"),
+    ],
+    ids=["args-empty", "args-string", "args-non-string", "cwd-relative", "root-path",
+         "mount-no-destination", "no-ociVersion"],
+)
+def test_config_errors_name_the_json_path(h, bundle, edit, path):
+    edit(bundle.config)
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert res.msg.startswith("config.json:"), res.describe()
+    assert path in res.msg, res.describe()
+
+
+def test_empty_process_args(h, bundle):
+    bundle.args()
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert "args" in res.msg, res.describe()
+
+
+@runcell_specific
+def test_empty_process_args_message(h, bundle):
+    bundle.args()
+    res = h.create(bundle)
+    assert res.msg.startswith("config.json: process.args"), res.describe()
+
+
+def test_missing_rootfs(h, bundle):
+    bundle.config["root"]["path"] = "no-such-rootfs"
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert str(bundle.path / "no-such-rootfs") in res.msg or "no-such-rootfs" in res.msg, \
+        res.describe()
+    assert "no such file or directory" in res.msg.lower(), res.describe()
+
+
+def test_cwd_missing_is_created(h, bundle):
+    # runc creates a missing cwd inside the container (before the root is made read-only).
+    bundle.config["process"]["cwd"] = "/nonexistent/deeper"
+    bundle.args("pwd")
+    assert h.output_of(bundle) == "/nonexistent/deeper\n"
+    assert (bundle.rootfs / "nonexistent" / "deeper").is_dir()
+
+
+def test_cwd_is_a_file(h, bundle):
+    bundle.config["process"]["cwd"] = "/etc/passwd"
+    bundle.args("true")
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert "/etc/passwd" in res.msg, res.describe()
+    assert "not a directory" in res.msg.lower(), res.describe()
+    res = h.run_container(bundle)
+    assert res.rc != 0
+    assert "not a directory" in res.msg.lower(), res.describe()
+
+
+@pytest.mark.parametrize("binary", ["/nonexistent", "no-such-program"])
+def test_missing_binary(h, bundle, binary):
+    bundle.args(binary)
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert binary in res.msg, res.describe()
+    assert "no such file or directory" in res.msg.lower() or "not found" in res.msg.lower(), \
+        res.describe()
+    assert "exit status" not in res.msg, "the child's real error must reach the parent"
+
+
+def test_missing_binary_with_run(h, bundle):
+    bundle.args("/nonexistent")
+    res = h.run_container(bundle)
+    assert res.rc != 0
+    assert "/nonexistent" in res.msg, res.describe()
+    assert "no such file or directory" in res.msg.lower(), res.describe()
+
+
+def test_binary_not_executable(h, bundle):
+    (bundle.rootfs / "not-exec").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(bundle.rootfs / "not-exec", 0o644)
+    bundle.args("/not-exec")
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert "/not-exec" in res.msg, res.describe()
+    assert "permission denied" in res.msg.lower(), res.describe()
+
+
+def test_unknown_command_and_flag(h):
+    assert h("no-such-command").rc != 0
+    assert h("state", "--no-such-flag", "x").rc != 0
+
+
+@runcell_specific
+def test_systemd_cgroup_is_a_clear_error(h, bundle):
+    bundle.args("true")
+    bundle.write()
+    cid = h.new_id()
+    res = h("--systemd-cgroup", "run", "--bundle", bundle.path, cid)
+    assert res.rc != 0
+    assert "systemd" in res.msg, res.describe()
+
+
+def test_error_goes_to_stderr_not_stdout(h):
+    res = h("state", h.new_id())
+    assert res.rc != 0
+    assert res.out == ""
+    assert res.err.strip()
+
+
+def test_state_output_is_json_only(h, bundle):
+    bundle.args("sleep", "60")
+    cid = h.create_ok(bundle)
+    res = h("state", cid)
+    json.loads(res.out)
