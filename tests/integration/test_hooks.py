@@ -149,7 +149,7 @@ def test_failing_start_hook_stops_the_container(h, bundle, host_dir):
     assert not (host_dir / "ran").exists(), "the program ran although startContainer failed"
 
 
-def test_failing_poststart_and_poststop_hooks(h, bundle, host_dir):
+def test_failing_poststop_hook_still_deletes(h, bundle):
     bundle.config["hooks"] = {"poststop": [hook("exit 5")]}
     bundle.args("true")
     cid = h.create_ok(bundle)

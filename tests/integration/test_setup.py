@@ -1,6 +1,7 @@
 """What the container sees: process attributes, the root filesystem, mounts, devices."""
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -384,3 +385,29 @@ def test_security_label_that_cannot_be_applied(h, bundle, field, word):
     res = h.create(bundle)
     assert res.rc != 0
     assert word in res.msg.lower(), res.describe()
+
+
+@pytest.mark.parametrize("propagation, seen", [("rslave", True), ("rprivate", False)])
+def test_bind_mount_propagation(h, bundle, host_dir, workdir, propagation, seen):
+    """A mount made on the host after start reaches the container through an rslave bind
+    of a shared mount, and not through an rprivate one."""
+    subprocess.run(["mount", "--bind", host_dir, host_dir], check=True)
+    try:
+        subprocess.run(["mount", "--make-rshared", host_dir], check=True)
+        bundle.bind(host_dir, "/mnt/host", propagation)
+        bundle.sh("i=0; while [ $i -lt 30 ] && [ ! -e /mnt/host/sub/marker ]; do "
+                  "sleep 0.1; i=$((i+1)); done; "
+                  "if [ -e /mnt/host/sub/marker ]; then echo seen; else echo unseen; fi")
+        out_path = workdir / "out"
+        cid = h.new_id()
+        with open(out_path, "wb") as out:
+            res = h.create(bundle, cid, stdout=out)
+        assert res.rc == 0, res.describe()
+        h.start_ok(cid)
+        (host_dir / "sub").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "rct-prop", host_dir / "sub"], check=True)
+        (host_dir / "sub" / "marker").write_text("x")
+        h.wait_status(cid, "stopped", timeout=15)
+        assert out_path.read_text() == ("seen\n" if seen else "unseen\n")
+    finally:
+        subprocess.run(["umount", "-R", host_dir], capture_output=True)
