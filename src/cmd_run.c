@@ -3,6 +3,7 @@
  * with its status (128+N when it died of signal N, like a shell). */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,48 +33,47 @@ static int exit_status(int status) {
   return 255;
 }
 
-/* Forwards every catchable signal to the init until it exits; returns its wait status. */
-static int supervise(pid_t pid, int pidfd, struct rc_error *err) {
-  sigset_t all, old;
-  sigfillset(&all);
-  sigdelset(&all, SIGKILL);
-  sigdelset(&all, SIGSTOP);
-  /* Faults must stay deliverable to ourselves. */
-  sigdelset(&all, SIGSEGV);
-  sigdelset(&all, SIGBUS);
-  sigdelset(&all, SIGFPE);
-  sigdelset(&all, SIGILL);
-  sigprocmask(SIG_BLOCK, &all, &old);
-  int sfd = signalfd(-1, &all, SFD_CLOEXEC);
-  if (sfd < 0) {
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    return rc_err(err, errno, "signalfd");
-  }
-  int status = 0;
+/* Foreground run blocks the signals it forwards from before create, so one that arrives
+ * while the container is set up is delivered to it rather than killing runcell and
+ * orphaning the container. */
+static void forwarded_signals(sigset_t *set) {
+  sigfillset(set);
+  sigdelset(set, SIGKILL);
+  sigdelset(set, SIGSTOP);
+  /* faults must stay deliverable to ourselves */
+  sigdelset(set, SIGSEGV);
+  sigdelset(set, SIGBUS);
+  sigdelset(set, SIGFPE);
+  sigdelset(set, SIGILL);
+  sigdelset(set, SIGSYS);
+  sigdelset(set, SIGTRAP);
+}
+
+struct forwarder {
+  int sfd;
+  int pidfd;
+  pid_t pid;
+};
+
+/* Forwards signals to the init until it exits. Runs in its own thread so that the main
+ * thread can proxy a terminal meanwhile. */
+static void *forward_signals(void *arg) {
+  const struct forwarder *f = arg;
   for (;;) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (w < 0 && errno != EINTR) {
-      close(sfd);
-      sigprocmask(SIG_SETMASK, &old, NULL);
-      return rc_err(err, errno, "wait for container init");
+    struct pollfd p[2] = {{.fd = f->sfd, .events = POLLIN}, {.fd = f->pidfd, .events = POLLIN}};
+    int r = poll(p, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      rc_warn("signal forwarding stopped: poll: %s", strerror(errno));
+      return NULL;
     }
-    struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
-    if (poll(p, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 100) < 0 && errno != EINTR) break;
-    if (p[0].revents & POLLIN) {
-      struct signalfd_siginfo si;
-      if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) && si.ssi_signo != SIGCHLD &&
-          si.ssi_signo != SIGWINCH && si.ssi_signo != SIGURG) {
-        if (pidfd >= 0)
-          syscall(SYS_pidfd_send_signal, pidfd, (int)si.ssi_signo, NULL, 0);
-        else
-          kill(pid, (int)si.ssi_signo);
-      }
-    }
+    if (p[1].revents) return NULL; /* the init exited */
+    if (!(p[0].revents & POLLIN)) continue;
+    struct signalfd_siginfo si;
+    if (read(f->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si)) continue;
+    if (si.ssi_signo == SIGCHLD || si.ssi_signo == SIGWINCH || si.ssi_signo == SIGURG) continue;
+    syscall(SYS_pidfd_send_signal, f->pidfd, (int)si.ssi_signo, NULL, 0);
   }
-  close(sfd);
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  return status;
 }
 
 static int run_run(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
@@ -107,28 +107,65 @@ static int run_run(struct rc_global *g, int argc, char **argv, struct rc_error *
   if (detach && keep) return rc_err(err, 0, "run: --detach and --keep cannot be used together");
   o.receive_console = !detach && !o.console_socket;
 
+  sigset_t fwd, old_mask;
+  forwarded_signals(&fwd);
+  int sfd = -1;
+  if (!detach) {
+    sigprocmask(SIG_BLOCK, &fwd, &old_mask);
+    /* SIGWINCH stays out of our signalfd: the terminal proxy reads it through its own. */
+    sigset_t mine = fwd;
+    sigdelset(&mine, SIGWINCH);
+    sfd = signalfd(-1, &mine, SFD_CLOEXEC);
+    if (sfd < 0) {
+      sigprocmask(SIG_SETMASK, &old_mask, NULL);
+      return rc_err(err, errno, "run: signalfd");
+    }
+  }
+
   struct rc_created c;
-  if (rc_container_create(&o, &c, err) < 0) return -1;
+  int rc = -1;
+  if (rc_container_create(&o, &c, err) < 0) goto restore;
   if (rc_container_start(g->root, id, err) < 0) {
-    struct rc_error derr;
+    /* Kill first: an init that never got the start message would wait forever. */
+    if (c.pidfd >= 0) syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, NULL, 0);
     if (!detach && c.pid > 0) waitpid(c.pid, NULL, 0);
+    struct rc_error derr;
     if (rc_container_delete(g->root, id, true, &derr) < 0) rc_warn("%s", derr.msg);
     if (c.pidfd >= 0) close(c.pidfd);
     if (c.console_master >= 0) close(c.console_master);
-    return -1;
+    goto restore;
   }
   if (detach) {
     if (c.pidfd >= 0) close(c.pidfd);
     return 0;
   }
+
+  struct forwarder f = {.sfd = sfd, .pidfd = c.pidfd, .pid = c.pid};
+  pthread_t thread;
+  bool threaded = c.pidfd >= 0 && pthread_create(&thread, NULL, forward_signals, &f) == 0;
   if (c.console_master >= 0) {
     struct rc_error perr;
     if (rc_pty_proxy(c.console_master, c.pidfd, &perr) < 0) rc_warn("terminal: %s", perr.msg);
     close(c.console_master);
   }
-  int status = supervise(c.pid, c.pidfd, err);
+  int status = 0;
+  while (waitpid(c.pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      rc_err(err, errno, "wait for container init");
+      break;
+    }
+  }
+  if (threaded) pthread_join(thread, NULL);
   if (c.pidfd >= 0) close(c.pidfd);
-  if (status < 0) return -1;
-  if (!keep && rc_container_delete(g->root, id, true, err) < 0) return -1;
-  return exit_status(status);
+  /* The container's status is what the caller waits for: a failing cleanup is reported
+   * but does not replace it. */
+  struct rc_error derr;
+  if (!keep && rc_container_delete(g->root, id, true, &derr) < 0) rc_warn("%s", derr.msg);
+  rc = exit_status(status);
+restore:
+  if (sfd >= 0) {
+    close(sfd);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+  }
+  return rc;
 }

@@ -209,6 +209,10 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   const struct oci_config *cfg = ctx->cfg;
   const struct oci_process *p = &cfg->process;
   int sync = ctx->sync_fd;
+  /* A foreground run blocks the signals it forwards; the container starts with none. */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
   /* flock belongs to the open file description this fd shares with the parent: keeping it
    * would hold the container's lock until exec, and `start` would wait forever. */
   close(ctx->state_dir_fd);
@@ -315,9 +319,6 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   if (wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
   close(ctx->start_fd);
 
-  if (cfg->has_linux && cfg->linux_.has_seccomp && late_seccomp &&
-      rc_seccomp_load(&cfg->linux_.seccomp, &err) < 0)
-    fail(conn, &err);
   if (cfg->hooks.n_start_container > 0) {
     cleanup_free char *state = NULL;
     build_state_json_for_hooks(ctx, OCI_STATUS_CREATED, &state);
@@ -325,6 +326,10 @@ void rc_init_main(struct rc_init_ctx *ctx) {
                      state, &err) < 0)
       fail(conn, &err);
   }
+  /* as runc: startContainer hooks run before the late filter, which could refuse them */
+  if (cfg->has_linux && cfg->linux_.has_seccomp && late_seccomp &&
+      rc_seccomp_load(&cfg->linux_.seccomp, &err) < 0)
+    fail(conn, &err);
 
   /* Only stdio and the preserved fds reach the user program; anything else the runtime
    * inherited (a host directory fd, CVE-2024-21626) is closed on exec. */

@@ -34,10 +34,7 @@ static int load_locked(const char *root, const char *id, struct rc_container_dir
 
 int rc_container_state(const char *root, const char *id, struct oci_state **st,
                        struct rc_error *err) {
-  struct rc_container_dir dir;
-  if (load_locked(root, id, &dir, st, err) < 0) return -1;
-  rc_state_dir_close(&dir);
-  return 0;
+  return rc_state_read(root, id, st, err);
 }
 
 /* Loads the config saved at create time (for hooks). */
@@ -60,6 +57,37 @@ static int connect_start_socket(int dirfd, struct rc_error *err) {
     return rc_err(err, e, "connect to the container init");
   }
   return fd;
+}
+
+/* The init closes the start connection by exec'ing (it is close-on-exec) or sends the
+ * error that kept it from doing so. Waiting is bounded by the init's life: a start never
+ * hangs on an init that died or was stopped (SIGSTOP) before it could exec. */
+static int wait_for_exec(int conn, const struct oci_state *st, struct rc_error *err) {
+  cleanup_close int pidfd = rc_state_open_pidfd(st);
+  for (;;) {
+    struct pollfd p[2] = {{.fd = conn, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+    int r = poll(p, pidfd >= 0 ? 2 : 1, 500);
+    if (r < 0 && errno != EINTR) return rc_err(err, errno, "start: wait for the container init");
+    if (r > 0 && (p[0].revents || (pidfd >= 0 && p[1].revents))) {
+      struct rc_error child = {0};
+      if (!(p[0].revents) && pidfd >= 0) {
+        /* exited: whatever it managed to say is still queued on the connection */
+        int fl = fcntl(conn, F_GETFL);
+        fcntl(conn, F_SETFL, fl | O_NONBLOCK);
+      }
+      int t = rc_sync_recv(conn, "start container", &child);
+      if (t == RC_SYNC_PEER_ERROR) {
+        *err = child;
+        return -1;
+      }
+      /* EOF: exec closed the connection (or the init died, which state shows as stopped) */
+      return 0;
+    }
+    char state = 0;
+    if (rc_pid_state(st->pid, &state) == 0 && state == 'T')
+      return rc_err(err, 0, "cannot start container %s: its init (pid %d) is stopped", st->id,
+                    (int)st->pid);
+  }
 }
 
 int rc_container_start(const char *root, const char *id, struct rc_error *err) {
@@ -89,14 +117,7 @@ int rc_container_start(const char *root, const char *id, struct rc_error *err) {
     rc_err(err, errno, "signal the container init");
     goto out;
   }
-  /* The init closes the connection by exec'ing (it is close-on-exec) or sends the error
-   * that kept it from doing so. */
-  struct rc_error child = {0};
-  int t = rc_sync_recv(conn, "start container", &child);
-  if (t < 0 && child.msg[0] && strstr(child.msg, "exited unexpectedly") == NULL) {
-    *err = child;
-    goto out;
-  }
+  if (wait_for_exec(conn, st, err) < 0) goto out;
   unlinkat(dir.dirfd, "start.sock", 0);
   st->status = OCI_STATUS_RUNNING;
   rc_state_refresh(st); /* it may already have exited */
@@ -120,15 +141,19 @@ out:
 }
 
 int rc_container_kill(const char *root, const char *id, int sig, bool all, struct rc_error *err) {
-  struct rc_container_dir dir;
+  /* No lock: the pidfd (checked against the recorded start time) makes the signal go to
+   * the right process, and kill must work while another command holds the lock (a start
+   * blocked on a stopped init, a slow hook). */
   struct oci_state *st = NULL;
-  if (load_locked(root, id, &dir, &st, err) < 0) return -1;
+  if (rc_state_read(root, id, &st, err) < 0) return -1;
   int rc = -1;
-  if (st->status == OCI_STATUS_STOPPED || st->status == OCI_STATUS_CREATING) {
+  if (st->status == OCI_STATUS_CREATING || (st->status == OCI_STATUS_STOPPED && !all)) {
     rc_err(err, 0, "container not running");
     goto out;
   }
   if (all) {
+    /* With --all the cgroup is signalled even after the init exited: processes that
+     * outlived it (no pid namespace) must still be reachable (containerd's KillAll). */
     if (rc_cgroup_kill_all(st->cgroup_path, sig, err) < 0) goto out;
   } else {
     int pidfd = rc_state_open_pidfd(st);
@@ -150,7 +175,6 @@ int rc_container_kill(const char *root, const char *id, int sig, bool all, struc
   rc = 0;
 out:
   oci_state_free(st);
-  rc_state_dir_close(&dir);
   return rc;
 }
 
@@ -199,18 +223,34 @@ static int stop_all(struct oci_state *st, struct rc_error *err) {
 int rc_container_delete(const char *root, const char *id, bool force, struct rc_error *err) {
   struct rc_container_dir dir;
   struct oci_state *st = NULL;
+  if (force) {
+    /* Kill the init before waiting for the lock: whatever holds it (a start waiting on a
+     * stopped init, a hook) then finishes and lets go. */
+    if (rc_state_read(root, id, &st, err) == 0 && st->status != OCI_STATUS_STOPPED) {
+      int pidfd = rc_state_open_pidfd(st);
+      if (pidfd >= 0) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        close(pidfd);
+      }
+    }
+    oci_state_free(st);
+    st = NULL;
+  }
   if (rc_state_dir_open(root, id, &dir, err) < 0) {
     if (force && strstr(err->msg, "does not exist")) return 0;
     return -1;
   }
   if (rc_state_load(&dir, &st, err) < 0) {
-    /* A directory without a readable state is the remnant of an aborted create: remove
-     * it, and report the container as absent like runc does. */
+    /* A directory without state.json is the remnant of an aborted create: remove it and
+     * report the container as absent, like runc. A state that exists but cannot be read
+     * is kept: removing it would orphan whatever it describes. */
+    if (err->code != ENOENT) {
+      rc_state_dir_close(&dir);
+      return -1;
+    }
     struct rc_error ignore;
-    bool absent = strstr(err->msg, "does not exist") != NULL;
     rc_state_dir_remove(&dir, &ignore);
-    if (absent && force) return 0;
-    return -1;
+    return force ? 0 : -1;
   }
   rc_state_refresh(st);
   int rc = -1;

@@ -154,7 +154,11 @@ int rc_state_load(struct rc_container_dir *d, struct oci_state **st, struct rc_e
   if (rc_read_file_at(d->dirfd, STATE_FILE, STATE_MAX, &text, &len, err) < 0) {
     /* A directory without state.json is a create that never finished (or was killed):
      * the container does not exist yet as far as commands are concerned. */
-    if (err->code == ENOENT) return rc_err(err, 0, "container does not exist");
+    if (err->code == ENOENT) {
+      rc_err(err, 0, "container does not exist");
+      err->code = ENOENT; /* tells delete this is an aborted create, not a corrupt state */
+      return -1;
+    }
     return rc_err_wrap(err, "load state");
   }
   if (oci_state_parse(text, len, st, err) < 0) return rc_err_wrap(err, "%s", d->path);
@@ -227,4 +231,34 @@ int rc_state_open_pidfd(const struct oci_state *st) {
     return -1;
   }
   return fd;
+}
+
+int rc_state_read(const char *root, const char *id, struct oci_state **st, struct rc_error *err) {
+  if (rc_state_validate_id(id, err) < 0) return -1;
+  cleanup_free char *path = rc_xasprintf("%s/%s/state.json", root, id);
+  cleanup_free char *text = NULL;
+  size_t len = 0;
+  if (rc_read_file(path, STATE_MAX, &text, &len, err) < 0) {
+    if (err->code == ENOENT || err->code == ENOTDIR)
+      return rc_err(err, 0, "container does not exist");
+    return rc_err_wrap(err, "load state");
+  }
+  if (oci_state_parse(text, len, st, err) < 0) return rc_err_wrap(err, "%s", path);
+  rc_state_refresh(*st);
+  return 0;
+}
+
+int rc_pid_state(pid_t pid, char *state) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  char buf[512];
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  if (!p || p[1] != ' ' || !p[2]) return -1;
+  *state = p[2];
+  return 0;
 }

@@ -40,14 +40,14 @@ int rc_sync_recv(int fd, const char *while_doing, struct rc_error *err) {
     /* The child already formatted errno into its message; keep its code for callers. */
     snprintf(err->msg, sizeof(err->msg), "%s", m.msg);
     err->code = m.code;
-    return -1;
+    return RC_SYNC_PEER_ERROR;
   }
   return (int)m.type;
 }
 
 int rc_sync_expect(int fd, enum rc_sync_type type, const char *while_doing, struct rc_error *err) {
   int t = rc_sync_recv(fd, while_doing, err);
-  if (t < 0) return -1;
+  if (t < 0) return t;
   if (t != (int)type)
     return rc_err(err, 0, "%s: unexpected sync message %d (wanted %d)", while_doing, t, (int)type);
   return 0;

@@ -32,10 +32,18 @@ void rc_state_dir_close(struct rc_container_dir *d);
 int rc_state_dir_remove(struct rc_container_dir *d, struct rc_error *err);
 
 int rc_state_load(struct rc_container_dir *d, struct oci_state **st, struct rc_error *err);
+/* Reads and refreshes a container's state without taking its lock: state.json is only ever
+ * replaced atomically, and readers (state, list, kill, hooks calling `state`) must not wait
+ * behind a command that holds the lock for long (start running hooks, a blocked start). */
+int rc_state_read(const char *root, const char *id, struct oci_state **st, struct rc_error *err);
+
 int rc_state_save(struct rc_container_dir *d, const struct oci_state *st, struct rc_error *err);
 
 /* Reads the start time (field 22 of /proc/<pid>/stat); 0 if the process is gone. */
 unsigned long long rc_pid_start_time(pid_t pid);
+
+/* The one-letter state of a process (R, S, T, Z, ...) from /proc/<pid>/stat. */
+int rc_pid_state(pid_t pid, char *state);
 
 /* Brings st->status up to date from the live system: an init that has exited (or is a
  * zombie, or whose pid was reused) means stopped; a frozen cgroup means paused. */

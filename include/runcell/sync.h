@@ -24,8 +24,11 @@ struct rc_sync_msg {
 
 int rc_sync_send(int fd, enum rc_sync_type type, struct rc_error *err);
 int rc_sync_send_error(int fd, const struct rc_error *e);
+#define RC_SYNC_PEER_ERROR (-2)
+
 /* Receives the next message. Returns -1 with a message on EOF ("init exited before ...")
- * or on an RC_SYNC_ERROR message (err gets the child's error); otherwise the type. */
+ * or a receive error, RC_SYNC_PEER_ERROR when the peer sent RC_SYNC_ERROR (err gets the
+ * peer's error); otherwise the message type. */
 int rc_sync_recv(int fd, const char *while_doing, struct rc_error *err);
 /* Receives and expects a given type. */
 int rc_sync_expect(int fd, enum rc_sync_type type, const char *while_doing, struct rc_error *err);
