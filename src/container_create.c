@@ -56,6 +56,13 @@ static int validate_for_create(const struct rc_create_opts *o, const struct oci_
   if (!cfg->process.terminal && o->console_socket)
     return rc_err(err, 0, "cannot use console socket if runcell will not detach or allocate tty");
   const struct oci_namespace *uns = oci_config_namespace(cfg, OCI_NS_USER);
+  /* New namespaces are made by clone(2) before the init could join a user namespace, so
+   * they would belong to the host's user namespace instead of the joined one. */
+  if (uns && uns->path)
+    return rc_err(err, 0,
+                  "config.json: linux.namespaces: joining a user namespace by path (%s) while "
+                  "creating new namespaces is not supported yet",
+                  uns->path);
   if (uns && !uns->path && (cfg->linux_.n_uid_mappings == 0 || cfg->linux_.n_gid_mappings == 0))
     return rc_err(err, 0,
                   "config.json: linux.uidMappings: a new user namespace needs uid and gid "
@@ -163,6 +170,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   char *rootfs = NULL, *cgpath = NULL;
   struct rc_container_dir dir = {.dirfd = -1};
   int ns_fds[OCI_NS_COUNT];
+  int saved_ns[2] = {-1, -1};
   for (int i = 0; i < OCI_NS_COUNT; i++) ns_fds[i] = -1;
   int console = -1, start_fd = -1, sv[2] = {-1, -1}, console_pair[2] = {-1, -1};
   pid_t pid = -1;
@@ -218,7 +226,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     rc_err(err, errno, "socketpair");
     goto out;
   }
-  if (rc_ns_prepare_parent(cfg, ns_fds, err) < 0) goto out;
+  if (rc_ns_prepare_parent(cfg, ns_fds, saved_ns, err) < 0) goto out;
 
   struct rc_init_ctx ctx = {
       .cfg = cfg,
@@ -246,6 +254,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     close(sv[0]);
     rc_init_main(&ctx);
   }
+  rc_ns_restore_parent(saved_ns);
   close(sv[1]);
   sv[1] = -1;
   if (console >= 0) close(console);
@@ -323,6 +332,7 @@ out:
   if (console >= 0) close(console);
   if (console_pair[0] >= 0) close(console_pair[0]);
   if (console_pair[1] >= 0) close(console_pair[1]);
+  rc_ns_restore_parent(saved_ns); /* when clone was never reached */
   rc_ns_close_paths(ns_fds);
   rc_state_dir_close(&dir);
   free(rootfs);

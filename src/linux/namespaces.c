@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runcell/log.h"
 #include "runcell/util.h"
 
 #ifndef CLONE_NEWTIME
@@ -67,7 +68,11 @@ static int write_time_offsets(const struct oci_config *cfg, struct rc_error *err
 }
 
 int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUNT],
-                         struct rc_error *err) {
+                         int saved[2], struct rc_error *err) {
+  /* Remember our own namespaces for children: hooks the runtime runs later must run in the
+   * runtime's namespaces, not the container's (rc_ns_restore_parent). */
+  saved[0] = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+  saved[1] = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
   if (fds[OCI_NS_PID] >= 0 && setns(fds[OCI_NS_PID], CLONE_NEWPID) < 0)
     return rc_err(err, errno, "join pid namespace");
   if (fds[OCI_NS_TIME] >= 0 && setns(fds[OCI_NS_TIME], CLONE_NEWTIME) < 0)
@@ -82,6 +87,18 @@ int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUN
     return rc_err(err, 0, "linux.timeOffsets requires a new time namespace");
   }
   return 0;
+}
+
+void rc_ns_restore_parent(int saved[2]) {
+  if (saved[0] >= 0) {
+    if (setns(saved[0], CLONE_NEWPID) < 0) rc_warn("restore pid namespace for children: %m");
+    close(saved[0]);
+  }
+  if (saved[1] >= 0) {
+    if (setns(saved[1], CLONE_NEWTIME) < 0) rc_warn("restore time namespace for children: %m");
+    close(saved[1]);
+  }
+  saved[0] = saved[1] = -1;
 }
 
 int rc_ns_join_paths(const int fds[OCI_NS_COUNT], struct rc_error *err) {
