@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "runcell/cli.h"
+#include "runcell/cloned_binary.h"
 #include "runcell/log.h"
 #include "runcell/oci.h"
 #include "runcell/state_store.h"
@@ -146,6 +147,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   rc_debug("runcell %s: %s", RUNCELL_VERSION, name);
+  /* Commands that start a process inside a container run from a sealed copy of the
+   * binary (CVE-2019-5736). The others never enter a container and skip the copy. */
+  if (cmd == &rc_cmd_create || cmd == &rc_cmd_run) {
+    if (rc_reexec_from_sealed_copy(argv, &err) < 0) {
+      rc_log(RC_LOG_ERROR, "%s", err.msg);
+      fprintf(stderr, "runcell: %s\n", err.msg);
+      free(pos);
+      return 1;
+    }
+  }
   int status = cmd->run(&g, cmd_argc, cmd_argv, &err);
   free(pos);
   if (status < 0) {

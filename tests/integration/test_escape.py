@@ -83,3 +83,24 @@ def test_symlinked_masked_and_readonly_paths(h, bundle, escape_dir):
     assert os.listdir(escape_dir) == ["keep"]
     assert (escape_dir / "keep").read_text() == "host data\n"
     assert mounts_under(escape_dir) == []
+
+
+@pytest.mark.runcell_specific
+def test_runtime_inside_the_container_is_a_sealed_copy(h, bundle):
+    """CVE-2019-5736: until it execs the user program, the init runs runtime code inside
+    the container. Its /proc/<pid>/exe must be a sealed anonymous copy of runcell, so a
+    container process that reaches it cannot write to the host's binary."""
+    bundle.args("true")
+    cid = h.create_ok(bundle)
+    pid = h.state(cid)["pid"]
+    exe = os.readlink(f"/proc/{pid}/exe")
+    assert exe.startswith("/memfd:runcell"), exe
+    # The copy is immutable: write, grow, shrink and further sealing are all sealed.
+    import fcntl
+    fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY)
+    try:
+        seals = fcntl.fcntl(fd, 1034)  # F_GET_SEALS
+    finally:
+        os.close(fd)
+    wanted = 0x1 | 0x2 | 0x4 | 0x8  # F_SEAL_SEAL, SHRINK, GROW, WRITE
+    assert seals & wanted == wanted, hex(seals)

@@ -1,0 +1,49 @@
+/* CVE-2019-5736: a container process that can reach /proc/<pid>/exe of a runtime process
+ * inside the container (the init before it execs, or a later exec'd process) could
+ * reopen the host's runcell binary for writing once that process is gone, and replace it.
+ * Like runc, runcell re-executes itself from a sealed memfd copy before it enters any
+ * container, so what such a process finds is an immutable anonymous copy. */
+#include "runcell/cloned_binary.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runcell/util.h"
+
+extern char **environ;
+
+#define CLONE_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+bool rc_running_from_sealed_copy(void) {
+  cleanup_close int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  int seals = fcntl(fd, F_GET_SEALS);
+  return seals >= 0 && (seals & CLONE_SEALS) == CLONE_SEALS;
+}
+
+int rc_reexec_from_sealed_copy(char **argv, struct rc_error *err) {
+  if (rc_running_from_sealed_copy()) return 0;
+  cleanup_close int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (exe < 0) return rc_err(err, errno, "open /proc/self/exe");
+  struct stat st;
+  if (fstat(exe, &st) < 0) return rc_err(err, errno, "stat /proc/self/exe");
+  cleanup_close int mem = memfd_create("runcell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (mem < 0) return rc_err(err, errno, "memfd_create for a sealed copy of runcell");
+  off_t left = st.st_size;
+  while (left > 0) {
+    ssize_t n = sendfile(mem, exe, NULL, (size_t)left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return rc_err(err, n < 0 ? errno : EIO, "copy runcell into a memfd");
+    left -= n;
+  }
+  if (fcntl(mem, F_ADD_SEALS, CLONE_SEALS) < 0) return rc_err(err, errno, "seal runcell's copy");
+  /* An ELF binary can be executed from a close-on-exec fd: the kernel has it open before
+   * the fd table is cleaned. */
+  fexecve(mem, argv, environ);
+  return rc_err(err, errno, "re-execute runcell from its sealed copy");
+}
