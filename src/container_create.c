@@ -130,6 +130,17 @@ static const struct oci_resources *effective_resources(const struct oci_config *
   return copy;
 }
 
+/* Creates the container's cgroup with its resources and moves pid into it. */
+static int join_cgroup(const struct oci_config *cfg, const char *cgpath, pid_t pid,
+                       struct rc_error *err) {
+  struct oci_resources res_copy;
+  struct oci_device_cgroup *owned_rules = NULL;
+  const struct oci_resources *res = effective_resources(cfg, &res_copy, &owned_rules);
+  int r = rc_cgroup_create(cgpath, res, pid, err);
+  free(owned_rules);
+  return r;
+}
+
 static int write_pid_file(const char *path, pid_t pid, struct rc_error *err) {
   /* containerd reads the pid file as a bare integer: no trailing newline. Written
    * atomically so a reader never sees a partial number. */
@@ -264,19 +275,21 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   st.pid_start_time = rc_pid_start_time(pid);
   write_state(&dir, &st);
 
-  /* The init is held until its cgroup and id maps exist, so that every step of its setup
-   * is already accounted and limited. */
-  {
-    struct oci_resources res_copy;
-    struct oci_device_cgroup *owned_rules = NULL;
-    const struct oci_resources *res = effective_resources(cfg, &res_copy, &owned_rules);
-    int cr = rc_cgroup_create(cgpath, res, pid, err);
-    free(owned_rules);
-    if (cr < 0) goto out;
+  /* Moving a process into a v1 cgroup waits for an RCU grace period (~10 ms here), the
+   * largest single cost of a start. The init may build its mounts meanwhile: it forks
+   * nothing and runs no hook before the HOOKS step, which waits for the cgroup. With a new
+   * cgroup namespace it must be in its cgroup before it unshares, so it waits. */
+  bool cgroup_first = oci_config_namespace(cfg, OCI_NS_CGROUP) != NULL;
+  if (cgroup_first) {
+    if (join_cgroup(cfg, cgpath, pid, err) < 0) goto out;
+    cgroup_made = true;
   }
-  cgroup_made = true;
   if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
+  if (!cgroup_first) {
+    if (join_cgroup(cfg, cgpath, pid, err) < 0) goto out;
+    cgroup_made = true;
+  }
 
   if (rc_sync_expect(sv[0], RC_SYNC_HOOKS, "set up container", err) < 0) goto out;
   {
