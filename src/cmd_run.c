@@ -79,25 +79,17 @@ static void *forward_signals(void *arg) {
 static int run_run(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
   struct rc_create_opts o = {.root = g->root, .bundle = ".", .systemd_cgroup = g->systemd_cgroup};
   bool detach = false, keep = false;
-  const struct rc_opt opts[] = {
-      {"bundle", 'b', RC_OPT_STRING, &o.bundle, "DIR", "path to the bundle (default: .)"},
-      {"console-socket", 0, RC_OPT_STRING, &o.console_socket, "PATH",
-       "unix socket that receives the pty master of a terminal container"},
+  struct rc_opt opts[RC_CREATE_OPT_COUNT + 2] = {
       {"detach", 'd', RC_OPT_BOOL, &detach, NULL, "detach from the container's process"},
       {"keep", 0, RC_OPT_BOOL, &keep, NULL, "do not delete the container after it exits"},
-      {"pid-file", 0, RC_OPT_STRING, &o.pid_file, "FILE", "write the init's pid to FILE"},
-      {"no-pivot", 0, RC_OPT_BOOL, &o.no_pivot, NULL, "use chroot instead of pivot_root"},
-      {"no-new-keyring", 0, RC_OPT_BOOL, &o.no_new_keyring, NULL,
-       "keep the caller's session keyring"},
-      {"preserve-fds", 0, RC_OPT_INT, &o.preserve_fds, "N",
-       "pass N more fds (from 3) to the container"},
   };
+  rc_create_opt_table(&o, opts + 2);
   char **pos = NULL;
   int n_pos = 0;
   int r = rc_cli_command_args(&rc_cmd_run, opts, RC_ARRAY_SIZE(opts), argc - 1, argv + 1, &pos,
                               &n_pos, err);
   if (r != 0) return r < 0 ? -1 : 0;
-  if (rc_cli_expect_args("run", n_pos, 1, 1, err) < 0) {
+  if (rc_cli_expect_args("run", n_pos, 1, 1, err) < 0 || rc_create_opts_check("run", &o, err) < 0) {
     free(pos);
     return -1;
   }

@@ -62,6 +62,13 @@ int rc_cli_expect_args(const char *cmd, int n_pos, int min, int max, struct rc_e
 int rc_cli_command_args(const struct rc_command *cmd, const struct rc_opt *opts, size_t n_opts,
                         int argc, char **argv, char ***pos, int *n_pos, struct rc_error *err);
 
+/* The options create and run share (--bundle, --console-socket, --pid-file, --no-pivot,
+ * --no-new-keyring, --preserve-fds), bound to o, and their checks. */
+struct rc_create_opts;
+#define RC_CREATE_OPT_COUNT 6
+void rc_create_opt_table(struct rc_create_opts *o, struct rc_opt out[RC_CREATE_OPT_COUNT]);
+int rc_create_opts_check(const char *cmd, const struct rc_create_opts *o, struct rc_error *err);
+
 extern const struct rc_command rc_cmd_create, rc_cmd_start, rc_cmd_run, rc_cmd_state, rc_cmd_kill,
     rc_cmd_delete, rc_cmd_list, rc_cmd_spec, rc_cmd_features;
 

@@ -22,28 +22,6 @@
 
 #define BIT(cap) (UINT64_C(1) << (cap))
 
-static void in_child(const char *what, void (*fn)(void)) {
-  fflush(NULL);
-  int before = unit_failures;
-  pid_t pid = fork();
-  if (pid < 0) {
-    CHECK(pid >= 0);
-    return;
-  }
-  if (pid == 0) {
-    fn();
-    /* The raw syscall: the sanitizers' _exit hook makes syscalls a filter may forbid. */
-    syscall(SYS_exit_group, unit_failures == before ? 0 : 1);
-  }
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    fprintf(stderr, "child \"%s\": %s %d\n", what, WIFSIGNALED(st) ? "killed by signal" : "exit",
-            WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
 /* The value of a /proc/self/status field, without the trailing whitespace. */
 static bool status_field(const char *key, char *out, size_t len) {
   FILE *f = fopen("/proc/self/status", "re");
@@ -131,7 +109,7 @@ static void child_user_and_caps(void) {
 
 static void test_user_and_caps(void) {
   if (!privileged(__func__)) return;
-  in_child("user and capabilities", child_user_and_caps);
+  unit_in_child("user and capabilities", child_user_and_caps);
 }
 
 static void child_ambient(void) {
@@ -171,7 +149,7 @@ static void child_ambient(void) {
 
 static void test_ambient(void) {
   if (!privileged(__func__)) return;
-  in_child("ambient capabilities", child_ambient);
+  unit_in_child("ambient capabilities", child_ambient);
 }
 
 static void child_ambient_not_inheritable(void) {
@@ -197,7 +175,7 @@ static void child_ambient_not_inheritable(void) {
 }
 
 static void test_ambient_not_inheritable(void) {
-  in_child("ambient outside inheritable", child_ambient_not_inheritable);
+  unit_in_child("ambient outside inheritable", child_ambient_not_inheritable);
 }
 
 static void child_effective_not_permitted(void) {
@@ -215,7 +193,7 @@ static void child_effective_not_permitted(void) {
 }
 
 static void test_effective_not_permitted(void) {
-  in_child("effective outside permitted", child_effective_not_permitted);
+  unit_in_child("effective outside permitted", child_effective_not_permitted);
 }
 
 static void child_setgroups_denied(void) {
@@ -229,7 +207,7 @@ static void child_setgroups_denied(void) {
 }
 
 static void test_setgroups_denied(void) {
-  in_child("additionalGids with setgroups denied", child_setgroups_denied);
+  unit_in_child("additionalGids with setgroups denied", child_setgroups_denied);
 }
 
 static void child_setgroups_denied_no_gids(void) {
@@ -250,7 +228,7 @@ static void child_setgroups_denied_no_gids(void) {
 
 static void test_setgroups_denied_no_gids(void) {
   if (!privileged(__func__)) return;
-  in_child("setgroups denied, no additionalGids", child_setgroups_denied_no_gids);
+  unit_in_child("setgroups denied, no additionalGids", child_setgroups_denied_no_gids);
 }
 
 static void child_drop_all_bounding(void) {
@@ -264,7 +242,7 @@ static void child_drop_all_bounding(void) {
 
 static void test_drop_all_bounding(void) {
   if (!privileged(__func__)) return;
-  in_child("drop the whole bounding set", child_drop_all_bounding);
+  unit_in_child("drop the whole bounding set", child_drop_all_bounding);
 }
 
 static void child_rlimits(void) {
@@ -299,7 +277,7 @@ static void child_rlimits(void) {
 }
 
 static void test_rlimits(void) {
-  in_child("rlimits", child_rlimits);
+  unit_in_child("rlimits", child_rlimits);
 }
 
 static void child_no_new_privs(void) {
@@ -313,7 +291,7 @@ static void child_no_new_privs(void) {
 }
 
 static void test_no_new_privs(void) {
-  in_child("no_new_privs", child_no_new_privs);
+  unit_in_child("no_new_privs", child_no_new_privs);
 }
 
 static void child_oom_score_adj(void) {
@@ -333,7 +311,7 @@ static void child_oom_score_adj(void) {
 }
 
 static void test_oom_score_adj(void) {
-  in_child("oom_score_adj", child_oom_score_adj);
+  unit_in_child("oom_score_adj", child_oom_score_adj);
 }
 
 static void child_personality(void) {
@@ -353,7 +331,7 @@ static void child_personality(void) {
 }
 
 static void test_personality(void) {
-  in_child("personality", child_personality);
+  unit_in_child("personality", child_personality);
 }
 
 UNIT_MAIN("process_attrs", UNIT_CASE(test_user_and_caps), UNIT_CASE(test_ambient),

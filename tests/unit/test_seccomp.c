@@ -16,28 +16,6 @@
 #include "unit.h"
 
 /* Runs fn in a child and checks that none of its CHECKs failed. */
-static void in_child(const char *what, void (*fn)(void)) {
-  fflush(NULL);
-  int before = unit_failures;
-  pid_t pid = fork();
-  if (pid < 0) {
-    CHECK(pid >= 0);
-    return;
-  }
-  if (pid == 0) {
-    fn();
-    /* The raw syscall: the sanitizers' _exit hook makes syscalls a filter may forbid. */
-    syscall(SYS_exit_group, unit_failures == before ? 0 : 1);
-  }
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    fprintf(stderr, "child \"%s\": %s %d\n", what, WIFSIGNALED(st) ? "killed by signal" : "exit",
-            WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
 /* Loads the filter in the child, reporting the error if any; returns <0 on failure. */
 static int load(const struct oci_seccomp *s) {
   struct rc_error err = {0};
@@ -65,7 +43,7 @@ static void child_errno_rule(void) {
 }
 
 static void test_errno_rule(void) {
-  in_child("errno rule", child_errno_rule);
+  unit_in_child("errno rule", child_errno_rule);
 }
 
 static void child_errno_default_eperm(void) {
@@ -79,7 +57,7 @@ static void child_errno_default_eperm(void) {
 }
 
 static void test_errno_default_eperm(void) {
-  in_child("errno without errnoRet", child_errno_default_eperm);
+  unit_in_child("errno without errnoRet", child_errno_default_eperm);
 }
 
 static void child_arg_condition(void) {
@@ -100,7 +78,7 @@ static void child_arg_condition(void) {
 }
 
 static void test_arg_condition(void) {
-  in_child("argument condition", child_arg_condition);
+  unit_in_child("argument condition", child_arg_condition);
 }
 
 static void child_same_index_or(void) {
@@ -124,7 +102,7 @@ static void child_same_index_or(void) {
 }
 
 static void test_same_index_or(void) {
-  in_child("same-index conditions", child_same_index_or);
+  unit_in_child("same-index conditions", child_same_index_or);
 }
 
 static void child_distinct_index_and(void) {
@@ -148,7 +126,7 @@ static void child_distinct_index_and(void) {
 }
 
 static void test_distinct_index_and(void) {
-  in_child("distinct-index conditions", child_distinct_index_and);
+  unit_in_child("distinct-index conditions", child_distinct_index_and);
 }
 
 static void child_masked_eq(void) {
@@ -170,7 +148,7 @@ static void child_masked_eq(void) {
 }
 
 static void test_masked_eq(void) {
-  in_child("masked equality", child_masked_eq);
+  unit_in_child("masked equality", child_masked_eq);
 }
 
 static void child_default_errno_allow_list(void) {
@@ -199,7 +177,7 @@ static void child_default_errno_allow_list(void) {
 }
 
 static void test_default_errno_allow_list(void) {
-  in_child("default errno with allow list", child_default_errno_allow_list);
+  unit_in_child("default errno with allow list", child_default_errno_allow_list);
 }
 
 static void child_unknown_syscall_skipped(void) {
@@ -216,7 +194,7 @@ static void child_unknown_syscall_skipped(void) {
 }
 
 static void test_unknown_syscall_skipped(void) {
-  in_child("unknown syscall name", child_unknown_syscall_skipped);
+  unit_in_child("unknown syscall name", child_unknown_syscall_skipped);
 }
 
 static void child_rule_equal_to_default_skipped(void) {
@@ -235,7 +213,7 @@ static void child_rule_equal_to_default_skipped(void) {
 }
 
 static void test_rule_equal_to_default_skipped(void) {
-  in_child("rule equal to default", child_rule_equal_to_default_skipped);
+  unit_in_child("rule equal to default", child_rule_equal_to_default_skipped);
 }
 
 static void child_multi_arch_and_flags(void) {
@@ -266,7 +244,7 @@ static void child_multi_arch_and_flags(void) {
 }
 
 static void test_multi_arch_and_flags(void) {
-  in_child("architectures and flags", child_multi_arch_and_flags);
+  unit_in_child("architectures and flags", child_multi_arch_and_flags);
 }
 
 static void child_load_needs_privilege(void) {
@@ -288,7 +266,7 @@ static void child_load_needs_privilege(void) {
 }
 
 static void test_load_needs_privilege(void) {
-  in_child("load without privilege", child_load_needs_privilege);
+  unit_in_child("load without privilege", child_load_needs_privilege);
 }
 
 static void test_check_listener_path(void) {

@@ -41,6 +41,10 @@ extern int unit_checks;
   } while (0)
 
 typedef void (*unit_fn)(void);
+
+/* Runs fn in a forked child (for tests that change the process: seccomp filters, uids,
+ * capabilities) and records one failure here if any of its checks failed or it died. */
+void unit_in_child(const char *what, void (*fn)(void));
 struct unit_case {
   const char *name;
   unit_fn fn;
