@@ -22,8 +22,8 @@ void rc_ns_close_paths(int fds[OCI_NS_COUNT]);
 
 /* In the parent, before clone: enters the pid namespace to join (affects children only)
  * and, for a new time namespace, unshares it and writes linux.timeOffsets. */
-int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUNT],
-                         int saved[2], struct rc_error *err);
+int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUNT], int saved[2],
+                         struct rc_error *err);
 /* After clone: puts the runtime's own pid and time namespaces for children back, so the
  * hooks it runs (prestart, createRuntime, poststart) are in the runtime's namespaces. */
 void rc_ns_restore_parent(int saved[2]);

@@ -15,8 +15,6 @@
 
 #include "runcell/util.h"
 
-extern char **environ;
-
 #define CLONE_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
 bool rc_running_from_sealed_copy(void) {

@@ -67,8 +67,8 @@ static int write_time_offsets(const struct oci_config *cfg, struct rc_error *err
   return 0;
 }
 
-int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUNT],
-                         int saved[2], struct rc_error *err) {
+int rc_ns_prepare_parent(const struct oci_config *cfg, const int fds[OCI_NS_COUNT], int saved[2],
+                         struct rc_error *err) {
   /* Remember our own namespaces for children: hooks the runtime runs later must run in the
    * runtime's namespaces, not the container's (rc_ns_restore_parent). */
   saved[0] = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
