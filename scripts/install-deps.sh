@@ -3,7 +3,8 @@
 # Idempotent: when every package is already installed it does not touch apt at all (fast,
 # works offline); `apt-get update` runs only when the package lists are missing or older
 # than a day, or when an install from the current lists fails.
-# Optional developer tools (clang, clang-format, clang-tidy, cppcheck) are not required;
+# The linters (clang-format, clang-tidy, cppcheck) are required: the test suite runs them.
+# clang (for fuzzing later) is optional;
 # set RUNCELL_DEPS_OPTIONAL=1 to install them as well.
 set -euo pipefail
 
@@ -13,8 +14,9 @@ required=(
   busybox-static runc
   python3 python3-pytest
   jq iproute2 util-linux procps
+  clang-format clang-tidy cppcheck
 )
-optional=(clang clang-format clang-tidy cppcheck)
+optional=(clang)
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: the whole test suite. Installs dependencies, builds runcell
 # twice (plain, and with ASan/UBSan for the unit tests), runs the unit tests with ctest and
-# the integration and differential tests (against Debian's runc) with pytest.
+# the linters, then the integration and differential tests (against Debian's runc) with
+# pytest.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -16,6 +17,9 @@ cmake --build build-asan -j"$jobs"
 
 echo "== unit tests (ASan/UBSan)"
 (cd build-asan && ctest --output-on-failure)
+
+echo "== lint (clang-format, clang-tidy, cppcheck)"
+scripts/lint.sh
 
 echo "== integration and differential tests"
 RUNCELL_BIN="$top/build/runcell" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration "$@"
