@@ -112,6 +112,7 @@ char *oci_state_to_json(const struct oci_state *st) {
                       annotations_object(st->annotations, st->n_annotations, false));
   json_object_set_new(o, "systemdCgroup", json_boolean(st->systemd_cgroup));
   json_object_set_new(o, "useTerminal", json_boolean(st->use_terminal));
+  json_object_set_new(o, "pausedFromCreated", json_boolean(st->paused_from_created));
   return dump(o, JSON_INDENT(2));
 }
 
@@ -244,7 +245,8 @@ int oci_state_parse(const char *json_text, size_t len, struct oci_state **out,
       oci_get_string(&c, doc, "", "mode", false, &st->mode) < 0 ||
       oci_get_string_map(&c, doc, "", "annotations", &st->annotations, &st->n_annotations) < 0 ||
       oci_get_bool(&c, doc, "", "systemdCgroup", &st->systemd_cgroup, NULL) < 0 ||
-      oci_get_bool(&c, doc, "", "useTerminal", &st->use_terminal, NULL) < 0)
+      oci_get_bool(&c, doc, "", "useTerminal", &st->use_terminal, NULL) < 0 ||
+      oci_get_bool(&c, doc, "", "pausedFromCreated", &st->paused_from_created, NULL) < 0)
     goto out;
   st->pid = (pid_t)pid;
   st->pid_start_time = start;

@@ -285,3 +285,59 @@ out:
   rc_state_dir_close(&dir);
   return rc;
 }
+
+/* pause/resume freeze and thaw the container's cgroup. The state records "paused", so that
+ * status stays right for every reader without asking the freezer. */
+static int set_frozen(const char *root, const char *id, bool freeze, struct rc_error *err) {
+  struct rc_container_dir dir;
+  struct oci_state *st = NULL;
+  if (load_locked(root, id, &dir, &st, err) < 0) return -1;
+  int rc = -1;
+  if (freeze && st->status != OCI_STATUS_RUNNING && st->status != OCI_STATUS_CREATED) {
+    rc_err(err, 0, "container not running");
+    goto out;
+  }
+  if (!freeze && st->status != OCI_STATUS_PAUSED) {
+    rc_err(err, 0, "container not paused");
+    goto out;
+  }
+  if (!st->cgroup_path || rc_cgroup_freeze(st->cgroup_path, freeze, err) < 0) {
+    if (!st->cgroup_path) rc_err(err, 0, "container %s has no cgroup to freeze", id);
+    goto out;
+  }
+  if (freeze) {
+    /* remember what to go back to: a created container stays created when resumed */
+    st->paused_from_created = st->status == OCI_STATUS_CREATED;
+    st->status = OCI_STATUS_PAUSED;
+  } else {
+    st->status = st->paused_from_created ? OCI_STATUS_CREATED : OCI_STATUS_RUNNING;
+    st->paused_from_created = false;
+  }
+  if (rc_state_save(&dir, st, err) < 0) goto out;
+  rc = 0;
+out:
+  oci_state_free(st);
+  rc_state_dir_close(&dir);
+  return rc;
+}
+
+int rc_container_pause(const char *root, const char *id, struct rc_error *err) {
+  return set_frozen(root, id, true, err);
+}
+
+int rc_container_resume(const char *root, const char *id, struct rc_error *err) {
+  return set_frozen(root, id, false, err);
+}
+
+int rc_container_pids(const char *root, const char *id, pid_t **pids, size_t *n,
+                      struct rc_error *err) {
+  struct oci_state *st = NULL;
+  if (rc_state_read(root, id, &st, err) < 0) return -1;
+  int r = 0;
+  *pids = NULL;
+  *n = 0;
+  if (st->cgroup_path && rc_cgroup_exists(st->cgroup_path))
+    r = rc_cgroup_pids(st->cgroup_path, pids, n, err);
+  oci_state_free(st);
+  return r;
+}

@@ -21,22 +21,14 @@ static const struct rc_command cmd_events = {"events", "<container-id>", "displa
 static const struct rc_command cmd_exec = {"exec", "<container-id> <command> [command options]",
                                            "execute new process inside the container", NULL,
                                            not_yet};
-static const struct rc_command cmd_pause = {
-    "pause", "<container-id>", "pause suspends all processes inside the container", NULL, not_yet};
-static const struct rc_command cmd_ps = {
-    "ps", "<container-id>", "ps displays the processes running inside a container", NULL, not_yet};
 static const struct rc_command cmd_restore = {
     "restore", "<container-id>", "restore a container from a previous checkpoint", NULL, not_yet};
-static const struct rc_command cmd_resume = {"resume", "<container-id>",
-                                             "resumes all processes that have been previously "
-                                             "paused",
-                                             NULL, not_yet};
 static const struct rc_command cmd_update = {
     "update", "<container-id>", "update container resource constraints", NULL, not_yet};
 
 static const struct rc_command *const commands[] = {
     &cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &cmd_events,   &cmd_exec,    &rc_cmd_features,
-    &rc_cmd_kill,    &rc_cmd_list,   &cmd_pause,     &cmd_ps,       &cmd_restore, &cmd_resume,
+    &rc_cmd_kill,    &rc_cmd_list,   &rc_cmd_pause,  &rc_cmd_ps,    &cmd_restore, &rc_cmd_resume,
     &rc_cmd_run,     &rc_cmd_spec,   &rc_cmd_start,  &rc_cmd_state, &cmd_update,
 };
 

@@ -46,6 +46,15 @@ int rc_container_kill(const char *root, const char *id, int sig, bool all, struc
  * container with force is not an error (containerd relies on that). */
 int rc_container_delete(const char *root, const char *id, bool force, struct rc_error *err);
 
+/* Freezes / thaws every process of the container (cgroup freezer). pause needs a running
+ * (or created) container, resume a paused one. */
+int rc_container_pause(const char *root, const char *id, struct rc_error *err);
+int rc_container_resume(const char *root, const char *id, struct rc_error *err);
+
+/* The pids of every process in the container's cgroup (caller frees). */
+int rc_container_pids(const char *root, const char *id, pid_t **pids, size_t *n,
+                      struct rc_error *err);
+
 /* Loads the refreshed state of one container (caller frees with oci_state_free). */
 int rc_container_state(const char *root, const char *id, struct oci_state **st,
                        struct rc_error *err);

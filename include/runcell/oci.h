@@ -364,6 +364,7 @@ struct oci_state {
   size_t n_annotations;
   bool systemd_cgroup;
   bool use_terminal;
+  bool paused_from_created; /* paused before start: resume goes back to created */
 };
 
 /* Serializes a state for the store (all fields). Heap string. */
