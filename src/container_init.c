@@ -140,8 +140,7 @@ static int apply_security_labels(const struct oci_process *p, struct rc_error *e
   return 0;
 }
 
-static int setup_terminal(struct rc_init_ctx *ctx, struct rc_error *err) {
-  const struct oci_process *p = &ctx->cfg->process;
+int rc_setup_process_terminal(const struct oci_process *p, int console_fd, struct rc_error *err) {
   if (!p->terminal) return 0;
   int master = -1, slave = -1;
   if (rc_pty_open(&master, &slave, p->has_console_size ? p->console_width : 0,
@@ -149,7 +148,7 @@ static int setup_terminal(struct rc_init_ctx *ctx, struct rc_error *err) {
     return rc_err_wrap(err, "set up terminal");
   char name[64] = "/dev/pts/ptmx";
   (void)!ptsname_r(master, name, sizeof(name));
-  int r = rc_send_fd(ctx->console_fd, master, name, err);
+  int r = rc_send_fd(console_fd, master, name, err);
   close(master);
   if (r < 0) {
     close(slave);
@@ -157,8 +156,7 @@ static int setup_terminal(struct rc_init_ctx *ctx, struct rc_error *err) {
   }
   r = rc_pty_make_controlling(slave, err);
   if (slave > 2) close(slave);
-  close(ctx->console_fd);
-  ctx->console_fd = -1;
+  close(console_fd);
   return r;
 }
 
@@ -202,6 +200,52 @@ static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_s
       .n_annotations = ctx->cfg->n_annotations,
   };
   *out = oci_state_to_hook_json(&st);
+}
+
+int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
+                        char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
+                        struct rc_error *err) {
+  if (rc_apply_rlimits(p, err) < 0) return -1;
+  if (rc_apply_oom_score_adj(p, err) < 0) return -1;
+  if (cfg->has_linux && rc_apply_personality(&cfg->linux_, err) < 0) return -1;
+  if (apply_security_labels(p, err) < 0) return -1;
+  umask(p->user.has_umask ? p->user.umask : 022);
+  *exec_env = env_with_home(p);
+
+  /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
+   * capabilities are dropped. With it, load it as late as possible (just before exec) so
+   * that fewer of the runtime's own syscalls must be allowed. */
+  *late_seccomp = p->no_new_privileges;
+  if (cfg->has_linux && cfg->linux_.has_seccomp && !*late_seccomp &&
+      rc_seccomp_load(&cfg->linux_.seccomp, err) < 0)
+    return -1;
+  bool setgroups_ok = true;
+  if (new_userns) {
+    cleanup_free char *sg = NULL;
+    struct rc_error ignore;
+    if (rc_read_file("/proc/self/setgroups", 64, &sg, NULL, &ignore) == 0 &&
+        strncmp(sg, "deny", 4) == 0)
+      setgroups_ok = false;
+  }
+  if (rc_caps_drop_bounding(p, err) < 0) return -1;
+  if (rc_apply_user_and_caps(p, setgroups_ok, err) < 0) return -1;
+  if (rc_apply_no_new_privs(p, err) < 0) return -1;
+  /* Looked up as the container's user, with its capabilities: what execve will see. */
+  return rc_find_executable(p->args[0], p->env, exe, err);
+}
+
+void rc_prepare_exec_fds(int preserve_fds, int keep) {
+  /* Only stdio and the preserved fds reach the user program; anything else the runtime
+   * inherited (a host directory fd, CVE-2024-21626) is closed on exec. */
+  for (int fd = 3; fd < 3 + preserve_fds; fd++) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+  }
+  if (syscall(SYS_close_range, 3 + preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    for (int fd = 3 + preserve_fds; fd < 65536; fd++)
+      if (fd != keep) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  if (keep >= 0) fcntl(keep, F_SETFD, FD_CLOEXEC);
 }
 
 void rc_init_main(struct rc_init_ctx *ctx) {
@@ -276,40 +320,19 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   }
 
   if (rc_rootfs_finalize(&ro, &err) < 0) fail(sync, &err);
-  if (setup_terminal(ctx, &err) < 0) fail(sync, &err);
+  if (rc_setup_process_terminal(p, ctx->console_fd, &err) < 0) fail(sync, &err);
+  ctx->console_fd = -1;
   if (chdir(p->cwd) < 0) {
     rc_err(&err, errno, "chdir to cwd (\"%s\") set in config.json", p->cwd);
     fail(sync, &err);
   }
 
-  if (rc_apply_rlimits(p, &err) < 0) fail(sync, &err);
-  if (rc_apply_oom_score_adj(p, &err) < 0) fail(sync, &err);
-  if (cfg->has_linux && rc_apply_personality(&cfg->linux_, &err) < 0) fail(sync, &err);
-  if (apply_security_labels(p, &err) < 0) fail(sync, &err);
-  umask(p->user.has_umask ? p->user.umask : 022);
-  char **exec_env = env_with_home(p);
-
-  /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
-   * capabilities are dropped. With it, load it as late as possible (just before exec) so
-   * that fewer of the runtime's own syscalls must be allowed. */
-  bool late_seccomp = p->no_new_privileges;
-  if (cfg->has_linux && cfg->linux_.has_seccomp && !late_seccomp &&
-      rc_seccomp_load(&cfg->linux_.seccomp, &err) < 0)
-    fail(sync, &err);
-  bool setgroups_ok = true;
-  if (ctx->clone_flags & CLONE_NEWUSER) {
-    cleanup_free char *sg = NULL;
-    struct rc_error ignore;
-    if (rc_read_file("/proc/self/setgroups", 64, &sg, NULL, &ignore) == 0 &&
-        strncmp(sg, "deny", 4) == 0)
-      setgroups_ok = false;
-  }
-  if (rc_caps_drop_bounding(p, &err) < 0) fail(sync, &err);
-  if (rc_apply_user_and_caps(p, setgroups_ok, &err) < 0) fail(sync, &err);
-  if (rc_apply_no_new_privs(p, &err) < 0) fail(sync, &err);
-  /* Looked up as the container's user, with its capabilities: what execve will see. */
   char exe[PATH_MAX];
-  if (rc_find_executable(p->args[0], p->env, exe, &err) < 0) fail(sync, &err);
+  char **exec_env = NULL;
+  bool late_seccomp = false;
+  if (rc_process_finalize(cfg, p, (ctx->clone_flags & CLONE_NEWUSER) != 0, exe, &exec_env,
+                          &late_seccomp, &err) < 0)
+    fail(sync, &err);
 
   prctl(PR_SET_PDEATHSIG, 0);
   if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) _exit(1);
@@ -331,17 +354,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
       rc_seccomp_load(&cfg->linux_.seccomp, &err) < 0)
     fail(conn, &err);
 
-  /* Only stdio and the preserved fds reach the user program; anything else the runtime
-   * inherited (a host directory fd, CVE-2024-21626) is closed on exec. */
-  for (int fd = 3; fd < 3 + ctx->preserve_fds; fd++) {
-    int fl = fcntl(fd, F_GETFD);
-    if (fl >= 0) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
-  }
-  if (syscall(SYS_close_range, 3 + ctx->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-    for (int fd = 3 + ctx->preserve_fds; fd < 65536; fd++)
-      if (fd != conn) fcntl(fd, F_SETFD, FD_CLOEXEC);
-  }
-  fcntl(conn, F_SETFD, FD_CLOEXEC);
+  rc_prepare_exec_fds(ctx->preserve_fds, conn);
 
   execve(exe, p->args, exec_env);
   rc_err(&err, errno, "exec %s", exe);

@@ -2,6 +2,7 @@
 #ifndef RUNCELL_CONTAINER_INTERNAL_H
 #define RUNCELL_CONTAINER_INTERNAL_H
 
+#include <limits.h>
 #include <stdbool.h>
 
 #include "runcell/oci.h"
@@ -28,5 +29,20 @@ __attribute__((noreturn)) void rc_init_main(struct rc_init_ctx *ctx);
 /* Looks up the program like execvp would, in the container (after pivot_root), with the
  * container's PATH. Fills path (PATH_MAX). */
 int rc_find_executable(const char *arg0, char *const env[], char *path, struct rc_error *err);
+
+/* The last steps before exec shared by the container init and exec'd processes: rlimits,
+ * oom_score_adj, personality, security labels, umask, seccomp (unless it must come late:
+ * *late_seccomp), bounding set, user and capabilities, noNewPrivileges; then the program
+ * lookup into exe and the environment to exec with (HOME filled in). */
+int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
+                        char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
+                        struct rc_error *err);
+
+/* For a terminal process: a pty from the container's /dev/ptmx, its master sent to
+ * console_fd (then closed), the slave as controlling terminal and stdio. */
+int rc_setup_process_terminal(const struct oci_process *p, int console_fd, struct rc_error *err);
+
+/* Marks every fd above stdio and the preserved ones close-on-exec (keep included). */
+void rc_prepare_exec_fds(int preserve_fds, int keep);
 
 #endif
