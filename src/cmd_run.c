@@ -2,13 +2,10 @@
  * supervisor: forward signals to the init, proxy a terminal, reap it, delete it, and exit
  * with its status (128+N when it died of signal N, like a shell). */
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +13,7 @@
 #include "runcell/cli.h"
 #include "runcell/container.h"
 #include "runcell/log.h"
+#include "runcell/supervise.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
 
@@ -26,55 +24,6 @@ const struct rc_command rc_cmd_run = {
     "   Creates and starts the container, waits for it and exits with its exit status.\n"
     "   With --detach it returns once the container is running.",
     run_run};
-
-static int exit_status(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
-
-/* Foreground run blocks the signals it forwards from before create, so one that arrives
- * while the container is set up is delivered to it rather than killing runcell and
- * orphaning the container. */
-static void forwarded_signals(sigset_t *set) {
-  sigfillset(set);
-  sigdelset(set, SIGKILL);
-  sigdelset(set, SIGSTOP);
-  /* faults must stay deliverable to ourselves */
-  sigdelset(set, SIGSEGV);
-  sigdelset(set, SIGBUS);
-  sigdelset(set, SIGFPE);
-  sigdelset(set, SIGILL);
-  sigdelset(set, SIGSYS);
-  sigdelset(set, SIGTRAP);
-}
-
-struct forwarder {
-  int sfd;
-  int pidfd;
-  pid_t pid;
-};
-
-/* Forwards signals to the init until it exits. Runs in its own thread so that the main
- * thread can proxy a terminal meanwhile. */
-static void *forward_signals(void *arg) {
-  const struct forwarder *f = arg;
-  for (;;) {
-    struct pollfd p[2] = {{.fd = f->sfd, .events = POLLIN}, {.fd = f->pidfd, .events = POLLIN}};
-    int r = poll(p, 2, -1);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      rc_warn("signal forwarding stopped: poll: %s", strerror(errno));
-      return NULL;
-    }
-    if (p[1].revents) return NULL; /* the init exited */
-    if (!(p[0].revents & POLLIN)) continue;
-    struct signalfd_siginfo si;
-    if (read(f->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si)) continue;
-    if (si.ssi_signo == SIGCHLD || si.ssi_signo == SIGWINCH || si.ssi_signo == SIGURG) continue;
-    syscall(SYS_pidfd_send_signal, f->pidfd, (int)si.ssi_signo, NULL, 0);
-  }
-}
 
 static int run_run(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
   struct rc_create_opts o = {.root = g->root, .bundle = ".", .systemd_cgroup = g->systemd_cgroup};
@@ -99,20 +48,8 @@ static int run_run(struct rc_global *g, int argc, char **argv, struct rc_error *
   if (detach && keep) return rc_err(err, 0, "run: --detach and --keep cannot be used together");
   o.receive_console = !detach && !o.console_socket;
 
-  sigset_t fwd, old_mask;
-  forwarded_signals(&fwd);
-  int sfd = -1;
-  if (!detach) {
-    sigprocmask(SIG_BLOCK, &fwd, &old_mask);
-    /* SIGWINCH stays out of our signalfd: the terminal proxy reads it through its own. */
-    sigset_t mine = fwd;
-    sigdelset(&mine, SIGWINCH);
-    sfd = signalfd(-1, &mine, SFD_CLOEXEC);
-    if (sfd < 0) {
-      sigprocmask(SIG_SETMASK, &old_mask, NULL);
-      return rc_err(err, errno, "run: signalfd");
-    }
-  }
+  struct rc_supervisor sup = {.sfd = -1};
+  if (!detach && rc_supervise_begin(&sup, err) < 0) return -1;
 
   struct rc_created c;
   int rc = -1;
@@ -132,32 +69,14 @@ static int run_run(struct rc_global *g, int argc, char **argv, struct rc_error *
     return 0;
   }
 
-  struct forwarder f = {.sfd = sfd, .pidfd = c.pidfd, .pid = c.pid};
-  pthread_t thread;
-  bool threaded = c.pidfd >= 0 && pthread_create(&thread, NULL, forward_signals, &f) == 0;
-  if (c.console_master >= 0) {
-    struct rc_error perr;
-    if (rc_pty_proxy(c.console_master, c.pidfd, &perr) < 0) rc_warn("terminal: %s", perr.msg);
-    close(c.console_master);
-  }
-  int status = 0;
-  while (waitpid(c.pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      rc_err(err, errno, "wait for container init");
-      break;
-    }
-  }
-  if (threaded) pthread_join(thread, NULL);
+  int status = rc_supervise_wait(&sup, c.pid, c.pidfd, c.console_master, err);
   if (c.pidfd >= 0) close(c.pidfd);
   /* The container's status is what the caller waits for: a failing cleanup is reported
    * but does not replace it. */
   struct rc_error derr;
   if (!keep && rc_container_delete(g->root, id, true, &derr) < 0) rc_warn("%s", derr.msg);
-  rc = exit_status(status);
+  rc = status < 0 ? -1 : rc_exit_status(status);
 restore:
-  if (sfd >= 0) {
-    close(sfd);
-    sigprocmask(SIG_SETMASK, &old_mask, NULL);
-  }
+  rc_supervise_end(&sup);
   return rc;
 }

@@ -18,16 +18,13 @@ static const struct rc_command cmd_checkpoint = {"checkpoint", "<container-id>",
                                                  "checkpoint a running container", NULL, not_yet};
 static const struct rc_command cmd_events = {"events", "<container-id>", "display container events",
                                              NULL, not_yet};
-static const struct rc_command cmd_exec = {"exec", "<container-id> <command> [command options]",
-                                           "execute new process inside the container", NULL,
-                                           not_yet};
 static const struct rc_command cmd_restore = {
     "restore", "<container-id>", "restore a container from a previous checkpoint", NULL, not_yet};
 static const struct rc_command cmd_update = {
     "update", "<container-id>", "update container resource constraints", NULL, not_yet};
 
 static const struct rc_command *const commands[] = {
-    &cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &cmd_events,   &cmd_exec,    &rc_cmd_features,
+    &cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &cmd_events,   &rc_cmd_exec, &rc_cmd_features,
     &rc_cmd_kill,    &rc_cmd_list,   &rc_cmd_pause,  &rc_cmd_ps,    &cmd_restore, &rc_cmd_resume,
     &rc_cmd_run,     &rc_cmd_spec,   &rc_cmd_start,  &rc_cmd_state, &cmd_update,
 };
@@ -141,7 +138,7 @@ int main(int argc, char **argv) {
   rc_debug("runcell %s: %s", RUNCELL_VERSION, name);
   /* Commands that start a process inside a container run from a sealed copy of the
    * binary (CVE-2019-5736). The others never enter a container and skip the copy. */
-  if (cmd == &rc_cmd_create || cmd == &rc_cmd_run) {
+  if (cmd == &rc_cmd_create || cmd == &rc_cmd_run || cmd == &rc_cmd_exec) {
     if (rc_reexec_from_sealed_copy(argv, &err) < 0) {
       rc_log(RC_LOG_ERROR, "%s", err.msg);
       fprintf(stderr, "runcell: %s\n", err.msg);

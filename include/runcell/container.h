@@ -55,6 +55,30 @@ int rc_container_resume(const char *root, const char *id, struct rc_error *err);
 int rc_container_pids(const char *root, const char *id, pid_t **pids, size_t *n,
                       struct rc_error *err);
 
+struct rc_exec_opts {
+  const char *root;
+  const char *id;
+  const struct oci_config *cfg;      /* the container's config (rc_container_load_config) */
+  const struct oci_process *process; /* what to run */
+  const char *console_socket;
+  bool detach;
+  int preserve_fds;
+};
+
+struct rc_exec_result {
+  pid_t pid;          /* the new process, a child of the caller */
+  int console_master; /* pty master for a foreground terminal process, else -1 */
+};
+
+/* Starts a process in a running container; returns once it has exec'd (or with the error
+ * that kept it from doing so). */
+int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
+                      struct rc_error *err);
+
+/* The config saved at create time. */
+int rc_container_load_config(const char *root, const char *id, struct oci_config **cfg,
+                             struct rc_error *err);
+
 /* Loads the refreshed state of one container (caller frees with oci_state_free). */
 int rc_container_state(const char *root, const char *id, struct oci_state **st,
                        struct rc_error *err);

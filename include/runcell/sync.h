@@ -14,6 +14,7 @@ enum rc_sync_type {
   RC_SYNC_CREATED, /* child -> parent: ready, waiting for start */
   RC_SYNC_ERROR,   /* either way: errno + message */
   RC_SYNC_START,   /* start -> init over the start socket */
+  RC_SYNC_PID,     /* exec helper -> runtime: the new process's pid in code */
 };
 
 struct rc_sync_msg {

@@ -1,0 +1,260 @@
+/* exec: a new process in a running container. The runtime forks a helper that joins
+ * every namespace of the container's init through its pidfd (one setns call, so the
+ * namespaces cannot come from different processes), and clones the process itself with
+ * CLONE_PARENT so it is the runtime's child (the caller waits for it, or a subreaper
+ * inherits it with --detach). The runtime moves it into the container's cgroup before it
+ * goes on; it then gets the container's seccomp filter and the process's capabilities,
+ * user, rlimits and terminal, exactly like the init, and execs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container_internal.h"
+#include "runcell/cgroups.h"
+#include "runcell/container.h"
+#include "runcell/process_attrs.h"
+#include "runcell/sync.h"
+#include "runcell/terminal.h"
+#include "runcell/util.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+int rc_container_load_config(const char *root, const char *id, struct oci_config **cfg,
+                             struct rc_error *err) {
+  cleanup_free char *path = rc_xasprintf("%s/%s/config.json", root, id);
+  cleanup_free char *text = NULL;
+  size_t len = 0;
+  if (rc_read_file(path, 16 << 20, &text, &len, err) < 0) {
+    if (err->code == ENOENT) return rc_err(err, 0, "container does not exist");
+    return -1;
+  }
+  return oci_config_parse(text, len, cfg, err);
+}
+
+/* The namespaces of the init that differ from ours: the ones to enter. */
+static int namespaces_to_join(pid_t pid) {
+  static const struct {
+    const char *name;
+    int flag;
+  } kinds[] = {{"user", CLONE_NEWUSER},     {"mnt", CLONE_NEWNS},   {"pid", CLONE_NEWPID},
+               {"net", CLONE_NEWNET},       {"ipc", CLONE_NEWIPC},  {"uts", CLONE_NEWUTS},
+               {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME}};
+  int flags = 0;
+  for (size_t i = 0; i < RC_ARRAY_SIZE(kinds); i++) {
+    char theirs[64], ours[64];
+    snprintf(theirs, sizeof(theirs), "/proc/%d/ns/%s", (int)pid, kinds[i].name);
+    snprintf(ours, sizeof(ours), "/proc/self/ns/%s", kinds[i].name);
+    struct stat a, b;
+    if (stat(theirs, &a) < 0 || stat(ours, &b) < 0) continue;
+    if (a.st_ino != b.st_ino || a.st_dev != b.st_dev) flags |= kinds[i].flag;
+  }
+  return flags;
+}
+
+struct exec_child {
+  const struct oci_config *cfg;
+  const struct oci_process *p;
+  int sync_fd;
+  int console_fd;
+  int preserve_fds;
+  bool new_userns;
+};
+
+__attribute__((noreturn)) static void child_fail(int fd, struct rc_error *err) {
+  rc_sync_send_error(fd, err);
+  _exit(127);
+}
+
+/* The exec'd process, inside every namespace of the container. */
+__attribute__((noreturn)) static void exec_child_main(const struct exec_child *c) {
+  struct rc_error err = {0};
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  /* CVE-2019-5736: runtime code runs inside the container until exec */
+  prctl(PR_SET_DUMPABLE, 0);
+  if (rc_sync_expect(c->sync_fd, RC_SYNC_GO, "wait for the cgroup", &err) < 0) _exit(127);
+  if (c->p->terminal && setsid() < 0) {
+    rc_err(&err, errno, "setsid");
+    child_fail(c->sync_fd, &err);
+  }
+  if (c->console_fd >= 0 && rc_setup_process_terminal(c->p, c->console_fd, &err) < 0)
+    child_fail(c->sync_fd, &err);
+  if (chdir(c->p->cwd) < 0) {
+    rc_err(&err, errno, "chdir to cwd (\"%s\")", c->p->cwd);
+    child_fail(c->sync_fd, &err);
+  }
+  char exe[PATH_MAX];
+  char **env = NULL;
+  bool late = false;
+  if (rc_process_finalize(c->cfg, c->p, c->new_userns, exe, &env, &late, &err) < 0)
+    child_fail(c->sync_fd, &err);
+  if (late && c->cfg->has_linux && c->cfg->linux_.has_seccomp &&
+      rc_seccomp_load(&c->cfg->linux_.seccomp, &err) < 0)
+    child_fail(c->sync_fd, &err);
+  prctl(PR_SET_PDEATHSIG, 0);
+  rc_prepare_exec_fds(c->preserve_fds, c->sync_fd);
+  execve(exe, c->p->args, env);
+  rc_err(&err, errno, "exec %s", exe);
+  child_fail(c->sync_fd, &err);
+}
+
+int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
+                      struct rc_error *err) {
+  out->pid = -1;
+  out->console_master = -1;
+  struct oci_state *st = NULL;
+  if (rc_state_read(o->root, o->id, &st, err) < 0) return -1;
+  int rc = -1;
+  int pidfd = -1, sv[2] = {-1, -1}, console = -1, console_pair[2] = {-1, -1};
+  pid_t helper = -1, pid = -1;
+
+  switch (st->status) {
+    case OCI_STATUS_RUNNING:
+    case OCI_STATUS_CREATED:
+      break;
+    case OCI_STATUS_PAUSED:
+      rc_err(err, 0, "cannot exec in a paused container");
+      goto out;
+    default:
+      rc_err(err, 0, "cannot exec in a stopped container");
+      goto out;
+  }
+  const struct oci_process *p = o->process;
+  if (p->terminal && !o->console_socket && o->detach) {
+    rc_err(err, 0, "cannot allocate tty if runcell will detach without setting console socket");
+    goto out;
+  }
+  if (!p->terminal && o->console_socket) {
+    rc_err(err, 0, "cannot use console socket if runcell will not detach or allocate tty");
+    goto out;
+  }
+  if (o->cfg->has_linux && o->cfg->linux_.has_seccomp &&
+      rc_seccomp_check(&o->cfg->linux_.seccomp, err) < 0)
+    goto out;
+  if ((pidfd = rc_state_open_pidfd(st)) < 0) {
+    rc_err(err, 0, "cannot exec in a stopped container");
+    goto out;
+  }
+  int flags = namespaces_to_join(st->pid);
+  if (p->terminal) {
+    if (o->console_socket) {
+      if ((console = rc_console_socket_connect(o->console_socket, err)) < 0) goto out;
+    } else {
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console_pair) < 0) {
+        rc_err(err, errno, "socketpair for the console");
+        goto out;
+      }
+      console = console_pair[1];
+      console_pair[1] = -1;
+    }
+  }
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    rc_err(err, errno, "socketpair");
+    goto out;
+  }
+  struct exec_child c = {.cfg = o->cfg,
+                         .p = p,
+                         .sync_fd = sv[1],
+                         .console_fd = console,
+                         .preserve_fds = o->preserve_fds,
+                         .new_userns = (flags & CLONE_NEWUSER) != 0};
+  fflush(NULL);
+  helper = fork();
+  if (helper < 0) {
+    rc_err(err, errno, "fork");
+    goto out;
+  }
+  if (helper == 0) {
+    close(sv[0]);
+    struct rc_error herr = {0};
+    if (flags && setns(pidfd, flags) < 0) {
+      rc_err(&herr, errno, "join the namespaces of container %s", o->id);
+      child_fail(sv[1], &herr);
+    }
+    /* CLONE_PARENT: the process is the runtime's child, not the helper's, so the runtime
+     * can wait for it; a new pid namespace only takes effect for a new process. */
+    pid_t child = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) {
+      rc_err(&herr, errno, "clone the exec'd process");
+      child_fail(sv[1], &herr);
+    }
+    if (child == 0) exec_child_main(&c);
+    struct rc_sync_msg m = {.type = RC_SYNC_PID, .code = child};
+    (void)!send(sv[1], &m, offsetof(struct rc_sync_msg, msg) + 1, MSG_NOSIGNAL);
+    _exit(0);
+  }
+  close(sv[1]);
+  sv[1] = -1;
+  if (console >= 0) close(console);
+  console = -1;
+  {
+    struct rc_sync_msg m;
+    memset(&m, 0, sizeof(m));
+    ssize_t n;
+    do n = recv(sv[0], &m, sizeof(m), 0);
+    while (n < 0 && errno == EINTR);
+    while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {
+    }
+    helper = -1;
+    if (n > 0 && m.type == RC_SYNC_ERROR) {
+      m.msg[sizeof(m.msg) - 1] = '\0';
+      rc_err(err, 0, "%s", m.msg);
+      err->code = m.code;
+      goto out;
+    }
+    if (n <= 0 || m.type != RC_SYNC_PID || m.code <= 0) {
+      rc_err(err, 0, "exec: the helper process failed");
+      goto out;
+    }
+    pid = (pid_t)m.code;
+  }
+  if (st->cgroup_path && rc_cgroup_exists(st->cgroup_path) &&
+      rc_cgroup_enter(st->cgroup_path, pid, err) < 0)
+    goto out;
+  if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
+  /* EOF: exec closed the connection; a message: the error that kept it from exec'ing. */
+  {
+    struct rc_error child = {0};
+    int t = rc_sync_recv(sv[0], "exec", &child);
+    if (t == RC_SYNC_PEER_ERROR) {
+      *err = child;
+      goto out;
+    }
+  }
+  if (console_pair[0] >= 0 && rc_recv_fd(console_pair[0], &out->console_master, err) < 0) goto out;
+  out->pid = pid;
+  rc = 0;
+out:
+  if (rc < 0 && pid > 0) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (helper > 0) {
+    kill(helper, SIGKILL);
+    while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (pidfd >= 0) close(pidfd);
+  if (sv[0] >= 0) close(sv[0]);
+  if (sv[1] >= 0) close(sv[1]);
+  if (console >= 0) close(console);
+  if (console_pair[0] >= 0) close(console_pair[0]);
+  if (console_pair[1] >= 0) close(console_pair[1]);
+  oci_state_free(st);
+  return rc;
+}

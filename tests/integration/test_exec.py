@@ -1,0 +1,110 @@
+"""exec: a new process in a running container joins its namespaces, cgroup and seccomp
+filter, runs as the process it is told to, and reports its exit status."""
+import json
+import os
+
+from helpers import process_alive
+from test_stdio import _run_in_pty
+
+
+def sleeper(h, bundle, **config):
+    bundle.args("sleep", "100")
+    for key, value in config.items():
+        bundle.config[key] = value
+    return h.run_detached(bundle)
+
+
+def test_exec_output_and_exit_status(h, bundle):
+    cid = sleeper(h, bundle)
+    res = h("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert res.rc == 7, res.describe()
+    assert res.out == "out\n"
+    assert "err" in res.err
+
+
+def test_exec_joins_every_namespace_of_the_container(h, bundle):
+    cid = sleeper(h, bundle)
+    names = ["mnt", "pid", "net", "ipc", "uts"]
+    script = "; ".join(f"readlink /proc/1/ns/{n}; readlink /proc/self/ns/{n}" for n in names)
+    res = h("exec", cid, "sh", "-c", script)
+    assert res.rc == 0, res.describe()
+    links = res.out.split()
+    assert len(links) == 2 * len(names), res.out
+    for i in range(0, len(links), 2):
+        assert links[i] == links[i + 1], f"exec'd process is not in the init's {links[i]}"
+    # and they are not the host's
+    assert links[0] != os.readlink("/proc/self/ns/mnt")
+
+
+def test_exec_joins_the_cgroup(h, bundle):
+    cid = sleeper(h, bundle)
+    res = h("exec", "--detach", "--pid-file", str(h.workdir / "exec.pid"), cid, "sleep", "50")
+    assert res.rc == 0, res.describe()
+    text = (h.workdir / "exec.pid").read_text()
+    assert text.isdigit(), repr(text)  # a bare integer, no newline (containerd reads it)
+    pid = int(text)
+    h.note_pid(pid)
+    pids = json.loads(h("ps", "--format", "json", cid).out)
+    assert pid in pids
+    assert process_alive(pid)
+
+
+def test_exec_user_env_cwd(h, bundle):
+    cid = sleeper(h, bundle)
+    res = h("exec", "--user", "1000:1001", "--env", "FOO=bar", "--cwd", "/tmp", cid,
+            "sh", "-c", "id -u; id -g; echo $FOO; pwd")
+    assert res.rc == 0, res.describe()
+    assert res.out.split() == ["1000", "1001", "bar", "/tmp"]
+
+
+def test_exec_process_file(h, bundle):
+    cid = sleeper(h, bundle)
+    proc = {"args": ["sh", "-c", "echo $A; pwd"], "env": ["A=from-file", "PATH=/bin"],
+            "cwd": "/dev", "user": {"uid": 0, "gid": 0}}
+    path = h.workdir / "process.json"
+    path.write_text(json.dumps(proc))
+    res = h("exec", "--process", str(path), cid)
+    assert res.rc == 0, res.describe()
+    assert res.out.split() == ["from-file", "/dev"]
+
+
+def test_exec_gets_the_containers_seccomp_filter(h, bundle):
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    cid = sleeper(h, bundle)
+    res = h("exec", cid, "sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?")
+    assert "rc=1" in res.out and "not permitted" in res.out, res.describe()
+
+
+def test_exec_missing_binary(h, bundle):
+    cid = sleeper(h, bundle)
+    res = h("exec", cid, "/nonexistent")
+    assert res.rc != 0
+    assert "/nonexistent" in res.msg and "no such file" in res.msg.lower(), res.describe()
+
+
+def test_exec_in_the_wrong_state(h, bundle):
+    cid = sleeper(h, bundle)
+    assert h("pause", cid).rc == 0
+    res = h("exec", cid, "true")
+    assert res.rc != 0 and "paused" in res.msg, res.describe()
+    assert h("resume", cid).rc == 0
+    assert h("kill", cid, "KILL").rc == 0
+    h.wait_status(cid, "stopped")
+    res = h("exec", cid, "true")
+    assert res.rc != 0 and "stopped" in res.msg, res.describe()
+    res = h("exec", "rct-does-not-exist", "true")
+    assert res.rc != 0 and "does not exist" in res.msg, res.describe()
+
+
+def test_exec_with_a_terminal_from_a_real_tty(h, bundle):
+    cid = sleeper(h, bundle)
+    status, out = _run_in_pty(h.rt.argv("exec", "--tty", cid, "sh", "-c", "tty; exit 4"))
+    assert status == 4, out
+    assert "/dev/pts/" in out, out
+
+
+def test_exec_tty_detached_without_console_socket_is_an_error(h, bundle):
+    cid = sleeper(h, bundle)
+    res = h("exec", "--tty", "--detach", cid, "true")
+    assert res.rc != 0 and "console socket" in res.msg, res.describe()
