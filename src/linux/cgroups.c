@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cgroups_internal.h"
+#include "runcell/log.h"
 #include "runcell/util.h"
 
 /* Containers are created in one cgroup per hierarchy; this caps the number of
@@ -641,9 +642,15 @@ static int apply_resources(const char *path, const struct oci_resources *r, stru
              "controller (not mounted)",
              path);
       goto out;
+    } else {
+      /* TODO(issue 3): on v2 the device rules are an eBPF program attached to the cgroup
+       * (BPF_CGROUP_DEVICE); until it exists they are not enforced there, and the log
+       * says so rather than staying silent. */
+      rc_warn(
+          "cgroup %s: linux.resources.devices is not enforced on cgroup v2 yet (needs "
+          "an eBPF device program)",
+          path);
     }
-    /* TODO(issue 3): on v2 the device rules are an eBPF program attached to the cgroup
-     * (BPF_CGROUP_DEVICE); until it exists they are not enforced there. */
   }
   if (rc_cg_blkio_is_set(r)) {
     const char *ctrl = rc_cg_find(l, "blkio") ? "blkio" : "io";
