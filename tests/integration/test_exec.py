@@ -108,3 +108,17 @@ def test_exec_tty_detached_without_console_socket_is_an_error(h, bundle):
     cid = sleeper(h, bundle)
     res = h("exec", "--tty", "--detach", cid, "true")
     assert res.rc != 0 and "console socket" in res.msg, res.describe()
+
+
+def test_exec_in_a_user_namespace(h, bundle):
+    from test_namespaces import HOST_ID, _userns_bundle, host_pid_status
+    _userns_bundle(bundle)
+    cid = sleeper(h, bundle)
+    init = h.state(cid)["pid"]
+    res = h("exec", "--detach", "--pid-file", str(h.workdir / "u.pid"), cid, "sleep", "50")
+    assert res.rc == 0, res.describe()
+    pid = int((h.workdir / "u.pid").read_text())
+    h.note_pid(pid)
+    # container root is the mapped host uid, and the process is in the init's user namespace
+    assert host_pid_status(pid)["Uid"].split() == [str(HOST_ID)] * 4
+    assert os.readlink(f"/proc/{pid}/ns/user") == os.readlink(f"/proc/{init}/ns/user")
