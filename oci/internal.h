@@ -82,7 +82,6 @@ int oci_parse_linux(const struct oci_pctx *c, const json_t *obj, const char *par
 void oci_linux_free_fields(struct oci_linux *l);
 int oci_parse_resources(const struct oci_pctx *c, const json_t *obj, const char *parent,
                         struct oci_resources *r);
-void oci_resources_free_fields(struct oci_resources *r);
 int oci_parse_seccomp(const struct oci_pctx *c, const json_t *obj, const char *parent,
                       struct oci_seccomp *s);
 void oci_seccomp_free_fields(struct oci_seccomp *s);

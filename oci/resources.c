@@ -316,3 +316,18 @@ void oci_resources_free_fields(struct oci_resources *r) {
   oci_free_kv(r->rdma, r->n_rdma);
   memset(r, 0, sizeof(*r));
 }
+
+int oci_resources_parse(const char *json_text, size_t len, const char *what,
+                        struct oci_resources *out, struct rc_error *err) {
+  struct oci_pctx c = {what ? what : "resources", err};
+  memset(out, 0, sizeof(*out));
+  json_error_t je;
+  json_t *root = json_loadb(json_text, len, 0, &je);
+  if (!root)
+    return rc_err(err, 0, "%s: invalid JSON at line %d column %d: %s", c.file, je.line, je.column,
+                  je.text);
+  int r = oci_parse_resources(&c, root, "", out);
+  json_decref(root);
+  if (r < 0) oci_resources_free_fields(out);
+  return r;
+}

@@ -341,3 +341,25 @@ int rc_container_pids(const char *root, const char *id, pid_t **pids, size_t *n,
   oci_state_free(st);
   return r;
 }
+
+int rc_container_update(const char *root, const char *id, const struct oci_resources *r,
+                        struct rc_error *err) {
+  struct rc_container_dir dir;
+  struct oci_state *st = NULL;
+  if (load_locked(root, id, &dir, &st, err) < 0) return -1;
+  int rc = -1;
+  if (st->status == OCI_STATUS_STOPPED || st->status == OCI_STATUS_CREATING) {
+    rc_err(err, 0, "container not running");
+    goto out;
+  }
+  if (!st->cgroup_path) {
+    rc_err(err, 0, "container %s has no cgroup", id);
+    goto out;
+  }
+  if (rc_cgroup_apply(st->cgroup_path, r, err) < 0) goto out;
+  rc = 0;
+out:
+  oci_state_free(st);
+  rc_state_dir_close(&dir);
+  return rc;
+}

@@ -71,6 +71,6 @@ int rc_create_opts_check(const char *cmd, const struct rc_create_opts *o, struct
 
 extern const struct rc_command rc_cmd_create, rc_cmd_start, rc_cmd_run, rc_cmd_state, rc_cmd_kill,
     rc_cmd_delete, rc_cmd_list, rc_cmd_spec, rc_cmd_features, rc_cmd_pause, rc_cmd_resume,
-    rc_cmd_ps, rc_cmd_exec;
+    rc_cmd_ps, rc_cmd_exec, rc_cmd_update;
 
 #endif

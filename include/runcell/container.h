@@ -51,6 +51,10 @@ int rc_container_delete(const char *root, const char *id, bool force, struct rc_
 int rc_container_pause(const char *root, const char *id, struct rc_error *err);
 int rc_container_resume(const char *root, const char *id, struct rc_error *err);
 
+/* Applies new cgroup resources to a running (or created, or paused) container. */
+int rc_container_update(const char *root, const char *id, const struct oci_resources *r,
+                        struct rc_error *err);
+
 /* The pids of every process in the container's cgroup (caller frees). */
 int rc_container_pids(const char *root, const char *id, pid_t **pids, size_t *n,
                       struct rc_error *err);

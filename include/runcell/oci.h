@@ -316,6 +316,12 @@ int oci_process_parse(const char *json_text, size_t len, const char *what, struc
                       struct rc_error *err);
 void oci_process_free_fields(struct oci_process *p);
 
+/* Parses a LinuxResources object (what `update --resources` reads); errors are prefixed
+ * with `what`. Free with oci_resources_free_fields. */
+int oci_resources_parse(const char *json_text, size_t len, const char *what,
+                        struct oci_resources *out, struct rc_error *err);
+void oci_resources_free_fields(struct oci_resources *r);
+
 /* Returns the namespace entry of a type, or NULL. */
 const struct oci_namespace *oci_config_namespace(const struct oci_config *cfg,
                                                  enum oci_ns_type type);
