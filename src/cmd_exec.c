@@ -3,11 +3,13 @@
  * runc does. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runcell/cli.h"
@@ -155,19 +157,12 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
     rc_supervise_end(&sup);
     goto out;
   }
-  if (pid_file) {
-    char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%d", (int)res.pid);
-    cleanup_free char *dir = rc_xstrdup(pid_file);
-    char *slash = strrchr(dir, '/');
-    const char *name = slash ? slash + 1 : pid_file;
-    if (slash) *slash = '\0';
-    cleanup_close int dfd = open(slash ? (*dir ? dir : "/") : ".", O_RDONLY | O_DIRECTORY);
-    if (dfd < 0 || rc_write_file_atomic(dfd, name, buf, (size_t)n, 0644, err) < 0) {
-      if (dfd < 0) rc_err(err, errno, "exec: open pid file directory");
-      rc_supervise_end(&sup);
-      goto out;
-    }
+  if (pid_file && rc_write_pid_file(pid_file, res.pid, err) < 0) {
+    /* the process runs but nobody could find it: stop it rather than leak it */
+    kill(res.pid, SIGKILL);
+    waitpid(res.pid, NULL, 0);
+    rc_supervise_end(&sup);
+    goto out;
   }
   if (detach) {
     rc = 0;

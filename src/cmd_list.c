@@ -32,14 +32,8 @@ static size_t collect(const char *root, struct oci_state ***out) {
   while ((de = readdir(d))) {
     if (de->d_name[0] == '.') continue;
     struct rc_error e;
-    if (rc_state_validate_id(de->d_name, &e) < 0) continue;
-    cleanup_free char *path = rc_xasprintf("%s/%s/state.json", root, de->d_name);
-    cleanup_free char *text = NULL;
-    size_t len = 0;
-    if (rc_read_file(path, 4 << 20, &text, &len, &e) < 0) continue;
     struct oci_state *st = NULL;
-    if (oci_state_parse(text, len, &st, &e) < 0) continue;
-    rc_state_refresh(st);
+    if (rc_state_read(root, de->d_name, &st, &e) < 0) continue;
     *out = rc_xrealloc(*out, (n + 1) * sizeof(struct oci_state *));
     (*out)[n++] = st;
   }

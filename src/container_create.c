@@ -141,29 +141,6 @@ static int join_cgroup(const struct oci_config *cfg, const char *cgpath, pid_t p
   return r;
 }
 
-static int write_pid_file(const char *path, pid_t pid, struct rc_error *err) {
-  /* containerd reads the pid file as a bare integer: no trailing newline. Written
-   * atomically so a reader never sees a partial number. */
-  char real_dir[PATH_MAX];
-  cleanup_free char *dir = rc_xstrdup(path);
-  char *slash = strrchr(dir, '/');
-  const char *name = path;
-  if (slash) {
-    *slash = '\0';
-    name = slash + 1;
-    snprintf(real_dir, sizeof(real_dir), "%s", *dir ? dir : "/");
-  } else {
-    snprintf(real_dir, sizeof(real_dir), ".");
-  }
-  cleanup_close int dfd = open(real_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return rc_err(err, errno, "open pid file directory %s", real_dir);
-  char buf[32];
-  int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
-  if (rc_write_file_atomic(dfd, name, buf, (size_t)n, 0644, err) < 0)
-    return rc_err_wrap(err, "write pid file %s", path);
-  return 0;
-}
-
 int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
                         struct rc_error *err) {
   out->pid = -1;
@@ -311,7 +288,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
 
   st.status = OCI_STATUS_CREATED;
   if (rc_state_save(&dir, &st, err) < 0) goto out;
-  if (o->pid_file && write_pid_file(o->pid_file, pid, err) < 0) goto out;
+  if (o->pid_file && rc_write_pid_file(o->pid_file, pid, err) < 0) goto out;
   rc_debug("created container %s, init pid %d", o->id, (int)pid);
   out->pid = pid;
   out->pidfd = pidfd;

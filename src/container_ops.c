@@ -37,15 +37,6 @@ int rc_container_state(const char *root, const char *id, struct oci_state **st,
   return rc_state_read(root, id, st, err);
 }
 
-/* Loads the config saved at create time (for hooks). */
-static int load_saved_config(struct rc_container_dir *dir, struct oci_config **cfg,
-                             struct rc_error *err) {
-  cleanup_free char *text = NULL;
-  size_t len = 0;
-  if (rc_read_file_at(dir->dirfd, "config.json", 16 << 20, &text, &len, err) < 0) return -1;
-  return oci_config_parse(text, len, cfg, err);
-}
-
 static int connect_start_socket(int dirfd, struct rc_error *err) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return rc_err(err, errno, "start socket");
@@ -123,7 +114,7 @@ int rc_container_start(const char *root, const char *id, struct rc_error *err) {
   rc_state_refresh(st); /* it may already have exited */
   if (rc_state_save(&dir, st, err) < 0) goto out;
 
-  if (load_saved_config(&dir, &cfg, err) < 0) goto out;
+  if (rc_container_load_config(root, id, &cfg, err) < 0) goto out;
   if (cfg->hooks.n_poststart > 0) {
     st->status = OCI_STATUS_RUNNING;
     cleanup_free char *hs = oci_state_to_hook_json(st);
@@ -269,7 +260,7 @@ int rc_container_delete(const char *root, const char *id, bool force, struct rc_
   if (st->cgroup_path && rc_cgroup_destroy(st->cgroup_path, err) < 0) goto out;
 
   struct rc_error cerr;
-  if (load_saved_config(&dir, &cfg, &cerr) == 0 && cfg->hooks.n_poststop > 0) {
+  if (rc_container_load_config(root, id, &cfg, &cerr) == 0 && cfg->hooks.n_poststop > 0) {
     st->status = OCI_STATUS_STOPPED;
     cleanup_free char *hs = oci_state_to_hook_json(st);
     struct rc_error herr;

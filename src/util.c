@@ -244,3 +244,26 @@ void rc_close_fds_from(int from) {
   }
   closedir(d);
 }
+
+int rc_write_pid_file(const char *path, pid_t pid, struct rc_error *err) {
+  /* containerd reads the pid file as a bare integer: no trailing newline. Written
+   * atomically so a reader never sees a partial number. */
+  char real_dir[PATH_MAX];
+  if (snprintf(real_dir, sizeof(real_dir), "%s", path) >= (int)sizeof(real_dir))
+    return rc_err(err, ENAMETOOLONG, "pid file %s", path);
+  const char *slash = strrchr(path, '/');
+  const char *name = slash ? slash + 1 : path;
+  if (!slash)
+    snprintf(real_dir, sizeof(real_dir), ".");
+  else if (slash == path)
+    snprintf(real_dir, sizeof(real_dir), "/");
+  else
+    real_dir[slash - path] = '\0';
+  cleanup_close int dfd = open(real_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return rc_err(err, errno, "open pid file directory %s", real_dir);
+  char buf[32];
+  int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
+  if (rc_write_file_atomic(dfd, name, buf, (size_t)n, 0644, err) < 0)
+    return rc_err_wrap(err, "write pid file %s", path);
+  return 0;
+}

@@ -45,6 +45,9 @@ int rc_write_file_at(int dirfd, const char *path, const char *data, size_t len,
 /* Writes a file atomically: temp file in the same directory, fsync, rename, fsync dir. */
 int rc_write_file_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
                          struct rc_error *err);
+/* Writes pid to path (relative to the cwd) as a bare integer without a newline, which is
+ * how containerd reads it, atomically. */
+int rc_write_pid_file(const char *path, pid_t pid, struct rc_error *err);
 /* mkdir -p on a host path. */
 int rc_mkdir_p(const char *path, mode_t mode, struct rc_error *err);
 /* Writes all bytes, retrying on EINTR and short writes. */

@@ -267,4 +267,5 @@ def test_state_output_is_json_only(h, bundle):
     bundle.args("sleep", "60")
     cid = h.create_ok(bundle)
     res = h("state", cid)
-    json.loads(res.out)
+    assert res.rc == 0, res.describe()
+    assert json.loads(res.out)["id"] == cid  # stdout is one JSON document, nothing else
