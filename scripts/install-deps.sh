@@ -13,7 +13,8 @@ required=(
   libjansson-dev libseccomp-dev libcap-dev
   busybox-static runc
   python3 python3-pytest
-  jq iproute2 util-linux procps
+  jq iproute2 util-linux bsdutils procps
+  containerd python3-grpcio
   clang-format clang-tidy cppcheck
 )
 optional=(clang)

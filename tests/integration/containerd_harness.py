@@ -35,10 +35,12 @@ def containerd_missing():
     return None
 
 
-def base_config(base, disable_cri=True):
+def base_config(base, disable_cri=True, imports=()):
     """containerd's config (version 2) keeping everything under base."""
     disabled = '["io.containerd.grpc.v1.cri"]' if disable_cri else "[]"
+    imported = ", ".join(f'"{p}"' for p in imports)
     return f"""version = 2
+imports = [{imported}]
 root = "{base}/root"
 state = "{base}/state"
 disabled_plugins = {disabled}
@@ -58,13 +60,13 @@ disabled_plugins = {disabled}
 
 
 class Containerd:
-    def __init__(self, base, extra_config="", disable_cri=True):
+    def __init__(self, base, extra_config="", disable_cri=True, imports=()):
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.socket = self.base / "containerd.sock"
         self.config_path = self.base / "config.toml"
         self.log_path = self.base / "containerd.log"
-        self.config_path.write_text(base_config(self.base, disable_cri) + extra_config)
+        self.config_path.write_text(base_config(self.base, disable_cri, imports) + extra_config)
         self.proc = None
         self.namespaces = set()
 

@@ -46,10 +46,10 @@ def _blob(blobs, data):
     return f"sha256:{digest}", len(data)
 
 
-def build_image_archive(out_path, cmd=("sh",), env=None):
+def build_image_archive(out_path, cmd=("sh",), env=None, ref=IMAGE_REF):
     """Writes an OCI image layout tar of a busybox image to out_path and returns it.
 
-    The image is annotated with IMAGE_REF, so `ctr images import` names it that way and
+    The image is annotated with ref (IMAGE_REF by default), so `ctr images import` names it that way and
     `podman load` tags it likewise.
     """
     out_path = Path(out_path)
@@ -103,8 +103,8 @@ def build_image_archive(out_path, cmd=("sh",), env=None):
                     "size": manifest_size,
                     "platform": {"architecture": "amd64", "os": "linux"},
                     "annotations": {
-                        "io.containerd.image.name": IMAGE_REF,
-                        "org.opencontainers.image.ref.name": IMAGE_TAG,
+                        "io.containerd.image.name": ref,
+                        "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1],
                     },
                 }
             ],
