@@ -14,7 +14,7 @@ required=(
   busybox-static runc
   python3 python3-pytest
   jq iproute2 util-linux bsdutils procps
-  containerd python3-grpcio
+  containerd python3-grpcio podman
   clang-format clang-tidy cppcheck
 )
 optional=(clang)
