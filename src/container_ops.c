@@ -162,6 +162,12 @@ int rc_container_kill(const char *root, const char *id, int sig, bool all, struc
         rc_err(err, e, "kill container %s with signal %d", id, sig);
       goto out;
     }
+    /* A frozen v1 cgroup holds even SIGKILL until thawed: thaw, as runc does, so that a
+     * paused container killed this way ends now (other signals wait for resume). */
+    if (sig == SIGKILL && st->status == OCI_STATUS_PAUSED && st->cgroup_path) {
+      struct rc_error ignore;
+      (void)rc_cgroup_freeze(st->cgroup_path, false, &ignore);
+    }
   }
   rc = 0;
 out:

@@ -24,6 +24,12 @@ const char *rc_cgroup_mode_name(enum rc_cgroup_mode m);
 int rc_cgroup_resolve_path(const char *cgroups_path, const char *id, char **out,
                            struct rc_error *err);
 
+/* The error for asking for the systemd cgroup driver, which runcell does not have: what
+ * names the request (--systemd-cgroup, a "slice:prefix:name" cgroupsPath), advice says
+ * what to do instead. When systemd is not running (PID 1 is not systemd) the message says
+ * so first, in runc's words. Returns -1. */
+int rc_cgroup_systemd_unsupported(const char *what, const char *advice, struct rc_error *err);
+
 /* Creates the cgroup in every hierarchy (mkdir -p; v1 cpuset levels inherit cpus/mems
  * from their parent), applies resources, and moves pid into it. On failure removes what
  * it created. resources may be NULL. */

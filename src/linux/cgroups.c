@@ -498,6 +498,22 @@ static int own_cgroup(char **out, struct rc_error *err) {
   return cgroup_of(0, h, out, err);
 }
 
+int rc_cgroup_systemd_unsupported(const char *what, const char *advice, struct rc_error *err) {
+  /* sd_booted()'s test, which runc's IsRunningSystemd uses too. */
+  struct stat st;
+  bool running = lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
+  if (running)
+    return rc_err(err, 0, "%s: the systemd cgroup driver is not supported by runcell; %s", what,
+                  advice);
+  cleanup_free char *comm = NULL;
+  struct rc_error ignore;
+  if (rc_read_file("/proc/1/comm", 256, &comm, NULL, &ignore) == 0) trim_right(comm);
+  return rc_err(err, 0,
+                "%s: systemd not running on this host, cannot use systemd cgroups manager (PID 1 "
+                "is \"%s\", not systemd; runcell has no systemd driver either); %s",
+                what, comm && *comm ? comm : "?", advice);
+}
+
 int rc_cgroup_resolve_path(const char *cgroups_path, const char *id, char **out,
                            struct rc_error *err) {
   *out = NULL;
@@ -507,11 +523,14 @@ int rc_cgroup_resolve_path(const char *cgroups_path, const char *id, char **out,
     *out = rc_xasprintf("/runcell/%s", id);
     return 0;
   }
-  if (is_systemd_format(cgroups_path))
-    return rc_err(err, EINVAL,
-                  "cgroupsPath \"%s\" is in systemd format; the systemd cgroup driver is not "
-                  "supported (run without --systemd-cgroup and give a path)",
-                  cgroups_path);
+  if (is_systemd_format(cgroups_path)) {
+    cleanup_free char *what =
+        rc_xasprintf("cgroupsPath \"%s\" is in systemd format (slice:prefix:name)", cgroups_path);
+    return rc_cgroup_systemd_unsupported(what,
+                                         "run without --systemd-cgroup and give a cgroup path such "
+                                         "as /runcell/<id> (the cgroupfs driver)",
+                                         err);
+  }
   if (has_dotdot(cgroups_path))
     return rc_err(err, EINVAL, "cgroupsPath \"%s\": \"..\" components are not allowed",
                   cgroups_path);
@@ -534,9 +553,10 @@ int rc_cgroup_resolve_path(const char *cgroups_path, const char *id, char **out,
 bool rc_cg_memory_is_set(const struct oci_resources *r) {
   const struct oci_memory *m = &r->memory;
   /* 0 means unset for the byte values, as in runc. */
+  /* kernel and kernelTCP are not here: they are ignored (see apply_resources). */
   return r->has_memory &&
          ((m->has_limit && m->limit) || (m->has_reservation && m->reservation) ||
-          (m->has_swap && m->swap) || (m->has_kernel_tcp && m->kernel_tcp) || m->has_swappiness ||
+          (m->has_swap && m->swap) || m->has_swappiness ||
           (m->has_disable_oom_killer && m->disable_oom_killer) || m->has_use_hierarchy);
 }
 
@@ -601,8 +621,60 @@ static int apply_rdma(const struct rc_cg_dir *d, const struct oci_key_value *kv,
   return 0;
 }
 
-static int apply_resources(const char *path, const struct oci_resources *r, struct rc_error *err) {
-  if (!r) return 0;
+/* The device rules, wherever the host enforces them: the v1 devices controller where one
+ * is mounted (hybrid hosts included, as runc), else an eBPF program on the v2 cgroup. */
+static int apply_devices(const char *path, const struct oci_device_cgroup *rules, size_t n,
+                         struct rc_error *err) {
+  const struct rc_cg_layout *l = rc_cg_layout();
+  const struct rc_cg_hier *h = rc_cg_find(l, "devices");
+  if (!h || h->v2) h = v2_hier(l);
+  if (!h)
+    return rc_err(err, ENOTSUP,
+                  "cgroup %s: the host has no devices controller (not mounted) and no cgroup v2 "
+                  "hierarchy for an eBPF device filter, so device rules cannot be enforced",
+                  path);
+  struct rc_cg_dir d;
+  if (open_dir(h, path, &d, err) < 0) return -1;
+  int r = h->v2 ? rc_cg_v2_devices(&d, rules, n, err) : rc_cg_v1_devices(&d, rules, n, err);
+  close_dir(&d);
+  return r;
+}
+
+/* linux.resources.unified on a hybrid host: the v2 hierarchy holds the container too, but
+ * only the controllers no v1 hierarchy took (and the core cgroup.* files). A key for a
+ * controller on v1 would have no file there; say why instead. (runc 1.1 refuses unified
+ * on any host that is not pure v2.) */
+static int check_unified_keys(const char *path, const struct rc_cg_hier *v2,
+                              const struct oci_key_value *kv, size_t n, struct rc_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    const char *key = kv[i].key ? kv[i].key : "";
+    size_t len = strcspn(key, ".");
+    /* Not a controller file name: the writer says what is wrong with it. */
+    if (len == 0 || key[len] != '.' || strchr(key, '/')) continue;
+    cleanup_free char *ctrl = rc_xasprintf("%.*s", (int)len, key);
+    if (strcmp(ctrl, "cgroup") == 0 || rc_cg_list_has(v2->controllers, ctrl)) continue;
+    const struct rc_cg_hier *v1 = rc_cg_find(rc_cg_layout(), ctrl);
+    if (v1 && !v1->v2)
+      return rc_err(err, ENOTSUP,
+                    "cgroup %s: linux.resources.unified \"%s\": the %s controller is on cgroup "
+                    "v1 (%s) on this hybrid host; unified keys can set only the controllers of "
+                    "the v2 hierarchy (%s)",
+                    path, key, ctrl, v1->mount, *v2->controllers ? v2->controllers : "none");
+    return rc_err(err, ENOTSUP,
+                  "cgroup %s: linux.resources.unified \"%s\": the v2 hierarchy of this hybrid "
+                  "host has no %s controller (it has: %s)",
+                  path, key, ctrl, *v2->controllers ? v2->controllers : "none");
+  }
+  return 0;
+}
+
+/* creating: the container's first application, when the device rules always go in (the
+ * defaults at least, as runc); an update leaves them alone unless it names some. */
+static int apply_resources(const char *path, const struct oci_resources *r, bool creating,
+                           struct rc_error *err) {
+  static const struct oci_resources none;
+  if (!r && !creating) return 0;
+  if (!r) r = &none;
   const struct rc_cg_layout *l = rc_cg_layout();
   struct rc_cg_dir d = {.fd = -1};
   bool v2 = false;
@@ -615,6 +687,10 @@ static int apply_resources(const char *path, const struct oci_resources *r, stru
     if ((v2 ? rc_cg_v2_cpuset : rc_cg_v1_cpuset)(&d, &r->cpu, err) < 0) goto out;
     close_dir(&d);
   }
+  if (r->has_memory && (r->memory.has_kernel || r->memory.has_kernel_tcp))
+    /* Deprecated by the spec; kernels since 5.16 no longer enforce kernel memory limits
+     * apart (and v2 never had them): runc's warning, word for word. */
+    rc_warn("Kernel memory settings are ignored and will be removed");
   if (rc_cg_memory_is_set(r)) {
     if (ctrl_dir(path, "memory", "linux.resources.memory", &d, &v2, err) < 0) goto out;
     if ((v2 ? rc_cg_v2_memory : rc_cg_v1_memory)(&d, &r->memory, err) < 0) goto out;
@@ -630,28 +706,8 @@ static int apply_resources(const char *path, const struct oci_resources *r, stru
     if ((v2 ? rc_cg_v2_pids : rc_cg_v1_pids)(&d, r->pids_limit, err) < 0) goto out;
     close_dir(&d);
   }
-  if (r->n_devices) {
-    const struct rc_cg_hier *h = rc_cg_find(l, "devices");
-    if (h && !h->v2) {
-      if (open_dir(h, path, &d, err) < 0) goto out;
-      if (rc_cg_v1_devices(&d, r->devices, r->n_devices, err) < 0) goto out;
-      close_dir(&d);
-    } else if (!v2_hier(l)) {
-      rc_err(err, ENOTSUP,
-             "cgroup %s: linux.resources.devices is set but the host has no devices "
-             "controller (not mounted)",
-             path);
-      goto out;
-    } else {
-      /* TODO(issue 3): on v2 the device rules are an eBPF program attached to the cgroup
-       * (BPF_CGROUP_DEVICE); until it exists they are not enforced there, and the log
-       * says so rather than staying silent. */
-      rc_warn(
-          "cgroup %s: linux.resources.devices is not enforced on cgroup v2 yet (needs "
-          "an eBPF device program)",
-          path);
-    }
-  }
+  if ((creating || r->n_devices) && apply_devices(path, r->devices, r->n_devices, err) < 0)
+    goto out;
   if (rc_cg_blkio_is_set(r)) {
     const char *ctrl = rc_cg_find(l, "blkio") ? "blkio" : "io";
     if (ctrl_dir(path, ctrl, "linux.resources.blockIO", &d, &v2, err) < 0) goto out;
@@ -685,10 +741,15 @@ static int apply_resources(const char *path, const struct oci_resources *r, stru
   if (r->n_unified) {
     const struct rc_cg_hier *h = v2_hier(l);
     if (!h) {
-      rc_err(err, ENOTSUP, "cgroup %s: linux.resources.unified needs cgroup v2, but the host is %s",
+      rc_err(err, ENOTSUP,
+             "cgroup %s: linux.resources.unified needs cgroup v2, but the host is %s (invalid "
+             "configuration: cannot use unified on cgroup v1)",
              path, rc_cgroup_mode_name(l->mode));
       goto out;
     }
+    if (l->mode != RC_CGROUP_UNIFIED &&
+        check_unified_keys(path, h, r->unified, r->n_unified, err) < 0)
+      goto out;
     if (open_dir(h, path, &d, err) < 0) goto out;
     if (rc_cg_v2_unified(&d, r->unified, r->n_unified, err) < 0) goto out;
     close_dir(&d);
@@ -702,7 +763,7 @@ out:
 int rc_cgroup_apply(const char *path, const struct oci_resources *resources, struct rc_error *err) {
   cleanup_free char *p = NULL;
   if (canonical(path, &p, err) < 0) return -1;
-  return apply_resources(p, resources, err);
+  return apply_resources(p, resources, false, err);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -851,7 +912,7 @@ int rc_cgroup_create(const char *cgroup_path, const struct oci_resources *resour
     free(c.parent);
     if (r < 0) goto out;
   }
-  if (apply_resources(path, resources, err) < 0) goto out;
+  if (apply_resources(path, resources, true, err) < 0) goto out;
   if (pid > 0) {
     for (size_t i = 0; i < l->n; i++) {
       struct rc_error ignore;

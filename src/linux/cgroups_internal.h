@@ -109,4 +109,68 @@ uint64_t rc_cg_v2_blkio_weight_to_io(uint64_t weight);
  * ("max", a number, or "" for nothing to write) in out. */
 int rc_cg_v2_swap_value(const struct oci_memory *m, char *out, size_t len, struct rc_error *err);
 
+/* ---- device rules (cgroups_devices.c) ---- */
+
+/* Access bits, the values of the kernel's BPF_DEVCG_ACC_* so they go into the eBPF
+ * filter as they are. */
+enum { RC_DEV_ACC_MKNOD = 1, RC_DEV_ACC_READ = 2, RC_DEV_ACC_WRITE = 4, RC_DEV_ACC_ALL = 7 };
+
+/* One exception to a device policy's default: type 'c' or 'b', numbers -1 for any. */
+struct rc_dev_exception {
+  char type;
+  int64_t major, minor;
+  unsigned access;
+};
+
+/* What a list of device rules leaves: a default and the exceptions to it (the v1 devices
+ * controller's model, which the v2 eBPF filter reproduces). */
+struct rc_dev_policy {
+  bool default_allow;
+  struct rc_dev_exception *ex;
+  size_t n;
+};
+
+/* The devices every container may use, appended after the config's rules (runc's list). */
+extern const struct oci_device_cgroup rc_cg_default_device_rules[];
+extern const size_t rc_cg_n_default_device_rules;
+
+/* Reduces rules (then the defaults, if asked) to a policy, starting from deny-all.
+ * Errors name the rule by index. Free with rc_cg_dev_policy_free. */
+int rc_cg_dev_policy_build(const struct oci_device_cgroup *rules, size_t n, bool with_defaults,
+                           struct rc_dev_policy *out, struct rc_error *err);
+/* Applies one more rule (index is for messages). */
+int rc_cg_dev_policy_apply(struct rc_dev_policy *p, size_t index, const struct oci_device_cgroup *r,
+                           struct rc_error *err);
+/* The policy a v1 devices.list shows. */
+int rc_cg_dev_policy_from_list(const char *list, struct rc_dev_policy *out, struct rc_error *err);
+/* The access of the exception for exactly type:major:minor (0 if none). */
+unsigned rc_cg_dev_policy_access(const struct rc_dev_policy *p, char type, int64_t major,
+                                 int64_t minor);
+bool rc_cg_dev_policy_equal(const struct rc_dev_policy *a, const struct rc_dev_policy *b);
+void rc_cg_dev_policy_free(struct rc_dev_policy *p);
+/* "rwm" letters to RC_DEV_ACC_* bits (NULL is all); -1 for anything else or "". */
+int rc_cg_dev_access_bits(const char *access, unsigned *out);
+/* A devices.list-style line: "c 1:3 rwm", "b 8:* r". */
+void rc_cg_dev_format(char type, int64_t major, int64_t minor, unsigned access, char *buf,
+                      size_t len);
+
+/* ---- cgroup v2 device rules as eBPF (cgroups_v2_devices.c) ---- */
+
+struct bpf_insn; /* <linux/bpf.h> */
+
+/* Translates a policy into a BPF_PROG_TYPE_CGROUP_DEVICE program (returns 1 to allow).
+ * Caller frees *out. */
+int rc_cg_bpf_device_program(const struct rc_dev_policy *p, struct bpf_insn **out, size_t *n,
+                             struct rc_error *err);
+/* Loads a device program; returns its fd. A refusal carries the verifier's log. */
+int rc_cg_bpf_device_load(const struct bpf_insn *insns, size_t n, const char *path,
+                          struct rc_error *err);
+/* Loads the program for policy and attaches it to the cgroup v2 directory dirfd, replacing
+ * the device programs attached there before (on update); path is for messages. */
+int rc_cg_bpf_device_attach(int dirfd, const char *path, const struct rc_dev_policy *p,
+                            struct rc_error *err);
+/* The container's rules plus the defaults, enforced through eBPF on a v2 cgroup. */
+int rc_cg_v2_devices(const struct rc_cg_dir *d, const struct oci_device_cgroup *rules, size_t n,
+                     struct rc_error *err);
+
 #endif

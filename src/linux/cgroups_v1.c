@@ -3,12 +3,15 @@
  * against each other (memory vs memory+swap, CFS period vs quota). */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cgroups_internal.h"
+#include "runcell/log.h"
 #include "runcell/util.h"
 
 static const char swap_hint[] =
@@ -69,13 +72,9 @@ int rc_cg_v1_memory(const struct rc_cg_dir *d, const struct oci_memory *m, struc
   if (m->has_reservation && m->reservation != 0 &&
       write_i64(d, "memory.soft_limit_in_bytes", m->reservation, NULL, err) < 0)
     return -1;
-  /* memory.kernel (kmem.limit_in_bytes) is deprecated by the spec and no longer enforced
-   * by kernels since 5.16 (older ones had reclaim bugs with it); runc 1.2 ignores it and
-   * so do we, rather than fail configs written for old Docker versions. */
-  if (m->has_kernel_tcp && m->kernel_tcp != 0 &&
-      write_i64(d, "memory.kmem.tcp.limit_in_bytes", m->kernel_tcp,
-                "the host has no kernel TCP memory accounting", err) < 0)
-    return -1;
+  /* memory.kernel and kernelTCP (kmem.*) are ignored with a warning by the caller, as
+   * runc does: deprecated by the spec, and kmem.limit_in_bytes no longer enforced by
+   * kernels since 5.16. */
   if (m->has_swappiness) {
     if (m->swappiness > 100)
       return rc_err(err, EINVAL, "cgroup %s: memory.swappiness %" PRIu64 " is not in 0..100",
@@ -85,9 +84,20 @@ int rc_cg_v1_memory(const struct rc_cg_dir *d, const struct oci_memory *m, struc
   if (m->has_disable_oom_killer &&
       rc_cg_write(d, "memory.oom_control", m->disable_oom_killer ? "1" : "0", NULL, err) < 0)
     return -1;
-  if (m->has_use_hierarchy &&
-      rc_cg_write(d, "memory.use_hierarchy", m->use_hierarchy ? "1" : "0", NULL, err) < 0)
-    return -1;
+  if (m->has_use_hierarchy) {
+    struct rc_error hier_err;
+    if (rc_cg_write(d, "memory.use_hierarchy", m->use_hierarchy ? "1" : "0", NULL, &hier_err) < 0) {
+      /* Kernels since 5.10 are always hierarchical and refuse 0 (runc never writes it). */
+      if (m->use_hierarchy || hier_err.code != EINVAL) {
+        *err = hier_err;
+        return -1;
+      }
+      rc_warn(
+          "cgroup %s: memory.useHierarchy false is ignored: the kernel refuses it (always "
+          "hierarchical since Linux 5.10)",
+          d->path);
+    }
+  }
   return 0;
 }
 
@@ -122,8 +132,23 @@ int rc_cg_v1_cpu(const struct rc_cg_dir *d, const struct oci_cpu *c, struct rc_e
   if (c->has_realtime_runtime && c->realtime_runtime != 0 &&
       write_i64(d, "cpu.rt_runtime_us", c->realtime_runtime,
                 "the host's kernel has no realtime group scheduling (CONFIG_RT_GROUP_SCHED)",
-                err) < 0)
+                err) < 0) {
+    if (err->code == EINVAL) {
+      /* The usual cause: a group's budget comes out of its parent's, which is 0 unless
+       * someone gave the parent one. */
+      struct rc_cg_dir parent = {.fd = openat(d->fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+                                 .path = d->path};
+      cleanup_free char *budget = NULL;
+      struct rc_error ignore;
+      if (parent.fd >= 0 && rc_cg_read(&parent, "cpu.rt_runtime_us", &budget, &ignore) == 0)
+        rc_err_wrap(err,
+                    "cpu.realtimeRuntime must fit in the parent cgroup's realtime budget "
+                    "(its cpu.rt_runtime_us is %s)",
+                    budget);
+      if (parent.fd >= 0) close(parent.fd);
+    }
     return -1;
+  }
   if (c->has_idle &&
       write_i64(d, "cpu.idle", c->idle, "the host's kernel has no SCHED_IDLE groups", err) < 0)
     return -1;
@@ -154,70 +179,66 @@ int rc_cg_v1_pids(const struct rc_cg_dir *d, int64_t limit, struct rc_error *err
   return write_i64(d, "pids.max", limit, NULL, err);
 }
 
-/* The devices every container gets, after its own rules (as runc does): mknod of
- * anything (the device nodes still need allowing to be opened), the standard /dev
- * nodes, ptys and tun. */
-static const struct oci_device_cgroup default_rules[] = {
-    {.allow = true, .type = 'c', .major = -1, .minor = -1, .access = "m"},
-    {.allow = true, .type = 'b', .major = -1, .minor = -1, .access = "m"},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 1, .minor = 3},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 1, .minor = 5},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 1, .minor = 7},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 1, .minor = 8},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 1, .minor = 9},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 5, .minor = 0},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 5, .minor = 1},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 5, .minor = 2},
-    {.allow = true, .type = 'c', .has_major = true, .major = 136, .minor = -1},
-    {.allow = true, .type = 'c', .has_major = true, .has_minor = true, .major = 10, .minor = 200},
-};
-
-static void dev_number(char *buf, size_t len, bool has, int64_t v) {
-  if (!has || v < 0)
-    snprintf(buf, len, "*");
-  else
-    snprintf(buf, len, "%" PRId64, v);
-}
-
-static int write_rule(const struct rc_cg_dir *d, const struct oci_device_cgroup *r,
-                      struct rc_error *err) {
-  const char *file = r->allow ? "devices.allow" : "devices.deny";
-  const char *access = r->access && *r->access ? r->access : "rwm";
-  if (strspn(access, "rwm") != strlen(access))
-    return rc_err(err, EINVAL, "cgroup %s: device rule access \"%s\" is not a subset of \"rwm\"",
-                  d->path, access);
-  char type = r->type ? r->type : 'a';
-  bool any_number = !(r->has_major && r->major >= 0) && !(r->has_minor && r->minor >= 0);
-  bool full_access = strchr(access, 'r') && strchr(access, 'w') && strchr(access, 'm');
-  char major[24], minor[24];
-  dev_number(major, sizeof(major), r->has_major, r->major);
-  dev_number(minor, sizeof(minor), r->has_minor, r->minor);
-  if (type == 'a') {
-    /* The kernel reads "a" as the whole list (switching the default allow/deny) and
-     * ignores what follows it, so a narrower "all types" rule is split per type. */
-    if (any_number && full_access) return rc_cg_write(d, file, "a", NULL, err);
-    for (const char *t = "cb"; *t; t++) {
-      cleanup_free char *line = rc_xasprintf("%c %s:%s %s", *t, major, minor, access);
-      if (rc_cg_write(d, file, line, NULL, err) < 0) return -1;
-    }
-    return 0;
-  }
-  if (type != 'c' && type != 'b')
-    return rc_err(err, EINVAL, "cgroup %s: device rule type '%c' is not a, c or b", d->path, type);
-  cleanup_free char *line = rc_xasprintf("%c %s:%s %s", type, major, minor, access);
-  return rc_cg_write(d, file, line, NULL, err);
+/* One write to devices.allow or devices.deny. */
+static int write_exception(const struct rc_cg_dir *d, bool allow, const struct rc_dev_exception *e,
+                           unsigned access, struct rc_error *err) {
+  char line[64];
+  rc_cg_dev_format(e->type, e->major, e->minor, access, line, sizeof(line));
+  return rc_cg_write(d, allow ? "devices.allow" : "devices.deny", line, NULL, err);
 }
 
 int rc_cg_v1_devices(const struct rc_cg_dir *d, const struct oci_device_cgroup *rules, size_t n,
                      struct rc_error *err) {
-  /* Rules apply in order onto what the cgroup inherited; a leading deny-all (the usual
-   * start of a config's list) becomes "a" written to devices.deny, which empties the
-   * exception list and switches to default-deny. */
-  for (size_t i = 0; i < n; i++)
-    if (write_rule(d, &rules[i], err) < 0) return -1;
-  for (size_t i = 0; i < RC_ARRAY_SIZE(default_rules); i++)
-    if (write_rule(d, &default_rules[i], err) < 0) return -1;
-  return 0;
+  struct rc_dev_policy want = {0}, have = {0}, after = {0};
+  cleanup_free char *list = NULL, *list_after = NULL;
+  int ret = -1;
+  if (rc_cg_dev_policy_build(rules, n, true, &want, err) < 0)
+    return rc_err_wrap(err, "cgroup %s", d->path);
+  if (rc_cg_read(d, "devices.list", &list, err) < 0) goto out;
+  if (rc_cg_dev_policy_from_list(list, &have, err) < 0) {
+    rc_err_wrap(err, "cgroup %s", d->path);
+    goto out;
+  }
+  /* The fewest writes from what the cgroup has to what the rules ask (as runc's
+   * transition), so that an update does not cut access to devices it keeps allowing. A
+   * deny-list cannot be read back (devices.list shows only "a *:* rwm"), so moving from
+   * one always starts over. */
+  bool restart = have.default_allow || have.default_allow != want.default_allow;
+  if (restart) {
+    if (rc_cg_write(d, want.default_allow ? "devices.allow" : "devices.deny", "a", NULL, err) < 0)
+      goto out;
+    rc_cg_dev_policy_free(&have);
+  }
+  for (size_t i = 0; i < have.n; i++) {
+    const struct rc_dev_exception *e = &have.ex[i];
+    unsigned dropped = e->access & ~rc_cg_dev_policy_access(&want, e->type, e->major, e->minor);
+    if (dropped && write_exception(d, want.default_allow, e, dropped, err) < 0) goto out;
+  }
+  for (size_t i = 0; i < want.n; i++) {
+    const struct rc_dev_exception *e = &want.ex[i];
+    unsigned gained = e->access & ~rc_cg_dev_policy_access(&have, e->type, e->major, e->minor);
+    if (gained && write_exception(d, !want.default_allow, e, gained, err) < 0) goto out;
+  }
+  /* The kernel merges and checks against the parent's list, so make sure what it holds now
+   * is what was asked; a deny-list can only be checked for being one. */
+  if (rc_cg_read(d, "devices.list", &list_after, err) < 0) goto out;
+  if (rc_cg_dev_policy_from_list(list_after, &after, err) < 0) {
+    rc_err_wrap(err, "cgroup %s", d->path);
+    goto out;
+  }
+  if (want.default_allow ? !after.default_allow : !rc_cg_dev_policy_equal(&want, &after)) {
+    rc_err(err, EPERM,
+           "cgroup %s: devices.list does not hold the requested device rules after writing them "
+           "(the parent cgroup may not allow them)",
+           d->path);
+    goto out;
+  }
+  ret = 0;
+out:
+  rc_cg_dev_policy_free(&want);
+  rc_cg_dev_policy_free(&have);
+  rc_cg_dev_policy_free(&after);
+  return ret;
 }
 
 static const char weight_hint[] =
@@ -252,8 +273,14 @@ int rc_cg_v1_blkio(const struct rc_cg_dir *d, const struct oci_blkio *b, struct 
     if (w->has_weight) {
       snprintf(line, sizeof(line), "%" PRId64 ":%" PRId64 " %u", w->major, w->minor, w->weight);
       if (rc_cg_write(d, weight_file(d, "blkio.weight_device", "blkio.bfq.weight_device"), line,
-                      weight_hint, err) < 0)
+                      weight_hint, err) < 0) {
+        if (err->code == EOPNOTSUPP)
+          rc_err_wrap(err,
+                      "blockIO.weightDevice: device %" PRId64 ":%" PRId64
+                      " does not use the BFQ I/O scheduler (see its queue/scheduler in sysfs)",
+                      w->major, w->minor);
         return -1;
+      }
     }
     if (w->has_leaf_weight) {
       snprintf(line, sizeof(line), "%" PRId64 ":%" PRId64 " %u", w->major, w->minor,

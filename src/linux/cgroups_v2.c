@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cgroups_internal.h"
+#include "runcell/log.h"
 #include "runcell/util.h"
 
 /* A v2 control file is missing when its controller is not enabled for the cgroup (the
@@ -69,13 +70,22 @@ int rc_cg_v2_swap_value(const struct oci_memory *m, char *out, size_t len, struc
 }
 
 int rc_cg_v2_memory(const struct rc_cg_dir *d, const struct oci_memory *m, struct rc_error *err) {
-  if (m->has_kernel_tcp && m->kernel_tcp != 0)
-    return unsupported(d, "memory.kernelTCP (v2 accounts socket memory with the rest)", err);
-  if (m->has_swappiness) return unsupported(d, "memory.swappiness", err);
+  /* v2 has no file for these; runc ignores them there without a word, we warn. (kernel
+   * and kernelTCP are warned about by the caller, for v1 too.) */
+  if (m->has_swappiness)
+    rc_warn("cgroup %s: memory.swappiness is ignored: cgroup v2 has no per-cgroup swappiness",
+            d->path);
   if (m->has_disable_oom_killer && m->disable_oom_killer)
-    return unsupported(d, "memory.disableOOMKiller", err);
+    rc_warn(
+        "cgroup %s: memory.disableOOMKiller is ignored: cgroup v2 cannot disable the OOM "
+        "killer",
+        d->path);
   if (m->has_use_hierarchy && !m->use_hierarchy)
-    return unsupported(d, "memory.useHierarchy false (v2 is always hierarchical)", err);
+    rc_warn("cgroup %s: memory.useHierarchy false is ignored: cgroup v2 is always hierarchical",
+            d->path);
+  bool limits = (m->has_limit && m->limit) || (m->has_reservation && m->reservation) ||
+                (m->has_swap && m->swap);
+  if (!limits) return 0;
   if (!rc_cg_has_file(d, "memory.max"))
     return rc_err(err, ENOENT, "cgroup %s: set memory limits: %s", d->path, NOT_ENABLED("memory"));
 
@@ -201,10 +211,12 @@ static int write_io_max(const struct rc_cg_dir *d, const char *key,
 }
 
 int rc_cg_v2_io(const struct rc_cg_dir *d, const struct oci_blkio *b, struct rc_error *err) {
-  if (b->has_leaf_weight) return unsupported(d, "blockIO.leafWeight", err);
+  bool leaf = b->has_leaf_weight;
   for (size_t i = 0; i < b->n_weight_device; i++)
-    if (b->weight_device[i].has_leaf_weight)
-      return unsupported(d, "blockIO.weightDevice[].leafWeight", err);
+    leaf = leaf || b->weight_device[i].has_leaf_weight;
+  /* CFQ's leaf weights died with CFQ; runc ignores them on v2 without a word. */
+  if (leaf)
+    rc_warn("cgroup %s: blockIO leafWeight is ignored: cgroup v2 has no leaf weights", d->path);
   /* BFQ takes blkio's own 10..1000 scale; io.weight (for other schedulers) its own. */
   bool bfq = rc_cg_has_file(d, "io.bfq.weight");
   const char *wfile = bfq ? "io.bfq.weight" : "io.weight";

@@ -563,7 +563,7 @@ static void test_devices_v1(void) {
   if (!can_run_for_real("devices")) return;
   const struct rc_cg_hier *h = rc_cg_find(rc_cg_layout(), "devices");
   if (!h || h->v2) {
-    printf("SKIP: devices: no v1 devices controller (v2 device rules are issue 3)\n");
+    printf("SKIP: devices: no v1 devices controller (v2: see test_device_filter)\n");
     return;
   }
   cleanup_free char *path = unit_path("-devices");
