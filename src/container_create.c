@@ -18,8 +18,10 @@
 #include "container_internal.h"
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
+#include "runcell/gate.h"
 #include "runcell/hooks.h"
 #include "runcell/log.h"
+#include "runcell/mode.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
 #include "runcell/sync.h"
@@ -70,9 +72,9 @@ static int validate_for_create(const struct rc_create_opts *o, const struct oci_
   if (cfg->has_linux && cfg->linux_.has_seccomp && rc_seccomp_check(&cfg->linux_.seccomp, err) < 0)
     return rc_err_wrap(err, "config.json: linux.seccomp");
   if (o->systemd_cgroup)
-    return rc_err(err, 0,
-                  "--systemd-cgroup: the systemd cgroup driver is not supported by runcell; "
-                  "run without it (the cgroupfs driver works on v1, v2 and hybrid hosts)");
+    return rc_cgroup_systemd_unsupported(
+        "--systemd-cgroup", "run without it (the cgroupfs driver works on v1, v2 and hybrid hosts)",
+        err);
   return 0;
 }
 
@@ -89,6 +91,40 @@ static int make_start_socket(int dirfd, struct rc_error *err) {
     return rc_err(err, e, "bind start socket");
   }
   return fd;
+}
+
+/* The annotations the state shows: the config's, with the mode and gate in force (the
+ * config's own values for those keys are replaced by what was decided). The array is the
+ * caller's to free; its strings are borrowed. */
+static struct oci_key_value *state_annotations(const struct oci_config *cfg,
+                                               const struct rc_mode_choice *mode, size_t *n) {
+  struct oci_key_value *a = rc_xcalloc(cfg->n_annotations + 2, sizeof(*a));
+  size_t k = 0;
+  for (size_t i = 0; i < cfg->n_annotations; i++) {
+    const char *key = cfg->annotations[i].key;
+    if (!strcmp(key, RC_ANNOTATION_MODE) || !strcmp(key, RC_ANNOTATION_GATE)) continue;
+    a[k++] = cfg->annotations[i];
+  }
+  a[k++] = (struct oci_key_value){(char *)RC_ANNOTATION_MODE, (char *)rc_mode_name(mode->mode)};
+  if (mode->mode == RC_MODE_CELL)
+    a[k++] = (struct oci_key_value){(char *)RC_ANNOTATION_GATE, mode->gate ? "on" : "off"};
+  *n = k;
+  return a;
+}
+
+/* Decides the mode and checks that it can run here (before anything exists). */
+static int choose_mode(const char *id, const struct oci_config *cfg, struct rc_mode_choice *mode,
+                       struct rc_error *err) {
+  if (rc_mode_choose(cfg, mode, err) < 0) return -1;
+  if (mode->mode == RC_MODE_MICROVM)
+    return rc_err(err, 0,
+                  "microvm mode (chosen by %s) is not available in this build of runcell yet; "
+                  "run the container as a cell",
+                  mode->source);
+  if (mode->gate && rc_gate_check(err) < 0) return -1;
+  rc_info("container %s: %s mode, gate %s (%s)", id, rc_mode_name(mode->mode),
+          mode->gate ? "on" : "off", mode->source);
+  return 0;
 }
 
 static void write_state(struct rc_container_dir *dir, struct oci_state *st) {
@@ -165,8 +201,13 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   int pidfd = -1;
   bool cgroup_made = false;
   struct oci_state st = {0};
+  struct rc_mode_choice mode;
+  struct oci_key_value *annotations = NULL;
+  size_t n_annotations = 0;
 
   if (validate_for_create(o, cfg, err) < 0) goto out;
+  if (choose_mode(o->id, cfg, &mode, err) < 0) goto out;
+  annotations = state_annotations(cfg, &mode, &n_annotations);
   if (resolve_rootfs(cfg, bundle, &rootfs, err) < 0) goto out;
   if (rc_cgroup_resolve_path(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, o->id, &cgpath,
                              err) < 0)
@@ -185,9 +226,9 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .created = created,
       .owner = (char *)"",
       .cgroup_path = cgpath,
-      .mode = (char *)"native",
-      .annotations = cfg->annotations,
-      .n_annotations = cfg->n_annotations,
+      .mode = (char *)rc_mode_name(mode.mode),
+      .annotations = annotations,
+      .n_annotations = n_annotations,
       .use_terminal = cfg->process.terminal,
   };
   /* Saved before anything else exists, so that `delete --force` can find and undo a
@@ -229,6 +270,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .preserve_fds = o->preserve_fds,
       .no_pivot = o->no_pivot,
       .no_new_keyring = o->no_new_keyring,
+      .gate = mode.gate,
   };
   memcpy(ctx.ns_fds, ns_fds, sizeof(ns_fds));
 
@@ -327,6 +369,7 @@ out:
   rc_state_dir_close(&dir);
   free(rootfs);
   free(cgpath);
+  free(annotations);
   oci_config_free(cfg);
   return rc;
 }

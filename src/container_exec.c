@@ -22,6 +22,8 @@
 #include "container_internal.h"
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
+#include "runcell/gate.h"
+#include "runcell/mode.h"
 #include "runcell/process_attrs.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
@@ -70,6 +72,7 @@ struct exec_child {
   int console_fd;
   int preserve_fds;
   bool new_userns;
+  bool gate; /* the container is a cell with its gate on: so is every process exec'd in it */
 };
 
 __attribute__((noreturn)) static void child_fail(int fd, struct rc_error *err) {
@@ -100,7 +103,7 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *c
   char exe[PATH_MAX];
   char **env = NULL;
   bool late = false;
-  if (rc_process_finalize(c->cfg, c->p, c->new_userns, exe, &env, &late, &err) < 0)
+  if (rc_process_finalize(c->cfg, c->p, c->new_userns, c->gate, exe, &env, &late, &err) < 0)
     child_fail(c->sync_fd, &err);
   if (late && c->cfg->has_linux && c->cfg->linux_.has_seccomp &&
       rc_seccomp_load(&c->cfg->linux_.seccomp, &err) < 0)
@@ -145,6 +148,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
   if (o->cfg->has_linux && o->cfg->linux_.has_seccomp &&
       rc_seccomp_check(&o->cfg->linux_.seccomp, err) < 0)
     goto out;
+  if (rc_state_gate_on(st) && rc_gate_check(err) < 0) goto out;
   if ((pidfd = rc_state_open_pidfd(st)) < 0) {
     rc_err(err, 0, "cannot exec in a stopped container");
     goto out;
@@ -171,7 +175,8 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                          .sync_fd = sv[1],
                          .console_fd = console,
                          .preserve_fds = o->preserve_fds,
-                         .new_userns = (flags & CLONE_NEWUSER) != 0};
+                         .new_userns = (flags & CLONE_NEWUSER) != 0,
+                         .gate = rc_state_gate_on(st)};
   fflush(NULL);
   helper = fork();
   if (helper < 0) {

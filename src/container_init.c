@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "container_internal.h"
+#include "runcell/gate.h"
 #include "runcell/hooks.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
@@ -203,7 +204,7 @@ static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_s
 }
 
 int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
-                        char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
+                        bool gate, char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
                         struct rc_error *err) {
   if (rc_apply_rlimits(p, err) < 0) return -1;
   if (rc_apply_oom_score_adj(p, err) < 0) return -1;
@@ -211,6 +212,11 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
   if (apply_security_labels(p, err) < 0) return -1;
   umask(p->user.has_umask ? p->user.umask : 022);
   *exec_env = env_with_home(p);
+
+  /* The gate closes while the process still has CAP_SYS_ADMIN (loading a filter needs it
+   * or no_new_privs); what runcell does after this point (dropping privileges, waiting
+   * for start, exec) is all within the gate's allow-list. */
+  if (gate && rc_gate_load(err) < 0) return -1;
 
   /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
    * capabilities are dropped. With it, load it as late as possible (just before exec) so
@@ -330,8 +336,8 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   char exe[PATH_MAX];
   char **exec_env = NULL;
   bool late_seccomp = false;
-  if (rc_process_finalize(cfg, p, (ctx->clone_flags & CLONE_NEWUSER) != 0, exe, &exec_env,
-                          &late_seccomp, &err) < 0)
+  if (rc_process_finalize(cfg, p, (ctx->clone_flags & CLONE_NEWUSER) != 0, ctx->gate, exe,
+                          &exec_env, &late_seccomp, &err) < 0)
     fail(sync, &err);
 
   prctl(PR_SET_PDEATHSIG, 0);

@@ -21,6 +21,7 @@ struct rc_init_ctx {
   int preserve_fds;
   bool no_pivot;
   bool no_new_keyring;
+  bool gate; /* a cell with its syscall gate on */
 };
 
 /* Runs in the cloned child; never returns. */
@@ -31,11 +32,12 @@ __attribute__((noreturn)) void rc_init_main(struct rc_init_ctx *ctx);
 int rc_find_executable(const char *arg0, char *const env[], char *path, struct rc_error *err);
 
 /* The last steps before exec shared by the container init and exec'd processes: rlimits,
- * oom_score_adj, personality, security labels, umask, seccomp (unless it must come late:
- * *late_seccomp), bounding set, user and capabilities, noNewPrivileges; then the program
- * lookup into exe and the environment to exec with (HOME filled in). */
+ * oom_score_adj, personality, security labels, umask, the cell's syscall gate (gate),
+ * seccomp (unless it must come late: *late_seccomp), bounding set, user and capabilities,
+ * noNewPrivileges; then the program lookup into exe and the environment to exec with (HOME
+ * filled in). */
 int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
-                        char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
+                        bool gate, char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
                         struct rc_error *err);
 
 /* For a terminal process: a pty from the container's /dev/ptmx, its master sent to

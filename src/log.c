@@ -58,9 +58,10 @@ void rc_log(enum rc_log_level level, const char *fmt, ...) {
   rc_rfc3339_now(when, sizeof(when));
 
   if (log_fd < 0) {
-    /* Without a log file, warnings and debug go to stderr; errors are printed by the CLI
-     * itself exactly once. */
-    if (level != RC_LOG_ERROR) dprintf(2, "runcell: %s: %s\n", level_name(level), msg);
+    /* Without a log file, warnings (and info and debug with --debug) go to stderr; errors
+     * are printed by the CLI itself exactly once. */
+    if (level == RC_LOG_WARN || (log_debug && level != RC_LOG_ERROR))
+      dprintf(2, "runcell: %s: %s\n", level_name(level), msg);
     return;
   }
   if (log_as_json) {

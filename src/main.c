@@ -8,6 +8,7 @@
 #include "runcell/cli.h"
 #include "runcell/cloned_binary.h"
 #include "runcell/log.h"
+#include "runcell/mode.h"
 #include "runcell/oci.h"
 #include "runcell/state_store.h"
 #include "runcell/util.h"
@@ -64,6 +65,7 @@ static void print_usage(const struct rc_opt *opts, size_t n) {
 }
 
 int main(int argc, char **argv) {
+  rc_mode_set_invocation(argv[0]);
   struct rc_global g = {.root = RC_DEFAULT_ROOT, .log_format = "text"};
   bool version = false;
   const struct rc_opt opts[] = {

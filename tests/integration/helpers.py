@@ -47,8 +47,16 @@ def cap_mask(names):
     return mask
 
 
+# The bundle suite checks runcell's native behaviour, a cell with its syscall gate off, which
+# must match runc's (the differential tests compare the two); the gate itself has its own
+# tests (test_cell_gate.py), and the containerd, CRI and podman tests run cells with the
+# gate on, as runcell's default. runc ignores the annotation.
+NATIVE_ANNOTATIONS = {"run.runcell.gate": "off"}
+
+
 def default_spec():
-    """`runc spec` (runc 1.1.5) as a dict, with process.terminal false."""
+    """`runc spec` (runc 1.1.5) as a dict, with process.terminal false and the annotation
+    that switches runcell's gate off (NATIVE_ANNOTATIONS)."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     return {
         "ociVersion": "1.0.2-dev",
@@ -71,6 +79,7 @@ def default_spec():
             "noNewPrivileges": True,
         },
         "root": {"path": "rootfs", "readonly": True},
+        "annotations": dict(NATIVE_ANNOTATIONS),
         "hostname": "runc",
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},

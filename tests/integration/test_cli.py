@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import RFC3339, default_spec, parse_rfc3339, run
+from helpers import NATIVE_ANNOTATIONS, RFC3339, default_spec, parse_rfc3339, run
 
 COMMANDS = ["create", "start", "run", "state", "kill", "delete", "list", "spec", "features"]
 
@@ -153,11 +153,13 @@ def test_spec_matches_runc_spec(h, runc_bin, workdir):
 
 
 def test_default_spec_helper_matches_runc(runc_bin, workdir):
-    """The tests' default_spec() is `runc spec` with terminal false."""
+    """The tests' default_spec() is `runc spec` with terminal false and the gate-off
+    annotation."""
     res = run(runc_bin, "spec", cwd=workdir)
     assert res.rc == 0, res.describe()
     theirs = json.loads((workdir / "config.json").read_text())
     theirs["process"]["terminal"] = False
+    theirs["annotations"] = dict(NATIVE_ANNOTATIONS)
     assert default_spec() == theirs
 
 

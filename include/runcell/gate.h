@@ -1,0 +1,40 @@
+/* The cell's syscall gate: a seccomp allow-list applied to every process of a cell, on top
+ * of the bundle's own linux.seccomp. Syscalls it does not list fail with ENOSYS (so
+ * programs fall back, as they do on an older kernel); the ones it denies on purpose get the
+ * answer a program expects (EPERM as runc's default profile gives, ENOSYS for io_uring,
+ * EAFNOSUPPORT for socket families, ENOTTY for unvetted ioctls). docs/cell-gate.md is the
+ * policy with the reason for each decision. */
+#ifndef RUNCELL_GATE_H
+#define RUNCELL_GATE_H
+
+#include <stddef.h>
+
+#include "runcell/error.h"
+
+enum rc_gate_kind {
+  RC_GATE_ALLOW,   /* passed to the host kernel */
+  RC_GATE_DENY,    /* refused with errnum */
+  RC_GATE_CHECKED, /* allowed for some argument values only (see reason) */
+};
+
+struct rc_gate_rule {
+  const char *syscall;
+  enum rc_gate_kind kind;
+  int errnum; /* DENY: the error returned; CHECKED: the error for refused arguments */
+  const char *reason;
+};
+
+/* The policy, for the documentation test and for `runcell features`-style listings. */
+const struct rc_gate_rule *rc_gate_rules(size_t *n);
+
+/* The ioctl requests a cell may make (low 32 bits of the request number). */
+const unsigned long *rc_gate_ioctls(size_t *n);
+
+/* Builds the filter without loading it (create-time check: libseccomp errors show up
+ * before the container exists). */
+int rc_gate_check(struct rc_error *err);
+
+/* Loads the gate into the calling process (needs no_new_privs or CAP_SYS_ADMIN). */
+int rc_gate_load(struct rc_error *err);
+
+#endif

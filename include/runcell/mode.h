@@ -1,0 +1,40 @@
+/* Which isolation a container gets: a cell (host kernel behind runcell's syscall gate) or a
+ * microVM, and whether a cell's gate is on. Chosen at create time from, in order of
+ * precedence: the runtime handler (the name runcell was invoked as: runcell-native,
+ * runcell-cell, runcell-microvm; plain runcell is the default), the bundle's annotations
+ * run.runcell.mode / run.runcell.gate (under the CRI plugin only those the operator lets
+ * through with pod_annotations reach the bundle), and last the rule that Kubernetes
+ * sandbox ("pause") containers always run as cells. */
+#ifndef RUNCELL_MODE_H
+#define RUNCELL_MODE_H
+
+#include <stdbool.h>
+
+#include "runcell/error.h"
+#include "runcell/oci.h"
+
+#define RC_ANNOTATION_MODE "run.runcell.mode"
+#define RC_ANNOTATION_GATE "run.runcell.gate"
+
+enum rc_mode { RC_MODE_CELL, RC_MODE_MICROVM };
+
+struct rc_mode_choice {
+  enum rc_mode mode;
+  bool gate;       /* cells only: the syscall gate is applied */
+  char source[96]; /* what decided it, for the log */
+};
+
+/* Remembers the name runcell was invoked as (argv[0]); main calls it first. */
+void rc_mode_set_invocation(const char *argv0);
+
+/* Chooses the mode for a container from the handler and the config's annotations. An
+ * annotation with a value runcell does not know is an error naming it. */
+int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, struct rc_error *err);
+
+const char *rc_mode_name(enum rc_mode mode);
+
+/* True if a container's saved state records a cell with its gate on (the annotation
+ * create adds); exec uses it so that every process of a cell goes through the gate. */
+bool rc_state_gate_on(const struct oci_state *st);
+
+#endif
