@@ -29,6 +29,7 @@ pytestmark = pytest.mark.containerd
 
 SHIPPED_CONFIG = REPO / "shims" / "containerd" / "runcell.toml"
 SHIPPED_BINARY = 'BinaryName = "/usr/local/bin/runcell"'
+SHIPPED_NATIVE = 'BinaryName = "/usr/local/bin/runcell-native"'
 SHIPPED_ROOT = 'Root = "/run/containerd/runcell"'
 PAUSE_REF = "docker.io/runcell/pause:test"
 K8S_NS = "k8s.io"
@@ -44,10 +45,13 @@ def has_cap_sys_resource():
 def handler_config(base, runcell_bin):
     """The shipped config with the binary under test and a Root inside the test dir."""
     text = SHIPPED_CONFIG.read_text()
-    assert SHIPPED_BINARY in text and SHIPPED_ROOT in text, (
-        f"{SHIPPED_CONFIG} no longer names {SHIPPED_BINARY} / {SHIPPED_ROOT}; update this test"
-    )
+    for line in (SHIPPED_BINARY, SHIPPED_NATIVE, SHIPPED_ROOT):
+        assert line in text, f"{SHIPPED_CONFIG} no longer has {line}; update this test"
+    # The handler names are symlinks to the binary, as `cmake --install` makes them.
+    (base / "bin").mkdir()
+    os.symlink(runcell_bin, base / "bin" / "runcell-native")
     text = text.replace(SHIPPED_BINARY, f'BinaryName = "{runcell_bin}"')
+    text = text.replace(SHIPPED_NATIVE, f'BinaryName = "{base}/bin/runcell-native"')
     text = text.replace(SHIPPED_ROOT, f'Root = "{base}/runcell-root"')
     # Merged into the main config: drop the file's own `version` line.
     return "\n".join(line for line in text.splitlines() if not line.startswith("version"))
@@ -165,7 +169,7 @@ def test_cri_plugin_starts_with_runcells_handler(cri):
     assert plugins.get("io.containerd.grpc.v1.cri") == "ok", plugins
     config = json.loads(cri.cri_client.status()["config"])
     runtimes = config["containerd"]["runtimes"]
-    assert "runcell" in runtimes, runtimes.keys()
+    assert "runcell" in runtimes and "runcell-native" in runtimes, runtimes.keys()
     runcell = runtimes["runcell"]
     assert runcell["runtimeType"] == "io.containerd.runc.v2"
     assert runcell["options"]["BinaryName"].endswith("runcell"), runcell
@@ -219,3 +223,48 @@ def test_default_handler_still_runs_runc(cri, pods):
     res = run("/usr/sbin/runc", "--root", f"/run/containerd/runc/{K8S_NS}", "state", pod_id)
     assert res.rc == 0, res.describe()
     assert Path(f"/run/containerd/runc/{K8S_NS}/{pod_id}").exists()
+
+
+def mode_annotations(pods, cid):
+    res = pods.runcell("state", cid)
+    assert res.rc == 0, res.describe()
+    ann = json.loads(res.out)["annotations"]
+    return ann.get("run.runcell.mode"), ann.get("run.runcell.gate")
+
+
+@pytest.mark.parametrize("handler,gate", [("runcell", "on"), ("runcell-native", "off")])
+def test_the_handler_alone_selects_the_mode(cri, pods, handler, gate):
+    pod_id, pod_cfg = pods.run_pod(handler)
+    cid = pods.run_container(pod_id, pod_cfg,
+                             ["sh", "-c", "grep Seccomp: /proc/self/status; sleep 1000"])
+    st = cri.cri_client.wait_container_state(cid, CONTAINER_RUNNING)
+    assert st["state"] == CONTAINER_RUNNING, st
+    assert mode_annotations(pods, pod_id) == ("cell", gate)
+    assert mode_annotations(pods, cid) == ("cell", gate)
+    deadline = time.monotonic() + 10
+    logs = []
+    while time.monotonic() < deadline:
+        logs = list(pods.logs.glob("*/main.log"))
+        if logs and "Seccomp:" in logs[0].read_text():
+            break
+        time.sleep(0.1)
+    text = logs[0].read_text() if logs else ""
+    # CRI asks for no seccomp profile here: only the gate filters a cell's syscalls.
+    assert ("Seccomp:\t2" in text) == (gate == "on"), text
+
+
+def test_a_pod_annotation_overrides_the_handler(cri, pods):
+    """pod_annotations lets run.runcell.* through: the operator allows the override."""
+    pod_id, pod_cfg = pods.run_pod("runcell", annotations={"run.runcell.gate": "off"})
+    cid = pods.run_container(pod_id, pod_cfg, ["sleep", "1000"])
+    st = cri.cri_client.wait_container_state(cid, CONTAINER_RUNNING)
+    assert st["state"] == CONTAINER_RUNNING, st
+    assert mode_annotations(pods, pod_id) == ("cell", "off")
+    assert mode_annotations(pods, cid) == ("cell", "off")
+
+
+def test_a_pod_cannot_ask_for_an_unknown_mode(cri, pods):
+    with pytest.raises(Exception) as failure:
+        pods.run_pod("runcell", annotations={"run.runcell.mode": "bogus"})
+    message = str(failure.value).replace('\\"', '"')
+    assert 'run.runcell.mode: must be "cell" or "microvm", got "bogus"' in message, message
