@@ -32,7 +32,7 @@ failed=()
 
 run_format() {
   echo "== clang-format"
-  if sources_and_headers include oci src tests/unit |
+  if sources_and_headers include oci src tests/unit tools |
     xargs -0 "$CLANG_FORMAT" --dry-run --Werror; then
     echo "ok"
   else
@@ -52,7 +52,7 @@ run_tidy() {
   # on gcc-only flags (-Wno-format-truncation) under -Werror.
   local status=0
   # shellcheck disable=SC2016 # $0 and $1 are the inner shell's
-  sources oci src tests/unit | xargs -0 -P"$jobs" -n1 sh -c '
+  sources oci src tests/unit tools | xargs -0 -P"$jobs" -n1 sh -c '
       f=$1; log=$0/$(echo "$f" | tr / _).log
       "$CLANG_TIDY" -p build-lint --quiet --warnings-as-errors="*" \
         --extra-arg=-Wno-unknown-warning-option "$f" >"$log" 2>&1 ||

@@ -121,7 +121,6 @@ static int choose_mode(const char *id, const struct oci_config *cfg, struct rc_m
                   "microvm mode (chosen by %s) is not available in this build of runcell yet; "
                   "run the container as a cell",
                   mode->source);
-  if (mode->gate && rc_gate_check(err) < 0) return -1;
   rc_info("container %s: %s mode, gate %s (%s)", id, rc_mode_name(mode->mode),
           mode->gate ? "on" : "off", mode->source);
   return 0;
@@ -270,7 +269,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .preserve_fds = o->preserve_fds,
       .no_pivot = o->no_pivot,
       .no_new_keyring = o->no_new_keyring,
-      .gate = mode.gate,
+      .gate = mode.gate ? &rc_gate_builtin : NULL,
   };
   memcpy(ctx.ns_fds, ns_fds, sizeof(ns_fds));
 

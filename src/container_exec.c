@@ -72,7 +72,8 @@ struct exec_child {
   int console_fd;
   int preserve_fds;
   bool new_userns;
-  bool gate; /* the container is a cell with its gate on: so is every process exec'd in it */
+  /* the container is a cell with its gate on: so is every process exec'd in it */
+  const struct rc_gate_program *gate;
 };
 
 __attribute__((noreturn)) static void child_fail(int fd, struct rc_error *err) {
@@ -148,7 +149,6 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
   if (o->cfg->has_linux && o->cfg->linux_.has_seccomp &&
       rc_seccomp_check(&o->cfg->linux_.seccomp, err) < 0)
     goto out;
-  if (rc_state_gate_on(st) && rc_gate_check(err) < 0) goto out;
   if ((pidfd = rc_state_open_pidfd(st)) < 0) {
     rc_err(err, 0, "cannot exec in a stopped container");
     goto out;
@@ -176,7 +176,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                          .console_fd = console,
                          .preserve_fds = o->preserve_fds,
                          .new_userns = (flags & CLONE_NEWUSER) != 0,
-                         .gate = rc_state_gate_on(st)};
+                         .gate = rc_state_gate_on(st) ? &rc_gate_builtin : NULL};
   fflush(NULL);
   helper = fork();
   if (helper < 0) {

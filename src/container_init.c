@@ -204,8 +204,8 @@ static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_s
 }
 
 int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
-                        bool gate, char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
-                        struct rc_error *err) {
+                        const struct rc_gate_program *gate, char exe[PATH_MAX], char ***exec_env,
+                        bool *late_seccomp, struct rc_error *err) {
   if (rc_apply_rlimits(p, err) < 0) return -1;
   if (rc_apply_oom_score_adj(p, err) < 0) return -1;
   if (cfg->has_linux && rc_apply_personality(&cfg->linux_, err) < 0) return -1;
@@ -216,7 +216,7 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
   /* The gate closes while the process still has CAP_SYS_ADMIN (loading a filter needs it
    * or no_new_privs); what runcell does after this point (dropping privileges, waiting
    * for start, exec) is all within the gate's allow-list. */
-  if (gate && rc_gate_load(err) < 0) return -1;
+  if (gate && rc_gate_install(gate, err) < 0) return -1;
 
   /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
    * capabilities are dropped. With it, load it as late as possible (just before exec) so

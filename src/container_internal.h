@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdbool.h>
 
+#include "runcell/gate.h"
 #include "runcell/oci.h"
 
 struct rc_init_ctx {
@@ -21,7 +22,7 @@ struct rc_init_ctx {
   int preserve_fds;
   bool no_pivot;
   bool no_new_keyring;
-  bool gate; /* a cell with its syscall gate on */
+  const struct rc_gate_program *gate; /* a cell's syscall gate, compiled; NULL when off */
 };
 
 /* Runs in the cloned child; never returns. */
@@ -37,8 +38,8 @@ int rc_find_executable(const char *arg0, char *const env[], char *path, struct r
  * noNewPrivileges; then the program lookup into exe and the environment to exec with (HOME
  * filled in). */
 int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
-                        bool gate, char exe[PATH_MAX], char ***exec_env, bool *late_seccomp,
-                        struct rc_error *err);
+                        const struct rc_gate_program *gate, char exe[PATH_MAX], char ***exec_env,
+                        bool *late_seccomp, struct rc_error *err);
 
 /* For a terminal process: a pty from the container's /dev/ptmx, its master sent to
  * console_fd (then closed), the slave as controlling terminal and stdio. */

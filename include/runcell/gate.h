@@ -7,6 +7,7 @@
 #ifndef RUNCELL_GATE_H
 #define RUNCELL_GATE_H
 
+#include <linux/filter.h>
 #include <stddef.h>
 
 #include "runcell/error.h"
@@ -30,11 +31,26 @@ const struct rc_gate_rule *rc_gate_rules(size_t *n);
 /* The ioctl requests a cell may make (low 32 bits of the request number). */
 const unsigned long *rc_gate_ioctls(size_t *n);
 
-/* Builds the filter without loading it (create-time check: libseccomp errors show up
- * before the container exists). */
+/* The gate compiled to classic BPF: built by the runtime before it clones or forks a
+ * cell's process (libseccomp takes milliseconds to generate the name filter; the process
+ * then only has to install two programs). */
+struct rc_gate_program {
+  struct sock_filter *names; /* the name filter (libseccomp) */
+  size_t n_names;
+  struct sock_filter *args; /* the argument filter */
+  size_t n_args;
+};
+
+int rc_gate_compile(struct rc_gate_program *out, struct rc_error *err);
+
+/* The gate compiled at build time (tools/gate_gen.c); what cells install. */
+extern const struct rc_gate_program rc_gate_builtin;
+void rc_gate_program_free(struct rc_gate_program *p);
+
+/* Compiles and discards: checks the policy builds on this host's libseccomp. */
 int rc_gate_check(struct rc_error *err);
 
-/* Loads the gate into the calling process (needs no_new_privs or CAP_SYS_ADMIN). */
-int rc_gate_load(struct rc_error *err);
+/* Installs a compiled gate in the calling process (needs no_new_privs or CAP_SYS_ADMIN). */
+int rc_gate_install(const struct rc_gate_program *p, struct rc_error *err);
 
 #endif

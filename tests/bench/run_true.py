@@ -30,10 +30,16 @@ def main():
     ap.add_argument("--runcell", default=os.path.join(TOP, "build/runcell"))
     ap.add_argument("--json")
     a = ap.parse_args()
-    runtimes = {"runcell": a.runcell}
-    if shutil.which("runc"):
-        runtimes["runc"] = shutil.which("runc")
+    a.runcell = os.path.abspath(a.runcell)
     work = tempfile.mkdtemp(prefix="runcell-bench-")
+    # runcell as a cell (its default: the syscall gate on) and with the gate off, through
+    # the handler name runcell-native (a symlink, as `cmake --install` makes).
+    native = os.path.join(work, "runcell-native")
+    os.symlink(os.path.abspath(a.runcell), native)
+    runtimes = {"runcell": a.runcell, "runcell-native": native}
+    for other in ("runc", "runsc"):
+        if shutil.which(other):
+            runtimes[other] = shutil.which(other)
     state_base = tempfile.mkdtemp(prefix="runcell-bench-", dir="/run")
     try:
         bundle = os.path.join(work, "bundle")
@@ -58,10 +64,10 @@ def main():
                             "total_s": sum(ts),
                             "p10_ms": sorted(ts)[len(ts) // 10] * 1000,
                             "p90_ms": sorted(ts)[(len(ts) * 9) // 10] * 1000}
-        print("runtime   runs  median(ms)  p10(ms)  p90(ms)  total(s)  ratio-to-runc")
+        print("runtime          runs  median(ms)  p10(ms)  p90(ms)  total(s)  ratio-to-runc")
         for name, r in report.items():
             ratio = (r["median_ms"] / report["runc"]["median_ms"]) if "runc" in report else float("nan")
-            print("%-8s %5d %11.1f %8.1f %8.1f %9.2f %14.2f" % (
+            print("%-15s %5d %11.1f %8.1f %8.1f %9.2f %14.2f" % (
                 name, r["runs"], r["median_ms"], r["p10_ms"], r["p90_ms"], r["total_s"], ratio))
         if a.json:
             with open(a.json, "w") as f:
