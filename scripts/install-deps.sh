@@ -4,7 +4,7 @@
 # works offline); `apt-get update` runs only when the package lists are missing or older
 # than a day, or when an install from the current lists fails.
 # The linters (clang-format, clang-tidy, cppcheck) are required: the test suite runs them.
-# clang (for fuzzing later) is optional;
+# clang (for fuzzing later) and runsc (gVisor, for the benchmarks) are optional;
 # set RUNCELL_DEPS_OPTIONAL=1 to install them as well.
 set -euo pipefail
 
@@ -17,7 +17,7 @@ required=(
   containerd python3-grpcio podman
   clang-format clang-tidy cppcheck
 )
-optional=(clang)
+optional=(clang runsc)
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then
