@@ -7,8 +7,9 @@ containerd namespace, so the shim runs the runtime with --root /run/containerd/r
 and at the end checks that no task, container, runtime state directory, cgroup, mount or
 process of its containers is left.
 
-The lifecycle scenarios run under runcell and, as the reference, under Debian's runc: the
-same ctr commands must give the same results.
+The lifecycle scenarios run under runcell as a cell (gate on, its default), under runcell
+with the gate off (the runcell-native handler name) and, as the reference, under Debian's
+runc: the same ctr commands must give the same results.
 """
 import json
 import os
@@ -148,13 +149,23 @@ class CtrSession:
         return problems
 
 
-RUNTIMES = {"runcell": None, "runc": str(RUNC)}
+@pytest.fixture(scope="module")
+def runcell_native(session_dir, runcell_bin):
+    """runcell under its handler name for cells with the gate off (a symlink, as
+    `cmake --install` makes)."""
+    path = session_dir / "bin" / "runcell-native"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        os.symlink(runcell_bin, path)
+    return str(path)
 
 
-@pytest.fixture(params=["runcell", "runc"])
-def any_ctr(request, containerd, runcell_bin, image_archive):
-    """A CtrSession for runcell and, as the reference, for Debian's runc."""
-    binary = runcell_bin if request.param == "runcell" else RUNTIMES["runc"]
+@pytest.fixture(params=["runcell", "runcell-native", "runc"])
+def any_ctr(request, containerd, runcell_bin, runcell_native, image_archive):
+    """A CtrSession for runcell as a cell (its default), with the gate off, and, as the
+    reference, for Debian's runc."""
+    binary = {"runcell": runcell_bin, "runcell-native": runcell_native,
+              "runc": str(RUNC)}[request.param]
     sess = CtrSession(containerd, binary, image_archive)
     yield sess
     problems = sess.finish()
