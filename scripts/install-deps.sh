@@ -14,7 +14,7 @@ required=(
   busybox-static runc
   python3 python3-pytest
   jq iproute2 util-linux bsdutils procps
-  containerd python3-grpcio podman
+  containerd python3-grpcio podman criu
   clang-format clang-tidy cppcheck
 )
 optional=(clang runsc)

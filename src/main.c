@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runcell/checkpoint.h"
 #include "runcell/cli.h"
 #include "runcell/cloned_binary.h"
 #include "runcell/log.h"
@@ -15,18 +16,14 @@
 
 static int not_yet(struct rc_global *g, int argc, char **argv, struct rc_error *err);
 
-static const struct rc_command cmd_checkpoint = {"checkpoint", "<container-id>",
-                                                 "checkpoint a running container", NULL, not_yet};
 static const struct rc_command cmd_events = {"events", "<container-id>", "display container events",
                                              NULL, not_yet};
-static const struct rc_command cmd_restore = {
-    "restore", "<container-id>", "restore a container from a previous checkpoint", NULL, not_yet};
 
 static const struct rc_command *const commands[] = {
-    &cmd_checkpoint,  &rc_cmd_create, &rc_cmd_delete, &cmd_events,   &rc_cmd_exec,
-    &rc_cmd_features, &rc_cmd_kill,   &rc_cmd_list,   &rc_cmd_pause, &rc_cmd_ps,
-    &cmd_restore,     &rc_cmd_resume, &rc_cmd_run,    &rc_cmd_spec,  &rc_cmd_start,
-    &rc_cmd_state,    &rc_cmd_update,
+    &rc_cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &cmd_events,   &rc_cmd_exec,
+    &rc_cmd_features,   &rc_cmd_kill,   &rc_cmd_list,   &rc_cmd_pause, &rc_cmd_ps,
+    &rc_cmd_restore,    &rc_cmd_resume, &rc_cmd_run,    &rc_cmd_spec,  &rc_cmd_start,
+    &rc_cmd_state,      &rc_cmd_update,
 };
 
 static int not_yet(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
