@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "container_internal.h"
+#include "runcell/cell_kernel.h"
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
@@ -182,6 +183,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   out->pidfd = -1;
   out->console_master = -1;
   if (rc_state_validate_id(o->id, err) < 0) return -1;
+  rc_close_inherited_fds(3 + o->preserve_fds);
 
   char bundle[PATH_MAX];
   if (!realpath(o->bundle ? o->bundle : ".", bundle))
@@ -269,7 +271,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .preserve_fds = o->preserve_fds,
       .no_pivot = o->no_pivot,
       .no_new_keyring = o->no_new_keyring,
-      .gate = mode.gate ? &rc_gate_builtin : NULL,
+      .gate = mode.gate ? &rc_gate_builtin_routed : NULL,
   };
   memcpy(ctx.ns_fds, ns_fds, sizeof(ns_fds));
 
@@ -320,7 +322,25 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     }
   }
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
-  if (rc_sync_expect(sv[0], RC_SYNC_CREATED, "set up container", err) < 0) goto out;
+  {
+    /* A cell's init hands over its gate's listener first: the cell kernel must be serving
+     * it before anything in the cell can make a routed syscall. */
+    int listener = -1;
+    int t = rc_sync_recv_fd(sv[0], "set up container", &listener, err);
+    if (t == RC_SYNC_LISTENER && listener >= 0) {
+      int r = rc_cell_kernel_spawn(listener, cgpath, err);
+      close(listener);
+      if (r < 0) goto out;
+      t = rc_sync_recv(sv[0], "set up container", err);
+    } else if (listener >= 0) {
+      close(listener);
+    }
+    if (t < 0) goto out;
+    if (t != RC_SYNC_CREATED) {
+      rc_err(err, 0, "set up container: unexpected sync message %d", t);
+      goto out;
+    }
+  }
 
   if (console_pair[0] >= 0) {
     /* Foreground run: the master came back on our own end of the console pair. */

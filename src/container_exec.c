@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "container_internal.h"
+#include "runcell/cell_kernel.h"
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
@@ -101,11 +102,18 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *c
     rc_err(&err, errno, "chdir to cwd (\"%s\")", c->p->cwd);
     child_fail(c->sync_fd, &err);
   }
+  if (rc_verify_cwd_inside_root(c->p->cwd, &err) < 0) child_fail(c->sync_fd, &err);
   char exe[PATH_MAX];
   char **env = NULL;
   bool late = false;
-  if (rc_process_finalize(c->cfg, c->p, c->new_userns, c->gate, exe, &env, &late, &err) < 0)
+  int listener = -1;
+  if (rc_process_finalize(c->cfg, c->p, c->new_userns, c->gate, &listener, exe, &env, &late, &err) <
+      0)
     child_fail(c->sync_fd, &err);
+  if (listener >= 0) {
+    if (rc_sync_send_fd(c->sync_fd, RC_SYNC_LISTENER, listener, &err) < 0) _exit(127);
+    close(listener);
+  }
   if (late && c->cfg->has_linux && c->cfg->linux_.has_seccomp &&
       rc_seccomp_load(&c->cfg->linux_.seccomp, &err) < 0)
     child_fail(c->sync_fd, &err);
@@ -120,6 +128,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                       struct rc_error *err) {
   out->pid = -1;
   out->console_master = -1;
+  rc_close_inherited_fds(3 + o->preserve_fds);
   struct oci_state *st = NULL;
   if (rc_state_read(o->root, o->id, &st, err) < 0) return -1;
   int rc = -1;
@@ -176,7 +185,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                          .console_fd = console,
                          .preserve_fds = o->preserve_fds,
                          .new_userns = (flags & CLONE_NEWUSER) != 0,
-                         .gate = rc_state_gate_on(st) ? &rc_gate_builtin : NULL};
+                         .gate = rc_state_gate_on(st) ? &rc_gate_builtin_routed : NULL};
   fflush(NULL);
   helper = fork();
   if (helper < 0) {
@@ -231,14 +240,24 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
       rc_cgroup_enter(st->cgroup_path, pid, err) < 0)
     goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
-  /* EOF: exec closed the connection; a message: the error that kept it from exec'ing. */
-  {
+  /* EOF: exec closed the connection; a message: the error that kept it from exec'ing, or
+   * the listener of its gate for the cell kernel that must serve it (then go on). */
+  for (;;) {
     struct rc_error child = {0};
-    int t = rc_sync_recv(sv[0], "exec", &child);
+    int listener = -1;
+    int t = rc_sync_recv_fd(sv[0], "exec", &listener, &child);
+    if (t == RC_SYNC_LISTENER && listener >= 0) {
+      int r = rc_cell_kernel_spawn(listener, st->cgroup_path ? st->cgroup_path : "/", err);
+      close(listener);
+      if (r < 0) goto out;
+      continue;
+    }
+    if (listener >= 0) close(listener);
     if (t == RC_SYNC_PEER_ERROR) {
       *err = child;
       goto out;
     }
+    break;
   }
   if (console_pair[0] >= 0 && rc_recv_fd(console_pair[0], &out->console_master, err) < 0) goto out;
   out->pid = pid;

@@ -1,6 +1,7 @@
 /* The container init: the child of `create`, in its new namespaces. It builds the
  * container step by step, reporting every failure to the parent with its message, then
  * waits on the start socket and finally execs the user program. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -204,8 +205,9 @@ static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_s
 }
 
 int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
-                        const struct rc_gate_program *gate, char exe[PATH_MAX], char ***exec_env,
-                        bool *late_seccomp, struct rc_error *err) {
+                        const struct rc_gate_program *gate, int *listener, char exe[PATH_MAX],
+                        char ***exec_env, bool *late_seccomp, struct rc_error *err) {
+  *listener = -1;
   if (rc_apply_rlimits(p, err) < 0) return -1;
   if (rc_apply_oom_score_adj(p, err) < 0) return -1;
   if (cfg->has_linux && rc_apply_personality(&cfg->linux_, err) < 0) return -1;
@@ -216,7 +218,7 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
   /* The gate closes while the process still has CAP_SYS_ADMIN (loading a filter needs it
    * or no_new_privs); what runcell does after this point (dropping privileges, waiting
    * for start, exec) is all within the gate's allow-list. */
-  if (gate && rc_gate_install(gate, err) < 0) return -1;
+  if (gate && rc_gate_install(gate, listener, err) < 0) return -1;
 
   /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
    * capabilities are dropped. With it, load it as late as possible (just before exec) so
@@ -238,6 +240,41 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
   if (rc_apply_no_new_privs(p, err) < 0) return -1;
   /* Looked up as the container's user, with its capabilities: what execve will see. */
   return rc_find_executable(p->args[0], p->env, exe, err);
+}
+
+void rc_close_inherited_fds(int first) {
+  /* runc's init is a fresh exec that gets only stdio and the preserved fds; runcell's init
+   * and exec'd processes are clones of this process and would hold, until their final
+   * execve, every descriptor runcell inherited without close-on-exec. A host directory
+   * among them is reachable through /proc/self/fd/N in a cwd or in the program's path
+   * (CVE-2024-21626). runcell opens its own descriptors close-on-exec, so the ones without
+   * it above the preserved range are the caller's leaks: nobody inside may have them. */
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return;
+  int self = dirfd(d);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char *end = NULL;
+    long fd = strtol(de->d_name, &end, 10);
+    if (*end || end == de->d_name || fd < first || fd == self) continue;
+    int fl = fcntl((int)fd, F_GETFD);
+    if (fl >= 0 && !(fl & FD_CLOEXEC)) close((int)fd);
+  }
+  closedir(d);
+}
+
+int rc_verify_cwd_inside_root(const char *cwd, struct rc_error *err) {
+  /* CVE-2024-21626: a cwd such as /proc/self/fd/N follows a descriptor this process still
+   * holds (one the runtime inherited from its caller, say) to a directory outside the
+   * container's root. The kernel reports such a cwd as "(unreachable)...", which getcwd
+   * turns into ENOENT; the process must not run there. */
+  char buf[PATH_MAX];
+  if (!getcwd(buf, sizeof(buf)) && errno == ENOENT)
+    return rc_err(err, 0,
+                  "cwd (\"%s\") is outside of the container's root -- possible container "
+                  "breakout detected",
+                  cwd);
+  return 0;
 }
 
 void rc_prepare_exec_fds(int preserve_fds, int keep) {
@@ -332,13 +369,21 @@ void rc_init_main(struct rc_init_ctx *ctx) {
     rc_err(&err, errno, "chdir to cwd (\"%s\") set in config.json", p->cwd);
     fail(sync, &err);
   }
+  if (rc_verify_cwd_inside_root(p->cwd, &err) < 0) fail(sync, &err);
 
   char exe[PATH_MAX];
   char **exec_env = NULL;
   bool late_seccomp = false;
-  if (rc_process_finalize(cfg, p, (ctx->clone_flags & CLONE_NEWUSER) != 0, ctx->gate, exe,
-                          &exec_env, &late_seccomp, &err) < 0)
+  int listener = -1;
+  if (rc_process_finalize(cfg, p, (ctx->clone_flags & CLONE_NEWUSER) != 0, ctx->gate, &listener,
+                          exe, &exec_env, &late_seccomp, &err) < 0)
     fail(sync, &err);
+  /* The cell kernel that serves the routed syscalls is started by the parent with this
+   * listener, before anything in the cell can make one. */
+  if (listener >= 0) {
+    if (rc_sync_send_fd(sync, RC_SYNC_LISTENER, listener, &err) < 0) _exit(1);
+    close(listener);
+  }
 
   prctl(PR_SET_PDEATHSIG, 0);
   if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) _exit(1);

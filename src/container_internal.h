@@ -32,18 +32,27 @@ __attribute__((noreturn)) void rc_init_main(struct rc_init_ctx *ctx);
  * container's PATH. Fills path (PATH_MAX). */
 int rc_find_executable(const char *arg0, char *const env[], char *path, struct rc_error *err);
 
-/* The last steps before exec shared by the container init and exec'd processes: rlimits,
+/* The last steps before exec shared by the container init and exec'd processes (a routed
+ * gate's listener fd comes back in *listener, else -1): rlimits,
  * oom_score_adj, personality, security labels, umask, the cell's syscall gate (gate),
  * seccomp (unless it must come late: *late_seccomp), bounding set, user and capabilities,
  * noNewPrivileges; then the program lookup into exe and the environment to exec with (HOME
  * filled in). */
 int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *p, bool new_userns,
-                        const struct rc_gate_program *gate, char exe[PATH_MAX], char ***exec_env,
-                        bool *late_seccomp, struct rc_error *err);
+                        const struct rc_gate_program *gate, int *listener, char exe[PATH_MAX],
+                        char ***exec_env, bool *late_seccomp, struct rc_error *err);
 
 /* For a terminal process: a pty from the container's /dev/ptmx, its master sent to
  * console_fd (then closed), the slave as controlling terminal and stdio. */
 int rc_setup_process_terminal(const struct oci_process *p, int console_fd, struct rc_error *err);
+
+/* Closes every descriptor from `first` on that is not close-on-exec: what runcell inherited
+ * from its caller beyond stdio and the preserved fds never reaches a container. */
+void rc_close_inherited_fds(int first);
+
+/* After chdir to a process's cwd: fails if the cwd is not reachable from the container's
+ * root (a /proc/self/fd/N cwd through a host directory descriptor, CVE-2024-21626). */
+int rc_verify_cwd_inside_root(const char *cwd, struct rc_error *err);
 
 /* Marks every fd above stdio and the preserved ones close-on-exec (keep included). */
 void rc_prepare_exec_fds(int preserve_fds, int keep);

@@ -49,6 +49,12 @@ int rc_cgroup_freeze(const char *path, bool freeze, struct rc_error *err);
 /* Removes the cgroup from every hierarchy, retrying while it drains; kills nothing.
  * Missing directories are not an error (delete must be idempotent). */
 int rc_cgroup_destroy(const char *path, struct rc_error *err);
+/* Reads one control file of the container's cgroup in the hierarchy that holds
+ * controller: file_v1 where that is a v1 hierarchy, file_v2 (NULL: none) where it is the
+ * unified one. Without the trailing newline; caller frees *out. */
+int rc_cgroup_read_control(const char *path, const char *controller, const char *file_v1,
+                           const char *file_v2, char **out, struct rc_error *err);
+
 /* True if the cgroup exists in at least one hierarchy. */
 bool rc_cgroup_exists(const char *path);
 

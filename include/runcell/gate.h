@@ -8,6 +8,7 @@
 #define RUNCELL_GATE_H
 
 #include <linux/filter.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "runcell/error.h"
@@ -16,6 +17,7 @@ enum rc_gate_kind {
   RC_GATE_ALLOW,   /* passed to the host kernel */
   RC_GATE_DENY,    /* refused with errnum */
   RC_GATE_CHECKED, /* allowed for some argument values only (see reason) */
+  RC_GATE_ROUTE,   /* served by the cell kernel when the cell has one, else allowed */
 };
 
 struct rc_gate_rule {
@@ -35,22 +37,28 @@ const unsigned long *rc_gate_ioctls(size_t *n);
  * cell's process (libseccomp takes milliseconds to generate the name filter; the process
  * then only has to install two programs). */
 struct rc_gate_program {
+  bool routed;               /* routed syscalls go to a listener (the cell kernel) */
   struct sock_filter *names; /* the name filter (libseccomp) */
   size_t n_names;
   struct sock_filter *args; /* the argument filter */
   size_t n_args;
 };
 
-int rc_gate_compile(struct rc_gate_program *out, struct rc_error *err);
+/* routed: RC_GATE_ROUTE syscalls notify a listener instead of going to the host. */
+int rc_gate_compile(struct rc_gate_program *out, bool routed, struct rc_error *err);
 
-/* The gate compiled at build time (tools/gate_gen.c); what cells install. */
+/* The gate compiled at build time (tools/gate_gen.c), without and with routing; what
+ * cells install. */
 extern const struct rc_gate_program rc_gate_builtin;
+extern const struct rc_gate_program rc_gate_builtin_routed;
 void rc_gate_program_free(struct rc_gate_program *p);
 
 /* Compiles and discards: checks the policy builds on this host's libseccomp. */
 int rc_gate_check(struct rc_error *err);
 
-/* Installs a compiled gate in the calling process (needs no_new_privs or CAP_SYS_ADMIN). */
-int rc_gate_install(const struct rc_gate_program *p, struct rc_error *err);
+/* Installs a compiled gate in the calling process (needs no_new_privs or CAP_SYS_ADMIN).
+ * For a routed gate *listener gets the seccomp listener fd the cell kernel must serve;
+ * otherwise -1. */
+int rc_gate_install(const struct rc_gate_program *p, int *listener, struct rc_error *err);
 
 #endif

@@ -32,7 +32,7 @@ static void release_filter(scmp_filter_ctx *ctx) {
 #define cleanup_filter __attribute__((cleanup(release_filter)))
 
 /* The five argument-checked syscalls are allowed by the name filter (see above). */
-static int name_filter(scmp_filter_ctx *out, struct rc_error *err) {
+static int name_filter(scmp_filter_ctx *out, bool routed, struct rc_error *err) {
   cleanup_filter scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS));
   if (!ctx) return rc_err(err, ENOMEM, "gate: seccomp_init");
   int r = seccomp_arch_add(ctx, SCMP_ARCH_X86);
@@ -55,8 +55,9 @@ static int name_filter(scmp_filter_ctx *out, struct rc_error *err) {
   for (size_t i = 0; i < n; i++) {
     int nr = seccomp_syscall_resolve_name(rules[i].syscall);
     if (nr == __NR_SCMP_ERROR) continue; /* newer than this libseccomp: ENOSYS by default */
-    uint32_t action =
-        rules[i].kind == RC_GATE_DENY ? SCMP_ACT_ERRNO((uint32_t)rules[i].errnum) : SCMP_ACT_ALLOW;
+    uint32_t action = SCMP_ACT_ALLOW;
+    if (rules[i].kind == RC_GATE_DENY) action = SCMP_ACT_ERRNO((uint32_t)rules[i].errnum);
+    if (rules[i].kind == RC_GATE_ROUTE && routed) action = SCMP_ACT_NOTIFY;
     /* Denials with ENOSYS are the default action already (libseccomp refuses such rules). */
     if (action == SCMP_ACT_ERRNO(ENOSYS)) continue;
     r = seccomp_rule_add(ctx, action, nr, 0);
@@ -228,10 +229,10 @@ static int export_names(scmp_filter_ctx ctx, struct rc_gate_program *out, struct
   return 0;
 }
 
-int rc_gate_compile(struct rc_gate_program *out, struct rc_error *err) {
-  *out = (struct rc_gate_program){0};
+int rc_gate_compile(struct rc_gate_program *out, bool routed, struct rc_error *err) {
+  *out = (struct rc_gate_program){.routed = routed};
   cleanup_filter scmp_filter_ctx ctx = NULL;
-  if (name_filter(&ctx, err) < 0) return -1;
+  if (name_filter(&ctx, routed, err) < 0) return -1;
   struct prog *p = rc_xcalloc(1, sizeof(*p));
   if (build_argument_filter(p, err) < 0) {
     free(p);
@@ -254,22 +255,29 @@ void rc_gate_program_free(struct rc_gate_program *p) {
   *p = (struct rc_gate_program){0};
 }
 
-static int install(struct sock_filter *insn, size_t n, const char *what, struct rc_error *err) {
+/* Returns the filter's listener fd when flags ask for one, else 0; -1 on failure. */
+static int install(struct sock_filter *insn, size_t n, unsigned flags, const char *what,
+                   struct rc_error *err) {
   struct sock_fprog fprog = {.len = (unsigned short)n, .filter = insn};
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) < 0)
-    return rc_err(err, errno, "gate: load the %s filter", what);
-  return 0;
+  long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
+  if (r < 0) return rc_err(err, errno, "gate: load the %s filter", what);
+  return (int)r;
 }
 
-int rc_gate_install(const struct rc_gate_program *p, struct rc_error *err) {
+int rc_gate_install(const struct rc_gate_program *p, int *listener, struct rc_error *err) {
+  *listener = -1;
   if (!p->names || !p->args) return rc_err(err, EINVAL, "gate: not compiled");
-  if (install(p->args, p->n_args, "argument", err) < 0) return -1;
-  return install(p->names, p->n_names, "syscall", err);
+  if (install(p->args, p->n_args, 0, "argument", err) < 0) return -1;
+  int r = install(p->names, p->n_names, p->routed ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0, "syscall",
+                  err);
+  if (r < 0) return -1;
+  if (p->routed) *listener = r;
+  return 0;
 }
 
 int rc_gate_check(struct rc_error *err) {
   struct rc_gate_program p;
-  if (rc_gate_compile(&p, err) < 0) return -1;
+  if (rc_gate_compile(&p, true, err) < 0) return -1;
   rc_gate_program_free(&p);
   return 0;
 }

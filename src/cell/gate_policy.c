@@ -12,6 +12,8 @@
   { name, RC_GATE_DENY, e, why }
 #define C(name, e, why) \
   { name, RC_GATE_CHECKED, e, why }
+#define R(name, why) \
+  { name, RC_GATE_ROUTE, 0, why }
 
 static const struct rc_gate_rule rules[] = {
     /* --- denied on purpose ------------------------------------------------------------ */
@@ -100,6 +102,13 @@ static const struct rc_gate_rule rules[] = {
     D("socketcall", ENOSYS,
       "32-bit multiplexer whose arguments seccomp cannot see; the C "
       "library falls back to the direct socket syscalls"),
+    /* --- routed to the cell kernel ------------------------------------------------------ */
+    R("sysinfo",
+      "total and free memory and the process count as the cell's cgroup limits "
+      "them (free, top, the JVM and Node size their heaps from it)"),
+    R("sched_getaffinity",
+      "the CPUs a cell may use, as many as its cpu quota allows (nproc, "
+      "Go, glibc's sysconf, thread pools size themselves from it)"),
     /* --- allowed for some arguments only ------------------------------------------------ */
     C("clone", EPERM,
       "threads and processes yes; CLONE_NEW* namespace flags refused (see "
@@ -213,7 +222,6 @@ static const struct rc_gate_rule rules[] = {
     A("gettimeofday"),
     A("getrlimit"),
     A("getrusage"),
-    A("sysinfo"),
     A("times"),
     A("getuid"),
     A("getgid"),
@@ -284,7 +292,6 @@ static const struct rc_gate_rule rules[] = {
     A("time"),
     A("futex"),
     A("sched_setaffinity"),
-    A("sched_getaffinity"),
     A("set_thread_area"),
     A("get_thread_area"),
     A("io_setup"),

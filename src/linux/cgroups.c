@@ -1178,3 +1178,19 @@ int rc_cgroup_destroy(const char *cgroup_path, struct rc_error *err) {
   }
   return ret;
 }
+
+int rc_cgroup_read_control(const char *path, const char *controller, const char *file_v1,
+                           const char *file_v2, char **out, struct rc_error *err) {
+  *out = NULL;
+  const struct rc_cg_hier *h = rc_cg_find(rc_cg_layout(), controller);
+  if (!h) return rc_err(err, ENOTSUP, "cgroup %s: the host has no %s controller", path, controller);
+  const char *file = h->v2 ? file_v2 : file_v1;
+  if (!file)
+    return rc_err(err, ENOTSUP, "cgroup %s: no such file for %s on cgroup v%d", path, controller,
+                  h->v2 ? 2 : 1);
+  struct rc_cg_dir d;
+  if (open_dir(h, path, &d, err) < 0) return -1;
+  int r = rc_cg_read(&d, file, out, err);
+  close_dir(&d);
+  return r;
+}

@@ -1,0 +1,38 @@
+/* The cell kernel, notify placement: a small process outside the cell that serves the
+ * syscalls the gate routes to it (RC_GATE_ROUTE in gate_policy.c) through the seccomp
+ * listener of the cell's gate, answering them as the cell's cgroup limits say, so that
+ * programs size themselves to the cell rather than to the host (what LXCFS does for
+ * files, for syscalls and without a daemon). One runs per listener: the container init's
+ * and each exec'd process's; it exits when the last process of its filter has. */
+#ifndef RUNCELL_CELL_KERNEL_H
+#define RUNCELL_CELL_KERNEL_H
+
+#include <stdint.h>
+#include <sys/sysinfo.h>
+
+#include "runcell/error.h"
+
+/* Starts a detached cell kernel serving listener for the cell whose cgroup is
+ * cgroup_path (the runtime's own process returns at once; the cell kernel is reparented
+ * to the nearest subreaper, containerd's shim under containerd). */
+int rc_cell_kernel_spawn(int listener, const char *cgroup_path, struct rc_error *err);
+
+/* The cell's view of its resources, read from its cgroup. 0 means "no limit". */
+struct rc_cell_limits {
+  uint64_t memory_limit; /* bytes */
+  uint64_t memory_usage; /* bytes, page cache excluded */
+  uint64_t cpu_quota;    /* microseconds per period */
+  uint64_t cpu_period;
+  uint64_t pids; /* processes in the cell now */
+};
+int rc_cell_limits_read(const char *cgroup_path, struct rc_cell_limits *out, struct rc_error *err);
+
+/* How many of the allowed CPUs the cell may see: all of them, or as many as its quota
+ * covers (1.5 CPUs of quota → 2). */
+unsigned rc_cell_cpu_count(const struct rc_cell_limits *l, unsigned allowed);
+
+/* sysinfo as the cell sees it: the host's, with memory and process counts from its limits. */
+void rc_cell_sysinfo(const struct sysinfo *host, const struct rc_cell_limits *l,
+                     struct sysinfo *out);
+
+#endif

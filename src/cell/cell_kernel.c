@@ -1,0 +1,178 @@
+/* The cell kernel's notify placement: spawning it, and its request loop.
+ *
+ * Every request is hostile input: the pointer a process passes may be bad, the process may
+ * die (and its pid be reused) while the request is served. So the target's memory is
+ * opened through /proc/<pid>/mem, the request id is checked to still be valid after the
+ * open (the fd then pins the right process's memory), and only then is the answer
+ * written; a failed write answers EFAULT, as the kernel would. */
+#include "runcell/cell_kernel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runcell/util.h"
+
+/* Opens the memory of the process behind a request, or returns -1 (answer: the errno). */
+static int open_target_mem(int listener, const struct seccomp_notif *req) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/mem", req->pid);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return -1;
+  __u64 id = req->id;
+  if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) {
+    close(fd);
+    errno = ESRCH;
+    return -1;
+  }
+  return fd;
+}
+
+static int write_target(int listener, const struct seccomp_notif *req, uint64_t addr,
+                        const void *data, size_t len) {
+  int fd = open_target_mem(listener, req);
+  if (fd < 0) return -errno;
+  ssize_t n = pwrite(fd, data, len, (off_t)addr);
+  close(fd);
+  return n == (ssize_t)len ? 0 : -EFAULT;
+}
+
+static void serve_sysinfo(int listener, const char *cgroup_path, const struct seccomp_notif *req,
+                          struct seccomp_notif_resp *resp) {
+  struct sysinfo host, view;
+  if (sysinfo(&host) < 0) {
+    resp->error = -errno;
+    return;
+  }
+  struct rc_cell_limits l;
+  struct rc_error ignore;
+  (void)rc_cell_limits_read(cgroup_path, &l, &ignore);
+  rc_cell_sysinfo(&host, &l, &view);
+  int r = write_target(listener, req, req->data.args[0], &view, sizeof(view));
+  resp->error = r;
+  resp->val = 0;
+}
+
+/* sched_getaffinity(pid, len, mask) for the caller itself (pid 0): the CPUs it may run on,
+ * cut down to as many as the cell's quota covers. Other pids are the kernel's to answer
+ * (the pid is in the cell's pid namespace, which the cell kernel does not share). */
+static void serve_sched_getaffinity(int listener, const char *cgroup_path,
+                                    const struct seccomp_notif *req,
+                                    struct seccomp_notif_resp *resp) {
+  if ((pid_t)req->data.args[0] != 0) {
+    resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    return;
+  }
+  size_t len = (size_t)req->data.args[1];
+  cpu_set_t *set = CPU_ALLOC(CPU_SETSIZE * 4);
+  size_t size = CPU_ALLOC_SIZE(CPU_SETSIZE * 4);
+  long got = syscall(SYS_sched_getaffinity, (pid_t)req->pid, size, set);
+  if (got < 0) {
+    resp->error = -errno;
+    CPU_FREE(set);
+    return;
+  }
+  /* As the kernel: the buffer must hold the kernel's mask and be a multiple of a long. */
+  if (len < (size_t)got || (len & (sizeof(long) - 1))) {
+    resp->error = -EINVAL;
+    CPU_FREE(set);
+    return;
+  }
+  struct rc_cell_limits l;
+  struct rc_error ignore;
+  (void)rc_cell_limits_read(cgroup_path, &l, &ignore);
+  unsigned allowed = (unsigned)CPU_COUNT_S((size_t)got, set);
+  unsigned keep = rc_cell_cpu_count(&l, allowed);
+  for (size_t cpu = 0, kept = 0; cpu < (size_t)got * 8; cpu++) {
+    if (!CPU_ISSET_S(cpu, (size_t)got, set)) continue;
+    if (kept >= keep)
+      CPU_CLR_S(cpu, (size_t)got, set);
+    else
+      kept++;
+  }
+  int r = write_target(listener, req, req->data.args[2], set, (size_t)got);
+  CPU_FREE(set);
+  resp->error = r;
+  resp->val = r == 0 ? got : 0;
+}
+
+static void serve(int listener, const char *cgroup_path) {
+  struct seccomp_notif_sizes sizes;
+  if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return;
+  struct seccomp_notif *req = rc_xcalloc(1, sizes.seccomp_notif);
+  struct seccomp_notif_resp *resp = rc_xcalloc(1, sizes.seccomp_notif_resp);
+  int sysinfo_nr = SYS_sysinfo, affinity_nr = SYS_sched_getaffinity;
+  for (;;) {
+    struct pollfd p = {.fd = listener, .events = POLLIN};
+    if (poll(&p, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    /* every process of the filter is gone: the cell (or the exec'd process) has ended */
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) break;
+    memset(req, 0, sizes.seccomp_notif);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {
+      if (errno == EINTR || errno == ENOENT) continue; /* the caller died meanwhile */
+      break;
+    }
+    memset(resp, 0, sizes.seccomp_notif_resp);
+    resp->id = req->id;
+    if (req->data.nr == sysinfo_nr)
+      serve_sysinfo(listener, cgroup_path, req, resp);
+    else if (req->data.nr == affinity_nr)
+      serve_sched_getaffinity(listener, cgroup_path, req, resp);
+    else
+      resp->error = -ENOSYS; /* a routed syscall this cell kernel does not know */
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT) break;
+  }
+  free(req);
+  free(resp);
+}
+
+int rc_cell_kernel_spawn(int listener, const char *cgroup_path, struct rc_error *err) {
+  pid_t pid = fork();
+  if (pid < 0) return rc_err(err, errno, "start the cell kernel: fork");
+  if (pid == 0) {
+    /* The middle process exits at once, so the cell kernel is nobody's child here: the
+     * runtime need not wait for it, and it outlives `runcell create`. */
+    setsid();
+    pid_t grandchild = fork();
+    if (grandchild != 0) _exit(grandchild < 0 ? 1 : 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    /* Nothing of the runtime's stays open: not the state directory (its lock), not the
+     * container's stdio. */
+    if (dup2(listener, 3) < 0) _exit(1);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    syscall(SYS_close_range, 4, ~0U, 0);
+    prctl(PR_SET_NAME, "runcell-cellk");
+    serve(3, cgroup_path);
+    _exit(0);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return rc_err(err, 0, "start the cell kernel: fork failed");
+  return 0;
+}
