@@ -90,6 +90,7 @@ class Containerd:
             if self.socket.exists() and self.ctr("version", namespace="default", timeout=10).rc == 0:
                 return self
             time.sleep(0.1)
+        self.stop()
         raise AssertionError(f"containerd did not answer within {timeout}s:\n{self.log_tail()}")
 
     def log_tail(self, lines=40):

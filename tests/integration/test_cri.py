@@ -81,14 +81,18 @@ def cri(session_dir, runcell_bin):
                      disable_cri=False)
     ctd.namespaces.add(K8S_NS)
     ctd.start()
-    for ref, cmd in ((IMAGE_REF, ("sh",)),
-                     (PAUSE_REF, ("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"))):
-        archive = base / (ref.rsplit("/", 1)[1].replace(":", "-") + ".tar")
-        build_image_archive(archive, cmd=cmd, ref=ref)
-        res = ctd.ctr("images", "import", archive, namespace=K8S_NS)
-        assert res.rc == 0, res.describe()
-    client = CriClient(ctd.socket)
-    client.wait_ready()
+    try:
+        for ref, cmd in ((IMAGE_REF, ("sh",)),
+                         (PAUSE_REF, ("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"))):
+            archive = base / (ref.rsplit("/", 1)[1].replace(":", "-") + ".tar")
+            build_image_archive(archive, cmd=cmd, ref=ref)
+            res = ctd.ctr("images", "import", archive, namespace=K8S_NS)
+            assert res.rc == 0, res.describe()
+        client = CriClient(ctd.socket)
+        client.wait_ready()
+    except BaseException:
+        ctd.stop()  # a failed set-up must not leave containerd running
+        raise
     ctd.cri_client = client
     # The shim appends the containerd namespace to the handler's Root.
     ctd.runcell_root = base / "runcell-root" / K8S_NS
