@@ -8,37 +8,20 @@
 #include "runcell/checkpoint.h"
 #include "runcell/cli.h"
 #include "runcell/cloned_binary.h"
+#include "runcell/events.h"
 #include "runcell/log.h"
 #include "runcell/mode.h"
 #include "runcell/oci.h"
 #include "runcell/state_store.h"
 #include "runcell/util.h"
 
-static int not_yet(struct rc_global *g, int argc, char **argv, struct rc_error *err);
-
-static const struct rc_command cmd_events = {"events", "<container-id>", "display container events",
-                                             NULL, not_yet};
-
 static const struct rc_command *const commands[] = {
-    &rc_cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &cmd_events,   &rc_cmd_exec,
-    &rc_cmd_features,   &rc_cmd_kill,   &rc_cmd_list,   &rc_cmd_pause, &rc_cmd_ps,
-    &rc_cmd_restore,    &rc_cmd_resume, &rc_cmd_run,    &rc_cmd_spec,  &rc_cmd_start,
+    &rc_cmd_checkpoint, &rc_cmd_create, &rc_cmd_delete, &rc_cmd_events, &rc_cmd_exec,
+    &rc_cmd_features,   &rc_cmd_kill,   &rc_cmd_list,   &rc_cmd_pause,  &rc_cmd_ps,
+    &rc_cmd_restore,    &rc_cmd_resume, &rc_cmd_run,    &rc_cmd_spec,   &rc_cmd_start,
     &rc_cmd_state,      &rc_cmd_update,
 };
 
-static int not_yet(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
-  (void)g;
-  for (size_t i = 0; i < RC_ARRAY_SIZE(commands); i++) {
-    if (strcmp(commands[i]->name, argv[0]) != 0) continue;
-    for (int a = 1; a < argc; a++)
-      if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
-        rc_cli_print_help(commands[i], NULL, 0);
-        printf("\n   (not implemented in runcell yet)\n");
-        return 0;
-      }
-  }
-  return rc_err(err, 0, "%s: this command is not implemented in runcell yet", argv[0]);
-}
 static void print_version(void) {
   printf("runcell version %s\nspec: %s\n", RUNCELL_VERSION, OCI_VERSION);
 }

@@ -6,6 +6,8 @@
 #define RUNCELL_CGROUPS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "runcell/error.h"
@@ -57,5 +59,132 @@ int rc_cgroup_read_control(const char *path, const char *controller, const char 
 
 /* True if the cgroup exists in at least one hierarchy. */
 bool rc_cgroup_exists(const char *path);
+
+/* ---- Statistics (cgroups_stats.c), read as runc's libcontainer reads them for `events`:
+ * v1 controller files (cgroups/fs), or the unified hierarchy's (cgroups/fs2). Times are
+ * in nanoseconds, sizes in bytes; what a host or kernel lacks stays 0 / empty. */
+
+struct rc_cgroup_u64_list {
+  uint64_t *v;
+  size_t n;
+};
+
+/* One blkio counter: "major:minor [op] value" (op "" when the file has none). */
+struct rc_cgroup_blkio_entry {
+  uint64_t major, minor;
+  char op[16];
+  uint64_t value;
+};
+
+struct rc_cgroup_blkio_list {
+  struct rc_cgroup_blkio_entry *v;
+  size_t n;
+};
+
+/* runc's BlkioStats tables, in the order of its types.Blkio. */
+enum rc_cgroup_blkio_table {
+  RC_BLKIO_SERVICE_BYTES,
+  RC_BLKIO_SERVICED,
+  RC_BLKIO_QUEUED,
+  RC_BLKIO_SERVICE_TIME,
+  RC_BLKIO_WAIT_TIME,
+  RC_BLKIO_MERGED,
+  RC_BLKIO_TIME,
+  RC_BLKIO_SECTORS,
+  RC_BLKIO_TABLES
+};
+
+/* memory, memory+swap, kernel or kernel TCP: v1's usage_in_bytes, max_usage_in_bytes,
+ * limit_in_bytes, failcnt; v2's current and max. */
+struct rc_cgroup_memory_entry {
+  uint64_t limit, usage, max, failcnt;
+};
+
+struct rc_cgroup_stat_value {
+  char *key;
+  uint64_t value;
+};
+
+struct rc_cgroup_hugetlb_stats {
+  char page_size[16]; /* "2MB", "1GB": the name in the control files */
+  uint64_t usage, max, failcnt;
+};
+
+struct rc_cgroup_stats {
+  struct {
+    uint64_t total, kernel, user;
+    struct rc_cgroup_u64_list percpu, percpu_kernel, percpu_user;
+    uint64_t periods, throttled_periods, throttled_time;
+  } cpu;
+  struct {
+    struct rc_cgroup_u64_list cpus, mems;
+    uint64_t cpu_exclusive, mem_hardwall, mem_exclusive, memory_migrate, memory_spread_page,
+        memory_spread_slab, memory_pressure, sched_load_balance;
+    int64_t sched_relax_domain_level;
+  } cpuset;
+  struct {
+    uint64_t cache;
+    struct rc_cgroup_memory_entry usage, swap, kernel, kernel_tcp;
+    struct rc_cgroup_stat_value *raw; /* memory.stat, sorted by key */
+    size_t n_raw;
+  } memory;
+  struct {
+    uint64_t current, limit; /* limit 0: none */
+  } pids;
+  struct rc_cgroup_blkio_list blkio[RC_BLKIO_TABLES];
+  struct rc_cgroup_hugetlb_stats *hugetlb; /* sorted by page size name */
+  size_t n_hugetlb;
+};
+
+/* The groups of files the statistics come from. On cgroup v2, cpu.stat gives the cpu
+ * usage too (RC_CGS_CPUACCT is v1 only) and runc reads no cpuset statistics. */
+enum rc_cgroup_stat_group {
+  RC_CGS_CPU,
+  RC_CGS_CPUACCT,
+  RC_CGS_CPUSET,
+  RC_CGS_MEMORY,
+  RC_CGS_PIDS,
+  RC_CGS_BLKIO,
+  RC_CGS_HUGETLB,
+  RC_CGS_GROUPS
+};
+
+/* Where to read each group: the container's directory (NULL: not on this host) and
+ * whether it is in the cgroup v2 hierarchy. A directory that does not exist is skipped. */
+struct rc_cgroup_stat_source {
+  const char *dir[RC_CGS_GROUPS];
+  bool v2[RC_CGS_GROUPS];
+};
+
+/* Reads the statistics of the container cgroup path from the host's hierarchies. */
+int rc_cgroup_stats(const char *path, struct rc_cgroup_stats *st, struct rc_error *err);
+/* The same from explicit directories (what rc_cgroup_stats does after finding them). */
+int rc_cgroup_stats_read(const struct rc_cgroup_stat_source *src, struct rc_cgroup_stats *st,
+                         struct rc_error *err);
+void rc_cgroup_stats_free(struct rc_cgroup_stats *st);
+
+/* ---- OOM notification (cgroups_oom.c), as runc's `events` gets it: on v1 an eventfd
+ * registered for memory.oom_control through cgroup.event_control, which the kernel also
+ * signals when the cgroup is removed; on v2 inotify on memory.events (the oom_kill count)
+ * and cgroup.events (populated 0 when the last process is gone). */
+struct rc_cgroup_oom_watch {
+  int fd; /* poll for POLLIN, then call rc_cgroup_oom_watch_read */
+  bool v2;
+  bool ended;     /* v1: the cgroup was removed; v2: no process is left in it */
+  int dirfd;      /* the memory cgroup directory */
+  int control_fd; /* v1: memory.oom_control, kept open while registered */
+  int wd_events, wd_populated;
+  uint64_t oom_kills; /* v2: the oom_kill count last seen */
+};
+
+/* Starts watching the memory cgroup of container cgroup path. */
+int rc_cgroup_oom_watch_open(const char *path, struct rc_cgroup_oom_watch *w, struct rc_error *err);
+/* The same on a directory: v2 selects the inotify method. */
+int rc_cgroup_oom_watch_open_dir(const char *dir, bool v2, struct rc_cgroup_oom_watch *w,
+                                 struct rc_error *err);
+/* After fd polled readable: *ooms is the number of OOM events to report (0 or more);
+ * w->ended is set when the watch is over. */
+int rc_cgroup_oom_watch_read(struct rc_cgroup_oom_watch *w, unsigned *ooms, struct rc_error *err);
+void rc_cgroup_oom_watch_close(struct rc_cgroup_oom_watch *w);
 
 #endif
