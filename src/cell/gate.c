@@ -76,9 +76,10 @@ static int name_filter(scmp_filter_ctx *out, bool routed, struct rc_error *err) 
 #define RET_ALLOW SECCOMP_RET_ALLOW
 #define RET_ERRNO(e) (SECCOMP_RET_ERRNO | ((uint32_t)(e)&SECCOMP_RET_DATA))
 
-/* The namespace flags clone(2) takes in its low 32 bits (CLONE_NEWTIME only exists for
- * clone3 and unshare; in clone's flags 0x80 is part of the exit signal). */
-#define CLONE_NS_FLAGS 0xfe020000u
+/* The namespace flags clone(2) takes in its low 32 bits: CLONE_NEWNS, NEWCGROUP, NEWUTS,
+ * NEWIPC, NEWUSER, NEWPID, NEWNET (CLONE_NEWTIME only exists for clone3 and unshare; in
+ * clone's flags 0x80 is part of the exit signal). Bit 31 is CLONE_IO, not a namespace. */
+#define CLONE_NS_FLAGS 0x7e020000u
 
 enum {
   LBL_X86_64,
