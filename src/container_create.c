@@ -113,6 +113,28 @@ static struct oci_key_value *state_annotations(const struct oci_config *cfg,
   return a;
 }
 
+/* A cell's file views need FUSE: a staging directory in the state directory (the init
+ * mounts on it in the container's mount namespace only) and the socket on which the cell
+ * kernel started for the views will get the gate's listener. Without /dev/fuse the cell
+ * runs without file views, and the log says so. */
+static int prepare_views(struct rc_container_dir *dir, int *views_dirfd, int *views_fuse,
+                         int control_pair[2], struct rc_error *err) {
+  /* Inherited across clone (nothing is exec'd in between): the init mounts with it. */
+  *views_fuse = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (*views_fuse < 0) {
+    rc_warn("no usable /dev/fuse (%s): the cell's /proc and /sys views are not served",
+            strerror(errno));
+    return 0;
+  }
+  if (mkdirat(dir->dirfd, "views", 0700) < 0 && errno != EEXIST)
+    return rc_err(err, errno, "create the views staging directory");
+  *views_dirfd = openat(dir->dirfd, "views", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (*views_dirfd < 0) return rc_err(err, errno, "open the views staging directory");
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, control_pair) < 0)
+    return rc_err(err, errno, "socketpair for the cell kernel");
+  return 0;
+}
+
 /* Decides the mode and checks that it can run here (before anything exists). */
 static int choose_mode(const char *id, const struct oci_config *cfg, struct rc_mode_choice *mode,
                        struct rc_error *err) {
@@ -122,8 +144,8 @@ static int choose_mode(const char *id, const struct oci_config *cfg, struct rc_m
                   "microvm mode (chosen by %s) is not available in this build of runcell yet; "
                   "run the container as a cell",
                   mode->source);
-  rc_info("container %s: %s mode, gate %s (%s)", id, rc_mode_name(mode->mode),
-          mode->gate ? "on" : "off", mode->source);
+  rc_info("container %s: %s mode (%s), gate %s (%s)", id, rc_mode_name(mode->mode), mode->source,
+          mode->gate ? "on" : "off", mode->gate_source);
   return 0;
 }
 
@@ -204,6 +226,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   struct oci_state st = {0};
   struct rc_mode_choice mode;
   struct oci_key_value *annotations = NULL;
+  int views_dirfd = -1, views_fuse = -1, control_pair[2] = {-1, -1}, kernel_control = -1;
+  cleanup_free char *views_path = NULL;
   size_t n_annotations = 0;
 
   if (validate_for_create(o, cfg, err) < 0) goto out;
@@ -256,6 +280,14 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     rc_err(err, errno, "socketpair");
     goto out;
   }
+  /* FUSE only mounts in the user namespace that opened /dev/fuse, and the init cannot open
+   * it itself (the container's device rules refuse it): a cell with a user namespace of
+   * its own has no file views yet. */
+  if (mode.gate && oci_config_namespace(cfg, OCI_NS_USER))
+    rc_info("container %s: user namespace: the cell's /proc and /sys views are not served", o->id);
+  else if (mode.gate && prepare_views(&dir, &views_dirfd, &views_fuse, control_pair, err) < 0)
+    goto out;
+  if (views_dirfd >= 0) views_path = rc_xasprintf("%s/views", dir.path);
   if (rc_ns_prepare_parent(cfg, ns_fds, saved_ns, err) < 0) goto out;
 
   struct rc_init_ctx ctx = {
@@ -272,6 +304,9 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .no_pivot = o->no_pivot,
       .no_new_keyring = o->no_new_keyring,
       .gate = mode.gate ? &rc_gate_builtin_routed : NULL,
+      .views_dirfd = views_dirfd,
+      .views_path = views_path,
+      .views_fuse = views_fuse,
   };
   memcpy(ctx.ns_fds, ns_fds, sizeof(ns_fds));
 
@@ -311,7 +346,29 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     cgroup_made = true;
   }
 
-  if (rc_sync_expect(sv[0], RC_SYNC_HOOKS, "set up container", err) < 0) goto out;
+  {
+    /* A cell with file views: the init has mounted the views filesystem and waits until
+     * the cell kernel serves it. */
+    int t = rc_sync_recv(sv[0], "set up container", err);
+    if (t == RC_SYNC_VIEWS && views_fuse >= 0) {
+      struct rc_cell_kernel_fds fds = {
+          .listener = -1, .fuse = views_fuse, .control = control_pair[1]};
+      int r = rc_cell_kernel_spawn(&fds, cgpath, pid, err);
+      close(views_fuse);
+      views_fuse = -1;
+      close(control_pair[1]);
+      control_pair[1] = -1;
+      kernel_control = control_pair[0];
+      control_pair[0] = -1;
+      if (r < 0 || rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
+      t = rc_sync_recv(sv[0], "set up container", err);
+    }
+    if (t < 0) goto out;
+    if (t != RC_SYNC_HOOKS) {
+      rc_err(err, 0, "set up container: unexpected sync message %d", t);
+      goto out;
+    }
+  }
   {
     cleanup_free char *hook_state = oci_state_to_hook_json(&st);
     if (rc_hooks_run("prestart", cfg->hooks.prestart, cfg->hooks.n_prestart, hook_state, err) < 0 ||
@@ -324,11 +381,20 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
   {
     /* A cell's init hands over its gate's listener first: the cell kernel must be serving
-     * it before anything in the cell can make a routed syscall. */
+     * it before anything in the cell can make a routed syscall. The cell kernel started
+     * for the views takes it on its control socket; otherwise one starts for it. */
     int listener = -1;
     int t = rc_sync_recv_fd(sv[0], "set up container", &listener, err);
     if (t == RC_SYNC_LISTENER && listener >= 0) {
-      int r = rc_cell_kernel_spawn(listener, cgpath, err);
+      int r = 0;
+      if (kernel_control >= 0) {
+        r = rc_send_fd(kernel_control, listener, "gate listener", err);
+        close(kernel_control);
+        kernel_control = -1;
+      } else {
+        struct rc_cell_kernel_fds fds = {.listener = listener, .fuse = -1, .control = -1};
+        r = rc_cell_kernel_spawn(&fds, cgpath, pid, err);
+      }
       close(listener);
       if (r < 0) goto out;
       t = rc_sync_recv(sv[0], "set up container", err);
@@ -389,6 +455,11 @@ out:
   free(rootfs);
   free(cgpath);
   free(annotations);
+  if (views_dirfd >= 0) close(views_dirfd);
+  if (views_fuse >= 0) close(views_fuse);
+  if (control_pair[0] >= 0) close(control_pair[0]);
+  if (control_pair[1] >= 0) close(control_pair[1]);
+  if (kernel_control >= 0) close(kernel_control);
   oci_config_free(cfg);
   return rc;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -122,6 +123,23 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *c
   execve(exe, c->p->args, env);
   rc_err(&err, errno, "exec %s", exe);
   child_fail(c->sync_fd, &err);
+}
+
+/* Errors with which setting up the process fails when the container's init exits
+ * meanwhile (a concurrent kill or delete): setns on its pidfd (ESRCH), a clone into its
+ * dying pid namespace (ENOMEM), a sync message to a process the namespace took with it
+ * (EPIPE, ECONNRESET). */
+static bool init_may_have_exited(int code) {
+  return code == ESRCH || code == ENOMEM || code == EPIPE || code == ECONNRESET;
+}
+
+/* True if the process behind pidfd exits within timeout_ms. */
+static bool exits_within(int pidfd, int timeout_ms) {
+  struct pollfd p = {.fd = pidfd, .events = POLLIN};
+  int r;
+  while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return r > 0;
 }
 
 int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
@@ -247,7 +265,8 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     int listener = -1;
     int t = rc_sync_recv_fd(sv[0], "exec", &listener, &child);
     if (t == RC_SYNC_LISTENER && listener >= 0) {
-      int r = rc_cell_kernel_spawn(listener, st->cgroup_path ? st->cgroup_path : "/", err);
+      struct rc_cell_kernel_fds fds = {.listener = listener, .fuse = -1, .control = -1};
+      int r = rc_cell_kernel_spawn(&fds, st->cgroup_path ? st->cgroup_path : "/", st->pid, err);
       close(listener);
       if (r < 0) goto out;
       continue;
@@ -273,6 +292,11 @@ out:
     while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {
     }
   }
+  /* The container stopped under us: say so, as when it had stopped before we looked.
+   * (Only now: the init of a pid namespace exits once every process in it is reaped, and
+   * the process we cloned into it is ours to reap.) */
+  if (rc < 0 && pidfd >= 0 && init_may_have_exited(err->code) && exits_within(pidfd, 1000))
+    rc_err(err, 0, "cannot exec in a stopped container");
   if (pidfd >= 0) close(pidfd);
   if (sv[0] >= 0) close(sv[0]);
   if (sv[1] >= 0) close(sv[1]);

@@ -28,6 +28,7 @@
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
+#include "runcell/views.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -65,26 +66,66 @@ int rc_find_executable(const char *arg0, char *const env[], char *path, struct r
   return rc_err(err, ENOENT, "exec: \"%s\": executable file not found in $PATH", arg0);
 }
 
+/* The image's /etc/passwd is untrusted input: only a regular file is read (a FIFO would
+ * block the init forever, a link to /dev/zero never end), at most PASSWD_MAX bytes of it,
+ * and a line that does not fit the buffer or holds a NUL is skipped whole, so that its
+ * tail is never taken for an entry of its own. */
+#define PASSWD_MAX (16 << 20)
+#define PASSWD_LINE_MAX 4096
+
+static FILE *open_passwd(void) {
+  int fd = open("/etc/passwd", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  struct stat st;
+  FILE *f = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) f = fdopen(fd, "re");
+  if (!f) close(fd);
+  return f;
+}
+
+/* One line into buf (NUL-terminated, without its newline), counted against *budget.
+ * Returns 1 for a line to parse, 0 for one to skip (too long, or with a NUL), -1 at the
+ * end. */
+static int read_passwd_line(FILE *f, char *buf, size_t size, size_t *budget) {
+  size_t n = 0;
+  bool any = false, bad = false;
+  int c;
+  while (*budget > 0 && (c = getc_unlocked(f)) != EOF) {
+    (*budget)--;
+    any = true;
+    if (c == '\n') break;
+    if (c == '\0' || n + 1 >= size)
+      bad = true;
+    else
+      buf[n++] = (char)c;
+  }
+  buf[n] = '\0';
+  if (!any) return -1;
+  return bad ? 0 : 1;
+}
+
 /* runc sets HOME, when the process env lacks it, from the user's entry in the
  * container's /etc/passwd ("/" if there is none); programs rely on it. Runs after
  * pivot_root so the container's file is read. Returns the env to exec with. */
 static char **env_with_home(const struct oci_process *p) {
   if (env_lookup(p->env, "HOME")) return p->env;
   char home[PATH_MAX] = "/";
-  FILE *f = fopen("/etc/passwd", "re");
+  FILE *f = open_passwd();
   if (f) {
-    char line[4096];
-    while (fgets(line, sizeof(line), f)) {
+    char line[PASSWD_LINE_MAX];
+    size_t budget = PASSWD_MAX;
+    int r;
+    while ((r = read_passwd_line(f, line, sizeof(line), &budget)) >= 0) {
+      if (r == 0) continue;
       /* name:pw:uid:gid:gecos:home:shell */
       char *fields[7] = {0};
       size_t n = 0;
       char *rest = line;
-      line[strcspn(line, "\n")] = '\0';
       while (rest && n < 7) fields[n++] = strsep(&rest, ":");
-      if (n < 6 || !*fields[2]) continue;
-      char *end = NULL;
-      unsigned long uid = strtoul(fields[2], &end, 10);
-      if (*end || uid != p->user.uid) continue;
+      if (n < 6 || !*fields[2] || strspn(fields[2], "0123456789") != strlen(fields[2])) continue;
+      errno = 0;
+      unsigned long uid = strtoul(fields[2], NULL, 10);
+      if (errno || uid != p->user.uid) continue;
       snprintf(home, sizeof(home), "%s", fields[5]);
       break;
     }
@@ -187,6 +228,37 @@ static int wait_for_start(int listen_fd, int *conn_out, struct rc_error *err) {
     }
     close(conn); /* a stray connection: keep waiting for a real start */
   }
+}
+
+/* The cell's file views: the views filesystem is mounted here, in the container's mount
+ * namespace only; the parent then starts the cell kernel on its /dev/fuse fd, and each
+ * file is bound over its place in the rootfs (lookups need the cell kernel serving). */
+static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
+  /* The fd the runtime opened names the directory in the host's mount namespace, where
+   * this process cannot mount: look it up again here, and check it is the same one. */
+  int staging = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat want, got;
+  if (staging < 0 || fstat(staging, &got) < 0 || fstat(ctx->views_dirfd, &want) < 0 ||
+      want.st_dev != got.st_dev || want.st_ino != got.st_ino) {
+    int e = staging < 0 ? errno : 0;
+    if (staging >= 0) close(staging);
+    return e ? rc_err(err, e, "cell views: open %s", ctx->views_path)
+             : rc_err(err, 0, "cell views: %s was replaced", ctx->views_path);
+  }
+  close(ctx->views_dirfd);
+  ctx->views_dirfd = staging;
+  if (rc_views_mount(ctx->views_dirfd, ctx->views_fuse, err) < 0) return -1;
+  close(ctx->views_fuse);
+  ctx->views_fuse = -1;
+  if (rc_sync_send(ctx->sync_fd, RC_SYNC_VIEWS, err) < 0) return -1;
+  int r;
+  if (rc_sync_expect(ctx->sync_fd, RC_SYNC_GO, "wait for the cell kernel", err) < 0) return -1;
+  cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
+  r = rc_views_bind(ctx->views_path, rootfd, err);
+  close(ctx->views_dirfd);
+  ctx->views_dirfd = -1;
+  return r;
 }
 
 static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_status status,
@@ -343,6 +415,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   };
   if (rc_rootfs_prepare(&ro, &err) < 0) fail(sync, &err);
   if (prepare_cwd(ctx, &err) < 0) fail(sync, &err);
+  if (ctx->views_dirfd >= 0 && setup_views(ctx, &err) < 0) fail(sync, &err);
 
   /* prestart and createRuntime hooks run in the runtime's namespaces: the parent's. */
   if (rc_sync_send(sync, RC_SYNC_HOOKS, &err) < 0) _exit(1);

@@ -33,6 +33,7 @@ static void from_handler(struct rc_mode_choice *c) {
     c->mode = handlers[i].mode;
     c->gate = handlers[i].gate;
     snprintf(c->source, sizeof(c->source), "handler %s", invocation);
+    snprintf(c->gate_source, sizeof(c->gate_source), "handler %s", invocation);
     return;
   }
 }
@@ -53,6 +54,7 @@ static bool is_sandbox(const struct oci_config *cfg) {
 int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, struct rc_error *err) {
   *out = (struct rc_mode_choice){.mode = RC_MODE_CELL, .gate = true};
   snprintf(out->source, sizeof(out->source), "default");
+  snprintf(out->gate_source, sizeof(out->gate_source), "default");
   from_handler(out);
 
   const char *mode = oci_config_annotation(cfg, RC_ANNOTATION_MODE);
@@ -79,7 +81,7 @@ int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, str
                     "config.json: annotations: " RC_ANNOTATION_GATE
                     ": must be \"on\" or \"off\", got \"%s\"",
                     gate);
-    snprintf(out->source, sizeof(out->source), "annotation " RC_ANNOTATION_GATE);
+    snprintf(out->gate_source, sizeof(out->gate_source), "annotation " RC_ANNOTATION_GATE);
   }
   /* A pod's sandbox only holds its namespaces: it is always a cell, whatever the handler
    * chose for the pod's workload containers. */

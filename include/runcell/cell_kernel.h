@@ -9,19 +9,32 @@
 
 #include <stdint.h>
 #include <sys/sysinfo.h>
+#include <sys/types.h>
 
 #include "runcell/error.h"
 
-/* Starts a detached cell kernel serving listener for the cell whose cgroup is
- * cgroup_path (the runtime's own process returns at once; the cell kernel is reparented
- * to the nearest subreaper, containerd's shim under containerd). */
-int rc_cell_kernel_spawn(int listener, const char *cgroup_path, struct rc_error *err);
+/* What a cell kernel serves; -1 for what it does not. */
+struct rc_cell_kernel_fds {
+  int listener; /* a gate's seccomp listener */
+  int fuse;     /* the views filesystem (the init's cell kernel only) */
+  int control;  /* a socket on which the listener arrives later (it exists only once the
+                 * init has installed its gate, after the views are mounted) */
+};
+
+/* Starts a detached cell kernel for the cell whose cgroup is cgroup_path and whose init is
+ * init_pid (the runtime's own process returns at once; the cell kernel is reparented to
+ * the nearest subreaper, containerd's shim under containerd). It ends when everything it
+ * serves is gone. */
+int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgroup_path,
+                         pid_t init_pid, struct rc_error *err);
 
 /* The cell's view of its resources, read from its cgroup. 0 means "no limit". */
 struct rc_cell_limits {
-  uint64_t memory_limit; /* bytes */
-  uint64_t memory_usage; /* bytes, page cache excluded */
-  uint64_t cpu_quota;    /* microseconds per period */
+  uint64_t memory_limit;         /* bytes */
+  uint64_t memory_usage;         /* bytes charged to the cell, page cache included */
+  uint64_t memory_cache;         /* bytes of page cache */
+  uint64_t memory_inactive_file; /* bytes of reclaimable page cache */
+  uint64_t cpu_quota;            /* microseconds per period */
   uint64_t cpu_period;
   uint64_t pids; /* processes in the cell now */
 };

@@ -1,10 +1,10 @@
 /* Which isolation a container gets: a cell (host kernel behind runcell's syscall gate) or a
- * microVM, and whether a cell's gate is on. Chosen at create time from, in order of
- * precedence: the runtime handler (the name runcell was invoked as: runcell-native,
- * runcell-cell, runcell-microvm; plain runcell is the default), the bundle's annotations
- * run.runcell.mode / run.runcell.gate (under the CRI plugin only those the operator lets
- * through with pod_annotations reach the bundle), and last the rule that Kubernetes
- * sandbox ("pause") containers always run as cells. */
+ * microVM, and whether a cell's gate is on. Chosen at create time in three steps, each
+ * overriding the one before: the runtime handler sets the defaults (the name runcell was
+ * invoked as: runcell-native, runcell-cell, runcell-microvm; plain runcell is a cell with
+ * the gate on); the bundle's annotations run.runcell.mode / run.runcell.gate override them
+ * (under the CRI plugin only those the operator lets through with pod_annotations reach
+ * the bundle); and Kubernetes sandbox ("pause") containers are always cells. */
 #ifndef RUNCELL_MODE_H
 #define RUNCELL_MODE_H
 
@@ -20,8 +20,9 @@ enum rc_mode { RC_MODE_CELL, RC_MODE_MICROVM };
 
 struct rc_mode_choice {
   enum rc_mode mode;
-  bool gate;       /* cells only: the syscall gate is applied */
-  char source[96]; /* what decided it, for the log */
+  bool gate;            /* cells only: the syscall gate is applied */
+  char source[96];      /* what decided the mode, for the log and errors */
+  char gate_source[96]; /* what decided the gate */
 };
 
 /* Remembers the name runcell was invoked as (argv[0]); main calls it first. */

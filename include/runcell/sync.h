@@ -17,6 +17,7 @@ enum rc_sync_type {
   RC_SYNC_PID,      /* exec helper -> runtime: the new process's pid in code */
   RC_SYNC_LISTENER, /* child -> parent: the gate's seccomp listener fd (cells whose
                      * routed syscalls the cell kernel serves) */
+  RC_SYNC_VIEWS,    /* child -> parent: the cell's views filesystem fd (/dev/fuse) */
 };
 
 struct rc_sync_msg {

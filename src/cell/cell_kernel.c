@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runcell/terminal.h"
 #include "runcell/util.h"
+#include "runcell/views.h"
 
 /* Opens the memory of the process behind a request, or returns -1 (answer: the errno). */
 static int open_target_mem(int listener, const struct seccomp_notif *req) {
@@ -108,40 +111,78 @@ static void serve_sched_getaffinity(int listener, const char *cgroup_path,
   resp->val = r == 0 ? got : 0;
 }
 
-static void serve(int listener, const char *cgroup_path) {
+/* Answers one routed syscall; false when the listener is finished with. */
+static bool serve_notification(int listener, const char *cgroup_path, struct seccomp_notif *req,
+                               size_t req_size, struct seccomp_notif_resp *resp, size_t resp_size) {
+  memset(req, 0, req_size);
+  if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0)
+    return errno == EINTR || errno == ENOENT; /* ENOENT: the caller died meanwhile */
+  memset(resp, 0, resp_size);
+  resp->id = req->id;
+  if (req->data.nr == SYS_sysinfo)
+    serve_sysinfo(listener, cgroup_path, req, resp);
+  else if (req->data.nr == SYS_sched_getaffinity)
+    serve_sched_getaffinity(listener, cgroup_path, req, resp);
+  else
+    resp->error = -ENOSYS; /* a routed syscall this cell kernel does not know */
+  return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) == 0 || errno == ENOENT;
+}
+
+/* The loop: the listener, the views filesystem and the control socket on which the
+ * listener arrives. Each source is dropped when it is finished; the cell kernel ends when
+ * none is left. */
+static void serve(int listener, int fuse, int control, const char *cgroup_path, pid_t init_pid) {
   struct seccomp_notif_sizes sizes;
   if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return;
   struct seccomp_notif *req = rc_xcalloc(1, sizes.seccomp_notif);
   struct seccomp_notif_resp *resp = rc_xcalloc(1, sizes.seccomp_notif_resp);
-  int sysinfo_nr = SYS_sysinfo, affinity_nr = SYS_sched_getaffinity;
-  for (;;) {
-    struct pollfd p = {.fd = listener, .events = POLLIN};
-    if (poll(&p, 1, -1) < 0) {
+  struct rc_views_server *views =
+      fuse >= 0 ? rc_views_server_new(fuse, cgroup_path, init_pid) : NULL;
+  while (listener >= 0 || fuse >= 0 || control >= 0) {
+    struct pollfd p[3] = {{.fd = listener, .events = POLLIN},
+                          {.fd = fuse, .events = POLLIN},
+                          {.fd = control, .events = POLLIN}};
+    if (poll(p, 3, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    /* every process of the filter is gone: the cell (or the exec'd process) has ended */
-    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) break;
-    memset(req, 0, sizes.seccomp_notif);
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {
-      if (errno == EINTR || errno == ENOENT) continue; /* the caller died meanwhile */
-      break;
+    if (p[0].revents & POLLIN) {
+      if (!serve_notification(listener, cgroup_path, req, sizes.seccomp_notif, resp,
+                              sizes.seccomp_notif_resp)) {
+        close(listener);
+        listener = -1;
+      }
+    } else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+      /* every process of the filter is gone */
+      close(listener);
+      listener = -1;
     }
-    memset(resp, 0, sizes.seccomp_notif_resp);
-    resp->id = req->id;
-    if (req->data.nr == sysinfo_nr)
-      serve_sysinfo(listener, cgroup_path, req, resp);
-    else if (req->data.nr == affinity_nr)
-      serve_sched_getaffinity(listener, cgroup_path, req, resp);
-    else
-      resp->error = -ENOSYS; /* a routed syscall this cell kernel does not know */
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT) break;
+    if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) {
+      if (rc_views_server_handle(views) < 0) {
+        /* unmounted everywhere: the cell's mount namespace is gone */
+        close(fuse);
+        fuse = -1;
+      }
+    }
+    if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+      int got = -1;
+      struct rc_error ignore;
+      if ((p[2].revents & POLLIN) && rc_recv_fd(control, &got, &ignore) == 0 && got >= 0 &&
+          listener < 0)
+        listener = got;
+      else if (got >= 0)
+        close(got);
+      close(control);
+      control = -1;
+    }
   }
+  rc_views_server_free(views);
   free(req);
   free(resp);
 }
 
-int rc_cell_kernel_spawn(int listener, const char *cgroup_path, struct rc_error *err) {
+int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgroup_path,
+                         pid_t init_pid, struct rc_error *err) {
   pid_t pid = fork();
   if (pid < 0) return rc_err(err, errno, "start the cell kernel: fork");
   if (pid == 0) {
@@ -156,17 +197,24 @@ int rc_cell_kernel_spawn(int listener, const char *cgroup_path, struct rc_error 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     /* Nothing of the runtime's stays open: not the state directory (its lock), not the
-     * container's stdio. */
-    if (dup2(listener, 3) < 0) _exit(1);
+     * container's stdio. What it serves moves to fds 3, 4 and 5. */
+    int keep[3] = {fds->listener, fds->fuse, fds->control};
+    int moved[3];
+    for (int i = 0; i < 3; i++) moved[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : -1;
+    for (int i = 0; i < 3; i++)
+      if (moved[i] >= 0 && (dup2(moved[i], 3 + i) < 0 || close(moved[i]) < 0)) _exit(1);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
       dup2(null, 0);
       dup2(null, 1);
       dup2(null, 2);
     }
-    syscall(SYS_close_range, 4, ~0U, 0);
+    syscall(SYS_close_range, 6, ~0U, 0);
+    for (int i = 0; i < 3; i++)
+      if (moved[i] < 0) close(3 + i);
     prctl(PR_SET_NAME, "runcell-cellk");
-    serve(3, cgroup_path);
+    serve(moved[0] >= 0 ? 3 : -1, moved[1] >= 0 ? 4 : -1, moved[2] >= 0 ? 5 : -1, cgroup_path,
+          init_pid);
     _exit(0);
   }
   int status = 0;

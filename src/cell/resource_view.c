@@ -44,9 +44,11 @@ int rc_cell_limits_read(const char *cgroup_path, struct rc_cell_limits *out, str
       0) {
     inactive_file = stat_value(stat, "total_inactive_file");
     if (!inactive_file) inactive_file = stat_value(stat, "inactive_file");
+    out->memory_cache = stat_value(stat, "total_cache");
+    if (!out->memory_cache) out->memory_cache = stat_value(stat, "file");
   }
-  /* Reclaimable page cache is "free" to the programs asking, as free(1) counts it. */
-  out->memory_usage = usage > inactive_file ? usage - inactive_file : usage;
+  out->memory_usage = usage;
+  out->memory_inactive_file = inactive_file;
 
   /* v2: cpu.max is "QUOTA PERIOD" or "max PERIOD"; v1: cfs_quota_us is -1 without one */
   cleanup_free char *cpu_max = NULL;

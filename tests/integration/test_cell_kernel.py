@@ -118,3 +118,86 @@ def test_another_process_affinity_is_the_kernels(h, bundle):
     assert int(lines[0]) == 1
     mask = int(lines[1].rsplit(":", 1)[1].strip(), 16)
     assert bin(mask).count("1") == HOST_CPUS, res.out
+
+
+# --- the file views (FUSE, served by the cell kernel) ------------------------------------
+
+def meminfo_kib(text, key):
+    m = re.search(rf"^{re.escape(key)}:\s+(\d+) kB", text, re.M)
+    assert m, text
+    return int(m.group(1))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+@pytest.mark.parametrize("cell", [True, False], ids=["cell", "native"])
+def test_proc_and_sys_views_follow_the_limits(h, bundle, cell):
+    if cell:
+        as_cell(bundle)
+    limits(bundle, memory=256 << 20, quota=50000)
+    bundle.sh("cat /proc/meminfo; echo ==; grep -c ^processor /proc/cpuinfo; echo ==;"
+              " grep -c '^cpu[0-9]' /proc/stat; echo ==; cat /sys/devices/system/cpu/online;"
+              " echo ==; cat /proc/uptime; echo ==; free")
+    res = h.run_container(bundle)
+    assert res.rc == 0, res.describe()
+    meminfo, processors, stat_cpus, online, uptime, free = res.out.split("==\n")
+    if cell:
+        assert meminfo_kib(meminfo, "MemTotal") == 256 << 10
+        assert meminfo_kib(meminfo, "MemFree") <= 256 << 10
+        assert meminfo_kib(meminfo, "SwapTotal") == 0
+        assert int(processors) == 1 and int(stat_cpus) == 1  # half a CPU of quota
+        assert online.strip() == "0"
+        # the cell's uptime: seconds since its init started, not the host's
+        assert float(uptime.split()[0]) < 60
+        # free's columns add up: used = total - free - buff/cache is not negative
+        mem = re.search(r"^Mem:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", free, re.M)
+        assert mem and int(mem.group(1)) == 256 << 10 and int(mem.group(2)) < 256 << 10, free
+    else:
+        assert meminfo_kib(meminfo, "MemTotal") == host_memtotal_kib()
+        assert int(processors) == len([ln for ln in open("/proc/cpuinfo") if ln.startswith("processor")])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+def test_views_are_read_only_and_only_inside_the_cell(h, bundle, workdir):
+    as_cell(bundle)
+    limits(bundle, memory=128 << 20)
+    bundle.sh("grep -E ' /proc/meminfo | /sys/devices/system/cpu/online ' /proc/self/mountinfo;"
+              " echo x > /proc/meminfo && echo WRITABLE; true")
+    res = h.run_container(bundle)
+    assert res.rc == 0, res.describe()
+    assert res.out.count("fuse.runcell") == 2, res.out
+    assert "WRITABLE" not in res.out
+    # nothing of it is mounted on the host
+    with open("/proc/self/mountinfo") as f:
+        assert "fuse.runcell" not in f.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+def test_views_of_an_exec_and_after_a_long_time(h, bundle):
+    """Views are files of the container's mount namespace: an exec'd process sees them,
+    and they keep being served while the cell runs."""
+    as_cell(bundle)
+    limits(bundle, memory=64 << 20)
+    bundle.args("sleep", "60")
+    cid = h.run_detached(bundle)
+    for _ in range(3):
+        res = h("exec", cid, "sh", "-c", "head -1 /proc/meminfo")
+        assert res.rc == 0, res.describe()
+        assert meminfo_kib(res.out, "MemTotal") == 64 << 10
+    assert h.kill(cid, "KILL").rc == 0
+
+
+def test_a_cell_with_a_user_namespace_runs_without_file_views(h, bundle):
+    """FUSE mounts only in the user namespace that opened /dev/fuse, which the init cannot
+    open itself: such a cell runs, with the gate and routed syscalls, and the host's
+    /proc/meminfo (documented limitation)."""
+    from test_namespaces import _userns_bundle  # the user namespace suite's bundle set-up
+
+    as_cell(bundle)
+    _userns_bundle(bundle)
+    limits(bundle, memory=128 << 20)
+    bundle.sh("grep Seccomp_filters /proc/self/status; free; head -1 /proc/meminfo")
+    res = h.run_container(bundle)
+    assert res.rc == 0, res.describe()
+    assert "Seccomp_filters:\t2" in res.out
+    assert free_total_kib(res.out) == 128 << 10  # sysinfo is routed
+    assert meminfo_kib(res.out, "MemTotal") == host_memtotal_kib()

@@ -1,0 +1,61 @@
+/* The cell's file views: /proc/meminfo, /proc/cpuinfo, /proc/stat, /proc/uptime and
+ * /sys/devices/system/cpu/{online,possible} as the cell's limits say (what LXCFS serves,
+ * without a daemon). The cell kernel serves them over FUSE; the container init mounts
+ * that filesystem in the container's mount namespace only and bind-mounts each file over
+ * its place, so opening them costs a FUSE round trip while every other open goes straight
+ * to the host kernel (no open is trapped). */
+#ifndef RUNCELL_VIEWS_H
+#define RUNCELL_VIEWS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "runcell/cell_kernel.h"
+#include "runcell/error.h"
+
+enum rc_view {
+  RC_VIEW_MEMINFO,
+  RC_VIEW_CPUINFO,
+  RC_VIEW_STAT,
+  RC_VIEW_UPTIME,
+  RC_VIEW_CPU_ONLINE,
+  RC_VIEW_CPU_POSSIBLE,
+  RC_VIEW_COUNT
+};
+
+/* The file name in the views filesystem and where it goes in the container. */
+const char *rc_view_name(enum rc_view v);
+const char *rc_view_target(enum rc_view v);
+
+/* What the cell kernel knows when it renders a view. */
+struct rc_view_input {
+  struct rc_cell_limits limits;
+  uint64_t page_cache;      /* bytes of the cell's page cache */
+  unsigned cpus;            /* CPUs the cell sees (rc_cell_cpu_count) */
+  double uptime;            /* seconds since the cell started */
+  const char *memory_stat;  /* the cell's memory.stat */
+  const char *host_meminfo; /* the host's files, as read by the cell kernel */
+  const char *host_cpuinfo;
+  const char *host_stat;
+};
+
+/* Renders a view as text (heap string). */
+char *rc_view_render(enum rc_view v, const struct rc_view_input *in);
+
+/* Container init: mounts the views filesystem, served through fuse_fd (/dev/fuse, opened
+ * by the runtime: the container's device rules would refuse the init), on staging (a
+ * directory, in the container's own mount namespace). */
+int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err);
+/* Container init, once the cell kernel serves fuse_fd: bind-mounts each view (from the
+ * views filesystem mounted at staging_path) over its target inside the rootfs (targets
+ * resolved inside it; missing ones are skipped), then detaches the staging mount. */
+int rc_views_bind(const char *staging_path, int rootfd, struct rc_error *err);
+
+/* Cell kernel: serves one request from the FUSE fd. Returns 0, or -1 when the
+ * filesystem is gone (unmounted everywhere: the cell has ended). */
+struct rc_views_server;
+struct rc_views_server *rc_views_server_new(int fuse_fd, const char *cgroup_path, pid_t init_pid);
+int rc_views_server_handle(struct rc_views_server *s);
+void rc_views_server_free(struct rc_views_server *s);
+
+#endif
