@@ -322,8 +322,10 @@ static void test_proxy_round_trip(void) {
   int m = -1, s = -1;
   struct rc_error err = {0};
   CHECK(rc_pty_open(&m, &s, 0, 0, &err) == 0);
-  char *argv[] = {"/usr/bin/head", "-n1", NULL};
-  if (access(argv[0], X_OK) != 0) argv[0] = "/bin/head";
+  /* head is the session leader of the pty: the hang-up when its session ends can reach it
+   * as SIGHUP while it is still exiting (seen under ASan's slower exit), which is not what
+   * this test is about; it ignores SIGHUP so that its exit status is its own. */
+  char *argv[] = {"/bin/sh", "-c", "trap '' HUP; head -n1", NULL};
   pid_t app = spawn_on_slave(s, m, argv, NULL);
   close(s);
   struct proxied p = spawn_proxy(m);
