@@ -81,6 +81,34 @@ static int wait_for_exec(int conn, const struct oci_state *st, struct rc_error *
   }
 }
 
+/* The init could not be reached on its start socket (connect or send failed with
+ * errno `e`). If it is exiting (a kill or delete, which do not take the lock, got there
+ * first; its socket closes before it is gone), start fails as for a container found
+ * stopped. If it lives but refuses the connection, nothing listens any more: it has
+ * exec'd the program for a start that was killed before it could record it, and the
+ * state is brought up to date. */
+static void explain_unreachable_init(struct rc_container_dir *dir, struct oci_state *st, int e,
+                                     struct rc_error *err) {
+  cleanup_close int pidfd = rc_state_open_pidfd(st);
+  if (pidfd >= 0) {
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, 200)) < 0 && errno == EINTR) {
+    }
+    if (r <= 0) {
+      if (e == ECONNREFUSED || e == ENOENT) {
+        struct rc_error ignore;
+        unlinkat(dir->dirfd, "start.sock", 0);
+        st->status = OCI_STATUS_RUNNING;
+        (void)rc_state_save(dir, st, &ignore);
+        rc_err(err, 0, "cannot start an already running container");
+      }
+      return;
+    }
+  }
+  rc_err(err, 0, "cannot start a container that has stopped");
+}
+
 int rc_container_start(const char *root, const char *id, struct rc_error *err) {
   struct rc_container_dir dir;
   struct oci_state *st = NULL;
@@ -102,10 +130,14 @@ int rc_container_start(const char *root, const char *id, struct rc_error *err) {
       rc_err(err, 0, "cannot start a container in the %s state", oci_status_name(st->status));
       goto out;
   }
-  if ((conn = connect_start_socket(dir.dirfd, err)) < 0) goto out;
+  if ((conn = connect_start_socket(dir.dirfd, err)) < 0) {
+    explain_unreachable_init(&dir, st, err->code, err);
+    goto out;
+  }
   struct rc_sync_msg m = {.type = RC_SYNC_START};
   if (send(conn, &m, offsetof(struct rc_sync_msg, msg) + 1, MSG_NOSIGNAL) < 0) {
     rc_err(err, errno, "signal the container init");
+    explain_unreachable_init(&dir, st, err->code, err);
     goto out;
   }
   if (wait_for_exec(conn, st, err) < 0) goto out;
@@ -335,6 +367,13 @@ int rc_container_pids(const char *root, const char *id, pid_t **pids, size_t *n,
   *n = 0;
   if (st->cgroup_path && rc_cgroup_exists(st->cgroup_path))
     r = rc_cgroup_pids(st->cgroup_path, pids, n, err);
+  if (r < 0 && !rc_cgroup_exists(st->cgroup_path)) {
+    /* A concurrent delete removed the cgroup while we read it: report what is true now
+     * (the container is gone, or going and has no processes left). */
+    struct oci_state *now = NULL;
+    r = rc_state_read(root, id, &now, err) < 0 ? -1 : 0;
+    oci_state_free(now);
+  }
   oci_state_free(st);
   return r;
 }
