@@ -23,9 +23,9 @@ struct rc_init_ctx {
   bool no_pivot;
   bool no_new_keyring;
   const struct rc_gate_program *gate; /* a cell's syscall gate, compiled; NULL when off */
-  int views_dirfd; /* staging directory for the cell's file views, or -1 for none */
+  int views_dirfd;        /* staging directory for the cell's file views, or -1 for none */
   const char *views_path; /* its path: the init reopens it in its own mount namespace */
-  int views_fuse;  /* /dev/fuse for them, opened by the runtime */
+  int views_fuse;         /* /dev/fuse for them, opened by the runtime */
 };
 
 /* Runs in the cloned child; never returns. */
