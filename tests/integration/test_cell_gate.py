@@ -331,6 +331,23 @@ def test_runtime_handler_microvm_is_not_available(h, bundle, runcell_bin):
     assert_nothing_left(h, cid)
 
 
+@pytest.mark.parametrize("annotation", ["io.kubernetes.cri.container-type",
+                                        "io.kubernetes.cri-o.ContainerType"])
+def test_a_kubernetes_sandbox_is_always_a_cell(h, bundle, runcell_bin, annotation):
+    """Under a microVM handler a pod's sandbox (pause) container still runs as a cell."""
+    link = h.workdir / "runcell-microvm"
+    os.symlink(runcell_bin, link)
+    set_gate(bundle, True).args("true")
+    bundle.config.setdefault("annotations", {})[annotation] = "sandbox"
+    bundle.write()
+    cid = h.new_id()
+    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    assert res.rc == 0, res.describe()
+    annotations = annotations_of(h, cid)
+    assert annotations.get("run.runcell.mode") == "cell", annotations
+    assert annotations.get("run.runcell.gate") == "on", annotations
+
+
 # A few denials, for the checks below: each answers differently natively (see above).
 SAMPLE = ["bpf", "mount", "unshare", "clone3", "clone:newuts", "socket:packet", "ioctl:tiocsti"]
 SAMPLE_IN_CELL = {"bpf": "EPERM", "mount": "EPERM", "unshare": "EPERM", "clone3": "ENOSYS",
