@@ -4,8 +4,9 @@
 # works offline); `apt-get update` runs only when the package lists are missing or older
 # than a day, or when an install from the current lists fails.
 # The linters (clang-format, clang-tidy, cppcheck) are required: the test suite runs them.
-# clang (for fuzzing later) and runsc (gVisor, for the benchmarks) are optional;
-# set RUNCELL_DEPS_OPTIONAL=1 to install them as well.
+# clang (for fuzzing later) and what the benchmarks (tests/bench) compare and run —
+# runsc (gVisor), matplotlib for their charts, redis and nginx with their load
+# generators — are optional; set RUNCELL_DEPS_OPTIONAL=1 to install them as well.
 set -euo pipefail
 
 required=(
@@ -17,7 +18,7 @@ required=(
   containerd python3-grpcio podman criu
   clang-format clang-tidy cppcheck
 )
-optional=(clang runsc)
+optional=(clang runsc python3-matplotlib redis-server redis-tools nginx-light wrk)
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then
