@@ -4,9 +4,10 @@
 # works offline); `apt-get update` runs only when the package lists are missing or older
 # than a day, or when an install from the current lists fails.
 # The linters (clang-format, clang-tidy, cppcheck) are required: the test suite runs them.
-# clang (for fuzzing later) and what the benchmarks (tests/bench) compare and run —
-# runsc (gVisor), matplotlib for their charts, redis and nginx with their load
-# generators — are optional; set RUNCELL_DEPS_OPTIONAL=1 to install them as well.
+# What the benchmarks (tests/bench) compare and run — runsc (gVisor), matplotlib for
+# their charts, redis and nginx with their load generators — is required too: the test
+# suite runs the quick benchmark as a smoke test. clang (for fuzzing) is optional; set
+# RUNCELL_DEPS_OPTIONAL=1 to install it as well.
 set -euo pipefail
 
 required=(
@@ -16,9 +17,10 @@ required=(
   python3 python3-pytest
   jq iproute2 util-linux bsdutils procps
   containerd python3-grpcio podman criu
+  runsc python3-matplotlib redis-server redis-tools nginx-light wrk
   clang-format clang-tidy cppcheck
 )
-optional=(clang runsc python3-matplotlib redis-server redis-tools nginx-light wrk)
+optional=(clang)
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then
