@@ -169,7 +169,7 @@ int rc_state_save(struct rc_container_dir *d, const struct oci_state *st, struct
   cleanup_free char *json = oci_state_to_json(st);
   if (!json) return rc_err(err, ENOMEM, "serialize state");
   if (rc_write_file_atomic(d->dirfd, STATE_FILE, json, strlen(json), 0600, err) < 0)
-    return rc_err_wrap(err, "save state of %s", st->id);
+    return rc_err_wrap(err, "save state of %s in %s", st->id, d->path);
   return 0;
 }
 
@@ -245,6 +245,13 @@ int rc_state_read(const char *root, const char *id, struct oci_state **st, struc
   }
   if (oci_state_parse(text, len, st, err) < 0) return rc_err_wrap(err, "%s", path);
   rc_state_refresh(*st);
+  /* start execs the program, removes start.sock, then records "running". A start that
+   * could not record it (a full state directory, a kill at that moment) leaves "created"
+   * without start.sock while the program runs: report what is true. */
+  if ((*st)->status == OCI_STATUS_CREATED) {
+    cleanup_free char *sock = rc_xasprintf("%s/%s/start.sock", root, id);
+    if (access(sock, F_OK) < 0 && errno == ENOENT) (*st)->status = OCI_STATUS_RUNNING;
+  }
   return 0;
 }
 
