@@ -3,11 +3,12 @@
 # Idempotent: when every package is already installed it does not touch apt at all (fast,
 # works offline); `apt-get update` runs only when the package lists are missing or older
 # than a day, or when an install from the current lists fails.
-# The linters (clang-format, clang-tidy, cppcheck) are required: the test suite runs them.
+# The linters (clang-format, clang-tidy, cppcheck) and clang are required: the test suite
+# runs the linters and the fuzz targets (tests/fuzz, built with clang's libFuzzer).
 # What the benchmarks (tests/bench) compare and run — runsc (gVisor), matplotlib for
 # their charts, redis and nginx with their load generators — is required too: the test
-# suite runs the quick benchmark as a smoke test. clang (for fuzzing) is optional; set
-# RUNCELL_DEPS_OPTIONAL=1 to install it as well.
+# suite runs the quick benchmark as a smoke test. Nothing is optional at present;
+# RUNCELL_DEPS_OPTIONAL=1 installs what `optional` lists as well.
 set -euo pipefail
 
 required=(
@@ -19,8 +20,9 @@ required=(
   containerd python3-grpcio podman criu
   runsc python3-matplotlib redis-server redis-tools nginx-light wrk
   clang-format clang-tidy cppcheck
+  clang libclang-rt-14-dev # libFuzzer and the sanitizer runtimes: only recommended by clang
 )
-optional=(clang)
+optional=()
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then

@@ -32,7 +32,7 @@ failed=()
 
 run_format() {
   echo "== clang-format"
-  if sources_and_headers include oci src tests/unit tools |
+  if sources_and_headers include oci src tests/unit tests/fuzz tools |
     xargs -0 "$CLANG_FORMAT" --dry-run --Werror; then
     echo "ok"
   else

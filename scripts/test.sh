@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: the whole test suite. Installs dependencies, builds runcell
-# twice (plain, and with ASan/UBSan for the unit tests), runs the unit tests with ctest and
-# the linters, then the integration and differential tests (against Debian's runc) with
-# pytest.
+# twice (plain, and with ASan/UBSan for the unit tests), runs the unit tests with ctest, the
+# fuzz targets briefly (scripts/fuzz.sh) and the linters, then the integration and
+# differential tests (against Debian's runc) with pytest.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -17,6 +17,9 @@ cmake --build build-asan -j"$jobs"
 
 echo "== unit tests (ASan/UBSan)"
 (cd build-asan && ctest --output-on-failure)
+
+echo "== fuzz targets (10 s each)"
+scripts/fuzz.sh 10
 
 echo "== lint (clang-format, clang-tidy, cppcheck)"
 scripts/lint.sh

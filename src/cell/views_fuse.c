@@ -199,8 +199,8 @@ static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
   for (uint64_t fh = 0; fh < MAX_OPEN; fh++) {
     if (s->open[fh].used) continue;
     char *text = render(s, (enum rc_view)(h->nodeid - VIEW_INO(0)));
+    if (strlen(text) > VIEW_MAX_SIZE) text[VIEW_MAX_SIZE] = '\0'; /* the size offered */
     s->open[fh] = (struct open_file){.used = true, .text = text, .len = strlen(text)};
-    if (strlen(text) > VIEW_MAX_SIZE) text[VIEW_MAX_SIZE] = '\0';
     struct fuse_open_out o = {.fh = fh, .open_flags = 0};
     return reply(s->fd, h->unique, 0, &o, sizeof(o));
   }
