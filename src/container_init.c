@@ -255,7 +255,7 @@ static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
   if (rc_sync_expect(ctx->sync_fd, RC_SYNC_GO, "wait for the cell kernel", err) < 0) return -1;
   cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
-  r = rc_views_bind(ctx->views_path, rootfd, err);
+  r = rc_views_bind(ctx->views_path, rootfd, ctx->no_pivot, err);
   close(ctx->views_dirfd);
   ctx->views_dirfd = -1;
   return r;

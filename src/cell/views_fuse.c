@@ -63,7 +63,7 @@ int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err) {
   return 0;
 }
 
-int rc_views_bind(const char *staging_path, int rootfd, struct rc_error *err) {
+int rc_views_bind(const char *staging_path, int rootfd, bool detach_staging, struct rc_error *err) {
   /* by path: the mount is on top of the staging directory */
   cleanup_close int views = open(staging_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   struct statfs fs;
@@ -85,8 +85,10 @@ int rc_views_bind(const char *staging_path, int rootfd, struct rc_error *err) {
     if (mount(from, to, NULL, MS_BIND, NULL) < 0)
       return rc_err(err, errno, "cell views: bind %s", rc_view_target((enum rc_view)v));
   }
-  /* The bind mounts keep the filesystem alive; the staging mount is not needed. */
-  if (umount2(staging_path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+  /* The bind mounts keep the filesystem alive; the staging mount is not needed. With
+   * pivot_root it goes away with the old root's tree, which is detached anyway, so only
+   * --no-pivot needs an unmount of its own. */
+  if (detach_staging && umount2(staging_path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
     return rc_err(err, errno, "cell views: detach the staging mount");
   return 0;
 }
