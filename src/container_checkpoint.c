@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "container_internal.h"
 #include "linux/cgroups_internal.h"
 #include "linux/rootfs_internal.h"
 #include "runcell/cgroups.h"
@@ -830,37 +831,6 @@ static void free_strv(char **v) {
   free(v);
 }
 
-/* The cgroup rules a restored container gets: what create applies, the config's rules
- * plus an allow rule for every linux.devices node. */
-static const struct oci_resources *restore_resources(const struct oci_config *cfg,
-                                                     struct oci_resources *copy,
-                                                     struct oci_device_cgroup **owned) {
-  *owned = NULL;
-  if (!cfg->has_linux) return NULL;
-  const struct oci_linux *l = &cfg->linux_;
-  if (l->n_devices == 0) return l->has_resources ? &l->resources : NULL;
-  if (l->has_resources)
-    *copy = l->resources;
-  else
-    memset(copy, 0, sizeof(*copy));
-  struct oci_device_cgroup *rules = rc_xcalloc(copy->n_devices + l->n_devices, sizeof(*rules));
-  if (copy->n_devices) memcpy(rules, copy->devices, copy->n_devices * sizeof(*rules));
-  for (size_t i = 0; i < l->n_devices; i++) {
-    const struct oci_device *d = &l->devices[i];
-    if (d->type == 'p') continue;
-    rules[copy->n_devices++] = (struct oci_device_cgroup){.allow = true,
-                                                          .type = d->type == 'b' ? 'b' : 'c',
-                                                          .has_major = true,
-                                                          .has_minor = true,
-                                                          .major = d->major,
-                                                          .minor = d->minor,
-                                                          .access = (char *)"rwm"};
-  }
-  copy->devices = rules;
-  *owned = rules;
-  return copy;
-}
-
 static bool under_tmpfs(const char *dest, const struct oci_config *cfg) {
   for (size_t i = 0; i < cfg->n_mounts; i++) {
     const struct oci_mount *m = &cfg->mounts[i];
@@ -1257,7 +1227,7 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
   if (criu_fork(bin, a.v, false, map, nmap, &r.criu, err) < 0) goto out;
   {
     struct oci_resources res_copy;
-    const struct oci_resources *res = restore_resources(cfg, &res_copy, &owned_rules);
+    const struct oci_resources *res = rc_effective_resources(cfg, &res_copy, &owned_rules);
     if (rc_cgroup_create(r.cgpath, res, r.criu.pid, err) < 0) goto out;
     r.cgroup_made = true;
   }

@@ -157,9 +157,9 @@ static void write_state(struct rc_container_dir *dir, struct oci_state *st) {
 /* The cgroup device rules: the config's, plus an allow rule for every linux.devices entry
  * (as runc does), so a device the bundle asks to create is also usable. The returned struct
  * shares everything with cfg except its own devices array (*owned, to free). */
-static const struct oci_resources *effective_resources(const struct oci_config *cfg,
-                                                       struct oci_resources *copy,
-                                                       struct oci_device_cgroup **owned) {
+const struct oci_resources *rc_effective_resources(const struct oci_config *cfg,
+                                                   struct oci_resources *copy,
+                                                   struct oci_device_cgroup **owned) {
   *owned = NULL;
   if (!cfg->has_linux) return NULL;
   const struct oci_linux *l = &cfg->linux_;
@@ -193,7 +193,7 @@ static int join_cgroup(const struct oci_config *cfg, const char *cgpath, pid_t p
                        struct rc_error *err) {
   struct oci_resources res_copy;
   struct oci_device_cgroup *owned_rules = NULL;
-  const struct oci_resources *res = effective_resources(cfg, &res_copy, &owned_rules);
+  const struct oci_resources *res = rc_effective_resources(cfg, &res_copy, &owned_rules);
   int r = rc_cgroup_create(cgpath, res, pid, err);
   free(owned_rules);
   return r;

@@ -28,6 +28,13 @@ struct rc_init_ctx {
   int views_fuse;         /* /dev/fuse for them, opened by the runtime */
 };
 
+/* The cgroup resources a container gets (create and restore): the config's, with an allow
+ * rule added for every linux.devices node (as runc does). The result shares everything
+ * with cfg except its devices array (*owned, to free). NULL when there is nothing. */
+const struct oci_resources *rc_effective_resources(const struct oci_config *cfg,
+                                                   struct oci_resources *copy,
+                                                   struct oci_device_cgroup **owned);
+
 /* Runs in the cloned child; never returns. */
 __attribute__((noreturn)) void rc_init_main(struct rc_init_ctx *ctx);
 
