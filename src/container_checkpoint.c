@@ -40,6 +40,7 @@
 #include "runcell/container.h"
 #include "runcell/hooks.h"
 #include "runcell/log.h"
+#include "runcell/mode.h"
 #include "runcell/rootfs.h"
 #include "runcell/util.h"
 
@@ -734,6 +735,17 @@ int rc_container_checkpoint(const struct rc_checkpoint_opts *o, struct rc_error 
     rc_err(err, 0, "Container cannot be checkpointed in %s state", oci_status_name(st->status));
     goto out;
   }
+  /* A gated cell's syscall filter notifies the cell kernel, a listener outside the
+   * container that criu can neither dump nor give back: say so instead of letting criu
+   * fail obscurely (or restore a cell without its gate). */
+  if (rc_state_gate_on(st)) {
+    rc_err(err, 0,
+           "checkpoint: container %s is a cell with its syscall gate on, which cannot be "
+           "checkpointed yet; run it with the annotation " RC_ANNOTATION_GATE
+           "=off (or the runcell-native handler) to checkpoint it",
+           o->id);
+    goto out;
+  }
   if (rc_container_load_config(o->root, o->id, &cfg, err) < 0) goto out;
   if (cfg->process.terminal) {
     rc_err(err, 0,
@@ -1115,6 +1127,8 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
        *log = NULL;
   struct oci_device_cgroup *owned_rules = NULL;
   struct oci_state st = {0};
+  struct oci_key_value *annotations = NULL;
+  size_t n_annotations = 0;
 
   if (!cfg->has_process) {
     rc_err(err, 0, "config.json: process: is required to restore");
@@ -1150,6 +1164,10 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
     goto out;
   if (rc_state_dir_create(o->root, o->id, &r.dir, err) < 0) goto out;
 
+  /* What criu restores is a native container (a gated cell cannot be checkpointed): the
+   * state says so, and processes exec'd into it are not gated either. */
+  struct rc_mode_choice restored = {.mode = RC_MODE_CELL, .gate = false};
+  annotations = rc_state_annotations(cfg, &restored, &n_annotations);
   char created[64];
   rc_rfc3339_now(created, sizeof(created));
   st = (struct oci_state){
@@ -1161,9 +1179,9 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
       .created = created,
       .owner = (char *)"",
       .cgroup_path = r.cgpath,
-      .mode = (char *)"native",
-      .annotations = cfg->annotations,
-      .n_annotations = cfg->n_annotations,
+      .mode = (char *)rc_mode_name(RC_MODE_CELL),
+      .annotations = annotations,
+      .n_annotations = n_annotations,
   };
   /* saved first, so that `delete --force` can find and undo a restore killed half-way */
   if (rc_state_save(&r.dir, &st, err) < 0) goto out;
@@ -1269,6 +1287,7 @@ out:
     if (r.ns_fds[i] >= 0) close(r.ns_fds[i]);
   rc_state_dir_close(&r.dir);
   free(owned_rules);
+  free(annotations);
   free(r.criu_root);
   free(r.cgpath);
   free(pid_file);

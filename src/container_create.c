@@ -97,8 +97,8 @@ static int make_start_socket(int dirfd, struct rc_error *err) {
 /* The annotations the state shows: the config's, with the mode and gate in force (the
  * config's own values for those keys are replaced by what was decided). The array is the
  * caller's to free; its strings are borrowed. */
-static struct oci_key_value *state_annotations(const struct oci_config *cfg,
-                                               const struct rc_mode_choice *mode, size_t *n) {
+struct oci_key_value *rc_state_annotations(const struct oci_config *cfg,
+                                           const struct rc_mode_choice *mode, size_t *n) {
   struct oci_key_value *a = rc_xcalloc(cfg->n_annotations + 2, sizeof(*a));
   size_t k = 0;
   for (size_t i = 0; i < cfg->n_annotations; i++) {
@@ -232,7 +232,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
 
   if (validate_for_create(o, cfg, err) < 0) goto out;
   if (choose_mode(o->id, cfg, &mode, err) < 0) goto out;
-  annotations = state_annotations(cfg, &mode, &n_annotations);
+  annotations = rc_state_annotations(cfg, &mode, &n_annotations);
   if (resolve_rootfs(cfg, bundle, &rootfs, err) < 0) goto out;
   if (rc_cgroup_resolve_path(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, o->id, &cgpath,
                              err) < 0)

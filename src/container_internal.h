@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "runcell/gate.h"
+#include "runcell/mode.h"
 #include "runcell/oci.h"
 
 struct rc_init_ctx {
@@ -34,6 +35,12 @@ struct rc_init_ctx {
 const struct oci_resources *rc_effective_resources(const struct oci_config *cfg,
                                                    struct oci_resources *copy,
                                                    struct oci_device_cgroup **owned);
+
+/* The annotations a container's state shows: the config's, with the mode and gate in
+ * force (run.runcell.mode, run.runcell.gate) in place of any the config gave. The array is
+ * the caller's to free; its strings are borrowed from cfg and static text. */
+struct oci_key_value *rc_state_annotations(const struct oci_config *cfg,
+                                           const struct rc_mode_choice *mode, size_t *n);
 
 /* Runs in the cloned child; never returns. */
 __attribute__((noreturn)) void rc_init_main(struct rc_init_ctx *ctx);

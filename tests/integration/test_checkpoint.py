@@ -521,6 +521,23 @@ def test_stand_in_dump_failure_keeps_the_container(h, bundle, host_dir, workdir,
     assert_still_counting(h, cid, pid, host_dir)
 
 
+def test_a_gated_cell_cannot_be_checkpointed(h, bundle, workdir, stand_in):
+    """The gate's filter notifies the cell kernel, which criu can neither dump nor give
+    back: checkpoint refuses before calling criu, and the cell keeps running."""
+    bundle.config["annotations"].pop("run.runcell.gate")  # a cell, gate on (the default)
+    bundle.args("sleep", "60")
+    cid = h.run_detached(bundle)
+    res = h("--criu", stand_in.bin, "checkpoint", "--image-path", workdir / "images", cid,
+            env=stand_in.env())
+    assert res.rc != 0
+    assert res.msg == (f"checkpoint: container {cid} is a cell with its syscall gate on, which "
+                       "cannot be checkpointed yet; run it with the annotation "
+                       "run.runcell.gate=off (or the runcell-native handler) to checkpoint it"), \
+        res.describe()
+    assert not (workdir / "stand-in" / "argv.dump").exists(), "criu was called"
+    assert h.status(cid) == "running"
+
+
 def own_cgroup_lines(text):
     return [line.split(":", 2)[2] for line in text.splitlines() if line.split(":", 2)[1]]
 
@@ -542,6 +559,10 @@ def test_stand_in_restore_detached(h, workdir, stand_in, host_dir):
     st = h.state(cid)
     assert st["status"] == "running" and st["pid"] == pid, st
     assert st["bundle"] == str(bundle.path)
+    # what criu gives back has no gate (a gated cell cannot be checkpointed), whatever the
+    # bundle's annotations say, and the state says so
+    assert st["annotations"]["run.runcell.mode"] == "cell"
+    assert st["annotations"]["run.runcell.gate"] == "off"
 
     argv = stand_in.argv("restore")
     assert "--restore-detached" in argv and "--restore-sibling" in argv
