@@ -32,7 +32,7 @@ failed=()
 
 run_format() {
   echo "== clang-format"
-  if sources_and_headers include oci src tests/unit tests/fuzz tools |
+  if sources_and_headers include oci src vmm tests/unit tests/fuzz tests/lanes tools |
     xargs -0 "$CLANG_FORMAT" --dry-run --Werror; then
     echo "ok"
   else
@@ -52,7 +52,7 @@ run_tidy() {
   # on gcc-only flags (-Wno-format-truncation) under -Werror.
   local status=0
   # shellcheck disable=SC2016 # $0 and $1 are the inner shell's
-  sources oci src tests/unit tools | xargs -0 -P"$jobs" -n1 sh -c '
+  sources oci src vmm tests/unit tools | xargs -0 -P"$jobs" -n1 sh -c '
       f=$1; log=$0/$(echo "$f" | tr / _).log
       "$CLANG_TIDY" -p build-lint --quiet --warnings-as-errors="*" \
         --extra-arg=-Wno-unknown-warning-option "$f" >"$log" 2>&1 ||
@@ -73,7 +73,7 @@ run_cppcheck() {
   echo "== cppcheck"
   if "$CPPCHECK" --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
     --std=c11 -I include -D_GNU_SOURCE --suppress=missingIncludeSystem --quiet -j"$jobs" \
-    oci/ src/; then
+    oci/ src/ vmm/; then
     echo "ok"
   else
     failed+=(cppcheck)

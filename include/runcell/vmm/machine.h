@@ -1,0 +1,70 @@
+/* A microVM: KVM VM, vCPUs, guest RAM, the Linux boot path and the device set runcell
+ * gives every guest (8250 serial for the kernel's console, i8042 for reset, virtio-blk
+ * per disk, one virtio-console as the agent's channel, virtio-rng). The runtime (src/
+ * microvm*.c) creates one inside the container's jail, starts it, waits on stopped_fd and
+ * reads why it stopped. */
+#ifndef RUNCELL_VMM_MACHINE_H
+#define RUNCELL_VMM_MACHINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runcell/error.h"
+
+#define VMM_MAX_DISKS 8
+
+struct vmm_disk {
+  const char *path;
+  bool read_only;
+  const char *serial; /* shows in the guest as /sys/block/vdX/serial; may be NULL */
+};
+
+struct vmm_machine_config {
+  const char *kernel_path; /* uncompressed vmlinux (ELF) or bzImage */
+  const char *initrd_path; /* may be NULL */
+  const char *cmdline;     /* appended after the VMM's own arguments; may be NULL */
+  unsigned vcpus;          /* >= 1 */
+  uint64_t mem_bytes;      /* guest RAM */
+  struct vmm_disk disks[VMM_MAX_DISKS];
+  unsigned n_disks;
+  int agent_fd;   /* the host end of the agent channel (virtio-console); owned by the
+                     machine from create on; -1 for none */
+  int console_fd; /* where the guest kernel's serial console output goes; -1 to drop it */
+};
+
+/* Why a machine stopped. */
+enum vmm_stop_reason {
+  VMM_STOP_NONE,      /* still running */
+  VMM_STOP_RESET,     /* the guest asked for a reset or power-off (i8042, triple fault) */
+  VMM_STOP_SHUTDOWN,  /* KVM_EXIT_SHUTDOWN / KVM_EXIT_SYSTEM_EVENT */
+  VMM_STOP_FAULT,     /* the guest broke a device's rules or KVM failed; see detail */
+  VMM_STOP_REQUESTED, /* vmm_machine_stop */
+};
+
+struct vmm_machine;
+
+/* Checks that /dev/kvm exists, is usable and is hardware virtualization runcell can boot
+ * a stock Linux guest on; the error names the reason otherwise (missing device, no access,
+ * KVM API version, PVM (kvm_pvm) backing it). */
+int vmm_kvm_check(struct rc_error *err);
+
+/* Builds the VM up to the first instruction of the guest kernel; nothing runs yet. */
+int vmm_machine_create(const struct vmm_machine_config *cfg, struct vmm_machine **out,
+                       struct rc_error *err);
+/* Starts the vCPU threads. */
+int vmm_machine_start(struct vmm_machine *m, struct rc_error *err);
+/* An eventfd that becomes readable once the machine has stopped. */
+int vmm_machine_stopped_fd(const struct vmm_machine *m);
+/* Asks every vCPU to stop (from any thread, signal-safe is not required). */
+void vmm_machine_stop(struct vmm_machine *m);
+/* Joins the vCPU threads and says why the machine stopped; detail gets a readable reason
+ * (the KVM exit, the device fault). */
+enum vmm_stop_reason vmm_machine_wait(struct vmm_machine *m, char *detail, size_t detail_size);
+void vmm_machine_destroy(struct vmm_machine *m);
+
+/* Monotonic nanoseconds at which the first vCPU entered the guest (0 before), for the
+ * phase benchmark. */
+uint64_t vmm_machine_first_entry_ns(const struct vmm_machine *m);
+
+#endif
