@@ -21,6 +21,10 @@ required=(
   runsc python3-matplotlib redis-server redis-tools nginx-light wrk
   clang-format clang-tidy cppcheck
   clang libclang-rt-14-dev # libFuzzer and the sanitizer runtimes: only recommended by clang
+  # microVM mode: disk images of rootfs trees; the guest kernel's build from Debian's
+  # source; the QEMU hardware lane (tests/lanes) and its initramfs
+  erofs-utils linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils cpio
+  qemu-system-x86
 )
 optional=()
 

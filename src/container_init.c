@@ -213,7 +213,7 @@ static int prepare_cwd(const struct rc_init_ctx *ctx, struct rc_error *err) {
   return 0;
 }
 
-static int wait_for_start(int listen_fd, int *conn_out, struct rc_error *err) {
+int rc_wait_for_start(int listen_fd, int *conn_out, struct rc_error *err) {
   for (;;) {
     int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (conn < 0) {
@@ -261,8 +261,7 @@ static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
   return r;
 }
 
-static void build_state_json_for_hooks(const struct rc_init_ctx *ctx, enum oci_status status,
-                                       char **out) {
+void rc_hook_state_json(const struct rc_init_ctx *ctx, enum oci_status status, char **out) {
   struct oci_state st = {
       .oci_version = (char *)OCI_VERSION,
       .id = (char *)ctx->id,
@@ -429,7 +428,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
       fail(sync, &err);
     }
     cleanup_free char *state = NULL;
-    build_state_json_for_hooks(ctx, OCI_STATUS_CREATING, &state);
+    rc_hook_state_json(ctx, OCI_STATUS_CREATING, &state);
     if (rc_hooks_run("createContainer", cfg->hooks.create_container, cfg->hooks.n_create_container,
                      state, &err) < 0)
       fail(sync, &err);
@@ -463,12 +462,12 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   close(sync);
 
   int conn = -1;
-  if (wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
+  if (rc_wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
   close(ctx->start_fd);
 
   if (cfg->hooks.n_start_container > 0) {
     cleanup_free char *state = NULL;
-    build_state_json_for_hooks(ctx, OCI_STATUS_CREATED, &state);
+    rc_hook_state_json(ctx, OCI_STATUS_CREATED, &state);
     if (rc_hooks_run("startContainer", cfg->hooks.start_container, cfg->hooks.n_start_container,
                      state, &err) < 0)
       fail(conn, &err);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "runcell/gate.h"
+#include "runcell/microvm.h"
 #include "runcell/mode.h"
 #include "runcell/oci.h"
 
@@ -27,6 +28,10 @@ struct rc_init_ctx {
   int views_dirfd;        /* staging directory for the cell's file views, or -1 for none */
   const char *views_path; /* its path: the init reopens it in its own mount namespace */
   int views_fuse;         /* /dev/fuse for them, opened by the runtime */
+  /* microVM mode: what the VM is made of (NULL for a cell), and the file the guest
+   * kernel's console goes to (-1 for none). */
+  const struct rc_microvm_plan *microvm;
+  int vm_console_log;
 };
 
 /* The cgroup resources a container gets (create and restore): the config's, with an allow
@@ -44,6 +49,8 @@ struct oci_key_value *rc_state_annotations(const struct oci_config *cfg,
 
 /* Runs in the cloned child; never returns. */
 __attribute__((noreturn)) void rc_init_main(struct rc_init_ctx *ctx);
+/* The same for a microVM: the child becomes the VMM (src/microvm_init.c). */
+__attribute__((noreturn)) void rc_microvm_init_main(struct rc_init_ctx *ctx);
 
 /* Looks up the program like execvp would, in the container (after pivot_root), with the
  * container's PATH. Fills path (PATH_MAX). */
@@ -71,6 +78,11 @@ void rc_close_inherited_fds(int first);
  * root (a /proc/self/fd/N cwd through a host directory descriptor, CVE-2024-21626). */
 int rc_verify_cwd_inside_root(const char *cwd, struct rc_error *err);
 
+/* Waits on the start socket for `start`; *conn_out is its connection (errors go back on it;
+ * closing it tells `start` the container runs). */
+int rc_wait_for_start(int listen_fd, int *conn_out, struct rc_error *err);
+/* The state JSON a createContainer/startContainer hook gets on stdin. */
+void rc_hook_state_json(const struct rc_init_ctx *ctx, enum oci_status status, char **out);
 /* Marks every fd above stdio and the preserved ones close-on-exec (keep included). */
 void rc_prepare_exec_fds(int preserve_fds, int keep);
 

@@ -1,0 +1,325 @@
+/* The disks a microVM's guest mounts: the bundle's rootfs directory becomes an erofs image
+ * (read-only; the agent lays a tmpfs over it so the container can write), and each bind
+ * mount's source becomes one too. Images are cached under <cache>/images by a key over
+ * the tree's metadata (names, types, owners, modes, sizes, change times, link targets), so
+ * a second container from the same unchanged rootfs boots without building anything.
+ * A rootfs that already is a block device or a filesystem image file is used as it is. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runcell/log.h"
+#include "runcell/microvm.h"
+#include "runcell/util.h"
+
+/* Bumped when the image format or the mkfs options change, so old images are not reused. */
+#define IMAGE_FORMAT "erofs-1"
+
+/* Two independent 64-bit FNV-1a streams make a 128-bit key. */
+struct tree_key {
+  uint64_t a, b;
+};
+
+static void fnv(uint64_t *h, uint64_t prime, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) {
+    *h ^= p[i];
+    *h *= prime;
+  }
+}
+
+/* One entry's record. Entries are summed, so the order a directory lists them in does
+ * not matter. */
+static void key_add_entry(struct tree_key *k, const char *rel, const struct stat *sb,
+                          const char *link) {
+  uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
+  const uint64_t pa = 0x100000001b3ULL, pb = 0x1000193ULL * 0x100000001ULL + 0x1b3;
+  uint64_t fields[] = {(uint64_t)sb->st_mode,         (uint64_t)sb->st_uid,
+                       (uint64_t)sb->st_gid,          (uint64_t)sb->st_size,
+                       (uint64_t)sb->st_rdev,         (uint64_t)sb->st_mtim.tv_sec,
+                       (uint64_t)sb->st_mtim.tv_nsec, (uint64_t)sb->st_ctim.tv_sec,
+                       (uint64_t)sb->st_ctim.tv_nsec, (uint64_t)sb->st_ino};
+  fnv(&a, pa, rel, strlen(rel) + 1);
+  fnv(&b, pb, rel, strlen(rel) + 1);
+  fnv(&a, pa, fields, sizeof(fields));
+  fnv(&b, pb, fields, sizeof(fields));
+  if (link) {
+    fnv(&a, pa, link, strlen(link));
+    fnv(&b, pb, link, strlen(link));
+  }
+  k->a += a;
+  k->b += b;
+}
+
+/* nftw has no context argument: the walk in progress (one at a time, create is single
+ * threaded). */
+static struct {
+  struct tree_key key;
+  size_t root_len;
+  int error;
+  char where[PATH_MAX];
+  size_t entries;
+} walk;
+
+static int walk_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+  (void)ftw;
+  if (type == FTW_NS || type == FTW_DNR) {
+    walk.error = errno ? errno : EACCES;
+    snprintf(walk.where, sizeof(walk.where), "%s", path);
+    return 1;
+  }
+  const char *rel = strlen(path) > walk.root_len ? path + walk.root_len : "/";
+  char link[PATH_MAX];
+  const char *target = NULL;
+  if (S_ISLNK(sb->st_mode)) {
+    ssize_t n = readlink(path, link, sizeof(link) - 1);
+    if (n >= 0) {
+      link[n] = '\0';
+      target = link;
+    }
+  }
+  key_add_entry(&walk.key, rel, sb, target);
+  walk.entries++;
+  return 0;
+}
+
+static int tree_key(const char *root, char out[33], struct rc_error *err) {
+  memset(&walk, 0, sizeof(walk));
+  walk.root_len = strlen(root);
+  /* FTW_PHYS: a symlink in the rootfs is hashed as a link, never followed onto the host;
+   * FTW_MOUNT: what is mounted inside the bundle's rootfs is not part of the image. */
+  if (nftw(root, walk_entry, 64, FTW_PHYS | FTW_MOUNT) != 0) {
+    if (walk.error) return rc_err(err, walk.error, "read %s for its disk image", walk.where);
+    return rc_err(err, errno, "read %s for its disk image", root);
+  }
+  uint64_t a = walk.key.a, b = walk.key.b;
+  fnv(&a, 0x100000001b3ULL, IMAGE_FORMAT, sizeof(IMAGE_FORMAT));
+  snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+  return 0;
+}
+
+/* Runs argv, with its output captured into out (truncated) for the error message. */
+static int run_tool(char *const argv[], char *out, size_t out_size, struct rc_error *err) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) return rc_err(err, errno, "pipe for %s", argv[0]);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return rc_err(err, errno, "fork for %s", argv[0]);
+  }
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(pipefd[1], 1) < 0 || dup2(pipefd[1], 2) < 0)
+      _exit(126);
+    execvp(argv[0], argv);
+    dprintf(2, "%s: %s", argv[0], strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+  }
+  close(pipefd[1]);
+  size_t used = 0;
+  char sink[512];
+  for (;;) {
+    char *dst = used + 1 < out_size ? out + used : sink;
+    size_t room = used + 1 < out_size ? out_size - 1 - used : sizeof(sink);
+    ssize_t n = read(pipefd[0], dst, room);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (dst != sink) used += (size_t)n;
+  }
+  out[used] = '\0';
+  close(pipefd[0]);
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return rc_err(err, errno, "wait for %s", argv[0]);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  /* last line of the tool's output is usually the reason */
+  size_t len = strlen(out);
+  while (len && (out[len - 1] == '\n' || out[len - 1] == ' ')) out[--len] = '\0';
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+    return rc_err(err, ENOENT,
+                  "microVM mode needs %s (Debian package erofs-utils) to make the container's "
+                  "disk images",
+                  argv[0]);
+  return rc_err(err, 0, "%s failed (%s%d): %s", argv[0],
+                WIFEXITED(status) ? "exit status " : "signal ",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), out);
+}
+
+static int mkdir_p(const char *path, mode_t mode, struct rc_error *err) {
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof(buf), "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, mode) < 0 && errno != EEXIST) return rc_err(err, errno, "create %s", buf);
+    *p = '/';
+  }
+  if (mkdir(buf, mode) < 0 && errno != EEXIST) return rc_err(err, errno, "create %s", buf);
+  return 0;
+}
+
+/* The cached image of directory src (built when missing) into out. */
+static int image_of_dir(const char *src, const char *key_src, char out[PATH_MAX],
+                        struct rc_error *err) {
+  char key[33];
+  if (tree_key(key_src, key, err) < 0) return -1;
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s/images", rc_microvm_cache_dir());
+  if (mkdir_p(dir, 0700, err) < 0) return -1;
+  snprintf(out, PATH_MAX, "%s/%s.erofs", dir, key);
+  if (access(out, R_OK) == 0) {
+    rc_debug("microvm: image %s of %s is cached", out, key_src);
+    return 0;
+  }
+  /* Built under a name of its own and renamed: concurrent creates of the same rootfs each
+   * build, and the last rename wins with an identical image. */
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, key, (int)getpid());
+  char *argv[] = {(char *)"mkfs.erofs", (char *)"--quiet", tmp, (char *)src, NULL};
+  char output[1024];
+  if (run_tool(argv, output, sizeof(output), err) < 0) {
+    unlink(tmp);
+    return rc_err_wrap(err, "make a disk image of %s", src);
+  }
+  if (rename(tmp, out) < 0) {
+    int e = errno;
+    unlink(tmp);
+    return rc_err(err, e, "store disk image %s", out);
+  }
+  rc_debug("microvm: built image %s of %s", out, src);
+  return 0;
+}
+
+/* A file bind: the image holds a copy of the file under its own name. The key is over
+ * the file itself; the copy lives only while the image is built. */
+static int copy_file(const char *src, int dst_dirfd, const char *name, struct rc_error *err) {
+  cleanup_close int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (in < 0) return rc_err(err, errno, "open bind mount source %s", src);
+  struct stat sb;
+  if (fstat(in, &sb) < 0) return rc_err(err, errno, "stat %s", src);
+  cleanup_close int out =
+      openat(dst_dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, sb.st_mode & 07777);
+  if (out < 0) return rc_err(err, errno, "copy %s", src);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return rc_err(err, errno, "read %s", src);
+    if (n == 0) break;
+    if (rc_write_all(out, buf, (size_t)n) < 0) return rc_err(err, errno, "copy %s", src);
+  }
+  (void)!fchown(out, sb.st_uid, sb.st_gid);
+  (void)fchmod(out, sb.st_mode & 07777);
+  return 0;
+}
+
+static int image_of_file(const char *src, char out[PATH_MAX], char name[NAME_MAX + 1],
+                         struct rc_error *err) {
+  const char *base = strrchr(src, '/');
+  base = base && base[1] ? base + 1 : "file";
+  snprintf(name, NAME_MAX + 1, "%s", base);
+  char staging[PATH_MAX];
+  snprintf(staging, sizeof(staging), "%s/images/.bind.%d.XXXXXX", rc_microvm_cache_dir(),
+           (int)getpid());
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof(parent), "%s/images", rc_microvm_cache_dir());
+  if (mkdir_p(parent, 0700, err) < 0) return -1;
+  if (!mkdtemp(staging)) return rc_err(err, errno, "staging directory for %s", src);
+  int r = -1;
+  cleanup_close int dfd = open(staging, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0 && copy_file(src, dfd, name, err) == 0) {
+    /* key over the source (its change time, size, name), image over the copy */
+    r = image_of_dir(staging, src, out, err);
+  } else if (dfd < 0) {
+    rc_err(err, errno, "open %s", staging);
+  }
+  char copy[PATH_MAX];
+  snprintf(copy, sizeof(copy), "%s/%s", staging, name);
+  unlink(copy);
+  rmdir(staging);
+  return r;
+}
+
+/* erofs or ext4, by the superblock magic, for a rootfs that is already a filesystem. */
+static int sniff_fstype(const char *path, char fstype[16], struct rc_error *err) {
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return rc_err(err, errno, "open rootfs %s", path);
+  unsigned char sb[1024 + 64];
+  if (pread(fd, sb, sizeof(sb), 0) != (ssize_t)sizeof(sb))
+    return rc_err(err, 0, "rootfs %s is too small to hold a filesystem", path);
+  uint32_t erofs = (uint32_t)sb[1024] | (uint32_t)sb[1025] << 8 | (uint32_t)sb[1026] << 16 |
+                   (uint32_t)sb[1027] << 24;
+  uint16_t ext = (uint16_t)(sb[1024 + 56] | sb[1024 + 57] << 8);
+  if (erofs == 0xE0F5E1E2U)
+    snprintf(fstype, 16, "erofs");
+  else if (ext == 0xEF53)
+    snprintf(fstype, 16, "ext4");
+  else
+    return rc_err(err, 0, "rootfs %s holds no erofs or ext4 filesystem", path);
+  return 0;
+}
+
+int rc_microvm_disks(const struct oci_config *cfg, const char *rootfs, struct rc_microvm_plan *plan,
+                     struct rc_error *err) {
+  struct stat sb;
+  if (stat(rootfs, &sb) < 0) return rc_err(err, errno, "rootfs %s", rootfs);
+  struct rc_microvm_disk *root = &plan->disks[0];
+  snprintf(root->serial, sizeof(root->serial), "rootfs");
+  root->read_only = true;
+  if (S_ISDIR(sb.st_mode)) {
+    if (image_of_dir(rootfs, rootfs, root->path, err) < 0) return -1;
+    snprintf(root->fstype, sizeof(root->fstype), "erofs");
+  } else if (S_ISBLK(sb.st_mode) || S_ISREG(sb.st_mode)) {
+    if (sniff_fstype(rootfs, root->fstype, err) < 0) return -1;
+    snprintf(root->path, sizeof(root->path), "%s", rootfs);
+    /* the guest may write to it only if the bundle asked for a writable root */
+    root->read_only = cfg->root_readonly;
+  } else {
+    return rc_err(err, 0, "rootfs %s is neither a directory, a block device nor an image file",
+                  rootfs);
+  }
+  plan->n_disks = 1;
+
+  for (size_t i = 0; i < cfg->n_mounts; i++) {
+    const struct oci_mount *m = &cfg->mounts[i];
+    if (!m->bind) continue;
+    if (plan->n_disks == VMM_MAX_DISKS)
+      return rc_err(err, 0,
+                    "microVM mode: at most %d bind mounts (each is a disk in the guest); the "
+                    "config has more",
+                    VMM_MAX_DISKS - 1);
+    if (!m->source || m->source[0] != '/')
+      return rc_err(err, 0, "mount %s: a bind mount's source must be an absolute path",
+                    m->destination);
+    struct stat ms;
+    if (stat(m->source, &ms) < 0) return rc_err(err, errno, "bind mount source %s", m->source);
+    struct rc_microvm_disk *d = &plan->disks[plan->n_disks];
+    struct rc_microvm_bind *b = &plan->binds[plan->n_binds];
+    *b = (struct rc_microvm_bind){.mount_index = i, .disk = plan->n_disks};
+    snprintf(d->serial, sizeof(d->serial), "vol%u", plan->n_disks);
+    snprintf(d->fstype, sizeof(d->fstype), "erofs");
+    d->read_only = true;
+    if (S_ISDIR(ms.st_mode)) {
+      if (image_of_dir(m->source, m->source, d->path, err) < 0) return -1;
+    } else if (S_ISREG(ms.st_mode)) {
+      if (image_of_file(m->source, d->path, b->subpath, err) < 0) return -1;
+    } else {
+      return rc_err(err, 0,
+                    "mount %s: microVM mode cannot bind %s into the guest (only directories and "
+                    "regular files)",
+                    m->destination, m->source);
+    }
+    plan->n_disks++;
+    plan->n_binds++;
+  }
+  return 0;
+}

@@ -1,0 +1,617 @@
+/* A microVM's init on the host: the process `create` clones becomes the VMM. It takes
+ * the container's namespaces and cgroup (the parent put it there), boots the guest up to
+ * the agent waiting with the container configured, reports "created", waits for `start`,
+ * then relays stdio, signals and window sizes between the container's stdio and the
+ * agent until the workload exits, and exits with the workload's status, as runc's init
+ * would. Everything the guest sends is checked (agent_proto.c decodes with bounds; the
+ * relay holds at most one flow-control window per stream). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "container_internal.h"
+#include "runcell/agent_proto.h"
+#include "runcell/hooks.h"
+#include "runcell/log.h"
+#include "runcell/microvm.h"
+#include "runcell/microvm_agent_config.h"
+#include "runcell/namespaces.h"
+#include "runcell/sync.h"
+#include "runcell/terminal.h"
+#include "runcell/util.h"
+#include "runcell/vmm/machine.h"
+
+/* The vCPU threads are kicked out of KVM_RUN with this signal (vmm/machine_internal.h);
+ * it is the one signal the VMM does not forward to the workload. */
+#define KICK_SIGNAL (SIGRTMIN + 4)
+/* How long the guest may take from power-on to its agent's HELLO, and to answer CONFIG
+ * and START. Software-emulated lanes are slow: RUNCELL_MICROVM_BOOT_TIMEOUT_MS raises it. */
+#define DEFAULT_BOOT_TIMEOUT_MS 60000
+/* After EXIT the agent reboots the guest; a guest that does not is stopped. */
+#define SHUTDOWN_GRACE_MS 5000
+
+/* Bytes queued for one destination: at most a flow-control window and a frame. */
+struct byte_queue {
+  uint8_t *data;
+  size_t len, cap;
+};
+
+static int queue_push(struct byte_queue *q, const void *p, size_t n) {
+  if (q->len + n > q->cap) return -1;
+  memcpy(q->data + q->len, p, n);
+  q->len += n;
+  return 0;
+}
+
+static void queue_drop(struct byte_queue *q, size_t n) {
+  memmove(q->data, q->data + n, q->len - n);
+  q->len -= n;
+}
+
+struct vm {
+  const struct oci_config *cfg;
+  struct vmm_machine *machine;
+  int agent;   /* host end of the agent channel, nonblocking */
+  int stopped; /* the machine's eventfd */
+  int console_log;
+  struct agent_reader *reader;
+  struct byte_queue to_agent; /* encoded frames not yet written */
+  /* stdio: the container's own (fds 0-2), or the pty's slave for a terminal */
+  int in_fd, out_fd[2];
+  int tty;
+  bool in_eof;
+  uint32_t stdin_in_flight;
+  struct byte_queue out[2]; /* STDOUT, STDERR data not yet written */
+  uint32_t out_uncredited[2];
+  bool exited;
+  struct agent_exit exit;
+};
+
+__attribute__((noreturn)) static void fail(int fd, struct rc_error *err) {
+  rc_sync_send_error(fd, err);
+  _exit(1);
+}
+
+static int timeout_ms(void) {
+  const char *e = getenv("RUNCELL_MICROVM_BOOT_TIMEOUT_MS");
+  long v = e ? strtol(e, NULL, 10) : 0;
+  return v > 0 && v < 3600000 ? (int)v : DEFAULT_BOOT_TIMEOUT_MS;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The end of the guest's console log, for an error about a guest that did not come up:
+ * its last complete lines, at most ~1 KiB. */
+static void console_tail(const struct vm *vm, char *out, size_t size) {
+  out[0] = '\0';
+  if (vm->console_log < 0) return;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", vm->console_log);
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat sb;
+  if (fd < 0 || fstat(fd, &sb) < 0 || sb.st_size == 0) return;
+  char buf[1024];
+  off_t from = sb.st_size > (off_t)sizeof(buf) - 1 ? sb.st_size - (off_t)sizeof(buf) + 1 : 0;
+  ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+  if (n <= 0) return;
+  buf[n] = '\0';
+  char *start = buf;
+  if (from > 0) {
+    char *nl = strchr(buf, '\n');
+    if (nl) start = nl + 1;
+  }
+  /* one line per " | ", control characters out: the text ends up in an error message */
+  size_t k = 0;
+  for (char *p = start; *p && k + 4 < size; p++) {
+    if (*p == '\n') {
+      if (p[1] && k + 4 < size) k += (size_t)snprintf(out + k, size - k, " | ");
+    } else if ((unsigned char)*p >= 0x20 && *p != 0x7f) {
+      out[k++] = *p;
+    }
+  }
+  out[k] = '\0';
+}
+
+/* The machine stopped while we waited for the agent: why, with the console's last words. */
+static int guest_stopped_error(struct vm *vm, const char *while_doing, struct rc_error *err) {
+  char detail[256] = "";
+  enum vmm_stop_reason r = vmm_machine_wait(vm->machine, detail, sizeof(detail));
+  char tail[1100];
+  console_tail(vm, tail, sizeof(tail));
+  return rc_err(err, 0, "microVM: the guest stopped %s (%s%s%s)%s%s", while_doing,
+                r == VMM_STOP_RESET      ? "it reset or powered off"
+                : r == VMM_STOP_SHUTDOWN ? "shutdown"
+                : r == VMM_STOP_FAULT    ? "fault"
+                                         : "stopped",
+                *detail ? ": " : "", detail, *tail ? "; guest console: " : "", tail);
+}
+
+/* Queues a frame for the agent (written as the channel takes it). */
+static int send_frame(struct vm *vm, struct agent_msg *m, struct rc_error *err) {
+  if (agent_msg_end(m, err) < 0) return -1;
+  if (queue_push(&vm->to_agent, m->bytes, m->len) < 0)
+    return rc_err(err, ENOBUFS, "microVM: the agent channel is backed up");
+  return 0;
+}
+
+static int flush_agent(struct vm *vm, struct rc_error *err) {
+  while (vm->to_agent.len) {
+    ssize_t n = send(vm->agent, vm->to_agent.data, vm->to_agent.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return 0;
+      return rc_err(err, errno, "microVM: write to the agent");
+    }
+    queue_drop(&vm->to_agent, (size_t)n);
+  }
+  return 0;
+}
+
+/* Waits until the agent sends a frame (returned in *f), flushing what we queued; fails
+ * when the guest stops or the deadline passes first. */
+static int await_frame(struct vm *vm, struct agent_frame *f, uint64_t deadline,
+                       const char *while_doing, struct rc_error *err) {
+  for (;;) {
+    int r = agent_reader_next(vm->reader, f, err);
+    if (r < 0) return rc_err_wrap(err, "microVM: agent %s", while_doing);
+    if (r > 0) return 0;
+    if (flush_agent(vm, err) < 0) return -1;
+    uint64_t now = now_ms();
+    if (now >= deadline)
+      return rc_err(err, ETIMEDOUT, "microVM: no answer from the guest agent %s within %d ms",
+                    while_doing, timeout_ms());
+    struct pollfd p[2] = {{.fd = vm->agent, .events = POLLIN | (vm->to_agent.len ? POLLOUT : 0)},
+                          {.fd = vm->stopped, .events = POLLIN}};
+    int n = poll(p, 2, (int)(deadline - now));
+    if (n < 0 && errno != EINTR) return rc_err(err, errno, "microVM: poll");
+    if (n <= 0) continue;
+    if (p[1].revents) return guest_stopped_error(vm, while_doing, err);
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      bool eof = false;
+      if (agent_reader_fill(vm->reader, vm->agent, &eof, err) < 0) return -1;
+      if (eof) {
+        /* the machine closed the channel: it is stopping */
+        uint64_t v;
+        (void)!read(vm->stopped, &v, sizeof(v));
+        return guest_stopped_error(vm, while_doing, err);
+      }
+    }
+  }
+}
+
+/* An ERROR from the agent as the container's error. */
+static int agent_error(const struct agent_frame *f, struct rc_error *err) {
+  struct agent_error_msg e;
+  if (agent_decode_error(f, &e, err) < 0) return -1;
+  return rc_err(err, e.errnum > 0 && e.errnum < 4096 ? e.errnum : 0, "microVM guest agent: %s: %s",
+                agent_stage_name(e.stage), e.message);
+}
+
+static int expect(struct vm *vm, uint16_t type, struct agent_frame *f, uint64_t deadline,
+                  const char *while_doing, struct rc_error *err) {
+  if (await_frame(vm, f, deadline, while_doing, err) < 0) return -1;
+  if (f->type == AGENT_MSG_ERROR) return agent_error(f, err);
+  if (f->type != type)
+    return rc_err(err, EPROTO, "microVM: the guest agent sent %s %s (expected %s)",
+                  agent_msg_name(f->type), while_doing, agent_msg_name(type));
+  return 0;
+}
+
+/* Boots the VM up to the agent holding the configured, not yet started, container. */
+static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *err) {
+  const struct rc_microvm_plan *plan = ctx->microvm;
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+    return rc_err(err, errno, "microVM: socketpair for the agent channel");
+  vm->agent = pair[0];
+  fcntl(vm->agent, F_SETFL, O_NONBLOCK);
+  struct vmm_machine_config mc = {
+      .kernel_path = plan->kernel,
+      .initrd_path = plan->initrd,
+      .cmdline = "quiet",
+      .vcpus = plan->vcpus,
+      .mem_bytes = plan->mem_bytes,
+      .n_disks = plan->n_disks,
+      .agent_fd = pair[1],
+      .console_fd = ctx->vm_console_log,
+  };
+  for (unsigned i = 0; i < plan->n_disks; i++)
+    mc.disks[i] = (struct vmm_disk){.path = plan->disks[i].path,
+                                    .read_only = plan->disks[i].read_only,
+                                    .serial = plan->disks[i].serial};
+  if (vmm_machine_create(&mc, &vm->machine, err) < 0) return rc_err_wrap(err, "microVM");
+  vm->stopped = vmm_machine_stopped_fd(vm->machine);
+  if (vmm_machine_start(vm->machine, err) < 0) return rc_err_wrap(err, "microVM");
+
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms();
+  struct agent_frame f;
+  if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0) return -1;
+  struct agent_hello hello;
+  if (agent_decode_hello(&f, &hello, err) < 0) return rc_err_wrap(err, "microVM: agent HELLO");
+  rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
+
+  struct agent_config *ac = rc_microvm_agent_config(vm->cfg, plan);
+  struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
+  int r = agent_encode_config(m, ac, err);
+  rc_microvm_agent_config_free(ac);
+  if (r == 0) r = send_frame(vm, m, err);
+  free(m);
+  if (r < 0) return rc_err_wrap(err, "microVM: the container's config for the guest");
+  return expect(vm, AGENT_MSG_CONFIGURED, &f, deadline, "while setting up the container", err);
+}
+
+/* A terminal: the pty's master goes to the console socket (as runc does); the VMM keeps
+ * the slave, raw, as the container's side and its controlling terminal, so a resize of
+ * the master reaches it as SIGWINCH. */
+static int setup_terminal(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *err) {
+  const struct oci_process *p = &vm->cfg->process;
+  int master, slave;
+  if (rc_pty_open(&master, &slave, p->has_console_size ? p->console_width : 0,
+                  p->has_console_size ? p->console_height : 0, err) < 0)
+    return rc_err_wrap(err, "set up terminal");
+  int r = rc_send_fd(ctx->console_fd, master, "/dev/ptmx", err);
+  close(master);
+  close(ctx->console_fd);
+  if (r < 0) {
+    close(slave);
+    return rc_err_wrap(err, "send pty master to the console socket");
+  }
+  struct termios t;
+  if (tcgetattr(slave, &t) == 0) {
+    cfmakeraw(&t);
+    (void)tcsetattr(slave, TCSANOW, &t);
+  }
+  if (ioctl(slave, TIOCSCTTY, 0) < 0) {
+    close(slave);
+    return rc_err(err, errno, "set controlling terminal");
+  }
+  vm->tty = slave;
+  vm->in_fd = slave;
+  vm->out_fd[0] = vm->out_fd[1] = slave;
+  return 0;
+}
+
+/* Pipes and sockets become nonblocking so a full one cannot stall signals and the other
+ * stream; ttys and files (shared with whoever gave them) stay as they are. */
+static void nonblocking_if_pipe(int fd) {
+  struct stat sb;
+  if (fstat(fd, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)))
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Forwarded signals are blocked and read from a signalfd. Each also gets a handler: as
+ * PID 1 of a new pid namespace the VMM would otherwise never receive a signal it has
+ * not asked for. */
+static void noop_handler(int sig) {
+  (void)sig;
+}
+
+static int forward_signals(sigset_t *set, struct rc_error *err) {
+  sigfillset(set);
+  int keep[] = {SIGKILL, SIGSTOP, SIGCHLD, SIGPIPE, SIGSEGV,    SIGBUS,
+                SIGILL,  SIGFPE,  SIGABRT, SIGTRAP, KICK_SIGNAL};
+  for (size_t i = 0; i < RC_ARRAY_SIZE(keep); i++) sigdelset(set, keep[i]);
+  struct sigaction sa = {.sa_handler = noop_handler};
+  for (int s = 1; s < NSIG; s++)
+    if (sigismember(set, s) == 1) (void)sigaction(s, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  if (sigprocmask(SIG_BLOCK, set, NULL) < 0) return rc_err(err, errno, "block signals");
+  int fd = signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) return rc_err(err, errno, "signalfd");
+  return fd;
+}
+
+static int send_winsize(struct vm *vm, struct rc_error *err) {
+  struct winsize ws;
+  if (vm->tty < 0 || ioctl(vm->tty, TIOCGWINSZ, &ws) < 0) return 0;
+  struct agent_msg m;
+  agent_encode_winsize(&m, &(struct agent_winsize){.rows = ws.ws_row, .cols = ws.ws_col});
+  return send_frame(vm, &m, err);
+}
+
+static int on_signal(struct vm *vm, int sigfd, struct rc_error *err) {
+  struct signalfd_siginfo si;
+  while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+    if ((int)si.ssi_signo == SIGWINCH && vm->tty >= 0) {
+      if (send_winsize(vm, err) < 0) return -1;
+      continue;
+    }
+    struct agent_msg m;
+    agent_encode_signal(&m, si.ssi_signo);
+    if (send_frame(vm, &m, err) < 0) return -1;
+  }
+  return 0;
+}
+
+/* Container stdin -> STDIN frames, within the window the agent has credited. */
+static int on_stdin(struct vm *vm, struct rc_error *err) {
+  uint32_t room = AGENT_STDIO_WINDOW - vm->stdin_in_flight;
+  if (room == 0) return 0;
+  uint8_t buf[AGENT_STDIO_CHUNK];
+  ssize_t n = read(vm->in_fd, buf, room < sizeof(buf) ? room : sizeof(buf));
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
+  int r;
+  if (n <= 0) {
+    /* end of input (a hung-up terminal reads as an error: the same for the workload) */
+    vm->in_eof = true;
+    agent_encode_empty(m, AGENT_MSG_STDIN_EOF);
+  } else {
+    vm->stdin_in_flight += (uint32_t)n;
+    agent_encode_data(m, AGENT_MSG_STDIN, buf, (size_t)n);
+  }
+  r = send_frame(vm, m, err);
+  free(m);
+  return r;
+}
+
+/* Writes queued output to the container's stdout/stderr and credits the agent. */
+static int flush_output(struct vm *vm, int s, struct rc_error *err) {
+  while (vm->out[s].len) {
+    ssize_t n = write(vm->out_fd[s], vm->out[s].data, vm->out[s].len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      /* the reader went away (EPIPE): the workload's output is dropped, as a closed pipe
+       * would drop it, and the flow keeps going */
+      n = (ssize_t)vm->out[s].len;
+    }
+    queue_drop(&vm->out[s], (size_t)n);
+    vm->out_uncredited[s] += (uint32_t)n;
+  }
+  if (vm->out_uncredited[s] >= AGENT_STDIO_CHUNK ||
+      (vm->out[s].len == 0 && vm->out_uncredited[s])) {
+    struct agent_msg m;
+    struct agent_output_credit c = {.stdout_bytes = s == 0 ? vm->out_uncredited[0] : 0,
+                                    .stderr_bytes = s == 1 ? vm->out_uncredited[1] : 0};
+    vm->out_uncredited[s] = 0;
+    agent_encode_output_credit(&m, &c);
+    return send_frame(vm, &m, err);
+  }
+  return 0;
+}
+
+static int on_frame(struct vm *vm, const struct agent_frame *f, struct rc_error *err) {
+  switch (f->type) {
+    case AGENT_MSG_STDOUT:
+    case AGENT_MSG_STDERR: {
+      int s = f->type == AGENT_MSG_STDERR;
+      if (queue_push(&vm->out[s], f->payload, f->length) < 0)
+        return rc_err(err, EPROTO,
+                      "microVM: the guest agent sent more output than it was credited");
+      return flush_output(vm, s, err);
+    }
+    case AGENT_MSG_STDIN_CREDIT: {
+      uint32_t n;
+      if (agent_decode_stdin_credit(f, &n, err) < 0) return -1;
+      if (n > vm->stdin_in_flight)
+        return rc_err(err, EPROTO, "microVM: the guest agent credited stdin it was never sent");
+      vm->stdin_in_flight -= n;
+      return 0;
+    }
+    case AGENT_MSG_EXIT:
+      if (agent_decode_exit(f, &vm->exit, err) < 0) return -1;
+      vm->exited = true;
+      return 0;
+    case AGENT_MSG_ERROR:
+      return agent_error(f, err);
+    default:
+      return rc_err(err, EPROTO, "microVM: the guest agent sent %s while the container ran",
+                    agent_msg_name(f->type));
+  }
+}
+
+/* The running container: until the workload's EXIT has arrived and its output is out,
+ * or the guest stops. */
+static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
+  bool eof = false;
+  for (;;) {
+    struct agent_frame f;
+    int r;
+    while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
+      if (on_frame(vm, &f, err) < 0) return -1;
+    if (r < 0) return -1;
+    if (flush_agent(vm, err) < 0) return -1;
+    if (vm->exited && vm->out[0].len == 0 && vm->out[1].len == 0) return 0;
+
+    struct pollfd p[6];
+    int n = 0;
+    p[n++] = (struct pollfd){.fd = vm->stopped, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = eof ? -1 : vm->agent,
+                             .events = POLLIN | (vm->to_agent.len ? POLLOUT : 0)};
+    bool want_in = !vm->in_eof && !vm->exited && vm->stdin_in_flight < AGENT_STDIO_WINDOW &&
+                   vm->to_agent.len < AGENT_FRAME_MAX;
+    p[n++] = (struct pollfd){.fd = want_in ? vm->in_fd : -1, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = vm->out[0].len ? vm->out_fd[0] : -1, .events = POLLOUT};
+    p[n++] = (struct pollfd){.fd = vm->out[1].len ? vm->out_fd[1] : -1, .events = POLLOUT};
+    if (poll(p, (nfds_t)n, -1) < 0) {
+      if (errno == EINTR) continue;
+      return rc_err(err, errno, "microVM: poll");
+    }
+    if (p[1].revents && on_signal(vm, sigfd, err) < 0) return -1;
+    if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (agent_reader_fill(vm->reader, vm->agent, &eof, err) < 0) return -1;
+    }
+    if (p[3].revents && on_stdin(vm, err) < 0) return -1;
+    for (int s = 0; s < 2; s++)
+      if (p[4 + s].revents && flush_output(vm, s, err) < 0) return -1;
+    if (p[0].revents || eof) {
+      /* the guest is gone: take the last frames it managed to send */
+      bool more = true;
+      while (more && !eof) {
+        if (agent_reader_fill(vm->reader, vm->agent, &eof, err) < 0) break;
+        while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
+          if (on_frame(vm, &f, err) < 0) return -1;
+        more = r == 0 && !eof && vm->reader->len < AGENT_FRAME_MAX;
+        struct pollfd q = {.fd = vm->agent, .events = POLLIN};
+        if (poll(&q, 1, 0) <= 0) break;
+      }
+      if (vm->exited) {
+        /* write what is left, blocking: nobody else needs the loop now */
+        for (int s = 0; s < 2; s++) {
+          fcntl(vm->out_fd[s], F_SETFL, fcntl(vm->out_fd[s], F_GETFL) & ~O_NONBLOCK);
+          (void)flush_output(vm, s, err);
+        }
+        return 0;
+      }
+      return guest_stopped_error(vm, "while the container ran, without reporting its exit", err);
+    }
+  }
+}
+
+/* Exits as the workload did. A signal is re-raised where that gives the same wait status
+ * (not as PID 1 of a pid namespace, which the kernel shields from its own signals); else
+ * 128 + signal, which is what a shell and containerd's shim report anyway. */
+__attribute__((noreturn)) static void exit_like(const struct agent_exit *e) {
+  if (e->kind == AGENT_EXIT_SIGNAL && e->value > 0 && (int)e->value < NSIG && getpid() != 1 &&
+      e->value != SIGSTOP && e->value != SIGTSTP && e->value != SIGTTIN && e->value != SIGTTOU) {
+    signal((int)e->value, SIG_DFL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, (int)e->value);
+    sigprocmask(SIG_UNBLOCK, &s, NULL);
+    raise((int)e->value);
+  }
+  _exit(agent_exit_status(e));
+}
+
+void rc_microvm_init_main(struct rc_init_ctx *ctx) {
+  struct rc_error err = {0};
+  const struct oci_config *cfg = ctx->cfg;
+  int sync = ctx->sync_fd;
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  close(ctx->state_dir_fd); /* the container's lock stays with the runtime */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) _exit(1);
+  /* Guest memory and the agent channel live in this process: nothing else may read them
+   * through /proc (the same rule Firecracker's jailer applies). */
+  prctl(PR_SET_DUMPABLE, 0);
+
+  struct vm vm = {
+      .cfg = cfg, .agent = -1, .stopped = -1, .tty = -1, .console_log = ctx->vm_console_log};
+  vm.reader = rc_xcalloc(1, sizeof(*vm.reader));
+  agent_reader_init(vm.reader);
+  vm.to_agent = (struct byte_queue){.data = rc_xcalloc(1, 2 * AGENT_FRAME_MAX + AGENT_STDIO_WINDOW),
+                                    .cap = 2 * AGENT_FRAME_MAX + AGENT_STDIO_WINDOW};
+  for (int s = 0; s < 2; s++)
+    vm.out[s] = (struct byte_queue){.data = rc_xcalloc(1, AGENT_STDIO_WINDOW + AGENT_FRAME_MAX),
+                                    .cap = AGENT_STDIO_WINDOW + AGENT_FRAME_MAX};
+
+  if (rc_sync_expect(sync, RC_SYNC_GO, "wait for parent", &err) < 0) _exit(1);
+  if (ctx->clone_flags & CLONE_NEWUSER) {
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+      rc_err(&err, errno, "become root in the new user namespace (is uid/gid 0 mapped?)");
+      fail(sync, &err);
+    }
+  }
+  if (rc_ns_join_paths(ctx->ns_fds, &err) < 0) fail(sync, &err);
+  if (rc_ns_unshare_cgroup(cfg, &err) < 0) fail(sync, &err);
+  rc_ns_close_paths(ctx->ns_fds);
+  if (setsid() < 0) {
+    rc_err(&err, errno, "setsid");
+    fail(sync, &err);
+  }
+
+  if (rc_sync_send(sync, RC_SYNC_HOOKS, &err) < 0) _exit(1);
+  if (rc_sync_expect(sync, RC_SYNC_GO, "wait for createRuntime hooks", &err) < 0) _exit(1);
+  if (cfg->hooks.n_create_container > 0) {
+    /* In the container's (the VMM's) namespaces on the host, as for a cell. */
+    if (chdir(ctx->rootfs) < 0) {
+      rc_err(&err, errno, "chdir to rootfs %s", ctx->rootfs);
+      fail(sync, &err);
+    }
+    cleanup_free char *state = NULL;
+    rc_hook_state_json(ctx, OCI_STATUS_CREATING, &state);
+    if (rc_hooks_run("createContainer", cfg->hooks.create_container, cfg->hooks.n_create_container,
+                     state, &err) < 0)
+      fail(sync, &err);
+  }
+  if (chdir("/") < 0) {
+    rc_err(&err, errno, "chdir /");
+    fail(sync, &err);
+  }
+
+  sigset_t forwarded;
+  int sigfd = forward_signals(&forwarded, &err);
+  if (sigfd < 0) fail(sync, &err);
+  if (cfg->process.terminal) {
+    if (setup_terminal(&vm, ctx, &err) < 0) fail(sync, &err);
+  } else {
+    vm.in_fd = 0;
+    vm.out_fd[0] = 1;
+    vm.out_fd[1] = 2;
+    for (int fd = 0; fd <= 2; fd++) nonblocking_if_pipe(fd);
+  }
+  if (boot(&vm, ctx, &err) < 0) fail(sync, &err);
+
+  prctl(PR_SET_PDEATHSIG, 0);
+  if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) _exit(1);
+  close(sync);
+
+  /* Created: wait for `start`, or for the guest to go away (then the container is
+   * stopped, and start reports that). */
+  for (;;) {
+    struct pollfd p[2] = {{.fd = ctx->start_fd, .events = POLLIN},
+                          {.fd = vm.stopped, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR) _exit(1);
+    if (p[1].revents) {
+      (void)guest_stopped_error(&vm, "before start", &err);
+      rc_warn("%s", err.msg);
+      _exit(255);
+    }
+    if (p[0].revents) break;
+  }
+  int conn = -1;
+  if (rc_wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
+  close(ctx->start_fd);
+  if (cfg->hooks.n_start_container > 0) {
+    cleanup_free char *state = NULL;
+    rc_hook_state_json(ctx, OCI_STATUS_CREATED, &state);
+    if (rc_hooks_run("startContainer", cfg->hooks.start_container, cfg->hooks.n_start_container,
+                     state, &err) < 0)
+      fail(conn, &err);
+  }
+  struct agent_msg m;
+  agent_encode_empty(&m, AGENT_MSG_START);
+  struct agent_frame f;
+  if (send_frame(&vm, &m, &err) < 0 ||
+      expect(&vm, AGENT_MSG_STARTED, &f, now_ms() + (uint64_t)timeout_ms(), "while starting",
+             &err) < 0)
+    fail(conn, &err);
+  uint32_t guest_pid = 0;
+  if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);
+  rc_debug("microvm: workload started, guest pid %u", guest_pid);
+  close(conn); /* start returns: the container runs */
+  if (vm.tty >= 0) (void)send_winsize(&vm, &err);
+
+  if (relay(&vm, sigfd, &err) < 0) {
+    rc_log(RC_LOG_ERROR, "container %s: %s", ctx->id, err.msg);
+    vmm_machine_stop(vm.machine);
+    _exit(255);
+  }
+  /* the agent reboots the guest after EXIT; give it a moment, then stop it ourselves */
+  struct pollfd p = {.fd = vm.stopped, .events = POLLIN};
+  if (poll(&p, 1, SHUTDOWN_GRACE_MS) <= 0) vmm_machine_stop(vm.machine);
+  exit_like(&vm.exit);
+}

@@ -1,0 +1,81 @@
+/* What the virtio-mmio transport (mmio.c) shares with the device models (blk.c,
+ * console.c, rng.c): the common device state, and the hooks a model provides.
+ *
+ * Locking: dev->lock guards everything in struct vmm_virtio_dev and the model's own
+ * state. The transport takes it for every MMIO access (vCPU threads) and calls the hooks
+ * with it held; a model's own thread (the console's I/O thread) takes it before touching
+ * a queue. */
+#ifndef RUNCELL_VMM_VIRTIO_DEV_H
+#define RUNCELL_VMM_VIRTIO_DEV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runcell/vmm/virtio.h"
+#include "virtqueue.h"
+
+#define VIRTIO_MAX_QUEUES 2
+#define VIRTIO_CONFIG_MAX 64
+#define VIRTIO_FAULT_MAX 512
+
+struct virtio_dev_ops {
+  const char *name;
+  /* The driver made buffers available on queue q (the device is DRIVER_OK, not broken and
+   * the queue ready). Also called for every ready queue when the driver sets DRIVER_OK,
+   * for buffers posted before. Lock held. */
+  void (*notify)(struct vmm_virtio_dev *dev, unsigned q);
+  /* The device was reset (or broken): drop what the model holds from the queues. Lock
+   * held; may be NULL. */
+  void (*reset)(struct vmm_virtio_dev *dev);
+  /* Stops the model's threads and frees its resources; the transport frees dev. No lock
+   * held; may be NULL. */
+  void (*destroy)(struct vmm_virtio_dev *dev);
+};
+
+struct vmm_virtio_dev {
+  pthread_mutex_t lock;
+  const struct vmm_guest_mem *mem;
+  struct vmm_irq_line irq;
+  const struct virtio_dev_ops *ops;
+  void *model; /* the model's own state */
+
+  uint32_t device_id;
+  uint64_t device_features, driver_features;
+  uint32_t device_features_sel, driver_features_sel, queue_sel;
+  uint32_t status, interrupt_status;
+  uint16_t queue_max;
+  unsigned n_queues;
+  struct virtq queues[VIRTIO_MAX_QUEUES];
+  uint8_t config[VIRTIO_CONFIG_MAX]; /* little-endian, read-only to the driver */
+  uint32_t config_len;
+
+  bool broken;   /* DEVICE_NEEDS_RESET: no processing until the driver resets the device */
+  int fault_set; /* atomic: fault holds the first guest error seen, never cleared */
+  char fault[VIRTIO_FAULT_MAX];
+};
+
+/* Allocates and initialises the common part (features must include what the transport
+ * adds: VIRTIO_F_VERSION_1 is added here). */
+int virtio_dev_new(const struct vmm_guest_mem *mem, struct vmm_irq_line irq,
+                   const struct virtio_dev_ops *ops, uint32_t device_id, uint64_t features,
+                   unsigned n_queues, struct vmm_virtio_dev **out, struct rc_error *err);
+
+/* Records a guest error: sets DEVICE_NEEDS_RESET, stops processing, keeps the message for
+ * vmm_virtio_dev_fault and tells the driver (configuration change interrupt). Lock held. */
+void virtio_dev_fail(struct vmm_virtio_dev *dev, const char *why);
+
+/* Raises the used-buffer interrupt if the driver of queue q wants one. Lock held. */
+void virtio_dev_used(struct vmm_virtio_dev *dev, unsigned q);
+
+/* Serves every chain available on queue q in turn: serve returns the bytes it wrote into
+ * the chain (which goes back through the used ring), or <0 with err set when the request
+ * breaks the rules, which fails the device. Interrupts once at the end. Lock held. */
+typedef int64_t (*virtio_serve_fn)(struct vmm_virtio_dev *dev, const struct virtq_chain *chain,
+                                   struct rc_error *err);
+void virtio_dev_serve(struct vmm_virtio_dev *dev, unsigned q, virtio_serve_fn serve);
+
+/* Whether the device processes queues now (DRIVER_OK and not broken). Lock held. */
+bool virtio_dev_live(const struct vmm_virtio_dev *dev);
+
+#endif
