@@ -194,13 +194,35 @@ const struct oci_resources *rc_effective_resources(const struct oci_config *cfg,
 }
 
 /* Creates the container's cgroup with its resources and moves pid into it. */
-static int join_cgroup(const struct oci_config *cfg, const char *cgpath, pid_t pid,
+static int join_cgroup(const struct oci_config *cfg, const char *cgpath, pid_t pid, bool microvm,
                        struct rc_error *err) {
   struct oci_resources res_copy;
   struct oci_device_cgroup *owned_rules = NULL;
   const struct oci_resources *res = rc_effective_resources(cfg, &res_copy, &owned_rules);
+  struct oci_resources vm_res;
+  struct oci_device_cgroup *vm_rules = NULL;
+  if (microvm) {
+    /* The cgroup holds the VMM, not the workload (whose device rules the guest applies):
+     * the VMM must be able to open /dev/kvm, whatever the config's rules say. */
+    if (res)
+      vm_res = *res;
+    else
+      memset(&vm_res, 0, sizeof(vm_res));
+    vm_rules = rc_xcalloc(vm_res.n_devices + 1, sizeof(*vm_rules));
+    if (vm_res.n_devices) memcpy(vm_rules, vm_res.devices, vm_res.n_devices * sizeof(*vm_rules));
+    vm_rules[vm_res.n_devices++] = (struct oci_device_cgroup){.allow = true,
+                                                              .type = 'c',
+                                                              .has_major = true,
+                                                              .has_minor = true,
+                                                              .major = 10,
+                                                              .minor = 232,
+                                                              .access = (char *)"rw"};
+    vm_res.devices = vm_rules;
+    res = &vm_res;
+  }
   int r = rc_cgroup_create(cgpath, res, pid, err);
   free(owned_rules);
+  free(vm_rules);
   return r;
 }
 
@@ -360,13 +382,13 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
    * cgroup namespace it must be in its cgroup before it unshares, so it waits. */
   bool cgroup_first = oci_config_namespace(cfg, OCI_NS_CGROUP) != NULL;
   if (cgroup_first) {
-    if (join_cgroup(cfg, cgpath, pid, err) < 0) goto out;
+    if (join_cgroup(cfg, cgpath, pid, microvm != NULL, err) < 0) goto out;
     cgroup_made = true;
   }
   if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
   if (!cgroup_first) {
-    if (join_cgroup(cfg, cgpath, pid, err) < 0) goto out;
+    if (join_cgroup(cfg, cgpath, pid, microvm != NULL, err) < 0) goto out;
     cgroup_made = true;
   }
 
