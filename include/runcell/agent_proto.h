@@ -1,0 +1,288 @@
+/* The protocol between a microVM's host side (the VMM process) and the guest agent (PID 1
+ * of the guest), carried over the guest's /dev/hvc0 (one virtio-console port).
+ *
+ * Every frame is a fixed little-endian header {u32 magic, u16 version, u16 type,
+ * u32 length} and `length` payload bytes, length <= AGENT_FRAME_MAX_PAYLOAD. A bad magic,
+ * an unknown version, an oversized length, a type that does not travel in that direction,
+ * or a payload that does not decode exactly is a protocol error on either side.
+ *
+ * Payloads are encoded field by field: integers little-endian, a string is u32 length +
+ * bytes (no NUL inside, none at the end), a string array is u32 count + strings. Decoders
+ * copy everything they keep out of the frame: no pointer into a frame survives decoding,
+ * except agent_frame.payload itself (valid until the next agent_reader_next call).
+ *
+ * Conversation:
+ *   guest: HELLO                                 host: CONFIG
+ *   guest: CONFIGURED, or ERROR and power-off     host: START
+ *   guest: STARTED, or ERROR and power-off
+ *   both:  STDOUT/STDERR + CREDIT (host->guest), STDIN/STDIN_EOF + CREDIT (guest->host),
+ *          SIGNAL, WINSIZE (host->guest)
+ *   guest: EXIT, then sync and reboot (the VMM sees the reset)
+ * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
+ * AGENT_STDIO_WINDOW bytes per stream unacknowledged; the receiver sends CREDIT as it
+ * writes the data out, so neither side ever buffers more than a window.
+ *
+ * libc only: this file is compiled into both the core library and the static agent. */
+#ifndef RUNCELL_AGENT_PROTO_H
+#define RUNCELL_AGENT_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runcell/error.h"
+
+#define AGENT_PROTO_MAGIC 0x4c434352u /* "RCCL" as little-endian bytes */
+#define AGENT_PROTO_VERSION 1
+#define AGENT_FRAME_HEADER_SIZE 12
+#define AGENT_FRAME_MAX_PAYLOAD (64u * 1024u)
+#define AGENT_FRAME_MAX (AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX_PAYLOAD)
+/* Unacknowledged stdio bytes a sender may have in flight per stream. */
+#define AGENT_STDIO_WINDOW (256u * 1024u)
+/* The most data bytes one STDOUT/STDERR/STDIN frame carries. */
+#define AGENT_STDIO_CHUNK (32u * 1024u)
+
+/* Limits the decoders enforce on CONFIG beyond the frame size. */
+#define AGENT_MAX_STRING 4096u    /* one argument, variable, path, option */
+#define AGENT_MAX_MESSAGE 1024u   /* ERROR's message */
+#define AGENT_MAX_HOSTNAME 64u    /* HOST_NAME_MAX */
+#define AGENT_MAX_GIDS 256u       /* additional groups */
+#define AGENT_MAX_RLIMIT_TYPE 16u /* RLIM_NLIMITS on Linux */
+#define AGENT_MAX_VOLUMES 8u
+#define AGENT_MAX_MOUNTS 256u
+
+/* Message types: guest->host in 0x01xx, host->guest in 0x02xx, so a frame travelling the
+ * wrong way is refused by its type alone. */
+enum agent_msg_type {
+  AGENT_MSG_HELLO = 0x0101,        /* {u32 proto version, str agent version} */
+  AGENT_MSG_CONFIGURED = 0x0102,   /* {} ready, waiting for START */
+  AGENT_MSG_ERROR = 0x0103,        /* {u32 stage, i32 errno, str message} */
+  AGENT_MSG_STARTED = 0x0104,      /* {u32 guest pid} */
+  AGENT_MSG_STDOUT = 0x0105,       /* bytes (the whole payload) */
+  AGENT_MSG_STDERR = 0x0106,       /* bytes */
+  AGENT_MSG_EXIT = 0x0107,         /* {u32 kind, u32 value} */
+  AGENT_MSG_STDIN_CREDIT = 0x0108, /* {u32 stdin bytes written to the process} */
+
+  AGENT_MSG_CONFIG = 0x0201,        /* see agent_config */
+  AGENT_MSG_START = 0x0202,         /* {} */
+  AGENT_MSG_STDIN = 0x0203,         /* bytes */
+  AGENT_MSG_STDIN_EOF = 0x0204,     /* {} */
+  AGENT_MSG_SIGNAL = 0x0205,        /* {u32 signo} */
+  AGENT_MSG_WINSIZE = 0x0206,       /* {u16 rows, u16 cols} */
+  AGENT_MSG_OUTPUT_CREDIT = 0x0207, /* {u32 stdout bytes, u32 stderr bytes} written out */
+};
+
+/* Is the type one that may travel guest->host (true) or host->guest (false)? */
+bool agent_msg_from_guest(uint16_t type);
+bool agent_msg_from_host(uint16_t type);
+/* "HELLO", "CONFIG", ...; "unknown" otherwise. */
+const char *agent_msg_name(uint16_t type);
+
+/* Where the agent failed (ERROR's stage). */
+enum agent_stage {
+  AGENT_STAGE_PROTOCOL = 1, /* a frame from the host broke the protocol */
+  AGENT_STAGE_BOOT,         /* the agent's own mounts, the channel */
+  AGENT_STAGE_CONFIG,       /* CONFIG failed validation */
+  AGENT_STAGE_ROOTFS,       /* finding or mounting the root disk, the overlay */
+  AGENT_STAGE_VOLUMES,      /* the extra disks */
+  AGENT_STAGE_MOUNTS,       /* the OCI mounts */
+  AGENT_STAGE_HOSTNAME,
+  AGENT_STAGE_EXEC,    /* finding the executable, exec itself */
+  AGENT_STAGE_PROCESS, /* the process's setup: terminal, ids, rlimits, cwd */
+  AGENT_STAGE_RELAY,   /* after START: the stdio relay */
+};
+const char *agent_stage_name(uint32_t stage);
+
+/* ---- Encoding ---------------------------------------------------------------------- */
+
+/* One outgoing frame being built. Writes past the limit set `overflow` instead of
+ * writing; agent_msg_end then fails, so encoders need no check per field. */
+struct agent_msg {
+  size_t len; /* header included */
+  bool overflow;
+  uint8_t bytes[AGENT_FRAME_MAX];
+};
+
+void agent_msg_begin(struct agent_msg *m, uint16_t type);
+void agent_put_u8(struct agent_msg *m, uint8_t v);
+void agent_put_u16(struct agent_msg *m, uint16_t v);
+void agent_put_u32(struct agent_msg *m, uint32_t v);
+void agent_put_u64(struct agent_msg *m, uint64_t v);
+void agent_put_bytes(struct agent_msg *m, const void *data, size_t n);
+void agent_put_str(struct agent_msg *m, const char *s); /* NULL encodes as "" */
+/* Fills in the header's length; fails (the frame is unusable) if the payload overflowed. */
+int agent_msg_end(struct agent_msg *m, struct rc_error *err);
+/* Writes the whole frame to fd, waiting (poll) when fd is nonblocking and full. */
+int agent_msg_write(int fd, const struct agent_msg *m, struct rc_error *err);
+
+/* ---- Decoding ---------------------------------------------------------------------- */
+
+/* A frame as the reader hands it out; payload points into the reader's buffer. */
+struct agent_frame {
+  uint16_t type;
+  uint32_t length;
+  const uint8_t *payload;
+};
+
+/* Checks a header (magic, version, length limit). */
+int agent_header_decode(const uint8_t hdr[AGENT_FRAME_HEADER_SIZE], uint16_t *type,
+                        uint32_t *length, struct rc_error *err);
+
+/* A bounds-checked read position in a payload; a read past the end sets `bad` and yields
+ * zeroes, so decoders check once at the end with agent_cursor_finish. */
+struct agent_cursor {
+  const uint8_t *p;
+  size_t len, off;
+  bool bad;
+};
+
+void agent_cursor_init(struct agent_cursor *c, const void *p, size_t len);
+uint8_t agent_get_u8(struct agent_cursor *c);
+uint16_t agent_get_u16(struct agent_cursor *c);
+uint32_t agent_get_u32(struct agent_cursor *c);
+uint64_t agent_get_u64(struct agent_cursor *c);
+/* A heap copy of a string of at most max bytes; NULL (and bad) when it is longer, holds a
+ * NUL, or runs past the end. */
+char *agent_get_str(struct agent_cursor *c, size_t max);
+/* A string into a fixed buffer (size includes the NUL); false when it does not fit. */
+bool agent_get_str_into(struct agent_cursor *c, char *buf, size_t size);
+/* Fails unless every read stayed in bounds and the payload was consumed exactly. */
+int agent_cursor_finish(const struct agent_cursor *c, const char *what, struct rc_error *err);
+
+/* ---- The incremental frame reader -------------------------------------------------- */
+
+/* Collects bytes from a stream and cuts them into frames. Holds at most one maximal frame,
+ * so a peer cannot make it grow. */
+struct agent_reader {
+  size_t len;      /* bytes held */
+  size_t consumed; /* bytes of the frame handed out last, dropped on the next call */
+  uint8_t buf[AGENT_FRAME_MAX];
+};
+
+void agent_reader_init(struct agent_reader *r);
+/* Copies in as much of data as there is room for (compacting first); returns the count. */
+size_t agent_reader_feed(struct agent_reader *r, const void *data, size_t n);
+/* One read(2) from fd into the free space. *eof is set at end of stream; EAGAIN and EINTR
+ * are not errors (nothing read). */
+int agent_reader_fill(struct agent_reader *r, int fd, bool *eof, struct rc_error *err);
+/* 1 and the next whole frame (its payload valid until the next call), 0 if more bytes are
+ * needed, <0 on a protocol error (bad header): the stream is unusable after that. */
+int agent_reader_next(struct agent_reader *r, struct agent_frame *f, struct rc_error *err);
+
+/* ---- Messages ---------------------------------------------------------------------- */
+
+struct agent_hello {
+  uint32_t proto_version;
+  char agent_version[64];
+};
+
+struct agent_error_msg {
+  uint32_t stage;
+  int32_t errnum;
+  char message[AGENT_MAX_MESSAGE + 1];
+};
+
+enum agent_exit_kind { AGENT_EXIT_CODE = 0, AGENT_EXIT_SIGNAL = 1 };
+struct agent_exit {
+  uint32_t kind;  /* agent_exit_kind */
+  uint32_t value; /* exit code 0..255, or signal 1..64 */
+};
+/* The status a shell would report: the code, or 128 + signal. */
+int agent_exit_status(const struct agent_exit *e);
+
+struct agent_output_credit {
+  uint32_t stdout_bytes, stderr_bytes;
+};
+
+struct agent_winsize {
+  uint16_t rows, cols;
+};
+
+struct agent_rlimit {
+  uint32_t type; /* RLIMIT_* */
+  uint64_t soft, hard;
+};
+
+/* An OCI mount as the agent makes it inside the container's root. Bind sources are guest
+ * paths: a volume's contents are under /run/volumes/<index>/ (AGENT_VOLUMES_DIR). */
+struct agent_mount {
+  char *destination; /* absolute, resolved inside the container root */
+  char *type;        /* "proc", "tmpfs", "bind", ... ("" means bind when options say so) */
+  char *source;
+  char **options; /* NULL-terminated */
+  uint32_t n_options;
+};
+
+/* A disk the guest mounts before the OCI mounts, read-only or not. */
+struct agent_volume {
+  char *device; /* "/dev/vdb", or "serial:NAME" (matched against /sys/block/vd* /serial) */
+  char *fstype; /* "erofs", "ext4" */
+  bool read_only;
+};
+#define AGENT_VOLUMES_DIR "/run/volumes"
+
+struct agent_config {
+  /* process */
+  char **args; /* NULL-terminated, at least one */
+  uint32_t n_args;
+  char **env; /* NULL-terminated, each "NAME=value" */
+  uint32_t n_env;
+  char *cwd; /* absolute */
+  uint32_t uid, gid;
+  uint32_t *additional_gids;
+  uint32_t n_additional_gids;
+  bool has_umask;
+  uint32_t umask; /* <= 0777 */
+  struct agent_rlimit *rlimits;
+  uint32_t n_rlimits;
+  bool terminal;
+  struct agent_winsize winsize; /* initial size when terminal */
+  char *hostname;               /* "" leaves the guest's */
+  /* root filesystem: the disk is mounted read-only with a tmpfs overlay on top (so the
+   * mount points of the OCI mounts can be made); read_only remounts the result read-only */
+  char *rootfs_device; /* as agent_volume.device */
+  char *rootfs_fstype;
+  bool rootfs_read_only;
+  struct agent_volume *volumes;
+  uint32_t n_volumes;
+  struct agent_mount *mounts;
+  uint32_t n_mounts;
+};
+
+void agent_encode_empty(struct agent_msg *m, uint16_t type);
+void agent_encode_hello(struct agent_msg *m, const char *agent_version);
+void agent_encode_error(struct agent_msg *m, uint32_t stage, int32_t errnum, const char *message);
+void agent_encode_started(struct agent_msg *m, uint32_t pid);
+/* STDOUT, STDERR or STDIN; n <= AGENT_FRAME_MAX_PAYLOAD. */
+void agent_encode_data(struct agent_msg *m, uint16_t type, const void *data, size_t n);
+void agent_encode_exit(struct agent_msg *m, const struct agent_exit *e);
+void agent_encode_stdin_credit(struct agent_msg *m, uint32_t bytes);
+void agent_encode_output_credit(struct agent_msg *m, const struct agent_output_credit *c);
+void agent_encode_signal(struct agent_msg *m, uint32_t signo);
+void agent_encode_winsize(struct agent_msg *m, const struct agent_winsize *w);
+/* Validates cfg first (agent_config_validate) and fails if it does not fit in a frame. */
+int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, struct rc_error *err);
+
+/* Each decoder checks the frame's type and that the payload decodes exactly. */
+int agent_decode_empty(const struct agent_frame *f, uint16_t type, struct rc_error *err);
+int agent_decode_hello(const struct agent_frame *f, struct agent_hello *out, struct rc_error *err);
+int agent_decode_error(const struct agent_frame *f, struct agent_error_msg *out,
+                       struct rc_error *err);
+int agent_decode_started(const struct agent_frame *f, uint32_t *pid, struct rc_error *err);
+int agent_decode_exit(const struct agent_frame *f, struct agent_exit *out, struct rc_error *err);
+int agent_decode_stdin_credit(const struct agent_frame *f, uint32_t *bytes, struct rc_error *err);
+int agent_decode_output_credit(const struct agent_frame *f, struct agent_output_credit *out,
+                               struct rc_error *err);
+int agent_decode_signal(const struct agent_frame *f, uint32_t *signo, struct rc_error *err);
+int agent_decode_winsize(const struct agent_frame *f, struct agent_winsize *out,
+                         struct rc_error *err);
+/* A heap agent_config (free with agent_config_free), validated. */
+int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
+                        struct rc_error *err);
+
+/* The checks both sides apply: args present, absolute cwd and destinations, "NAME=value"
+ * environment, umask, rlimit types and soft <= hard, hostname length, device names. */
+int agent_config_validate(const struct agent_config *cfg, struct rc_error *err);
+void agent_config_free(struct agent_config *cfg);
+
+#endif

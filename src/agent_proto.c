@@ -1,0 +1,790 @@
+/* The host<->agent protocol codec (include/runcell/agent_proto.h). Shared by the VMM
+ * process and the static guest agent, so it uses libc only. Both ends treat the other as
+ * hostile: every length is checked against what is left before anything is copied, and
+ * counts are checked against the bytes that could hold them before anything is allocated. */
+#include "runcell/agent_proto.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool agent_msg_from_guest(uint16_t type) {
+  return type >= AGENT_MSG_HELLO && type <= AGENT_MSG_STDIN_CREDIT;
+}
+
+bool agent_msg_from_host(uint16_t type) {
+  return type >= AGENT_MSG_CONFIG && type <= AGENT_MSG_OUTPUT_CREDIT;
+}
+
+const char *agent_msg_name(uint16_t type) {
+  switch (type) {
+    case AGENT_MSG_HELLO:
+      return "HELLO";
+    case AGENT_MSG_CONFIGURED:
+      return "CONFIGURED";
+    case AGENT_MSG_ERROR:
+      return "ERROR";
+    case AGENT_MSG_STARTED:
+      return "STARTED";
+    case AGENT_MSG_STDOUT:
+      return "STDOUT";
+    case AGENT_MSG_STDERR:
+      return "STDERR";
+    case AGENT_MSG_EXIT:
+      return "EXIT";
+    case AGENT_MSG_STDIN_CREDIT:
+      return "STDIN_CREDIT";
+    case AGENT_MSG_CONFIG:
+      return "CONFIG";
+    case AGENT_MSG_START:
+      return "START";
+    case AGENT_MSG_STDIN:
+      return "STDIN";
+    case AGENT_MSG_STDIN_EOF:
+      return "STDIN_EOF";
+    case AGENT_MSG_SIGNAL:
+      return "SIGNAL";
+    case AGENT_MSG_WINSIZE:
+      return "WINSIZE";
+    case AGENT_MSG_OUTPUT_CREDIT:
+      return "OUTPUT_CREDIT";
+    default:
+      return "unknown";
+  }
+}
+
+const char *agent_stage_name(uint32_t stage) {
+  switch (stage) {
+    case AGENT_STAGE_PROTOCOL:
+      return "protocol";
+    case AGENT_STAGE_BOOT:
+      return "agent boot";
+    case AGENT_STAGE_CONFIG:
+      return "config";
+    case AGENT_STAGE_ROOTFS:
+      return "rootfs";
+    case AGENT_STAGE_VOLUMES:
+      return "volumes";
+    case AGENT_STAGE_MOUNTS:
+      return "mounts";
+    case AGENT_STAGE_HOSTNAME:
+      return "hostname";
+    case AGENT_STAGE_EXEC:
+      return "exec";
+    case AGENT_STAGE_PROCESS:
+      return "process setup";
+    case AGENT_STAGE_RELAY:
+      return "stdio relay";
+    default:
+      return "unknown stage";
+  }
+}
+
+/* ---- Encoding ---------------------------------------------------------------------- */
+
+static void put_le(uint8_t *p, uint64_t v, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+void agent_msg_begin(struct agent_msg *m, uint16_t type) {
+  put_le(m->bytes, AGENT_PROTO_MAGIC, 4);
+  put_le(m->bytes + 4, AGENT_PROTO_VERSION, 2);
+  put_le(m->bytes + 6, type, 2);
+  put_le(m->bytes + 8, 0, 4);
+  m->len = AGENT_FRAME_HEADER_SIZE;
+  m->overflow = false;
+}
+
+static uint8_t *reserve(struct agent_msg *m, size_t n) {
+  if (m->overflow || n > sizeof(m->bytes) - m->len) {
+    m->overflow = true;
+    return NULL;
+  }
+  uint8_t *p = m->bytes + m->len;
+  m->len += n;
+  return p;
+}
+
+static void put_int(struct agent_msg *m, uint64_t v, size_t n) {
+  uint8_t *p = reserve(m, n);
+  if (p) put_le(p, v, n);
+}
+
+void agent_put_u8(struct agent_msg *m, uint8_t v) {
+  put_int(m, v, 1);
+}
+void agent_put_u16(struct agent_msg *m, uint16_t v) {
+  put_int(m, v, 2);
+}
+void agent_put_u32(struct agent_msg *m, uint32_t v) {
+  put_int(m, v, 4);
+}
+void agent_put_u64(struct agent_msg *m, uint64_t v) {
+  put_int(m, v, 8);
+}
+
+void agent_put_bytes(struct agent_msg *m, const void *data, size_t n) {
+  uint8_t *p = reserve(m, n);
+  if (p && n) memcpy(p, data, n);
+}
+
+void agent_put_str(struct agent_msg *m, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n > UINT32_MAX) {
+    m->overflow = true;
+    return;
+  }
+  agent_put_u32(m, (uint32_t)n);
+  agent_put_bytes(m, s, n);
+}
+
+int agent_msg_end(struct agent_msg *m, struct rc_error *err) {
+  uint16_t type = (uint16_t)get_le(m->bytes + 6, 2);
+  if (m->overflow)
+    return rc_err(err, EMSGSIZE, "agent protocol: %s message larger than the %u-byte frame limit",
+                  agent_msg_name(type), AGENT_FRAME_MAX_PAYLOAD);
+  put_le(m->bytes + 8, m->len - AGENT_FRAME_HEADER_SIZE, 4);
+  return 0;
+}
+
+int agent_msg_write(int fd, const struct agent_msg *m, struct rc_error *err) {
+  size_t off = 0;
+  while (off < m->len) {
+    ssize_t n = write(fd, m->bytes + off, m->len - off);
+    if (n > 0) {
+      off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      struct pollfd p = {.fd = fd, .events = POLLOUT};
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) return rc_err(err, errno, "agent channel: poll");
+      continue;
+    }
+    return rc_err(err, n < 0 ? errno : EIO, "agent channel: write %s",
+                  agent_msg_name((uint16_t)get_le(m->bytes + 6, 2)));
+  }
+  return 0;
+}
+
+/* ---- Decoding ---------------------------------------------------------------------- */
+
+int agent_header_decode(const uint8_t hdr[AGENT_FRAME_HEADER_SIZE], uint16_t *type,
+                        uint32_t *length, struct rc_error *err) {
+  uint32_t magic = (uint32_t)get_le(hdr, 4);
+  uint16_t version = (uint16_t)get_le(hdr + 4, 2);
+  if (magic != AGENT_PROTO_MAGIC)
+    return rc_err(err, EPROTO, "agent protocol: bad frame magic 0x%08x", magic);
+  if (version != AGENT_PROTO_VERSION)
+    return rc_err(err, EPROTO, "agent protocol: version %u, expected %u", version,
+                  AGENT_PROTO_VERSION);
+  *type = (uint16_t)get_le(hdr + 6, 2);
+  *length = (uint32_t)get_le(hdr + 8, 4);
+  if (*length > AGENT_FRAME_MAX_PAYLOAD)
+    return rc_err(err, EMSGSIZE, "agent protocol: %s frame of %u bytes (limit %u)",
+                  agent_msg_name(*type), *length, AGENT_FRAME_MAX_PAYLOAD);
+  return 0;
+}
+
+void agent_cursor_init(struct agent_cursor *c, const void *p, size_t len) {
+  c->p = p;
+  c->len = len;
+  c->off = 0;
+  c->bad = false;
+}
+
+static const uint8_t *take(struct agent_cursor *c, size_t n) {
+  if (c->bad || n > c->len - c->off) {
+    c->bad = true;
+    return NULL;
+  }
+  const uint8_t *p = c->p + c->off;
+  c->off += n;
+  return p;
+}
+
+static uint64_t get_int(struct agent_cursor *c, size_t n) {
+  const uint8_t *p = take(c, n);
+  return p ? get_le(p, n) : 0;
+}
+
+uint8_t agent_get_u8(struct agent_cursor *c) {
+  return (uint8_t)get_int(c, 1);
+}
+uint16_t agent_get_u16(struct agent_cursor *c) {
+  return (uint16_t)get_int(c, 2);
+}
+uint32_t agent_get_u32(struct agent_cursor *c) {
+  return (uint32_t)get_int(c, 4);
+}
+uint64_t agent_get_u64(struct agent_cursor *c) {
+  return get_int(c, 8);
+}
+
+/* The bytes of the next string, checked: at most max, no NUL inside. */
+static const uint8_t *get_str_bytes(struct agent_cursor *c, size_t max, size_t *n) {
+  uint32_t len = agent_get_u32(c);
+  if (c->bad) return NULL;
+  if (len > max) {
+    c->bad = true;
+    return NULL;
+  }
+  const uint8_t *p = take(c, len);
+  if (!p) return NULL;
+  if (len && memchr(p, '\0', len)) {
+    c->bad = true;
+    return NULL;
+  }
+  *n = len;
+  return p;
+}
+
+char *agent_get_str(struct agent_cursor *c, size_t max) {
+  size_t n = 0;
+  const uint8_t *p = get_str_bytes(c, max, &n);
+  if (!p) return NULL;
+  char *s = malloc(n + 1);
+  if (!s) {
+    c->bad = true;
+    return NULL;
+  }
+  memcpy(s, p, n);
+  s[n] = '\0';
+  return s;
+}
+
+bool agent_get_str_into(struct agent_cursor *c, char *buf, size_t size) {
+  size_t n = 0;
+  buf[0] = '\0';
+  if (size == 0) return false;
+  const uint8_t *p = get_str_bytes(c, size - 1, &n);
+  if (!p) return false;
+  memcpy(buf, p, n);
+  buf[n] = '\0';
+  return true;
+}
+
+int agent_cursor_finish(const struct agent_cursor *c, const char *what, struct rc_error *err) {
+  if (c->bad) return rc_err(err, EPROTO, "agent protocol: malformed %s message", what);
+  if (c->off != c->len)
+    return rc_err(err, EPROTO, "agent protocol: %zu stray bytes after a %s message",
+                  c->len - c->off, what);
+  return 0;
+}
+
+/* ---- The incremental frame reader -------------------------------------------------- */
+
+void agent_reader_init(struct agent_reader *r) {
+  r->len = 0;
+  r->consumed = 0;
+}
+
+/* Drops the frame handed out last, moving what follows it to the front. */
+static void reader_compact(struct agent_reader *r) {
+  if (r->consumed == 0) return;
+  memmove(r->buf, r->buf + r->consumed, r->len - r->consumed);
+  r->len -= r->consumed;
+  r->consumed = 0;
+}
+
+size_t agent_reader_feed(struct agent_reader *r, const void *data, size_t n) {
+  reader_compact(r);
+  size_t room = sizeof(r->buf) - r->len;
+  if (n > room) n = room;
+  if (n) memcpy(r->buf + r->len, data, n);
+  r->len += n;
+  return n;
+}
+
+int agent_reader_fill(struct agent_reader *r, int fd, bool *eof, struct rc_error *err) {
+  *eof = false;
+  reader_compact(r);
+  size_t room = sizeof(r->buf) - r->len;
+  if (room == 0) return 0; /* a whole frame is waiting; agent_reader_next makes room */
+  ssize_t n = read(fd, r->buf + r->len, room);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EINTR) return 0;
+    return rc_err(err, errno, "agent channel: read");
+  }
+  if (n == 0) *eof = true;
+  r->len += (size_t)n;
+  return 0;
+}
+
+int agent_reader_next(struct agent_reader *r, struct agent_frame *f, struct rc_error *err) {
+  reader_compact(r);
+  if (r->len < AGENT_FRAME_HEADER_SIZE) return 0;
+  uint16_t type = 0;
+  uint32_t length = 0;
+  if (agent_header_decode(r->buf, &type, &length, err) < 0) return -1;
+  /* length <= AGENT_FRAME_MAX_PAYLOAD, so the frame always fits in buf */
+  if (r->len - AGENT_FRAME_HEADER_SIZE < length) return 0;
+  f->type = type;
+  f->length = length;
+  f->payload = r->buf + AGENT_FRAME_HEADER_SIZE;
+  r->consumed = AGENT_FRAME_HEADER_SIZE + (size_t)length;
+  return 1;
+}
+
+/* ---- Messages ---------------------------------------------------------------------- */
+
+int agent_exit_status(const struct agent_exit *e) {
+  if (e->kind == AGENT_EXIT_SIGNAL) return 128 + (int)e->value;
+  return (int)e->value;
+}
+
+void agent_encode_empty(struct agent_msg *m, uint16_t type) {
+  agent_msg_begin(m, type);
+}
+
+void agent_encode_hello(struct agent_msg *m, const char *agent_version) {
+  agent_msg_begin(m, AGENT_MSG_HELLO);
+  agent_put_u32(m, AGENT_PROTO_VERSION);
+  agent_put_str(m, agent_version);
+}
+
+void agent_encode_error(struct agent_msg *m, uint32_t stage, int32_t errnum, const char *message) {
+  agent_msg_begin(m, AGENT_MSG_ERROR);
+  agent_put_u32(m, stage);
+  agent_put_u32(m, (uint32_t)errnum);
+  /* cut an overlong message rather than lose the error */
+  size_t n = message ? strnlen(message, AGENT_MAX_MESSAGE) : 0;
+  agent_put_u32(m, (uint32_t)n);
+  agent_put_bytes(m, message, n);
+}
+
+void agent_encode_started(struct agent_msg *m, uint32_t pid) {
+  agent_msg_begin(m, AGENT_MSG_STARTED);
+  agent_put_u32(m, pid);
+}
+
+void agent_encode_data(struct agent_msg *m, uint16_t type, const void *data, size_t n) {
+  agent_msg_begin(m, type);
+  agent_put_bytes(m, data, n);
+}
+
+void agent_encode_exit(struct agent_msg *m, const struct agent_exit *e) {
+  agent_msg_begin(m, AGENT_MSG_EXIT);
+  agent_put_u32(m, e->kind);
+  agent_put_u32(m, e->value);
+}
+
+void agent_encode_stdin_credit(struct agent_msg *m, uint32_t bytes) {
+  agent_msg_begin(m, AGENT_MSG_STDIN_CREDIT);
+  agent_put_u32(m, bytes);
+}
+
+void agent_encode_output_credit(struct agent_msg *m, const struct agent_output_credit *c) {
+  agent_msg_begin(m, AGENT_MSG_OUTPUT_CREDIT);
+  agent_put_u32(m, c->stdout_bytes);
+  agent_put_u32(m, c->stderr_bytes);
+}
+
+void agent_encode_signal(struct agent_msg *m, uint32_t signo) {
+  agent_msg_begin(m, AGENT_MSG_SIGNAL);
+  agent_put_u32(m, signo);
+}
+
+void agent_encode_winsize(struct agent_msg *m, const struct agent_winsize *w) {
+  agent_msg_begin(m, AGENT_MSG_WINSIZE);
+  agent_put_u16(m, w->rows);
+  agent_put_u16(m, w->cols);
+}
+
+static void put_str_array(struct agent_msg *m, char *const *v, uint32_t n) {
+  agent_put_u32(m, n);
+  for (uint32_t i = 0; i < n; i++) agent_put_str(m, v[i]);
+}
+
+static void put_volume(struct agent_msg *m, const struct agent_volume *v) {
+  agent_put_str(m, v->device);
+  agent_put_str(m, v->fstype);
+  agent_put_u8(m, v->read_only);
+}
+
+int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, struct rc_error *err) {
+  if (agent_config_validate(cfg, err) < 0) return -1;
+  agent_msg_begin(m, AGENT_MSG_CONFIG);
+  put_str_array(m, cfg->args, cfg->n_args);
+  put_str_array(m, cfg->env, cfg->n_env);
+  agent_put_str(m, cfg->cwd);
+  agent_put_u32(m, cfg->uid);
+  agent_put_u32(m, cfg->gid);
+  agent_put_u32(m, cfg->n_additional_gids);
+  for (uint32_t i = 0; i < cfg->n_additional_gids; i++) agent_put_u32(m, cfg->additional_gids[i]);
+  agent_put_u8(m, cfg->has_umask);
+  agent_put_u32(m, cfg->umask);
+  agent_put_u32(m, cfg->n_rlimits);
+  for (uint32_t i = 0; i < cfg->n_rlimits; i++) {
+    agent_put_u32(m, cfg->rlimits[i].type);
+    agent_put_u64(m, cfg->rlimits[i].soft);
+    agent_put_u64(m, cfg->rlimits[i].hard);
+  }
+  agent_put_u8(m, cfg->terminal);
+  agent_put_u16(m, cfg->winsize.rows);
+  agent_put_u16(m, cfg->winsize.cols);
+  agent_put_str(m, cfg->hostname);
+  struct agent_volume root = {cfg->rootfs_device, cfg->rootfs_fstype, cfg->rootfs_read_only};
+  put_volume(m, &root);
+  agent_put_u32(m, cfg->n_volumes);
+  for (uint32_t i = 0; i < cfg->n_volumes; i++) put_volume(m, &cfg->volumes[i]);
+  agent_put_u32(m, cfg->n_mounts);
+  for (uint32_t i = 0; i < cfg->n_mounts; i++) {
+    const struct agent_mount *mt = &cfg->mounts[i];
+    agent_put_str(m, mt->destination);
+    agent_put_str(m, mt->type);
+    agent_put_str(m, mt->source);
+    put_str_array(m, mt->options, mt->n_options);
+  }
+  if (agent_msg_end(m, err) < 0) return rc_err_wrap(err, "container config");
+  return 0;
+}
+
+static int expect_type(const struct agent_frame *f, uint16_t type, struct rc_error *err) {
+  if (f->type != type)
+    return rc_err(err, EPROTO, "agent protocol: expected %s, got %s (0x%04x)", agent_msg_name(type),
+                  agent_msg_name(f->type), f->type);
+  return 0;
+}
+
+int agent_decode_empty(const struct agent_frame *f, uint16_t type, struct rc_error *err) {
+  if (expect_type(f, type, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  return agent_cursor_finish(&c, agent_msg_name(type), err);
+}
+
+int agent_decode_hello(const struct agent_frame *f, struct agent_hello *out, struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_HELLO, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->proto_version = agent_get_u32(&c);
+  agent_get_str_into(&c, out->agent_version, sizeof(out->agent_version));
+  if (agent_cursor_finish(&c, "HELLO", err) < 0) return -1;
+  if (out->proto_version != AGENT_PROTO_VERSION)
+    return rc_err(err, EPROTO, "agent speaks protocol %u, expected %u", out->proto_version,
+                  AGENT_PROTO_VERSION);
+  return 0;
+}
+
+int agent_decode_error(const struct agent_frame *f, struct agent_error_msg *out,
+                       struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_ERROR, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->stage = agent_get_u32(&c);
+  out->errnum = (int32_t)agent_get_u32(&c);
+  agent_get_str_into(&c, out->message, sizeof(out->message));
+  if (agent_cursor_finish(&c, "ERROR", err) < 0) return -1;
+  /* the message is shown to people: keep it printable */
+  for (char *p = out->message; *p; p++)
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) *p = '?';
+  if (out->errnum < 0 || out->errnum > 4095) out->errnum = 0;
+  return 0;
+}
+
+static int decode_u32(const struct agent_frame *f, uint16_t type, uint32_t *v,
+                      struct rc_error *err) {
+  if (expect_type(f, type, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  *v = agent_get_u32(&c);
+  return agent_cursor_finish(&c, agent_msg_name(type), err);
+}
+
+int agent_decode_started(const struct agent_frame *f, uint32_t *pid, struct rc_error *err) {
+  if (decode_u32(f, AGENT_MSG_STARTED, pid, err) < 0) return -1;
+  if (*pid == 0 || *pid > (1u << 22)) /* PID_MAX_LIMIT */
+    return rc_err(err, EPROTO, "agent protocol: STARTED with pid %u", *pid);
+  return 0;
+}
+
+int agent_decode_exit(const struct agent_frame *f, struct agent_exit *out, struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_EXIT, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->kind = agent_get_u32(&c);
+  out->value = agent_get_u32(&c);
+  if (agent_cursor_finish(&c, "EXIT", err) < 0) return -1;
+  if (out->kind == AGENT_EXIT_CODE && out->value <= 255) return 0;
+  if (out->kind == AGENT_EXIT_SIGNAL && out->value >= 1 && out->value <= 64) return 0;
+  return rc_err(err, EPROTO, "agent protocol: EXIT with kind %u value %u", out->kind, out->value);
+}
+
+int agent_decode_stdin_credit(const struct agent_frame *f, uint32_t *bytes, struct rc_error *err) {
+  if (decode_u32(f, AGENT_MSG_STDIN_CREDIT, bytes, err) < 0) return -1;
+  if (*bytes > AGENT_STDIO_WINDOW)
+    return rc_err(err, EPROTO, "agent protocol: credit of %u bytes exceeds the window", *bytes);
+  return 0;
+}
+
+int agent_decode_output_credit(const struct agent_frame *f, struct agent_output_credit *out,
+                               struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_OUTPUT_CREDIT, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->stdout_bytes = agent_get_u32(&c);
+  out->stderr_bytes = agent_get_u32(&c);
+  if (agent_cursor_finish(&c, "OUTPUT_CREDIT", err) < 0) return -1;
+  if (out->stdout_bytes > AGENT_STDIO_WINDOW || out->stderr_bytes > AGENT_STDIO_WINDOW)
+    return rc_err(err, EPROTO, "agent protocol: credit exceeds the window");
+  return 0;
+}
+
+int agent_decode_signal(const struct agent_frame *f, uint32_t *signo, struct rc_error *err) {
+  if (decode_u32(f, AGENT_MSG_SIGNAL, signo, err) < 0) return -1;
+  if (*signo < 1 || *signo > 64)
+    return rc_err(err, EPROTO, "agent protocol: SIGNAL %u is not a signal", *signo);
+  return 0;
+}
+
+int agent_decode_winsize(const struct agent_frame *f, struct agent_winsize *out,
+                         struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_WINSIZE, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->rows = agent_get_u16(&c);
+  out->cols = agent_get_u16(&c);
+  return agent_cursor_finish(&c, "WINSIZE", err);
+}
+
+/* A count of items each at least min_item bytes long must fit in what is left, and in
+ * max; this keeps a hostile count from driving a huge allocation. */
+static uint32_t get_count(struct agent_cursor *c, size_t min_item, uint32_t max) {
+  uint32_t n = agent_get_u32(c);
+  if (c->bad) return 0;
+  if (n > max || (size_t)n > (c->len - c->off) / min_item) {
+    c->bad = true;
+    return 0;
+  }
+  return n;
+}
+
+static char **get_str_array(struct agent_cursor *c, uint32_t max, uint32_t *count) {
+  uint32_t n = get_count(c, 4, max);
+  *count = 0;
+  if (c->bad) return NULL;
+  char **v = calloc((size_t)n + 1, sizeof(*v));
+  if (!v) {
+    c->bad = true;
+    return NULL;
+  }
+  for (uint32_t i = 0; i < n && !c->bad; i++) {
+    v[i] = agent_get_str(c, AGENT_MAX_STRING);
+    if (v[i]) *count = i + 1;
+  }
+  return v;
+}
+
+static void free_str_array(char **v) {
+  if (!v) return;
+  for (char **p = v; *p; p++) free(*p);
+  free(v);
+}
+
+static void get_volume(struct agent_cursor *c, struct agent_volume *v) {
+  v->device = agent_get_str(c, AGENT_MAX_STRING);
+  v->fstype = agent_get_str(c, AGENT_MAX_STRING);
+  uint8_t ro = agent_get_u8(c);
+  if (ro > 1) c->bad = true;
+  v->read_only = ro != 0;
+}
+
+static bool get_bool(struct agent_cursor *c) {
+  uint8_t b = agent_get_u8(c);
+  if (b > 1) c->bad = true;
+  return b != 0;
+}
+
+/* Decodes into cfg (already zeroed); frees nothing on failure (the caller does). */
+static void decode_config_fields(struct agent_cursor *c, struct agent_config *cfg) {
+  cfg->args = get_str_array(c, 65536, &cfg->n_args);
+  cfg->env = get_str_array(c, 65536, &cfg->n_env);
+  cfg->cwd = agent_get_str(c, AGENT_MAX_STRING);
+  cfg->uid = agent_get_u32(c);
+  cfg->gid = agent_get_u32(c);
+  uint32_t n = get_count(c, 4, AGENT_MAX_GIDS);
+  if (c->bad) return;
+  cfg->additional_gids = calloc((size_t)n + 1, sizeof(uint32_t));
+  if (!cfg->additional_gids) {
+    c->bad = true;
+    return;
+  }
+  cfg->n_additional_gids = n;
+  for (uint32_t i = 0; i < n; i++) cfg->additional_gids[i] = agent_get_u32(c);
+  cfg->has_umask = get_bool(c);
+  cfg->umask = agent_get_u32(c);
+  n = get_count(c, 20, AGENT_MAX_RLIMIT_TYPE);
+  if (c->bad) return;
+  cfg->rlimits = calloc((size_t)n + 1, sizeof(*cfg->rlimits));
+  if (!cfg->rlimits) {
+    c->bad = true;
+    return;
+  }
+  cfg->n_rlimits = n;
+  for (uint32_t i = 0; i < n; i++) {
+    cfg->rlimits[i].type = agent_get_u32(c);
+    cfg->rlimits[i].soft = agent_get_u64(c);
+    cfg->rlimits[i].hard = agent_get_u64(c);
+  }
+  cfg->terminal = get_bool(c);
+  cfg->winsize.rows = agent_get_u16(c);
+  cfg->winsize.cols = agent_get_u16(c);
+  cfg->hostname = agent_get_str(c, AGENT_MAX_HOSTNAME);
+  struct agent_volume root = {0};
+  get_volume(c, &root);
+  cfg->rootfs_device = root.device;
+  cfg->rootfs_fstype = root.fstype;
+  cfg->rootfs_read_only = root.read_only;
+  n = get_count(c, 9, AGENT_MAX_VOLUMES);
+  if (c->bad) return;
+  cfg->volumes = calloc((size_t)n + 1, sizeof(*cfg->volumes));
+  if (!cfg->volumes) {
+    c->bad = true;
+    return;
+  }
+  for (uint32_t i = 0; i < n && !c->bad; i++) {
+    get_volume(c, &cfg->volumes[i]);
+    cfg->n_volumes = i + 1;
+  }
+  n = get_count(c, 16, AGENT_MAX_MOUNTS);
+  if (c->bad) return;
+  cfg->mounts = calloc((size_t)n + 1, sizeof(*cfg->mounts));
+  if (!cfg->mounts) {
+    c->bad = true;
+    return;
+  }
+  for (uint32_t i = 0; i < n && !c->bad; i++) {
+    struct agent_mount *mt = &cfg->mounts[i];
+    cfg->n_mounts = i + 1;
+    mt->destination = agent_get_str(c, AGENT_MAX_STRING);
+    mt->type = agent_get_str(c, AGENT_MAX_STRING);
+    mt->source = agent_get_str(c, AGENT_MAX_STRING);
+    mt->options = get_str_array(c, 256, &mt->n_options);
+  }
+}
+
+int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
+                        struct rc_error *err) {
+  *out = NULL;
+  if (expect_type(f, AGENT_MSG_CONFIG, err) < 0) return -1;
+  struct agent_config *cfg = calloc(1, sizeof(*cfg));
+  if (!cfg) return rc_err(err, ENOMEM, "agent protocol: CONFIG");
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  decode_config_fields(&c, cfg);
+  if (agent_cursor_finish(&c, "CONFIG", err) < 0 || agent_config_validate(cfg, err) < 0) {
+    agent_config_free(cfg);
+    return -1;
+  }
+  *out = cfg;
+  return 0;
+}
+
+static bool is_abs_path(const char *s) {
+  return s && s[0] == '/';
+}
+
+static int validate_device(const char *what, const char *dev, const char *fstype,
+                           struct rc_error *err) {
+  if (!dev || !fstype) return rc_err(err, EINVAL, "%s: missing device or filesystem type", what);
+  const char *name = NULL;
+  if (strncmp(dev, "/dev/", 5) == 0) name = dev + 5;
+  if (strncmp(dev, "serial:", 7) == 0) name = dev + 7;
+  /* one plain name: the device cannot point outside /dev */
+  if (!name || name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||
+      strcmp(name, "..") == 0)
+    return rc_err(err, EINVAL, "%s: device \"%s\" is neither /dev/NAME nor serial:NAME", what, dev);
+  if (fstype[0] == '\0' || strchr(fstype, ','))
+    return rc_err(err, EINVAL, "%s: bad filesystem type \"%s\"", what, fstype);
+  return 0;
+}
+
+int agent_config_validate(const struct agent_config *cfg, struct rc_error *err) {
+  if (!cfg->args || cfg->n_args == 0 || !cfg->args[0] || cfg->args[0][0] == '\0')
+    return rc_err(err, EINVAL, "config: process.args is empty");
+  for (uint32_t i = 0; i < cfg->n_args; i++)
+    if (!cfg->args[i]) return rc_err(err, EINVAL, "config: args[%u] missing", i);
+  for (uint32_t i = 0; i < cfg->n_env; i++) {
+    const char *e = cfg->env ? cfg->env[i] : NULL;
+    if (!e || !strchr(e, '=') || e[0] == '=')
+      return rc_err(err, EINVAL, "config: env[%u] is not NAME=value", i);
+  }
+  if (!is_abs_path(cfg->cwd))
+    return rc_err(err, EINVAL, "config: cwd \"%s\" is not absolute", cfg->cwd ? cfg->cwd : "");
+  if (cfg->n_additional_gids > AGENT_MAX_GIDS)
+    return rc_err(err, EINVAL, "config: more than %u additional groups", AGENT_MAX_GIDS);
+  if (cfg->has_umask && cfg->umask > 0777)
+    return rc_err(err, EINVAL, "config: umask %o out of range", cfg->umask);
+  if (cfg->n_rlimits > AGENT_MAX_RLIMIT_TYPE)
+    return rc_err(err, EINVAL, "config: too many rlimits");
+  for (uint32_t i = 0; i < cfg->n_rlimits; i++) {
+    const struct agent_rlimit *r = &cfg->rlimits[i];
+    if (r->type >= AGENT_MAX_RLIMIT_TYPE)
+      return rc_err(err, EINVAL, "config: rlimit type %u unknown", r->type);
+    if (r->soft > r->hard)
+      return rc_err(err, EINVAL, "config: rlimit %u soft limit above the hard one", r->type);
+  }
+  if (cfg->hostname && strlen(cfg->hostname) > AGENT_MAX_HOSTNAME)
+    return rc_err(err, EINVAL, "config: hostname longer than %u", AGENT_MAX_HOSTNAME);
+  if (validate_device("config: rootfs", cfg->rootfs_device, cfg->rootfs_fstype, err) < 0) return -1;
+  if (cfg->n_volumes > AGENT_MAX_VOLUMES)
+    return rc_err(err, EINVAL, "config: more than %u volumes", AGENT_MAX_VOLUMES);
+  for (uint32_t i = 0; i < cfg->n_volumes; i++) {
+    char what[64];
+    snprintf(what, sizeof(what), "config: volume %u", i);
+    if (validate_device(what, cfg->volumes[i].device, cfg->volumes[i].fstype, err) < 0) return -1;
+  }
+  if (cfg->n_mounts > AGENT_MAX_MOUNTS)
+    return rc_err(err, EINVAL, "config: more than %u mounts", AGENT_MAX_MOUNTS);
+  for (uint32_t i = 0; i < cfg->n_mounts; i++) {
+    const struct agent_mount *m = &cfg->mounts[i];
+    if (!is_abs_path(m->destination))
+      return rc_err(err, EINVAL, "config: mount %u destination \"%s\" is not absolute", i,
+                    m->destination ? m->destination : "");
+    if (!m->type || !m->source)
+      return rc_err(err, EINVAL, "config: mount %u has no type or source", i);
+    for (uint32_t j = 0; j < m->n_options; j++)
+      if (!m->options || !m->options[j])
+        return rc_err(err, EINVAL, "config: mount %u option %u missing", i, j);
+  }
+  return 0;
+}
+
+void agent_config_free(struct agent_config *cfg) {
+  if (!cfg) return;
+  free_str_array(cfg->args);
+  free_str_array(cfg->env);
+  free(cfg->cwd);
+  free(cfg->additional_gids);
+  free(cfg->rlimits);
+  free(cfg->hostname);
+  free(cfg->rootfs_device);
+  free(cfg->rootfs_fstype);
+  if (cfg->volumes) {
+    for (uint32_t i = 0; i < cfg->n_volumes; i++) {
+      free(cfg->volumes[i].device);
+      free(cfg->volumes[i].fstype);
+    }
+    free(cfg->volumes);
+  }
+  if (cfg->mounts) {
+    for (uint32_t i = 0; i < cfg->n_mounts; i++) {
+      free(cfg->mounts[i].destination);
+      free(cfg->mounts[i].type);
+      free(cfg->mounts[i].source);
+      free_str_array(cfg->mounts[i].options);
+    }
+    free(cfg->mounts);
+  }
+  free(cfg);
+}

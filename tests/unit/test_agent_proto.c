@@ -1,0 +1,396 @@
+/* The host<->agent protocol codec: messages survive a round trip field by field, the frame
+ * reader cuts streams at any split into the same frames, and every malformed input (bad
+ * header, oversized frame, truncation, stray bytes, NUL in a string, absurd counts, values
+ * out of range, wrong direction) is refused with a message instead of being trusted. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runcell/agent_proto.h"
+#include "unit.h"
+
+static struct agent_msg msg;
+
+/* The frame in msg as a reader would hand it out. */
+static struct agent_frame frame_of(const struct agent_msg *m) {
+  struct agent_frame f = {
+      .type = (uint16_t)(m->bytes[6] | m->bytes[7] << 8),
+      .length = (uint32_t)(m->len - AGENT_FRAME_HEADER_SIZE),
+      .payload = m->bytes + AGENT_FRAME_HEADER_SIZE,
+  };
+  return f;
+}
+
+static void sample_config(struct agent_config *c) {
+  static char *args[] = {"/bin/sh", "-c", "echo hi", NULL};
+  static char *env[] = {"PATH=/bin", "TERM=xterm", NULL};
+  static uint32_t gids[] = {10, 20};
+  static struct agent_rlimit rl[] = {{7, 1024, 4096}};
+  static char *opts[] = {"nosuid", "mode=755", NULL};
+  static struct agent_mount mounts[] = {{"/dev", "tmpfs", "tmpfs", opts, 2},
+                                        {"/data", "bind", "/run/volumes/0/x", NULL, 0}};
+  static struct agent_volume vols[] = {{"serial:vol1", "ext4", true}};
+  memset(c, 0, sizeof(*c));
+  c->args = args;
+  c->n_args = 3;
+  c->env = env;
+  c->n_env = 2;
+  c->cwd = "/root";
+  c->uid = 1000;
+  c->gid = 1001;
+  c->additional_gids = gids;
+  c->n_additional_gids = 2;
+  c->has_umask = true;
+  c->umask = 027;
+  c->rlimits = rl;
+  c->n_rlimits = 1;
+  c->terminal = true;
+  c->winsize = (struct agent_winsize){40, 120};
+  c->hostname = "cell";
+  c->rootfs_device = "/dev/vda";
+  c->rootfs_fstype = "erofs";
+  c->rootfs_read_only = true;
+  c->volumes = vols;
+  c->n_volumes = 1;
+  c->mounts = mounts;
+  c->n_mounts = 2;
+}
+
+static void test_config_round_trip(void) {
+  struct agent_config in;
+  struct rc_error err = {0};
+  sample_config(&in);
+  CHECK(agent_encode_config(&msg, &in, &err) == 0);
+  struct agent_frame f = frame_of(&msg);
+  struct agent_config *out = NULL;
+  CHECK(agent_decode_config(&f, &out, &err) == 0);
+  if (!out) return;
+  CHECK(out->n_args == 3);
+  CHECK_STR_EQ(out->args[2], "echo hi");
+  CHECK(out->args[3] == NULL);
+  CHECK(out->n_env == 2);
+  CHECK_STR_EQ(out->env[1], "TERM=xterm");
+  CHECK_STR_EQ(out->cwd, "/root");
+  CHECK(out->uid == 1000 && out->gid == 1001);
+  CHECK(out->n_additional_gids == 2 && out->additional_gids[1] == 20);
+  CHECK(out->has_umask && out->umask == 027);
+  CHECK(out->n_rlimits == 1 && out->rlimits[0].type == 7 && out->rlimits[0].soft == 1024 &&
+        out->rlimits[0].hard == 4096);
+  CHECK(out->terminal && out->winsize.rows == 40 && out->winsize.cols == 120);
+  CHECK_STR_EQ(out->hostname, "cell");
+  CHECK_STR_EQ(out->rootfs_device, "/dev/vda");
+  CHECK_STR_EQ(out->rootfs_fstype, "erofs");
+  CHECK(out->rootfs_read_only);
+  CHECK(out->n_volumes == 1 && out->volumes[0].read_only);
+  CHECK_STR_EQ(out->volumes[0].device, "serial:vol1");
+  CHECK(out->n_mounts == 2);
+  CHECK_STR_EQ(out->mounts[0].destination, "/dev");
+  CHECK(out->mounts[0].n_options == 2);
+  CHECK_STR_EQ(out->mounts[0].options[1], "mode=755");
+  CHECK(out->mounts[1].n_options == 0 && out->mounts[1].options[0] == NULL);
+  CHECK_STR_EQ(out->mounts[1].source, "/run/volumes/0/x");
+  agent_config_free(out);
+}
+
+/* Every strict prefix of a valid CONFIG payload, and the payload plus one byte, fail. */
+static void test_config_truncation_and_stray_bytes(void) {
+  struct agent_config in;
+  struct rc_error err = {0};
+  sample_config(&in);
+  CHECK(agent_encode_config(&msg, &in, &err) == 0);
+  struct agent_frame f = frame_of(&msg);
+  int accepted = 0;
+  for (uint32_t len = 0; len < f.length; len++) {
+    struct agent_frame t = f;
+    t.length = len;
+    struct agent_config *out = NULL;
+    if (agent_decode_config(&t, &out, &err) == 0) accepted++;
+    agent_config_free(out);
+  }
+  CHECK(accepted == 0);
+  agent_put_u8(&msg, 0);
+  f = frame_of(&msg);
+  struct agent_config *out = NULL;
+  CHECK(agent_decode_config(&f, &out, &err) < 0);
+  CHECK_CONTAINS(err.msg, "stray bytes");
+  CHECK(out == NULL);
+}
+
+static void test_config_validation(void) {
+  struct agent_config c;
+  struct rc_error err = {0};
+  sample_config(&c);
+  c.cwd = "relative";
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "not absolute");
+  sample_config(&c);
+  char *bad_env[] = {"NOEQUALS", NULL};
+  c.env = bad_env;
+  c.n_env = 1;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  sample_config(&c);
+  struct agent_rlimit rl = {7, 10, 5};
+  c.rlimits = &rl;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "soft limit");
+  sample_config(&c);
+  c.rlimits[0].type = 99;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  c.rlimits[0].type = 7;
+  const char *bad_devices[] = {
+      "/dev/../etc/passwd", "/dev/..", "vda", "serial:", "/dev/a/b", "serial:x/y"};
+  for (size_t i = 0; i < sizeof(bad_devices) / sizeof(bad_devices[0]); i++) {
+    sample_config(&c);
+    c.rootfs_device = (char *)bad_devices[i];
+    CHECK(agent_config_validate(&c, &err) < 0);
+  }
+  sample_config(&c);
+  c.umask = 01000;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  sample_config(&c);
+  c.n_args = 0;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "args");
+  sample_config(&c);
+  c.mounts[0].destination = "dev";
+  CHECK(agent_config_validate(&c, &err) < 0);
+  c.mounts[0].destination = "/dev";
+  sample_config(&c);
+  CHECK(agent_config_validate(&c, &err) == 0);
+}
+
+/* A config bigger than a frame is refused by the encoder, not cut. */
+static void test_config_too_large(void) {
+  struct agent_config c;
+  struct rc_error err = {0};
+  sample_config(&c);
+  static char big[3000];
+  memset(big, 'a', sizeof(big) - 1);
+  big[0] = 'A';
+  big[1] = '=';
+  static char *env[40];
+  for (int i = 0; i < 39; i++) env[i] = big;
+  c.env = env;
+  c.n_env = 39; /* ~117 KB */
+  CHECK(agent_encode_config(&msg, &c, &err) < 0);
+  CHECK(err.code == EMSGSIZE);
+  CHECK_CONTAINS(err.msg, "frame limit");
+}
+
+/* Hand-made payloads: a string holding a NUL, a length past the end, a huge count. */
+static void test_hostile_payloads(void) {
+  struct rc_error err = {0};
+  struct agent_config *out = NULL;
+  agent_msg_begin(&msg, AGENT_MSG_CONFIG);
+  agent_put_u32(&msg, 1);
+  agent_put_u32(&msg, 3);
+  agent_put_bytes(&msg, "a\0b", 3);
+  struct agent_frame f = frame_of(&msg);
+  CHECK(agent_decode_config(&f, &out, &err) < 0);
+  agent_msg_begin(&msg, AGENT_MSG_CONFIG);
+  agent_put_u32(&msg, 1);
+  agent_put_u32(&msg, 0xffffffffu); /* string longer than anything */
+  f = frame_of(&msg);
+  CHECK(agent_decode_config(&f, &out, &err) < 0);
+  agent_msg_begin(&msg, AGENT_MSG_CONFIG);
+  agent_put_u32(&msg, 0x40000000u); /* a billion args in a few bytes */
+  f = frame_of(&msg);
+  CHECK(agent_decode_config(&f, &out, &err) < 0);
+  CHECK_CONTAINS(err.msg, "malformed CONFIG");
+  CHECK(out == NULL);
+
+  struct agent_hello h;
+  agent_msg_begin(&msg, AGENT_MSG_HELLO);
+  agent_put_u32(&msg, AGENT_PROTO_VERSION);
+  agent_put_u32(&msg, 200); /* version string longer than its buffer */
+  char long_version[200];
+  memset(long_version, 'v', sizeof(long_version));
+  agent_put_bytes(&msg, long_version, sizeof(long_version));
+  f = frame_of(&msg);
+  CHECK(agent_decode_hello(&f, &h, &err) < 0);
+}
+
+static void test_small_messages(void) {
+  struct rc_error err = {0};
+  struct agent_frame f;
+  agent_encode_hello(&msg, "agent 1.0");
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  struct agent_hello h;
+  CHECK(agent_decode_hello(&f, &h, &err) == 0);
+  CHECK_STR_EQ(h.agent_version, "agent 1.0");
+
+  agent_encode_error(&msg, AGENT_STAGE_EXEC, ENOENT, "exec: \"x\"\n\033[31m");
+  f = frame_of(&msg);
+  struct agent_error_msg e;
+  CHECK(agent_decode_error(&f, &e, &err) == 0);
+  CHECK(e.stage == AGENT_STAGE_EXEC && e.errnum == ENOENT);
+  CHECK_STR_EQ(e.message, "exec: \"x\"??[31m"); /* control bytes never reach a terminal */
+  CHECK_STR_EQ(agent_stage_name(e.stage), "exec");
+
+  struct agent_exit ex = {AGENT_EXIT_SIGNAL, 9}, got;
+  agent_encode_exit(&msg, &ex);
+  f = frame_of(&msg);
+  CHECK(agent_decode_exit(&f, &got, &err) == 0);
+  CHECK(agent_exit_status(&got) == 137);
+  ex = (struct agent_exit){AGENT_EXIT_CODE, 256};
+  agent_encode_exit(&msg, &ex);
+  f = frame_of(&msg);
+  CHECK(agent_decode_exit(&f, &got, &err) < 0);
+  ex = (struct agent_exit){AGENT_EXIT_SIGNAL, 0};
+  agent_encode_exit(&msg, &ex);
+  f = frame_of(&msg);
+  CHECK(agent_decode_exit(&f, &got, &err) < 0);
+
+  uint32_t v = 0;
+  agent_encode_signal(&msg, 65);
+  f = frame_of(&msg);
+  CHECK(agent_decode_signal(&f, &v, &err) < 0);
+  agent_encode_signal(&msg, 15);
+  f = frame_of(&msg);
+  CHECK(agent_decode_signal(&f, &v, &err) == 0 && v == 15);
+  CHECK(agent_decode_started(&f, &v, &err) < 0); /* wrong type */
+  CHECK_CONTAINS(err.msg, "expected STARTED, got SIGNAL");
+
+  agent_encode_stdin_credit(&msg, AGENT_STDIO_WINDOW + 1);
+  f = frame_of(&msg);
+  CHECK(agent_decode_stdin_credit(&f, &v, &err) < 0);
+  struct agent_output_credit oc = {100, 200}, oc2;
+  agent_encode_output_credit(&msg, &oc);
+  f = frame_of(&msg);
+  CHECK(agent_decode_output_credit(&f, &oc2, &err) == 0);
+  CHECK(oc2.stdout_bytes == 100 && oc2.stderr_bytes == 200);
+  struct agent_winsize w = {24, 80}, w2;
+  agent_encode_winsize(&msg, &w);
+  f = frame_of(&msg);
+  CHECK(agent_decode_winsize(&f, &w2, &err) == 0 && w2.rows == 24 && w2.cols == 80);
+
+  agent_encode_empty(&msg, AGENT_MSG_START);
+  agent_put_u8(&msg, 1);
+  f = frame_of(&msg);
+  CHECK(agent_decode_empty(&f, AGENT_MSG_START, &err) < 0);
+
+  CHECK(agent_msg_from_guest(AGENT_MSG_STDOUT) && !agent_msg_from_host(AGENT_MSG_STDOUT));
+  CHECK(agent_msg_from_host(AGENT_MSG_STDIN) && !agent_msg_from_guest(AGENT_MSG_STDIN));
+  CHECK(!agent_msg_from_guest(0) && !agent_msg_from_host(0xffff));
+}
+
+static void test_header_checks(void) {
+  struct rc_error err = {0};
+  uint8_t h[AGENT_FRAME_HEADER_SIZE];
+  uint16_t type = 0;
+  uint32_t len = 0;
+  agent_encode_started(&msg, 42);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  memcpy(h, msg.bytes, sizeof(h));
+  CHECK(agent_header_decode(h, &type, &len, &err) == 0);
+  CHECK(type == AGENT_MSG_STARTED && len == 4);
+  h[0] ^= 1;
+  CHECK(agent_header_decode(h, &type, &len, &err) < 0);
+  CHECK_CONTAINS(err.msg, "magic");
+  memcpy(h, msg.bytes, sizeof(h));
+  h[4] = 2;
+  CHECK(agent_header_decode(h, &type, &len, &err) < 0);
+  CHECK_CONTAINS(err.msg, "version 2");
+  memcpy(h, msg.bytes, sizeof(h));
+  uint32_t big = AGENT_FRAME_MAX_PAYLOAD + 1;
+  memcpy(h + 8, &big, 4); /* little-endian host */
+  CHECK(agent_header_decode(h, &type, &len, &err) < 0);
+  CHECK(err.code == EMSGSIZE);
+}
+
+/* Three frames (one maximal) fed in every chunk size come out whole and in order. */
+static void test_reader_splits(void) {
+  static uint8_t stream[3 * AGENT_FRAME_MAX];
+  size_t n = 0;
+  struct rc_error err = {0};
+  static uint8_t payload[AGENT_FRAME_MAX_PAYLOAD];
+  for (size_t i = 0; i < sizeof(payload); i++) payload[i] = (uint8_t)(i * 7);
+  agent_encode_data(&msg, AGENT_MSG_STDOUT, payload, sizeof(payload));
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  memcpy(stream + n, msg.bytes, msg.len);
+  n += msg.len;
+  agent_encode_empty(&msg, AGENT_MSG_CONFIGURED);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  memcpy(stream + n, msg.bytes, msg.len);
+  n += msg.len;
+  agent_encode_started(&msg, 7);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  memcpy(stream + n, msg.bytes, msg.len);
+  n += msg.len;
+
+  static struct agent_reader r;
+  const size_t chunks[] = {1, 5, 12, 13, 4096, 65547, 65548, 200000};
+  for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+    agent_reader_init(&r);
+    size_t off = 0;
+    int got = 0, bad = 0;
+    while (off < n || got < 3) {
+      struct agent_frame f;
+      int k = agent_reader_next(&r, &f, &err);
+      if (k < 0) {
+        bad++;
+        break;
+      }
+      if (k == 1) {
+        if (got == 0)
+          bad += f.type != AGENT_MSG_STDOUT || f.length != sizeof(payload) ||
+                 memcmp(f.payload, payload, sizeof(payload)) != 0;
+        if (got == 1) bad += f.type != AGENT_MSG_CONFIGURED || f.length != 0;
+        if (got == 2) bad += f.type != AGENT_MSG_STARTED || f.length != 4;
+        got++;
+        continue;
+      }
+      if (off >= n) break;
+      size_t want = chunks[c] < n - off ? chunks[c] : n - off;
+      off += agent_reader_feed(&r, stream + off, want);
+    }
+    CHECK(got == 3);
+    CHECK(bad == 0);
+  }
+}
+
+static void test_reader_refuses_oversized(void) {
+  static struct agent_reader r;
+  struct rc_error err = {0};
+  agent_reader_init(&r);
+  agent_encode_empty(&msg, AGENT_MSG_STDOUT);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  uint32_t big = AGENT_FRAME_MAX_PAYLOAD * 4;
+  memcpy(msg.bytes + 8, &big, 4);
+  CHECK(agent_reader_feed(&r, msg.bytes, AGENT_FRAME_HEADER_SIZE) == AGENT_FRAME_HEADER_SIZE);
+  struct agent_frame f;
+  CHECK(agent_reader_next(&r, &f, &err) < 0);
+  CHECK_CONTAINS(err.msg, "limit");
+}
+
+/* Through a real socket: fill reads what is there and reports end of stream. */
+static void test_reader_fd(void) {
+  int sv[2];
+  struct rc_error err = {0};
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  static struct agent_reader r;
+  agent_reader_init(&r);
+  bool eof = false;
+  CHECK(agent_reader_fill(&r, sv[0], &eof, &err) == 0 && !eof); /* EAGAIN is not an error */
+  agent_encode_winsize(&msg, &(struct agent_winsize){10, 20});
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  CHECK(agent_msg_write(sv[1], &msg, &err) == 0);
+  close(sv[1]);
+  CHECK(agent_reader_fill(&r, sv[0], &eof, &err) == 0);
+  struct agent_frame f;
+  CHECK(agent_reader_next(&r, &f, &err) == 1);
+  struct agent_winsize w;
+  CHECK(agent_decode_winsize(&f, &w, &err) == 0 && w.rows == 10 && w.cols == 20);
+  CHECK(agent_reader_fill(&r, sv[0], &eof, &err) == 0 && eof);
+  close(sv[0]);
+}
+
+UNIT_MAIN("agent_proto", UNIT_CASE(test_config_round_trip),
+          UNIT_CASE(test_config_truncation_and_stray_bytes), UNIT_CASE(test_config_validation),
+          UNIT_CASE(test_config_too_large), UNIT_CASE(test_hostile_payloads),
+          UNIT_CASE(test_small_messages), UNIT_CASE(test_header_checks),
+          UNIT_CASE(test_reader_splits), UNIT_CASE(test_reader_refuses_oversized),
+          UNIT_CASE(test_reader_fd))

@@ -1,0 +1,368 @@
+/* The container's root inside the guest: the root disk read-only under a tmpfs overlay (so
+ * the container can write, and mount points can be made), the extra disks under
+ * /run/volumes/<n>, then the OCI mounts inside the new root. Destinations are resolved
+ * inside the root with openat2(RESOLVE_IN_ROOT), so a symlink in the image cannot send a
+ * mount outside it; the mount goes onto the resolved fd through /proc/self/fd. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define LOWER_DIR "/run/lower"
+#define OVERLAY_DIR "/run/overlay"
+
+static int mkdir_guest(const char *path, struct rc_error *err) {
+  if (mkdir(path, 0755) < 0 && errno != EEXIST) return rc_err(err, errno, "mkdir %s", path);
+  return 0;
+}
+
+/* "/dev/vda" as it is; "serial:NAME" is the virtio disk whose serial reads NAME. */
+static int find_device(const char *spec, char *out, size_t size, struct rc_error *err) {
+  if (strncmp(spec, "serial:", 7) != 0) {
+    snprintf(out, size, "%s", spec);
+    return 0;
+  }
+  const char *want = spec + 7;
+  DIR *d = opendir("/sys/block");
+  if (!d) return rc_err(err, errno, "open /sys/block");
+  const struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[300], serial[64] = "";
+    snprintf(path, sizeof(path), "/sys/block/%s/serial", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, serial, sizeof(serial) - 1);
+    close(fd);
+    if (n <= 0) continue;
+    serial[n] = '\0';
+    serial[strcspn(serial, "\n")] = '\0';
+    if (strcmp(serial, want) == 0) {
+      snprintf(out, size, "/dev/%s", e->d_name);
+      closedir(d);
+      return 0;
+    }
+  }
+  closedir(d);
+  return rc_err(err, ENODEV, "no disk with serial \"%s\"", want);
+}
+
+static int mount_disk(const char *spec, const char *fstype, bool read_only, const char *dir,
+                      struct rc_error *err) {
+  char dev[300];
+  if (find_device(spec, dev, sizeof(dev), err) < 0) return -1;
+  if (mkdir_guest(dir, err) < 0) return -1;
+  if (mount(dev, dir, fstype, read_only ? MS_RDONLY : 0, NULL) < 0)
+    return rc_err(err, errno, "mount %s (%s) on %s", dev, fstype, dir);
+  return 0;
+}
+
+static int mount_root(const struct agent_config *cfg, struct rc_error *err) {
+  if (mount_disk(cfg->rootfs_device, cfg->rootfs_fstype, true, LOWER_DIR, err) < 0) return -1;
+  if (mkdir_guest(OVERLAY_DIR, err) < 0) return -1;
+  if (mount("tmpfs", OVERLAY_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+    return rc_err(err, errno, "mount tmpfs on %s", OVERLAY_DIR);
+  if (mkdir_guest(OVERLAY_DIR "/upper", err) < 0 || mkdir_guest(OVERLAY_DIR "/work", err) < 0 ||
+      mkdir_guest(AGENT_ROOT_DIR, err) < 0)
+    return -1;
+  if (mount("overlay", AGENT_ROOT_DIR, "overlay", 0,
+            "lowerdir=" LOWER_DIR ",upperdir=" OVERLAY_DIR "/upper,workdir=" OVERLAY_DIR
+            "/work") < 0)
+    return rc_err(err, errno, "mount the overlay on %s", AGENT_ROOT_DIR);
+  return 0;
+}
+
+static int mount_volumes(const struct agent_config *cfg, struct rc_error *err) {
+  if (cfg->n_volumes && mkdir_guest(AGENT_VOLUMES_DIR, err) < 0) return -1;
+  for (uint32_t i = 0; i < cfg->n_volumes; i++) {
+    char dir[64];
+    snprintf(dir, sizeof(dir), AGENT_VOLUMES_DIR "/%u", i);
+    const struct agent_volume *v = &cfg->volumes[i];
+    if (mount_disk(v->device, v->fstype, v->read_only, dir, err) < 0) return -1;
+  }
+  return 0;
+}
+
+/* ---- OCI mounts -------------------------------------------------------------------- */
+
+struct mount_flags {
+  unsigned long flags;       /* for mount(2) */
+  unsigned long propagation; /* MS_SHARED / MS_PRIVATE / ... (| MS_REC) */
+  bool bind, recursive;
+  char data[1024]; /* the options that are not flags, comma-separated */
+};
+
+static const struct {
+  const char *name;
+  bool clear;
+  unsigned long flag;
+} flag_options[] = {
+    {"ro", false, MS_RDONLY},
+    {"rw", true, MS_RDONLY},
+    {"nosuid", false, MS_NOSUID},
+    {"suid", true, MS_NOSUID},
+    {"nodev", false, MS_NODEV},
+    {"dev", true, MS_NODEV},
+    {"noexec", false, MS_NOEXEC},
+    {"exec", true, MS_NOEXEC},
+    {"sync", false, MS_SYNCHRONOUS},
+    {"async", true, MS_SYNCHRONOUS},
+    {"dirsync", false, MS_DIRSYNC},
+    {"remount", false, MS_REMOUNT},
+    {"mand", false, MS_MANDLOCK},
+    {"nomand", true, MS_MANDLOCK},
+    {"noatime", false, MS_NOATIME},
+    {"atime", true, MS_NOATIME},
+    {"nodiratime", false, MS_NODIRATIME},
+    {"diratime", true, MS_NODIRATIME},
+    {"relatime", false, MS_RELATIME},
+    {"norelatime", true, MS_RELATIME},
+    {"strictatime", false, MS_STRICTATIME},
+    {"nostrictatime", true, MS_STRICTATIME},
+};
+
+static const struct {
+  const char *name;
+  unsigned long flag;
+} propagation_options[] = {
+    {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
+    {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
+    {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
+    {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
+};
+
+static int parse_options(const struct agent_mount *m, struct mount_flags *mf,
+                         struct rc_error *err) {
+  memset(mf, 0, sizeof(*mf));
+  size_t used = 0;
+  for (uint32_t i = 0; i < m->n_options; i++) {
+    const char *o = m->options[i];
+    bool known = false;
+    for (size_t k = 0; k < sizeof(flag_options) / sizeof(flag_options[0]) && !known; k++) {
+      if (strcmp(o, flag_options[k].name) != 0) continue;
+      known = true;
+      if (flag_options[k].clear)
+        mf->flags &= ~flag_options[k].flag;
+      else
+        mf->flags |= flag_options[k].flag;
+    }
+    for (size_t k = 0; k < sizeof(propagation_options) / sizeof(propagation_options[0]) && !known;
+         k++) {
+      if (strcmp(o, propagation_options[k].name) != 0) continue;
+      known = true;
+      mf->propagation = propagation_options[k].flag;
+    }
+    if (!known && (strcmp(o, "bind") == 0 || strcmp(o, "rbind") == 0)) {
+      known = true;
+      mf->bind = true;
+      mf->recursive = o[0] == 'r';
+    }
+    if (known) continue;
+    /* filesystem data ("mode=755", "size=65536k"); a comma would smuggle in more options */
+    size_t n = strlen(o);
+    if (strchr(o, ',') || used + n + 2 > sizeof(mf->data))
+      return rc_err(err, EINVAL, "mount %s: bad option \"%s\"", m->destination, o);
+    if (used) mf->data[used++] = ',';
+    memcpy(mf->data + used, o, n + 1);
+    used += n;
+  }
+  if (strcmp(m->type, "bind") == 0) mf->bind = true;
+  return 0;
+}
+
+int agent_open_in_root(int rootfd, const char *path, int flags) {
+  struct open_how how = {
+      .flags = (uint64_t)(flags | O_CLOEXEC),
+      .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+  };
+  return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+}
+
+/* Opens (O_PATH) the destination inside the root, making the missing directories on the
+ * way and, for a file bind mount, an empty file at the end. */
+static int make_destination(int rootfd, const char *dest, bool is_dir, struct rc_error *err) {
+  size_t len = strlen(dest);
+  char *prefix = malloc(len + 1);
+  if (!prefix) return rc_err(err, ENOMEM, "mount %s", dest);
+  int parent = agent_open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
+  if (parent < 0) {
+    rc_err(err, errno, "mount %s: open the container root", dest);
+    goto fail;
+  }
+  size_t i = 0;
+  for (;;) {
+    while (dest[i] == '/') i++;
+    if (dest[i] == '\0') break;
+    size_t start = i;
+    while (dest[i] && dest[i] != '/') i++;
+    bool last = dest[i + strspn(dest + i, "/")] == '\0';
+    memcpy(prefix, dest, i);
+    prefix[i] = '\0';
+    int fd = agent_open_in_root(rootfd, prefix, O_PATH);
+    if (fd < 0 && errno == ENOENT) {
+      char name[256];
+      size_t n = i - start;
+      if (n >= sizeof(name)) {
+        rc_err(err, ENAMETOOLONG, "mount %s", dest);
+        goto fail;
+      }
+      memcpy(name, dest + start, n);
+      name[n] = '\0';
+      int r = (last && !is_dir) ? mknodat(parent, name, S_IFREG | 0644, 0)
+                                : mkdirat(parent, name, 0755);
+      if (r < 0 && errno != EEXIST) {
+        rc_err(err, errno, "mount %s: create %s", dest, prefix);
+        goto fail;
+      }
+      fd = agent_open_in_root(rootfd, prefix, O_PATH);
+    }
+    if (fd < 0) {
+      rc_err(err, errno, "mount %s: resolve %s in the container root", dest, prefix);
+      goto fail;
+    }
+    close(parent);
+    parent = fd;
+  }
+  free(prefix);
+  prefix = NULL;
+  struct stat st;
+  if (fstat(parent, &st) < 0) {
+    rc_err(err, errno, "mount %s: stat", dest);
+    goto fail;
+  }
+  if (is_dir != S_ISDIR(st.st_mode)) {
+    rc_err(err, is_dir ? ENOTDIR : EISDIR, "mount %s: the destination in the image is %s", dest,
+           is_dir ? "not a directory" : "a directory");
+    goto fail;
+  }
+  return parent;
+fail:
+  free(prefix);
+  if (parent >= 0) close(parent);
+  return -1;
+}
+
+static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error *err) {
+  struct mount_flags mf;
+  if (parse_options(m, &mf, err) < 0) return -1;
+  bool is_dir = true;
+  const char *type = m->type;
+  if (mf.bind) {
+    struct stat st;
+    if (m->source[0] != '/')
+      return rc_err(err, EINVAL, "mount %s: bind source \"%s\" is not an absolute guest path",
+                    m->destination, m->source);
+    if (stat(m->source, &st) < 0)
+      return rc_err(err, errno, "mount %s: bind source %s", m->destination, m->source);
+    is_dir = S_ISDIR(st.st_mode);
+  } else if (strcmp(type, "cgroup") == 0) {
+    /* the guest has its own, unified hierarchy; v1 controllers are not built */
+    type = "cgroup2";
+  }
+  int fd = make_destination(rootfd, m->destination, is_dir, err);
+  if (fd < 0) return -1;
+  char target[64];
+  snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
+  int r = 0;
+  if (mf.bind) {
+    unsigned long bind = MS_BIND | (mf.recursive ? MS_REC : 0);
+    r = mount(m->source, target, NULL, bind, NULL);
+    /* a bind mount takes its flags (ro, nosuid, ...) only on a remount */
+    unsigned long extra = mf.flags & ~(unsigned long)MS_REMOUNT;
+    if (r == 0 && extra) r = mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | extra, NULL);
+  } else {
+    r = mount(m->source, target, type, mf.flags, mf.data[0] ? mf.data : NULL);
+    if (r < 0 && errno == ENODEV && strcmp(type, "cgroup2") == 0) {
+      agent_log("mount %s: no cgroup support in the guest kernel, skipped", m->destination);
+      close(fd);
+      return 0;
+    }
+  }
+  if (r == 0 && mf.propagation) r = mount(NULL, target, NULL, mf.propagation, NULL);
+  int e = errno;
+  close(fd);
+  if (r < 0)
+    return rc_err(err, e, "mount %s on %s (type %s)", m->source, m->destination,
+                  mf.bind ? "bind" : type);
+  return 0;
+}
+
+/* The device nodes every container has (as runc makes them), made in the container's /dev
+ * unless the image or a mount already has them. */
+static int make_default_devices(int rootfd, struct rc_error *err) {
+  static const struct {
+    const char *name;
+    unsigned major, minor;
+  } devices[] = {{"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+                 {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+  static const struct {
+    const char *name, *target;
+  } links[] = {{"fd", "/proc/self/fd"},
+               {"stdin", "/proc/self/fd/0"},
+               {"stdout", "/proc/self/fd/1"},
+               {"stderr", "/proc/self/fd/2"},
+               {"ptmx", "pts/ptmx"}};
+  int dev = agent_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
+  if (dev < 0 && errno == ENOENT) {
+    if (mkdirat(rootfd, "dev", 0755) < 0 && errno != EEXIST)
+      return rc_err(err, errno, "mkdir /dev in the container root");
+    dev = agent_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
+  }
+  if (dev < 0) return rc_err(err, errno, "open /dev in the container root");
+  for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+    dev_t d = makedev(devices[i].major, devices[i].minor);
+    /* mknod obeys the umask; the nodes are meant for everyone */
+    mode_t old = umask(0);
+    int r = mknodat(dev, devices[i].name, S_IFCHR | 0666, d);
+    int e = errno;
+    umask(old);
+    if (r < 0 && e != EEXIST) {
+      close(dev);
+      return rc_err(err, e, "mknod /dev/%s in the container root", devices[i].name);
+    }
+  }
+  for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+    if (symlinkat(links[i].target, dev, links[i].name) < 0 && errno != EEXIST) {
+      int e = errno;
+      close(dev);
+      return rc_err(err, e, "symlink /dev/%s in the container root", links[i].name);
+    }
+  }
+  close(dev);
+  return 0;
+}
+
+int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f) {
+  f->stage = AGENT_STAGE_ROOTFS;
+  if (mount_root(cfg, &f->err) < 0) return -1;
+  f->stage = AGENT_STAGE_VOLUMES;
+  if (mount_volumes(cfg, &f->err) < 0) return -1;
+  f->stage = AGENT_STAGE_MOUNTS;
+  int rootfd = open(AGENT_ROOT_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(&f->err, errno, "open %s", AGENT_ROOT_DIR);
+  for (uint32_t i = 0; i < cfg->n_mounts; i++) {
+    if (do_oci_mount(rootfd, &cfg->mounts[i], &f->err) < 0) {
+      close(rootfd);
+      return -1;
+    }
+  }
+  int r = make_default_devices(rootfd, &f->err);
+  close(rootfd);
+  if (r < 0) return -1;
+  /* the overlay let the mount points be made; now the root becomes what the config says */
+  f->stage = AGENT_STAGE_ROOTFS;
+  if (cfg->rootfs_read_only &&
+      mount(NULL, AGENT_ROOT_DIR, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+    return rc_err(&f->err, errno, "remount the container root read-only");
+  return 0;
+}

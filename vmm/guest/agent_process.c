@@ -1,0 +1,269 @@
+/* Starting the workload: find its executable in the container's root, fork, move the
+ * container's root onto "/" in a mount namespace of its own and chroot into it, give it a
+ * session with a terminal or pipes, its rlimits, umask, groups and ids, its cwd, and exec.
+ * The child reports a failure through a close-on-exec pipe, so the parent knows whether
+ * exec happened before it says STARTED. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static const char *env_path(const struct agent_config *cfg) {
+  const char *path = NULL;
+  for (uint32_t i = 0; i < cfg->n_env; i++)
+    if (strncmp(cfg->env[i], "PATH=", 5) == 0) path = cfg->env[i] + 5;
+  return path ? path : DEFAULT_PATH;
+}
+
+/* 0 if path (inside the root) is a regular file someone may execute, else an errno. */
+static int check_executable(int rootfd, const char *path) {
+  int fd = agent_open_in_root(rootfd, path, O_PATH);
+  if (fd < 0) return errno;
+  struct stat st;
+  int e = 0;
+  if (fstat(fd, &st) < 0)
+    e = errno;
+  else if (!S_ISREG(st.st_mode))
+    e = S_ISDIR(st.st_mode) ? EISDIR : EACCES;
+  else if (!(st.st_mode & 0111))
+    e = EACCES;
+  close(fd);
+  return e;
+}
+
+int agent_find_executable(int rootfd, const struct agent_config *cfg, char *out, size_t size,
+                          struct rc_error *err) {
+  const char *name = cfg->args[0];
+  if (strchr(name, '/')) {
+    char full[8192];
+    if (name[0] == '/')
+      snprintf(full, sizeof(full), "%s", name);
+    else
+      snprintf(full, sizeof(full), "%s/%s", cfg->cwd, name);
+    int e = check_executable(rootfd, full);
+    if (e) return rc_err(err, e, "exec: \"%s\"", name);
+    snprintf(out, size, "%s", name);
+    return 0;
+  }
+  const char *p = env_path(cfg);
+  int denied = 0;
+  while (*p) {
+    size_t n = strcspn(p, ":");
+    char dir[4096];
+    if (n == 0)
+      snprintf(dir, sizeof(dir), "%s", cfg->cwd); /* an empty entry is the cwd */
+    else
+      snprintf(dir, sizeof(dir), "%.*s", (int)n, p);
+    char full[8192];
+    snprintf(full, sizeof(full), "%s/%s", dir, name);
+    int e = check_executable(rootfd, full);
+    if (e == 0) {
+      if (strlen(full) >= size) return rc_err(err, ENAMETOOLONG, "exec: \"%s\"", name);
+      snprintf(out, size, "%s", full);
+      return 0;
+    }
+    if (e == EACCES) denied = EACCES;
+    p += n;
+    if (*p == ':') p++;
+  }
+  if (denied) return rc_err(err, EACCES, "exec: \"%s\"", name);
+  return rc_err(err, ENOENT, "exec: \"%s\": executable file not found in $PATH", name);
+}
+
+/* What a failed child tells the parent. */
+struct child_report {
+  uint32_t stage;
+  int32_t errnum;
+  char message[512];
+};
+
+static __attribute__((noreturn)) void child_fail(int pipe_fd, uint32_t stage, int errnum,
+                                                 const char *what) {
+  struct child_report rep = {.stage = stage, .errnum = errnum};
+  snprintf(rep.message, sizeof(rep.message), "%s", what);
+  ssize_t w = write(pipe_fd, &rep, sizeof(rep));
+  (void)w;
+  _exit(127);
+}
+
+/* Makes the container's root the root of a new mount namespace: the mount moves onto "/"
+ * (the initramfs cannot be pivoted away), then chroot follows it. */
+static int enter_root(void) {
+  if (unshare(CLONE_NEWNS) < 0) return -1;
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return -1;
+  if (chdir(AGENT_ROOT_DIR) < 0) return -1;
+  if (mount(AGENT_ROOT_DIR, "/", NULL, MS_MOVE, NULL) < 0) return -1;
+  if (chroot(".") < 0) return -1;
+  return chdir("/");
+}
+
+static __attribute__((noreturn)) void child(const struct agent_config *cfg, const char *exe,
+                                            int slave, const int pipes[3][2], int report) {
+  char what[600];
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  if (setsid() < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setsid");
+  if (cfg->terminal) {
+    if (ioctl(slave, TIOCSCTTY, 0) < 0)
+      child_fail(report, AGENT_STAGE_PROCESS, errno, "make the terminal the controlling one");
+    for (int fd = 0; fd <= 2; fd++)
+      if (dup2(slave, fd) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "dup2");
+  } else {
+    if (dup2(pipes[0][0], 0) < 0 || dup2(pipes[1][1], 1) < 0 || dup2(pipes[2][1], 2) < 0)
+      child_fail(report, AGENT_STAGE_PROCESS, errno, "dup2");
+  }
+  if (enter_root() < 0) child_fail(report, AGENT_STAGE_ROOTFS, errno, "enter the container root");
+  for (uint32_t i = 0; i < cfg->n_rlimits; i++) {
+    const struct agent_rlimit *r = &cfg->rlimits[i];
+    struct rlimit rl = {.rlim_cur = r->soft, .rlim_max = r->hard};
+    if (setrlimit((int)r->type, &rl) < 0) {
+      snprintf(what, sizeof(what), "setrlimit %u", r->type);
+      child_fail(report, AGENT_STAGE_PROCESS, errno, what);
+    }
+  }
+  umask(cfg->has_umask ? (mode_t)cfg->umask : 022);
+  gid_t groups[AGENT_MAX_GIDS];
+  for (uint32_t i = 0; i < cfg->n_additional_gids; i++) groups[i] = cfg->additional_gids[i];
+  if (setgroups(cfg->n_additional_gids, groups) < 0)
+    child_fail(report, AGENT_STAGE_PROCESS, errno, "setgroups");
+  if (setgid(cfg->gid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setgid");
+  if (setuid(cfg->uid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setuid");
+  if (chdir(cfg->cwd) < 0) {
+    snprintf(what, sizeof(what), "chdir to cwd \"%s\"", cfg->cwd);
+    child_fail(report, AGENT_STAGE_PROCESS, errno, what);
+  }
+  execve(exe, cfg->args, cfg->env);
+  snprintf(what, sizeof(what), "exec: \"%s\"", cfg->args[0]);
+  child_fail(report, AGENT_STAGE_EXEC, errno, what);
+}
+
+static void close_pipes(int pipes[3][2]) {
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 2; j++)
+      if (pipes[i][j] >= 0) {
+        close(pipes[i][j]);
+        pipes[i][j] = -1;
+      }
+}
+
+/* The pty comes from the container's own devpts instance (its /dev/ptmx), so that the
+ * workload finds its terminal under its /dev/pts; a root without one gets the guest's. */
+static int open_terminal(int rootfd, const struct agent_config *cfg, int *master, int *slave,
+                         struct rc_error *err) {
+  *master = agent_open_in_root(rootfd, "/dev/ptmx", O_RDWR | O_NOCTTY);
+  if (*master < 0) *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*master < 0) return rc_err(err, errno, "open a pty");
+  int unlock = 0;
+  if (ioctl(*master, TIOCSPTLCK, &unlock) < 0) {
+    int e = errno;
+    close(*master);
+    return rc_err(err, e, "unlock the pty");
+  }
+  *slave = ioctl(*master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*slave < 0) {
+    int e = errno;
+    close(*master);
+    return rc_err(err, e, "open the pty's peer");
+  }
+  if (cfg->winsize.rows && cfg->winsize.cols) {
+    struct winsize ws = {.ws_row = cfg->winsize.rows, .ws_col = cfg->winsize.cols};
+    ioctl(*master, TIOCSWINSZ, &ws);
+  }
+  return 0;
+}
+
+int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *pid,
+                struct agent_failure *f) {
+  char exe[4096];
+  int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+  int master = -1, slave = -1, report[2] = {-1, -1};
+  f->stage = AGENT_STAGE_EXEC;
+  int rootfd = open(AGENT_ROOT_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(&f->err, errno, "open %s", AGENT_ROOT_DIR);
+  int r = agent_find_executable(rootfd, cfg, exe, sizeof(exe), &f->err);
+  if (r < 0) {
+    close(rootfd);
+    return -1;
+  }
+
+  f->stage = AGENT_STAGE_PROCESS;
+  if (cfg->terminal) {
+    r = open_terminal(rootfd, cfg, &master, &slave, &f->err);
+    close(rootfd);
+    if (r < 0) return -1;
+  } else {
+    close(rootfd);
+    for (int i = 0; i < 3; i++)
+      if (pipe2(pipes[i], O_CLOEXEC) < 0) {
+        int e = errno;
+        close_pipes(pipes);
+        return rc_err(&f->err, e, "pipe");
+      }
+  }
+  if (pipe2(report, O_CLOEXEC) < 0) {
+    r = rc_err(&f->err, errno, "pipe");
+    goto out;
+  }
+  pid_t p = fork();
+  if (p < 0) {
+    r = rc_err(&f->err, errno, "fork");
+    goto out;
+  }
+  if (p == 0) {
+    close(report[0]);
+    child(cfg, exe, slave, (const int(*)[2])pipes, report[1]);
+  }
+  close(report[1]);
+  report[1] = -1;
+  struct child_report rep;
+  ssize_t n;
+  do {
+    n = read(report[0], &rep, sizeof(rep));
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    waitpid(p, NULL, 0);
+    rep.message[sizeof(rep.message) - 1] = '\0';
+    f->stage = n == (ssize_t)sizeof(rep) ? rep.stage : AGENT_STAGE_PROCESS;
+    r = rc_err(&f->err, n == (ssize_t)sizeof(rep) ? rep.errnum : EIO, "%s",
+               n == (ssize_t)sizeof(rep) ? rep.message : "the process failed to start");
+    goto out;
+  }
+  *pid = p;
+  if (cfg->terminal) {
+    io->pty_master = master;
+    io->in_fd = master;
+    io->out_fd = master;
+    io->err_fd = -1;
+    master = -1;
+  } else {
+    io->pty_master = -1;
+    io->in_fd = pipes[0][1];
+    io->out_fd = pipes[1][0];
+    io->err_fd = pipes[2][0];
+    pipes[0][1] = pipes[1][0] = pipes[2][0] = -1;
+  }
+  r = 0;
+out:
+  close_pipes(pipes);
+  if (master >= 0) close(master);
+  if (slave >= 0) close(slave);
+  if (report[0] >= 0) close(report[0]);
+  if (report[1] >= 0) close(report[1]);
+  return r;
+}
