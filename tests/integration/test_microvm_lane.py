@@ -1,0 +1,133 @@
+"""microVM mode end to end, in the QEMU hardware lane (tests/lanes/): this machine's
+/dev/kvm is PVM, so the lane boots Debian's cloud kernel under QEMU TCG with nested SVM,
+and runcell runs microVMs there with its own VMM, the guest kernel (vmm/kernel/build.sh)
+and the agent initrd from the build.
+
+The lane boots once for this module with runcell, mkfs.erofs, the guest kernel and agent
+initrd, a busybox rootfs, one bundle per scenario and a bind mount source; each script in
+tests/lanes/microvm-tests/ (except common.sh) is one pytest test here.
+Skipped when qemu-system-x86_64 is not installed; fails when the guest kernel cannot be
+built or the agent initrd is missing (both are part of the build).
+"""
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import default_spec, make_rootfs
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lanes"))
+
+import lane  # noqa: E402
+from lane_kernel import LaneError  # noqa: E402
+
+TESTS_DIR = REPO / "tests" / "lanes" / "microvm-tests"
+MICROVM_TESTS = sorted(p for p in TESTS_DIR.glob("*.sh") if p.name != "common.sh")
+LANE_TIMEOUT = 600
+
+
+def guest_kernel():
+    """The guest kernel's directory: vmm/kernel/build.sh builds it once into the cache and
+    afterwards only prints where it is."""
+    out = subprocess.run([str(REPO / "vmm" / "kernel" / "build.sh")], capture_output=True,
+                         text=True, timeout=3600)
+    if out.returncode != 0:
+        pytest.fail(f"vmm/kernel/build.sh failed:\n{out.stderr[-3000:]}", pytrace=False)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def bundle_config(args, **changes):
+    """The bundle every scenario starts from: runc's default spec (what containerd would
+    give, with its /dev tmpfs, devpts, mqueue, sysfs and cgroup mounts) in microvm mode."""
+    spec = default_spec()
+    spec["root"] = {"path": "/srv/rootfs", "readonly": False}
+    spec["annotations"] = {"run.runcell.mode": "microvm"}
+    spec["process"]["args"] = args
+    spec["hostname"] = "microvm"
+    for key, value in changes.items():
+        spec[key] = value
+    return spec
+
+
+def scenarios():
+    tty = bundle_config(["sh", "-c", "tty; [ -t 0 ] && echo is-a-tty"])
+    tty["process"]["terminal"] = True
+    bind = bundle_config(["sh", "-c", "echo dir:$(cat /data/greeting); "
+                          "echo file:$(cat /etc/greeting); "
+                          "grep -o 'tmpfs /scratch' /proc/mounts | sed 's/tmpfs /tmpfs:/'"])
+    bind["mounts"] = copy.deepcopy(bind["mounts"]) + [
+        {"destination": "/data", "type": "bind", "source": "/srv/bindsrc",
+         "options": ["rbind", "ro"]},
+        {"destination": "/etc/greeting", "type": "bind", "source": "/srv/bindsrc/greeting",
+         "options": ["bind", "ro"]},
+        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]},
+    ]
+    return {
+        "echo": bundle_config(["echo", "hello from a microvm"]),
+        "exit7": bundle_config(["sh", "-c", "echo to stdout; echo to stderr >&2; exit 7"]),
+        "selfkill": bundle_config(["sh", "-c", "kill -9 $$"]),
+        "sleep": bundle_config(["sh", "-c", "echo sleeping; exec sleep 1000"]),
+        "tty": tty,
+        "bind": bind,
+    }
+
+
+@pytest.fixture(scope="module")
+def microvm_lane(runcell_bin, tmp_path_factory):
+    if shutil.which(lane.lane_qemu.QEMU) is None:
+        pytest.skip(f"{lane.lane_qemu.QEMU} is not installed (apt-get install qemu-system-x86)")
+    mkfs = shutil.which("mkfs.erofs")
+    if mkfs is None:
+        pytest.fail("mkfs.erofs is missing: install erofs-utils (scripts/install-deps.sh)",
+                    pytrace=False)
+    initrd = Path(runcell_bin).parent / "guest" / "agent.initrd"
+    if not initrd.is_file():
+        pytest.fail(f"{initrd} is missing: it is built with runcell (vmm/guest)", pytrace=False)
+    kernel = guest_kernel() / "vmlinux"
+
+    work = tmp_path_factory.mktemp("microvm-lane")
+    guest = work / "guest"
+    guest.mkdir()
+    shutil.copy2(kernel, guest / "vmlinux")
+    shutil.copy2(initrd, guest / "agent.initrd")
+    rootfs = work / "rootfs"
+    make_rootfs(rootfs)
+    bundles = work / "bundles"
+    for name, config in scenarios().items():
+        (bundles / name).mkdir(parents=True)
+        (bundles / name / "config.json").write_text(json.dumps(config, indent=1))
+    bindsrc = work / "bindsrc"
+    bindsrc.mkdir()
+    (bindsrc / "greeting").write_text("greetings from the host\n")
+
+    adds = [(Path(runcell_bin), "/usr/local/bin/runcell"), (Path(mkfs), None),
+            (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (bundles, "/srv/bundles"),
+            (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests")]
+    try:
+        return lane.run_lane(log=lambda msg: None, tests=MICROVM_TESTS, adds=adds,
+                             timeout=LANE_TIMEOUT)
+    except LaneError as e:
+        pytest.fail(f"the lane could not be prepared: {e}", pytrace=False)
+
+
+def test_microvm_lane_finishes(microvm_lane):
+    assert microvm_lane.done and not microvm_lane.problems, microvm_lane.failure_report()
+    print(f"lane boot {microvm_lane.boot_seconds:.2f}s; whole run "
+          f"{microvm_lane.wall_seconds:.1f}s")
+
+
+@pytest.mark.parametrize("script", MICROVM_TESTS, ids=[p.stem for p in MICROVM_TESTS])
+def test_microvm(microvm_lane, script):
+    result = microvm_lane.result(lane.lane_guest.test_name(script.stem))
+    output = "\n".join(result.output)
+    if result.status == "skip":
+        pytest.skip(f"{script.name} skipped in the guest: {result.reason}")
+    assert result.status == "ok", (
+        f"{result.tap()}\n--- guest output ---\n{output}"
+        + ("" if microvm_lane.done else "\n--- lane ---\n" + microvm_lane.failure_report()))

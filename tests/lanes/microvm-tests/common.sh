@@ -1,0 +1,47 @@
+# Sourced by every microVM lane test (tests/lanes/microvm-tests/*.sh): the environment
+# runcell needs in the lane guest, and checks that a container left nothing behind.
+# The host side (tests/integration/test_microvm_lane.py) brings runcell, mkfs.erofs, the
+# guest kernel and agent initrd (/srv/guest), a busybox rootfs (/srv/rootfs), one bundle
+# per scenario (/srv/bundles/NAME/config.json, root.path /srv/rootfs) and a bind mount
+# source (/srv/bindsrc).
+set -u
+if [ ! -d /sys/fs/cgroup/init.scope ] && ! grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts; then
+  mount -t cgroup2 none /sys/fs/cgroup || exit 1
+fi
+export RUNCELL_GUEST_KERNEL=/srv/guest/vmlinux
+export RUNCELL_AGENT_INITRD=/srv/guest/agent.initrd
+export RUNCELL_CACHE_DIR=/tmp/runcell-cache
+# nested guests under QEMU's software emulation boot in seconds, not milliseconds
+export RUNCELL_MICROVM_BOOT_TIMEOUT_MS=120000
+
+fail() {
+  echo "FAIL: $*"
+  exit 1
+}
+
+# expect_eq WHAT GOT WANT
+expect_eq() {
+  [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+}
+
+# expect_contains WHAT TEXT NEEDLE
+expect_contains() {
+  case $2 in
+    *"$3"*) ;;
+    *) fail "$1: '$2' does not contain '$3'" ;;
+  esac
+}
+
+# nothing_left ID: no state directory, no cgroup, no VMM process of the container
+nothing_left() {
+  [ ! -e "/run/runcell/$1" ] || fail "state directory /run/runcell/$1 left behind"
+  if find /sys/fs/cgroup -type d -name "*$1*" | grep -q .; then
+    fail "cgroup left behind: $(find /sys/fs/cgroup -type d -name "*$1*")"
+  fi
+  for p in /proc/[0-9]*; do
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "runcell.* $1\$"; then
+      fail "process left behind: $(tr '\0' ' ' <"$p/cmdline")"
+    fi
+  done
+  return 0
+}
