@@ -24,7 +24,7 @@ required=(
   # microVM mode: disk images of rootfs trees; the guest kernel's build from Debian's
   # source; the QEMU hardware lane (tests/lanes) and its initramfs
   erofs-utils linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils cpio
-  qemu-system-x86
+  qemu-system-x86 lz4 # lz4: the lane unpacks Debian's kernel to boot it uncompressed (faster)
 )
 optional=()
 

@@ -738,6 +738,11 @@ int rc_container_checkpoint(const struct rc_checkpoint_opts *o, struct rc_error 
   /* A gated cell's syscall filter notifies the cell kernel, a listener outside the
    * container that criu can neither dump nor give back: say so instead of letting criu
    * fail obscurely (or restore a cell without its gate). */
+  if (rc_state_is_microvm(st)) {
+    rc_err(err, 0, "checkpoint: container %s is a microVM, which cannot be checkpointed yet",
+           o->id);
+    goto out;
+  }
   if (rc_state_gate_on(st)) {
     rc_err(err, 0,
            "checkpoint: container %s is a cell with its syscall gate on, which cannot be "

@@ -180,6 +180,14 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     rc_err(err, 0, "cannot exec in a stopped container");
     goto out;
   }
+  if (rc_state_is_microvm(st)) {
+    /* The workload lives in the guest; a process exec'd on the host would not be in it. */
+    rc_err(err, 0,
+           "cannot exec in container %s: it is a microVM, and exec through the guest agent is "
+           "not implemented yet",
+           st->id);
+    goto out;
+  }
   int flags = namespaces_to_join(st->pid);
   if (p->terminal) {
     if (o->console_socket) {

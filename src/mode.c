@@ -45,6 +45,13 @@ bool rc_state_gate_on(const struct oci_state *st) {
   return false;
 }
 
+bool rc_state_is_microvm(const struct oci_state *st) {
+  for (size_t i = 0; i < st->n_annotations; i++)
+    if (!strcmp(st->annotations[i].key, RC_ANNOTATION_MODE))
+      return !strcmp(st->annotations[i].value, "microvm");
+  return false;
+}
+
 static bool is_sandbox(const struct oci_config *cfg) {
   const char *cri = oci_config_annotation(cfg, "io.kubernetes.cri.container-type");
   const char *crio = oci_config_annotation(cfg, "io.kubernetes.cri-o.ContainerType");

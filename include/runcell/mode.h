@@ -37,5 +37,7 @@ const char *rc_mode_name(enum rc_mode mode);
 /* True if a container's saved state records a cell with its gate on (the annotation
  * create adds); exec uses it so that every process of a cell goes through the gate. */
 bool rc_state_gate_on(const struct oci_state *st);
+/* Whether a container's state says it runs as a microVM (annotation run.runcell.mode). */
+bool rc_state_is_microvm(const struct oci_state *st);
 
 #endif

@@ -13,6 +13,8 @@ pid=$(echo "$st" | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
 [ -n "$pid" ] && [ -d "/proc/$pid" ] || fail "no VMM process for pid '$pid'"
 runcell start "$id" || fail "start"
 expect_contains "state after start" "$(runcell state "$id")" '"status": "running"'
+err=$(runcell exec "$id" true 2>&1) && fail "exec into a microVM succeeded"
+expect_contains "exec into a microVM" "$err" "is a microVM"
 sleep 1
 runcell kill "$id" TERM || fail "kill"
 i=0
