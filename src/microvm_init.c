@@ -201,8 +201,10 @@ static int await_frame(struct vm *vm, struct agent_frame *f, uint64_t deadline,
 static int agent_error(const struct agent_frame *f, struct rc_error *err) {
   struct agent_error_msg e;
   if (agent_decode_error(f, &e, err) < 0) return -1;
-  return rc_err(err, e.errnum > 0 && e.errnum < 4096 ? e.errnum : 0, "microVM guest agent: %s: %s",
-                agent_stage_name(e.stage), e.message);
+  /* the agent's message already ends with its errno's text */
+  rc_err(err, 0, "microVM guest agent: %s: %s", agent_stage_name(e.stage), e.message);
+  err->code = e.errnum > 0 && e.errnum < 4096 ? e.errnum : 0;
+  return -1;
 }
 
 static int expect(struct vm *vm, uint16_t type, struct agent_frame *f, uint64_t deadline,

@@ -60,7 +60,8 @@ def scenarios():
     tty["process"]["terminal"] = True
     bind = bundle_config(["sh", "-c", "echo dir:$(cat /data/greeting); "
                           "echo file:$(cat /etc/greeting); "
-                          "grep -o 'tmpfs /scratch' /proc/mounts | sed 's/tmpfs /tmpfs:/'"])
+                          "grep -o 'tmpfs /scratch' /proc/mounts | sed 's/tmpfs /tmpfs:/'; "
+                          "touch /data/new 2>/dev/null && echo data:writable || echo data:read-only"])
     bind["mounts"] = copy.deepcopy(bind["mounts"]) + [
         {"destination": "/data", "type": "bind", "source": "/srv/bindsrc",
          "options": ["rbind", "ro"]},

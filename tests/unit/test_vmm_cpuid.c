@@ -32,7 +32,8 @@ static void test_topology(void) {
   struct kvm_cpuid_entry2 e[64];
   unsigned n = host_list(e);
   struct rc_error err = {0};
-  CHECK(vmm_cpuid_normalize(e, &n, 64, 2, 4, 2100000, &err) == 0);
+  CHECK(vmm_cpuid_normalize(e, &n, 64, 2, 4, &(struct vmm_cpuid_host){.tsc_khz = 2100000}, &err) ==
+        0);
   struct kvm_cpuid_entry2 *c = vmm_cpuid_find(e, n, 1, 0);
   CHECK(c && (c->ebx >> 24) == 2);          /* APIC id = vCPU index */
   CHECK(c && ((c->ebx >> 16) & 0xff) == 4); /* logical processors */
@@ -70,7 +71,8 @@ static void test_kvm_leaves(void) {
   struct kvm_cpuid_entry2 e[64];
   unsigned n = host_list(e);
   struct rc_error err = {0};
-  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 1, 2100000, &err) == 0);
+  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 1, &(struct vmm_cpuid_host){.tsc_khz = 2100000}, &err) ==
+        0);
   struct kvm_cpuid_entry2 *c = vmm_cpuid_find(e, n, 0x40000000, 0);
   char sig[13] = {0};
   if (c) {
@@ -90,29 +92,43 @@ static void test_kvm_leaves(void) {
 
   /* Unknown TSC frequency: no timing leaf, max leaf 0x40000001. */
   n = host_list(e);
-  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 1, 0, &err) == 0);
+  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 1, &(struct vmm_cpuid_host){.tsc_khz = 0}, &err) == 0);
   CHECK(vmm_cpuid_find(e, n, 0x40000010, 0) == NULL);
   c = vmm_cpuid_find(e, n, 0x40000000, 0);
   CHECK(c && c->eax == 0x40000001);
 
   /* A list without the KVM leaves gets them. */
   n = 2;
-  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 1, 0, &err) == 0);
+  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 1, &(struct vmm_cpuid_host){.tsc_khz = 0}, &err) == 0);
   CHECK(vmm_cpuid_find(e, n, 0x40000000, 0) != NULL);
   CHECK(vmm_cpuid_find(e, n, 0x40000001, 0) != NULL);
+}
+
+static void test_tsc_deadline(void) {
+  struct kvm_cpuid_entry2 e[64];
+  unsigned n = host_list(e);
+  struct rc_error err = {0};
+  struct vmm_cpuid_host host = {.tsc_deadline = true};
+  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 1, &host, &err) == 0);
+  struct kvm_cpuid_entry2 *c = vmm_cpuid_find(e, n, 1, 0);
+  CHECK(c && (c->ecx & (1U << 24)));
+  CHECK(vmm_cpuid_find(e, n, 0x40000010, 0) == NULL);
 }
 
 static void test_errors(void) {
   struct kvm_cpuid_entry2 e[64];
   struct rc_error err = {0};
   unsigned n = host_list(e);
-  CHECK(vmm_cpuid_normalize(e, &n, 64, 4, 4, 0, &err) < 0); /* index out of range */
-  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 0, 0, &err) < 0);
+  CHECK(vmm_cpuid_normalize(e, &n, 64, 4, 4, &(struct vmm_cpuid_host){.tsc_khz = 0}, &err) <
+        0); /* index out of range */
+  CHECK(vmm_cpuid_normalize(e, &n, 64, 0, 0, &(struct vmm_cpuid_host){.tsc_khz = 0}, &err) < 0);
   n = host_list(e);
   unsigned before = n;
-  CHECK(vmm_cpuid_normalize(e, &n, before, 0, 2, 1000, &err) < 0); /* no room to add */
+  CHECK(vmm_cpuid_normalize(e, &n, before, 0, 2, &(struct vmm_cpuid_host){.tsc_khz = 1000}, &err) <
+        0); /* no room to add */
   CHECK_CONTAINS(err.msg, "entries");
   CHECK(n <= before);
 }
 
-UNIT_MAIN("vmm_cpuid", UNIT_CASE(test_topology), UNIT_CASE(test_kvm_leaves), UNIT_CASE(test_errors))
+UNIT_MAIN("vmm_cpuid", UNIT_CASE(test_topology), UNIT_CASE(test_kvm_leaves),
+          UNIT_CASE(test_tsc_deadline), UNIT_CASE(test_errors))

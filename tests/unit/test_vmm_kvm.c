@@ -39,4 +39,39 @@ static void test_pvm(void) {
   if (pvm) CHECK(r < 0 && strstr(err.msg, "PVM"));
 }
 
-UNIT_MAIN("vmm_kvm", UNIT_CASE(test_missing), UNIT_CASE(test_not_kvm), UNIT_CASE(test_pvm))
+/* vmm_machine_create owns agent_fd from the call on: a refused config closes it. */
+static void test_create_refusals(void) {
+  struct rc_error err = {0};
+  struct vmm_machine *m = (struct vmm_machine *)&err;
+  int p[2];
+  CHECK(pipe(p) == 0);
+  struct vmm_machine_config cfg = {.kernel_path = "/nonexistent",
+                                   .vcpus = 0,
+                                   .mem_bytes = 64ULL << 20,
+                                   .agent_fd = p[0],
+                                   .console_fd = -1};
+  CHECK(vmm_machine_create(&cfg, &m, &err) < 0);
+  CHECK(m == NULL);
+  CHECK_CONTAINS(err.msg, "vCPUs");
+  CHECK(fcntl(p[0], F_GETFD) < 0); /* closed */
+  cfg.vcpus = 1;
+  cfg.mem_bytes = 1 << 20;
+  cfg.agent_fd = -1;
+  CHECK(vmm_machine_create(&cfg, &m, &err) < 0);
+  CHECK_CONTAINS(err.msg, "too little");
+  /* A valid config on a host without usable KVM fails with vmm_kvm_check's reason. */
+  cfg.mem_bytes = 64ULL << 20;
+  struct rc_error check = {0};
+  if (vmm_kvm_check(&check) < 0) {
+    CHECK(vmm_machine_create(&cfg, &m, &err) < 0);
+    CHECK_STR_EQ(err.msg, check.msg);
+  } else {
+    /* With KVM: the kernel file is what is missing. */
+    CHECK(vmm_machine_create(&cfg, &m, &err) < 0);
+    CHECK_CONTAINS(err.msg, "/nonexistent");
+  }
+  close(p[1]);
+}
+
+UNIT_MAIN("vmm_kvm", UNIT_CASE(test_missing), UNIT_CASE(test_not_kvm), UNIT_CASE(test_pvm),
+          UNIT_CASE(test_create_refusals))

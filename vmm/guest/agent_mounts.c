@@ -277,9 +277,23 @@ static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error
   if (mf.bind) {
     unsigned long bind = MS_BIND | (mf.recursive ? MS_REC : 0);
     r = mount(m->source, target, NULL, bind, NULL);
-    /* a bind mount takes its flags (ro, nosuid, ...) only on a remount */
-    unsigned long extra = mf.flags & ~(unsigned long)MS_REMOUNT;
-    if (r == 0 && extra) r = mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | extra, NULL);
+    /* A bind mount takes its flags (ro, nosuid, ...) only on a remount, and that must name
+     * the new mount: fd still names the directory it covers, so resolve the destination
+     * again (inside the root, as before). */
+    unsigned long extra = mf.flags & ~(unsigned long)(MS_REMOUNT | MS_BIND | MS_REC);
+    if (r == 0 && extra) {
+      int top = agent_open_in_root(rootfd, m->destination, O_PATH);
+      if (top < 0) {
+        r = -1;
+      } else {
+        char top_path[64];
+        snprintf(top_path, sizeof(top_path), "/proc/self/fd/%d", top);
+        r = mount(NULL, top_path, NULL, MS_BIND | MS_REMOUNT | extra, NULL);
+        int e = errno;
+        close(top);
+        errno = e;
+      }
+    }
   } else {
     r = mount(m->source, target, type, mf.flags, mf.data[0] ? mf.data : NULL);
     if (r < 0 && errno == ENODEV && strcmp(type, "cgroup2") == 0) {
