@@ -8,6 +8,7 @@
 #include "vmm/cpu.h"
 
 #define LEAF1_ECX_HYPERVISOR (1U << 31)
+#define LEAF1_ECX_TSC_DEADLINE (1U << 24)
 #define LEAF1_EDX_HTT (1U << 28)
 #define EXT1_ECX_CMP_LEGACY (1U << 1)
 #define KVM_LEAF_BASE 0x40000000U
@@ -80,7 +81,8 @@ static int put_topology_leaf(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned c
 }
 
 int vmm_cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned cap, unsigned index,
-                        unsigned n_vcpus, uint32_t tsc_khz, struct rc_error *err) {
+                        unsigned n_vcpus, const struct vmm_cpuid_host *host, struct rc_error *err) {
+  const uint32_t tsc_khz = host->tsc_khz;
   if (n_vcpus == 0 || n_vcpus > 255 || index >= n_vcpus)
     return rc_err(err, 0, "CPUID: vCPU %u of %u", index, n_vcpus);
   const uint32_t apic_id = index;
@@ -95,6 +97,9 @@ int vmm_cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned cap, u
         /* EBX: APIC id (31:24) and logical processors per package (23:16). */
         c->ebx = (c->ebx & 0x0000ffffU) | (apic_id << 24) | ((n_vcpus & 0xffU) << 16);
         c->ecx |= LEAF1_ECX_HYPERVISOR;
+        /* Without TSC-deadline Linux calibrates the LAPIC timer against the PIT at boot,
+         * which is slow and, under nested virtualization, unreliable. */
+        if (host->tsc_deadline) c->ecx |= LEAF1_ECX_TSC_DEADLINE;
         if (n_vcpus > 1)
           c->edx |= LEAF1_EDX_HTT;
         else

@@ -203,7 +203,8 @@ static int create_vcpus(struct vmm_machine *m, uint64_t entry, struct rc_error *
     goto out;
   }
   bool tsc_khz_cap = ioctl(m->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_TSC_KHZ) > 0;
-  uint32_t tsc_khz = 0;
+  struct vmm_cpuid_host host = {
+      .tsc_deadline = ioctl(m->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0};
   for (unsigned i = 0; i < m->n_vcpus; i++) {
     struct vmm_vcpu *v = &m->vcpus[i];
     v->fd = ioctl(m->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
@@ -220,12 +221,12 @@ static int create_vcpus(struct vmm_machine *m, uint64_t entry, struct rc_error *
     v->run_size = (size_t)run_size;
     if (i == 0 && tsc_khz_cap) {
       int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
-      tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+      host.tsc_khz = khz > 0 ? (uint32_t)khz : 0;
     }
     unsigned n = supported->nent;
     memcpy(cpuid->entries, supported->entries, n * sizeof(supported->entries[0]));
-    if (vmm_cpuid_normalize(cpuid->entries, &n, VMM_CPUID_MAX_ENTRIES, i, m->n_vcpus, tsc_khz,
-                            err) < 0)
+    if (vmm_cpuid_normalize(cpuid->entries, &n, VMM_CPUID_MAX_ENTRIES, i, m->n_vcpus, &host, err) <
+        0)
       goto out;
     cpuid->nent = n;
     if (vmm_vcpu_setup(v->fd, cpuid, i == 0, entry, err) < 0) {
@@ -280,19 +281,10 @@ int vmm_machine_create(const struct vmm_machine_config *cfg, struct vmm_machine 
     goto fail;
   }
   uint64_t entry = 0;
-#ifdef VMM_TRACE_PHASES
-#define PH(x) (t0 = vmm_now_ns(), r_ = (x), fprintf(stderr, "phase %s %.3f ms\n", #x, (vmm_now_ns() - t0) / 1e6), r_)
-  uint64_t t0; int r_;
-  if (PH(vmm_guest_mem_create(&m->mem, cfg->mem_bytes, err)) < 0 || PH(create_vm(m, err)) < 0 ||
-      PH(add_devices(m, cfg, err)) < 0 || PH(load_boot(m, cfg, &entry, err)) < 0 ||
-      PH(create_vcpus(m, entry, err)) < 0)
-    goto fail;
-#else
   if (vmm_guest_mem_create(&m->mem, cfg->mem_bytes, err) < 0 || create_vm(m, err) < 0 ||
       add_devices(m, cfg, err) < 0 || load_boot(m, cfg, &entry, err) < 0 ||
       create_vcpus(m, entry, err) < 0)
     goto fail;
-#endif
   *out = m;
   return 0;
 fail:
