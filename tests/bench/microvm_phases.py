@@ -8,7 +8,8 @@ Each run of `runcell run` of /bin/true in a microVM logs its phases (src/microvm
 vmm-setup (KVM VM, memory, devices, kernel and initrd loaded), vmm-start-to-guest-entry,
 guest-entry-to-agent (the guest kernel's boot up to the agent's HELLO), agent-config (root
 disk, overlay, OCI mounts) and start-to-workload. The same guest also times `run` of
-/bin/true with runc (Debian's, brought into the lane) and with runcell as a cell, and reads
+/bin/true with runc (Debian's, brought into the lane) and with runcell as a cell (both
+with --no-pivot: the lane's root is an initramfs, where pivot_root fails), and reads
 the VMM's RSS and PSS while a microVM idles.
 
 usage: microvm_phases.py [--runs N] [--json OUT]   (Firecracker's bounds for reference:
@@ -47,7 +48,8 @@ while [ $i -lt RUNS ]; do
     cd /srv/bundles/$rt
     a=$(ms)
     case $rt in
-      runc) runc --root /run/runc-bench run b$i-$rt >/dev/null 2>&1 ;;
+      runc) runc --root /run/runc-bench run --no-pivot b$i-$rt >/dev/null 2>&1 ;;
+      cell) runcell run --no-pivot b$i-$rt >/dev/null 2>&1 ;;
       *) runcell --log /tmp/log-$rt-$i --log-format json run b$i-$rt >/dev/null 2>&1 ;;
     esac
     rc=$?
