@@ -4,6 +4,7 @@
  * its LAPIC's LINT0/LINT1 wired as on a PC. The others wait in KVM for INIT/SIPI, which
  * replaces their registers anyway. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -93,18 +94,18 @@ static int set_msrs(int fd, struct rc_error *err) {
       {MSR_MTRR_DEF_TYPE, MTRR_ENABLED_WB},
   };
   enum { N = sizeof(want) / sizeof(want[0]) };
-  struct {
-    struct kvm_msrs hdr;
-    struct kvm_msr_entry entries[N];
-  } msrs;
-  memset(&msrs, 0, sizeof(msrs));
-  msrs.hdr.nmsrs = N;
+  /* kvm_msrs ends in a flexible array: allocated with room for the entries. */
+  struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + N * sizeof(struct kvm_msr_entry));
+  if (!msrs) return rc_err(err, ENOMEM, "KVM_SET_MSRS");
+  msrs->nmsrs = N;
   for (unsigned i = 0; i < N; i++) {
-    msrs.entries[i].index = want[i].index;
-    msrs.entries[i].data = want[i].value;
+    msrs->entries[i].index = want[i].index;
+    msrs->entries[i].data = want[i].value;
   }
-  int set = ioctl(fd, KVM_SET_MSRS, &msrs);
-  if (set < 0) return rc_err(err, errno, "KVM_SET_MSRS");
+  int set = ioctl(fd, KVM_SET_MSRS, msrs);
+  int e = errno;
+  free(msrs);
+  if (set < 0) return rc_err(err, e, "KVM_SET_MSRS");
   if (set != N) return rc_err(err, 0, "KVM_SET_MSRS: KVM refused MSR 0x%x", want[set].index);
   return 0;
 }

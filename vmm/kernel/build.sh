@@ -63,8 +63,15 @@ key=$( {
 } | sha256sum | cut -c1-16)
 out="$cache/$key"
 
+# "latest" names the kernel this recipe builds: runcell finds its guest kernel there when
+# $RUNCELL_GUEST_KERNEL is not set (src/microvm_plan.c). Replaced atomically.
+point_latest() {
+	ln -sfn "$key" "$cache/.latest.$$" && mv -T "$cache/.latest.$$" "$cache/latest"
+}
+
 if [[ -f $out/vmlinux && -f $out/bzImage && -f $out/config ]]; then
 	log "up to date: $out"
+	point_latest
 	echo "$out" >&3
 	exit 0
 fi
@@ -89,6 +96,7 @@ flock 9
 # Another process may have finished the same key while we waited.
 if [[ -f $out/vmlinux && -f $out/bzImage && -f $out/config ]]; then
 	log "up to date: $out"
+	point_latest
 	echo "$out" >&3
 	exit 0
 fi
@@ -173,4 +181,5 @@ rm -rf "$out"
 mv "$out.tmp" "$out"
 
 log "built in ${secs}s: vmlinux $(stat -c %s "$out/vmlinux") bytes, bzImage $(stat -c %s "$out/bzImage") bytes"
+point_latest
 echo "$out" >&3
