@@ -24,12 +24,12 @@
 #include "runcell/log.h"
 #include "runcell/microvm.h"
 #include "runcell/mode.h"
-#include "runcell/vmm/machine.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
+#include "runcell/vmm/machine.h"
 
 static int resolve_rootfs(const struct oci_config *cfg, const char *bundle, char **out,
                           struct rc_error *err) {

@@ -274,10 +274,11 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
     return -1;
   /* The phases the benchmark (tests/bench/microvm_phases.py) reads from the log. */
   uint64_t entry = vmm_machine_first_entry_ns(vm->machine);
-  rc_info("microvm phases: vmm-setup %.3f ms, vmm-start-to-guest-entry %.3f ms, "
-          "guest-entry-to-agent %.3f ms, agent-config %.3f ms",
-          ms_between(t_begin, t_created), ms_between(t_begin, entry), ms_between(entry, t_hello),
-          ms_between(t_hello, now_ns()));
+  rc_info(
+      "microvm phases: vmm-setup %.3f ms, vmm-start-to-guest-entry %.3f ms, "
+      "guest-entry-to-agent %.3f ms, agent-config %.3f ms",
+      ms_between(t_begin, t_created), ms_between(t_begin, entry), ms_between(entry, t_hello),
+      ms_between(t_hello, now_ns()));
   return 0;
 }
 
@@ -625,8 +626,8 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
     fail(conn, &err);
   uint32_t guest_pid = 0;
   if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);
-  rc_info("microvm phases: start-to-workload %.3f ms (guest pid %u)",
-          ms_between(t_start, now_ns()), guest_pid);
+  rc_info("microvm phases: start-to-workload %.3f ms (guest pid %u)", ms_between(t_start, now_ns()),
+          guest_pid);
   close(conn); /* start returns: the container runs */
   if (vm.tty >= 0) (void)send_winsize(&vm, &err);
 
