@@ -19,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/capability.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -502,6 +503,24 @@ static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
   }
 }
 
+/* Once the workload runs, the VMM needs no privilege: its KVM, disk, console and channel
+ * descriptors are open. Every capability goes (bounding set included) and no exec can
+ * give any back, so a guest that took over the VMM holds an unprivileged process. */
+static int drop_privileges(struct rc_error *err) {
+  for (int c = 0; c <= CAP_LAST_CAP; c++)
+    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+      return rc_err(err, errno, "microVM: drop capability %d from the bounding set", c);
+  cap_t none = cap_init();
+  if (!none) return rc_err(err, errno, "microVM: cap_init");
+  int r = cap_set_proc(none);
+  int e = errno;
+  cap_free(none);
+  if (r < 0) return rc_err(err, e, "microVM: drop capabilities");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return rc_err(err, errno, "microVM: no_new_privs");
+  return 0;
+}
+
 /* Exits as the workload did. A signal is re-raised where that gives the same wait status
  * (not as PID 1 of a pid namespace, which the kernel shields from its own signals); else
  * 128 + signal, which is what a shell and containerd's shim report anyway. */
@@ -628,6 +647,7 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);
   rc_info("microvm phases: start-to-workload %.3f ms (guest pid %u)", ms_between(t_start, now_ns()),
           guest_pid);
+  if (drop_privileges(&err) < 0) fail(conn, &err);
   close(conn); /* start returns: the container runs */
   if (vm.tty >= 0) (void)send_winsize(&vm, &err);
 

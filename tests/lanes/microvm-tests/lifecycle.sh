@@ -13,6 +13,10 @@ pid=$(echo "$st" | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
 [ -n "$pid" ] && [ -d "/proc/$pid" ] || fail "no VMM process for pid '$pid'"
 runcell start "$id" || fail "start"
 expect_contains "state after start" "$(runcell state "$id")" '"status": "running"'
+# the running VMM holds no capability and cannot gain any
+expect_eq "VMM CapEff" "$(sed -n 's/^CapEff:\t//p' "/proc/$pid/status")" 0000000000000000
+expect_eq "VMM CapBnd" "$(sed -n 's/^CapBnd:\t//p' "/proc/$pid/status")" 0000000000000000
+expect_eq "VMM NoNewPrivs" "$(sed -n 's/^NoNewPrivs:\t//p' "/proc/$pid/status")" 1
 err=$(runcell exec "$id" true 2>&1) && fail "exec into a microVM succeeded"
 expect_contains "exec into a microVM" "$err" "is a microVM"
 sleep 1
