@@ -167,17 +167,18 @@ static int mkdir_p(const char *path, mode_t mode, struct rc_error *err) {
   return 0;
 }
 
-/* The cached image of directory src (built when missing) into out. */
-static int image_of_dir(const char *src, const char *key_src, char out[PATH_MAX],
+/* The cached image of directory src (built when missing) into out; the cache key is taken
+ * over the tree at key_of (src itself, or for a file bind the file the copy came from). */
+static int image_of_dir(const char *src, const char *key_of, char out[PATH_MAX],
                         struct rc_error *err) {
   char key[33];
-  if (tree_key(key_src, key, err) < 0) return -1;
+  if (tree_key(key_of, key, err) < 0) return -1;
   char dir[PATH_MAX];
   snprintf(dir, sizeof(dir), "%s/images", rc_microvm_cache_dir());
   if (mkdir_p(dir, 0700, err) < 0) return -1;
   snprintf(out, PATH_MAX, "%s/%s.erofs", dir, key);
   if (access(out, R_OK) == 0) {
-    rc_debug("microvm: image %s of %s is cached", out, key_src);
+    rc_debug("microvm: image %s of %s is cached", out, key_of);
     return 0;
   }
   /* Built under a name of its own and renamed: concurrent creates of the same rootfs each
@@ -238,7 +239,8 @@ static int image_of_file(const char *src, char out[PATH_MAX], char name[NAME_MAX
   cleanup_close int dfd = open(staging, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0 && copy_file(src, dfd, name, err) == 0) {
     /* key over the source (its change time, size, name), image over the copy */
-    r = image_of_dir(staging, src, out, err);
+    const char *key_of = src;
+    r = image_of_dir(staging, key_of, out, err);
   } else if (dfd < 0) {
     rc_err(err, errno, "open %s", staging);
   }
