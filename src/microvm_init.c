@@ -647,7 +647,7 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);
   rc_info("microvm phases: start-to-workload %.3f ms (guest pid %u)", ms_between(t_start, now_ns()),
           guest_pid);
-  if (drop_privileges(&err) < 0) fail(conn, &err);
+  if (drop_privileges(&err) < 0 || rc_microvm_jail_syscalls(&err) < 0) fail(conn, &err);
   close(conn); /* start returns: the container runs */
   if (vm.tty >= 0) (void)send_winsize(&vm, &err);
 

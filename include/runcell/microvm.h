@@ -67,6 +67,10 @@ int rc_microvm_disks(const struct oci_config *cfg, const char *rootfs, struct rc
 int rc_microvm_plan(const struct oci_config *cfg, const char *rootfs, struct rc_microvm_plan *plan,
                     struct rc_error *err);
 
+/* Installs the VMM's syscall allow-list on every thread of the process (src/microvm_jail.c);
+ * a syscall outside it kills the VMM. */
+int rc_microvm_jail_syscalls(struct rc_error *err);
+
 /* The directory runcell caches images in: $RUNCELL_CACHE_DIR or /var/cache/runcell. */
 const char *rc_microvm_cache_dir(void);
 

@@ -17,6 +17,10 @@ expect_contains "state after start" "$(runcell state "$id")" '"status": "running
 expect_eq "VMM CapEff" "$(sed -n 's/^CapEff:\t//p' "/proc/$pid/status")" 0000000000000000
 expect_eq "VMM CapBnd" "$(sed -n 's/^CapBnd:\t//p' "/proc/$pid/status")" 0000000000000000
 expect_eq "VMM NoNewPrivs" "$(sed -n 's/^NoNewPrivs:\t//p' "/proc/$pid/status")" 1
+# ... and runs under its syscall allow-list, on every thread (vCPUs included)
+for task in /proc/$pid/task/*; do
+  expect_eq "seccomp mode of VMM thread $task" "$(sed -n 's/^Seccomp:\t//p' "$task/status")" 2
+done
 err=$(runcell exec "$id" true 2>&1) && fail "exec into a microVM succeeded"
 expect_contains "exec into a microVM" "$err" "is a microVM"
 sleep 1
