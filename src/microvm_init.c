@@ -158,8 +158,14 @@ static int guest_stopped_error(struct vm *vm, const char *while_doing, struct rc
 /* Queues a frame for the agent (written as the channel takes it). */
 static int send_frame(struct vm *vm, struct agent_msg *m, struct rc_error *err) {
   if (agent_msg_end(m, err) < 0) return -1;
+  /* An agent that stops reading its channel (while it keeps sending, so the host keeps
+   * crediting) would make the host queue without end: past two frames and a window of
+   * pending bytes it is failed instead. */
   if (queue_push(&vm->to_agent, m->bytes, m->len) < 0)
-    return rc_err(err, ENOBUFS, "microVM: the agent channel is backed up");
+    return rc_err(err, ENOBUFS,
+                  "microVM: the guest agent does not read its channel (%zu bytes of host "
+                  "messages pending)",
+                  vm->to_agent.len);
   return 0;
 }
 

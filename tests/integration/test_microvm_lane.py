@@ -79,6 +79,28 @@ def scenarios():
     }
 
 
+HOSTILE_AGENTS = {"garbage": 1, "oversize": 2, "flood": 3, "silent": 4}
+
+
+def build_hostile_agents(build_dir, out):
+    """One initrd per behaviour of tests/lanes/hostile/hostile_agent.c, packed by the
+    build's own initrd writer."""
+    make_initrd = build_dir / "runcell-make-initrd"
+    if not make_initrd.is_file():
+        pytest.fail(f"{make_initrd} is missing: it is built with runcell", pytrace=False)
+    out.mkdir()
+    for name, behaviour in HOSTILE_AGENTS.items():
+        exe = out / f"{name}.bin"
+        subprocess.run(["gcc", "-static", "-O2", f"-DBEHAVIOUR={behaviour}", "-D_GNU_SOURCE",
+                        "-I", str(REPO / "include"),
+                        str(REPO / "tests/lanes/hostile/hostile_agent.c"),
+                        str(REPO / "src/agent_proto.c"), str(REPO / "src/error.c"),
+                        "-o", str(exe)], check=True, capture_output=True)
+        subprocess.run([str(make_initrd), str(out / f"{name}.initrd"), str(exe)], check=True,
+                       capture_output=True)
+        exe.unlink()
+
+
 @pytest.fixture(scope="module")
 def microvm_lane(runcell_bin, tmp_path_factory):
     if shutil.which(lane.lane_qemu.QEMU) is None:
@@ -107,7 +129,11 @@ def microvm_lane(runcell_bin, tmp_path_factory):
     bindsrc.mkdir()
     (bindsrc / "greeting").write_text("greetings from the host\n")
 
+    hostile = work / "hostile"
+    build_hostile_agents(Path(runcell_bin).parent, hostile)
+
     adds = [(Path(runcell_bin), "/usr/local/bin/runcell"), (Path(mkfs), None),
+            (hostile, "/srv/hostile"),
             (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (bundles, "/srv/bundles"),
             (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests")]
     try:
