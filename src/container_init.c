@@ -362,6 +362,28 @@ void rc_prepare_exec_fds(int preserve_fds, int keep) {
   if (keep >= 0) fcntl(keep, F_SETFD, FD_CLOEXEC);
 }
 
+int rc_init_enter_namespaces(struct rc_init_ctx *ctx, struct rc_error *err) {
+  if (ctx->clone_flags & CLONE_NEWUSER) {
+    /* Become the namespace's root, so what follows is done with its privileges. */
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+      return rc_err(err, errno, "become root in the new user namespace (is uid/gid 0 mapped?)");
+  }
+  if (rc_ns_join_paths(ctx->ns_fds, err) < 0) return -1;
+  if (rc_ns_unshare_cgroup(ctx->cfg, err) < 0) return -1;
+  rc_ns_close_paths(ctx->ns_fds);
+  if (setsid() < 0) return rc_err(err, errno, "setsid");
+  return 0;
+}
+
+int rc_init_create_container_hooks(const struct rc_init_ctx *ctx, struct rc_error *err) {
+  const struct oci_hooks *h = &ctx->cfg->hooks;
+  if (h->n_create_container == 0) return 0;
+  if (chdir(ctx->rootfs) < 0) return rc_err(err, errno, "chdir to rootfs %s", ctx->rootfs);
+  cleanup_free char *state = NULL;
+  rc_hook_state_json(ctx, OCI_STATUS_CREATING, &state);
+  return rc_hooks_run("createContainer", h->create_container, h->n_create_container, state, err);
+}
+
 void rc_init_main(struct rc_init_ctx *ctx) {
   struct rc_error err = {0};
   const struct oci_config *cfg = ctx->cfg;
@@ -384,20 +406,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
 
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for parent", &err) < 0) _exit(1);
 
-  if (ctx->clone_flags & CLONE_NEWUSER) {
-    /* Become the namespace's root, so the mounts below are made with its privileges. */
-    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
-      rc_err(&err, errno, "become root in the new user namespace (is uid/gid 0 mapped?)");
-      fail(sync, &err);
-    }
-  }
-  if (rc_ns_join_paths(ctx->ns_fds, &err) < 0) fail(sync, &err);
-  if (rc_ns_unshare_cgroup(cfg, &err) < 0) fail(sync, &err);
-  rc_ns_close_paths(ctx->ns_fds);
-  if (setsid() < 0) {
-    rc_err(&err, errno, "setsid");
-    fail(sync, &err);
-  }
+  if (rc_init_enter_namespaces(ctx, &err) < 0) fail(sync, &err);
   if (setup_keyring(ctx, &err) < 0) fail(sync, &err);
   if ((ctx->clone_flags & CLONE_NEWNET) && loopback_up(&err) < 0) fail(sync, &err);
   if (rc_ns_apply_uts(cfg, ctx->clone_flags & CLONE_NEWUTS, &err) < 0) fail(sync, &err);
@@ -420,19 +429,9 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   if (rc_sync_send(sync, RC_SYNC_HOOKS, &err) < 0) _exit(1);
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for createRuntime hooks", &err) < 0) _exit(1);
 
-  if (cfg->hooks.n_create_container > 0) {
-    /* As runc: in the container's namespaces, before pivot_root, with the rootfs as the
-     * working directory (so hooks can prepare it with relative paths). */
-    if (chdir(ctx->rootfs) < 0) {
-      rc_err(&err, errno, "chdir to rootfs %s", ctx->rootfs);
-      fail(sync, &err);
-    }
-    cleanup_free char *state = NULL;
-    rc_hook_state_json(ctx, OCI_STATUS_CREATING, &state);
-    if (rc_hooks_run("createContainer", cfg->hooks.create_container, cfg->hooks.n_create_container,
-                     state, &err) < 0)
-      fail(sync, &err);
-  }
+  /* As runc: in the container's namespaces, before pivot_root, with the rootfs as the
+   * working directory (so hooks can prepare it with relative paths). */
+  if (rc_init_create_container_hooks(ctx, &err) < 0) fail(sync, &err);
 
   if (rc_rootfs_finalize(&ro, &err) < 0) fail(sync, &err);
   if (rc_setup_process_terminal(p, ctx->console_fd, &err) < 0) fail(sync, &err);

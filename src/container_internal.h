@@ -78,6 +78,12 @@ void rc_close_inherited_fds(int first);
  * root (a /proc/self/fd/N cwd through a host directory descriptor, CVE-2024-21626). */
 int rc_verify_cwd_inside_root(const char *cwd, struct rc_error *err);
 
+/* The container init's first steps, shared by cells and microVMs: root of a new user
+ * namespace, the namespaces joined by path, a new cgroup namespace, a new session. */
+int rc_init_enter_namespaces(struct rc_init_ctx *ctx, struct rc_error *err);
+/* createContainer hooks, in the container's namespaces with the rootfs as working
+ * directory (as runc). */
+int rc_init_create_container_hooks(const struct rc_init_ctx *ctx, struct rc_error *err);
 /* Waits on the start socket for `start`; *conn_out is its connection (errors go back on it;
  * closing it tells `start` the container runs). */
 int rc_wait_for_start(int listen_fd, int *conn_out, struct rc_error *err);

@@ -568,34 +568,12 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
                                     .cap = AGENT_STDIO_WINDOW + AGENT_FRAME_MAX};
 
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for parent", &err) < 0) _exit(1);
-  if (ctx->clone_flags & CLONE_NEWUSER) {
-    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
-      rc_err(&err, errno, "become root in the new user namespace (is uid/gid 0 mapped?)");
-      fail(sync, &err);
-    }
-  }
-  if (rc_ns_join_paths(ctx->ns_fds, &err) < 0) fail(sync, &err);
-  if (rc_ns_unshare_cgroup(cfg, &err) < 0) fail(sync, &err);
-  rc_ns_close_paths(ctx->ns_fds);
-  if (setsid() < 0) {
-    rc_err(&err, errno, "setsid");
-    fail(sync, &err);
-  }
+  if (rc_init_enter_namespaces(ctx, &err) < 0) fail(sync, &err);
 
   if (rc_sync_send(sync, RC_SYNC_HOOKS, &err) < 0) _exit(1);
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for createRuntime hooks", &err) < 0) _exit(1);
-  if (cfg->hooks.n_create_container > 0) {
-    /* In the container's (the VMM's) namespaces on the host, as for a cell. */
-    if (chdir(ctx->rootfs) < 0) {
-      rc_err(&err, errno, "chdir to rootfs %s", ctx->rootfs);
-      fail(sync, &err);
-    }
-    cleanup_free char *state = NULL;
-    rc_hook_state_json(ctx, OCI_STATUS_CREATING, &state);
-    if (rc_hooks_run("createContainer", cfg->hooks.create_container, cfg->hooks.n_create_container,
-                     state, &err) < 0)
-      fail(sync, &err);
-  }
+  /* In the container's (the VMM's) namespaces on the host, as for a cell. */
+  if (rc_init_create_container_hooks(ctx, &err) < 0) fail(sync, &err);
   if (chdir("/") < 0) {
     rc_err(&err, errno, "chdir /");
     fail(sync, &err);
