@@ -76,8 +76,9 @@ struct vm {
   int tty;
   bool in_eof;
   uint32_t stdin_in_flight;
-  struct byte_queue out[2]; /* STDOUT, STDERR data not yet written */
-  uint32_t out_uncredited[2];
+  struct byte_queue out[2];   /* STDOUT, STDERR data not yet written */
+  uint32_t out_uncredited[2]; /* written out, not yet credited */
+  uint32_t out_in_flight[2];  /* received and not yet credited: at most a window */
   bool exited;
   struct agent_exit exit;
 };
@@ -394,6 +395,28 @@ static int on_stdin(struct vm *vm, struct rc_error *err) {
   return r;
 }
 
+/* Credits the agent for output written out, a chunk at a time (or whatever is left once
+ * a stream's queue is empty) — but only while the channel takes what we send: credits for
+ * an agent that does not read its channel are held back, so its output stops at the
+ * window (and more is a protocol violation) instead of queueing credits without end. */
+static int send_credits(struct vm *vm, struct rc_error *err) {
+  if (vm->to_agent.len) return 0;
+  bool due = false;
+  for (int s = 0; s < 2; s++)
+    due |= vm->out_uncredited[s] >= AGENT_STDIO_CHUNK ||
+           (vm->out[s].len == 0 && vm->out_uncredited[s]);
+  if (!due) return 0;
+  struct agent_msg m;
+  struct agent_output_credit c = {.stdout_bytes = vm->out_uncredited[0],
+                                  .stderr_bytes = vm->out_uncredited[1]};
+  for (int s = 0; s < 2; s++) {
+    vm->out_in_flight[s] -= vm->out_uncredited[s];
+    vm->out_uncredited[s] = 0;
+  }
+  agent_encode_output_credit(&m, &c);
+  return send_frame(vm, &m, err);
+}
+
 /* Writes queued output to the container's stdout/stderr and credits the agent. */
 static int flush_output(struct vm *vm, int s, struct rc_error *err) {
   while (vm->out[s].len) {
@@ -408,16 +431,7 @@ static int flush_output(struct vm *vm, int s, struct rc_error *err) {
     queue_drop(&vm->out[s], (size_t)n);
     vm->out_uncredited[s] += (uint32_t)n;
   }
-  if (vm->out_uncredited[s] >= AGENT_STDIO_CHUNK ||
-      (vm->out[s].len == 0 && vm->out_uncredited[s])) {
-    struct agent_msg m;
-    struct agent_output_credit c = {.stdout_bytes = s == 0 ? vm->out_uncredited[0] : 0,
-                                    .stderr_bytes = s == 1 ? vm->out_uncredited[1] : 0};
-    vm->out_uncredited[s] = 0;
-    agent_encode_output_credit(&m, &c);
-    return send_frame(vm, &m, err);
-  }
-  return 0;
+  return send_credits(vm, err);
 }
 
 static int on_frame(struct vm *vm, const struct agent_frame *f, struct rc_error *err) {
@@ -425,9 +439,11 @@ static int on_frame(struct vm *vm, const struct agent_frame *f, struct rc_error 
     case AGENT_MSG_STDOUT:
     case AGENT_MSG_STDERR: {
       int s = f->type == AGENT_MSG_STDERR;
-      if (queue_push(&vm->out[s], f->payload, f->length) < 0)
+      if (f->length > AGENT_STDIO_WINDOW - vm->out_in_flight[s] ||
+          queue_push(&vm->out[s], f->payload, f->length) < 0)
         return rc_err(err, EPROTO,
                       "microVM: the guest agent sent more output than it was credited");
+      vm->out_in_flight[s] += f->length;
       return flush_output(vm, s, err);
     }
     case AGENT_MSG_STDIN_CREDIT: {
@@ -460,7 +476,8 @@ static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
     while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
       if (on_frame(vm, &f, err) < 0) return -1;
     if (r < 0) return -1;
-    if (flush_agent(vm, err) < 0) return -1;
+    if (flush_agent(vm, err) < 0 || send_credits(vm, err) < 0 || flush_agent(vm, err) < 0)
+      return -1;
     if (vm->exited && vm->out[0].len == 0 && vm->out[1].len == 0) return 0;
 
     struct pollfd p[6];

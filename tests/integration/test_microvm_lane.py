@@ -74,6 +74,8 @@ def scenarios():
         "exit7": bundle_config(["sh", "-c", "echo to stdout; echo to stderr >&2; exit 7"]),
         "selfkill": bundle_config(["sh", "-c", "kill -9 $$"]),
         "sleep": bundle_config(["sh", "-c", "echo sleeping; exec sleep 1000"]),
+        "seq": bundle_config(["seq", "1", "600000"]),
+        "cat": bundle_config(["cat"]),
         "tty": tty,
         "bind": bind,
     }
