@@ -384,6 +384,14 @@ int rc_init_create_container_hooks(const struct rc_init_ctx *ctx, struct rc_erro
   return rc_hooks_run("createContainer", h->create_container, h->n_create_container, state, err);
 }
 
+int rc_init_start_container_hooks(const struct rc_init_ctx *ctx, struct rc_error *err) {
+  const struct oci_hooks *h = &ctx->cfg->hooks;
+  if (h->n_start_container == 0) return 0;
+  cleanup_free char *state = NULL;
+  rc_hook_state_json(ctx, OCI_STATUS_CREATED, &state);
+  return rc_hooks_run("startContainer", h->start_container, h->n_start_container, state, err);
+}
+
 void rc_init_main(struct rc_init_ctx *ctx) {
   struct rc_error err = {0};
   const struct oci_config *cfg = ctx->cfg;
@@ -464,13 +472,7 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   if (rc_wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
   close(ctx->start_fd);
 
-  if (cfg->hooks.n_start_container > 0) {
-    cleanup_free char *state = NULL;
-    rc_hook_state_json(ctx, OCI_STATUS_CREATED, &state);
-    if (rc_hooks_run("startContainer", cfg->hooks.start_container, cfg->hooks.n_start_container,
-                     state, &err) < 0)
-      fail(conn, &err);
-  }
+  if (rc_init_start_container_hooks(ctx, &err) < 0) fail(conn, &err);
   /* as runc: startContainer hooks run before the late filter, which could refuse them */
   if (cfg->has_linux && cfg->linux_.has_seccomp && late_seccomp &&
       rc_seccomp_load(&cfg->linux_.seccomp, &err) < 0)

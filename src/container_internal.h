@@ -84,6 +84,8 @@ int rc_init_enter_namespaces(struct rc_init_ctx *ctx, struct rc_error *err);
 /* createContainer hooks, in the container's namespaces with the rootfs as working
  * directory (as runc). */
 int rc_init_create_container_hooks(const struct rc_init_ctx *ctx, struct rc_error *err);
+/* startContainer hooks, after `start` and before the program runs. */
+int rc_init_start_container_hooks(const struct rc_init_ctx *ctx, struct rc_error *err);
 /* Waits on the start socket for `start`; *conn_out is its connection (errors go back on it;
  * closing it tells `start` the container runs). */
 int rc_wait_for_start(int listen_fd, int *conn_out, struct rc_error *err);

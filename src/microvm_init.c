@@ -629,13 +629,7 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   int conn = -1;
   if (rc_wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
   close(ctx->start_fd);
-  if (cfg->hooks.n_start_container > 0) {
-    cleanup_free char *state = NULL;
-    rc_hook_state_json(ctx, OCI_STATUS_CREATED, &state);
-    if (rc_hooks_run("startContainer", cfg->hooks.start_container, cfg->hooks.n_start_container,
-                     state, &err) < 0)
-      fail(conn, &err);
-  }
+  if (rc_init_start_container_hooks(ctx, &err) < 0) fail(conn, &err);
   uint64_t t_start = now_ns();
   struct agent_msg m;
   agent_encode_empty(&m, AGENT_MSG_START);
