@@ -44,6 +44,8 @@
 #define DEFAULT_BOOT_TIMEOUT_MS 60000
 /* After EXIT the agent reboots the guest; a guest that does not is stopped. */
 #define SHUTDOWN_GRACE_MS 5000
+/* How long an exiting VMM waits for its vCPU threads to leave KVM_RUN. */
+#define HALT_TIMEOUT_MS 2000
 
 /* Bytes queued for one destination: at most a flow-control window and a frame. */
 struct byte_queue {
@@ -83,9 +85,20 @@ struct vm {
   struct agent_exit exit;
 };
 
+/* The machine once its vCPUs run: every way out of this process stops them first. */
+static struct vmm_machine *live_machine;
+
+/* Exits, with the vCPUs out of KVM_RUN first (bounded: a vCPU that does not leave is no
+ * reason to stay). */
+__attribute__((noreturn)) static void halt_and_exit(int status) {
+  if (live_machine && vmm_machine_halt(live_machine, HALT_TIMEOUT_MS) < 0)
+    rc_warn("microVM: a vCPU did not stop within %d ms", HALT_TIMEOUT_MS);
+  _exit(status);
+}
+
 __attribute__((noreturn)) static void fail(int fd, struct rc_error *err) {
   rc_sync_send_error(fd, err);
-  _exit(1);
+  halt_and_exit(1);
 }
 
 static int timeout_ms(void) {
@@ -261,6 +274,7 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   if (vmm_machine_create(&mc, &vm->machine, err) < 0) return rc_err_wrap(err, "microVM");
   vm->stopped = vmm_machine_stopped_fd(vm->machine);
   uint64_t t_created = now_ns();
+  live_machine = vm->machine;
   if (vmm_machine_start(vm->machine, err) < 0) return rc_err_wrap(err, "microVM");
 
   uint64_t deadline = now_ms() + (uint64_t)timeout_ms();
@@ -555,9 +569,10 @@ __attribute__((noreturn)) static void exit_like(const struct agent_exit *e) {
     sigemptyset(&s);
     sigaddset(&s, (int)e->value);
     sigprocmask(SIG_UNBLOCK, &s, NULL);
+    if (live_machine) (void)vmm_machine_halt(live_machine, HALT_TIMEOUT_MS);
     raise((int)e->value);
   }
-  _exit(agent_exit_status(e));
+  halt_and_exit(agent_exit_status(e));
 }
 
 void rc_microvm_init_main(struct rc_init_ctx *ctx) {
@@ -610,7 +625,7 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   if (boot(&vm, ctx, &err) < 0) fail(sync, &err);
 
   prctl(PR_SET_PDEATHSIG, 0);
-  if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) _exit(1);
+  if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) halt_and_exit(1);
   close(sync);
 
   /* Created: wait for `start`, or for the guest to go away (then the container is
@@ -618,16 +633,16 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   for (;;) {
     struct pollfd p[2] = {{.fd = ctx->start_fd, .events = POLLIN},
                           {.fd = vm.stopped, .events = POLLIN}};
-    if (poll(p, 2, -1) < 0 && errno != EINTR) _exit(1);
+    if (poll(p, 2, -1) < 0 && errno != EINTR) halt_and_exit(1);
     if (p[1].revents) {
       (void)guest_stopped_error(&vm, "before start", &err);
       rc_warn("%s", err.msg);
-      _exit(255);
+      halt_and_exit(255);
     }
     if (p[0].revents) break;
   }
   int conn = -1;
-  if (rc_wait_for_start(ctx->start_fd, &conn, &err) < 0) _exit(1);
+  if (rc_wait_for_start(ctx->start_fd, &conn, &err) < 0) halt_and_exit(1);
   close(ctx->start_fd);
   if (rc_init_start_container_hooks(ctx, &err) < 0) fail(conn, &err);
   uint64_t t_start = now_ns();
@@ -648,8 +663,7 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
 
   if (relay(&vm, sigfd, &err) < 0) {
     rc_log(RC_LOG_ERROR, "container %s: %s", ctx->id, err.msg);
-    vmm_machine_stop(vm.machine);
-    _exit(255);
+    halt_and_exit(255);
   }
   /* the agent reboots the guest after EXIT; give it a moment, then stop it ourselves */
   struct pollfd p = {.fd = vm.stopped, .events = POLLIN};

@@ -340,6 +340,28 @@ enum vmm_stop_reason vmm_machine_wait(struct vmm_machine *m, char *detail, size_
   return reason;
 }
 
+int vmm_machine_halt(struct vmm_machine *m, int timeout_ms) {
+  vmm_machine_stop(m);
+  if (!m->started || m->joined) return 0;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until); /* pthread_timedjoin_np's clock */
+  until.tv_sec += timeout_ms / 1000;
+  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  for (unsigned i = 0; i < m->n_vcpus; i++) {
+    if (!m->vcpus[i].thread_started) continue;
+    if (pthread_timedjoin_np(m->vcpus[i].thread, NULL, &until) != 0) return -1;
+    pthread_mutex_lock(&m->stop_lock); /* no kick for, and no second join of, a joined thread */
+    m->vcpus[i].thread_started = false;
+    pthread_mutex_unlock(&m->stop_lock);
+  }
+  m->joined = true;
+  return 0;
+}
+
 void vmm_machine_destroy(struct vmm_machine *m) {
   if (!m) return;
   if (m->started && !m->joined) {

@@ -61,6 +61,11 @@ void vmm_machine_stop(struct vmm_machine *m);
 /* Joins the vCPU threads and says why the machine stopped; detail gets a readable reason
  * (the KVM exit, the device fault). */
 enum vmm_stop_reason vmm_machine_wait(struct vmm_machine *m, char *detail, size_t detail_size);
+/* Stops the machine and waits at most timeout_ms for every vCPU thread to leave KVM_RUN
+ * and end: 0 when they did, <0 when one is still running (the caller exits anyway). A VMM
+ * process should not exit with vCPUs inside KVM_RUN: nested hypervisors (the QEMU lane's
+ * emulated SVM) have been seen to wedge the whole host kernel when it does. */
+int vmm_machine_halt(struct vmm_machine *m, int timeout_ms);
 void vmm_machine_destroy(struct vmm_machine *m);
 
 /* Monotonic nanoseconds at which the first vCPU entered the guest (0 before), for the
