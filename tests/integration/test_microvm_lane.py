@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import default_spec, make_rootfs
+from oci_image import IMAGE_REF, build_image_archive
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lanes"))
@@ -30,6 +31,8 @@ from lane_kernel import LaneError  # noqa: E402
 TESTS_DIR = REPO / "tests" / "lanes" / "microvm-tests"
 MICROVM_TESTS = sorted(p for p in TESTS_DIR.glob("*.sh") if p.name != "common.sh")
 LANE_TIMEOUT = 600
+CONTAINERD_TOOLS = [Path("/usr/bin/containerd"), Path("/usr/bin/ctr"),
+                    Path("/usr/bin/containerd-shim-runc-v2")]
 
 
 def guest_kernel():
@@ -134,10 +137,19 @@ def microvm_lane(runcell_bin, tmp_path_factory):
     hostile = work / "hostile"
     build_hostile_agents(Path(runcell_bin).parent, hostile)
 
+    # containerd.sh: containerd, ctr and the runc v2 shim from the host, and the busybox
+    # OCI image the containerd tests use (the script skips, saying why, without them)
+    image = work / "image"
+    image.mkdir()
+    build_image_archive(image / "busybox-oci.tar")
+    (image / "ref").write_text(IMAGE_REF)
+    containerd_tools = [(tool, None) for tool in CONTAINERD_TOOLS if tool.is_file()]
+
     adds = [(Path(runcell_bin), "/usr/local/bin/runcell"), (Path(mkfs), None),
             (hostile, "/srv/hostile"),
             (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (bundles, "/srv/bundles"),
-            (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests")]
+            (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests"),
+            (image, "/srv/image")] + containerd_tools
     try:
         return lane.run_lane(log=lambda msg: None, tests=MICROVM_TESTS, adds=adds,
                              timeout=LANE_TIMEOUT)
