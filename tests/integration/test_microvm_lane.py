@@ -30,7 +30,7 @@ from lane_kernel import LaneError  # noqa: E402
 
 TESTS_DIR = REPO / "tests" / "lanes" / "microvm-tests"
 MICROVM_TESTS = sorted(p for p in TESTS_DIR.glob("*.sh") if p.name != "common.sh")
-LANE_TIMEOUT = 600
+LANE_TIMEOUT = 1200
 CONTAINERD_TOOLS = [Path("/usr/bin/containerd"), Path("/usr/bin/ctr"),
                     Path("/usr/bin/containerd-shim-runc-v2")]
 
@@ -81,7 +81,15 @@ def scenarios():
         "cat": bundle_config(["cat"]),
         "tty": tty,
         "bind": bind,
+        "bigout": bigout_bundle(),
     }
+
+
+def bigout_bundle():
+    """stdio-scale.sh: 105 copies of the 1,000,003-byte block in its own rootfs."""
+    spec = bundle_config(["sh", "-c", "i=0; while [ $i -lt 105 ]; do cat /block; i=$((i+1)); done"])
+    spec["root"] = {"path": "/srv/rootfs-big", "readonly": True}
+    return spec
 
 
 HOSTILE_AGENTS = {"garbage": 1, "oversize": 2, "flood": 3, "silent": 4}
@@ -126,6 +134,9 @@ def microvm_lane(runcell_bin, tmp_path_factory):
     shutil.copy2(initrd, guest / "agent.initrd")
     rootfs = work / "rootfs"
     make_rootfs(rootfs)
+    rootfs_big = work / "rootfs-big"
+    make_rootfs(rootfs_big)
+    (rootfs_big / "block").write_bytes(os.urandom(1000003))
     bundles = work / "bundles"
     for name, config in scenarios().items():
         (bundles / name).mkdir(parents=True)
@@ -147,7 +158,7 @@ def microvm_lane(runcell_bin, tmp_path_factory):
 
     adds = [(Path(runcell_bin), "/usr/local/bin/runcell"), (Path(mkfs), None),
             (hostile, "/srv/hostile"),
-            (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (bundles, "/srv/bundles"),
+            (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (rootfs_big, "/srv/rootfs-big"), (bundles, "/srv/bundles"),
             (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests"),
             (image, "/srv/image")] + containerd_tools
     try:
