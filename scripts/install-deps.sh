@@ -13,7 +13,7 @@ set -euo pipefail
 
 required=(
   build-essential cmake pkg-config
-  libjansson-dev libseccomp-dev libcap-dev
+  libjansson-dev libseccomp-dev libcap-dev libmnl-dev # libmnl: microVM tap + tc set-up
   busybox-static runc
   python3 python3-pytest
   jq iproute2 util-linux bsdutils procps

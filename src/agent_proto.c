@@ -12,11 +12,12 @@
 #include <unistd.h>
 
 bool agent_msg_from_guest(uint16_t type) {
-  return type >= AGENT_MSG_HELLO && type <= AGENT_MSG_STDIN_CREDIT;
+  return type >= AGENT_MSG_HELLO && type <= AGENT_MSG_STATS_REPLY;
 }
 
 bool agent_msg_from_host(uint16_t type) {
-  return type >= AGENT_MSG_CONFIG && type <= AGENT_MSG_OUTPUT_CREDIT;
+  return (type >= AGENT_MSG_CONFIG && type <= AGENT_MSG_PS) || type == AGENT_MSG_NETWORK ||
+         type == AGENT_MSG_STATS;
 }
 
 const char *agent_msg_name(uint16_t type) {
@@ -37,6 +38,16 @@ const char *agent_msg_name(uint16_t type) {
       return "EXIT";
     case AGENT_MSG_STDIN_CREDIT:
       return "STDIN_CREDIT";
+    case AGENT_MSG_EXEC_STARTED:
+      return "EXEC_STARTED";
+    case AGENT_MSG_EXEC_ERROR:
+      return "EXEC_ERROR";
+    case AGENT_MSG_PS_REPLY:
+      return "PS_REPLY";
+    case AGENT_MSG_EXEC:
+      return "EXEC";
+    case AGENT_MSG_PS:
+      return "PS";
     case AGENT_MSG_CONFIG:
       return "CONFIG";
     case AGENT_MSG_START:
@@ -51,6 +62,12 @@ const char *agent_msg_name(uint16_t type) {
       return "WINSIZE";
     case AGENT_MSG_OUTPUT_CREDIT:
       return "OUTPUT_CREDIT";
+    case AGENT_MSG_NETWORK:
+      return "NETWORK";
+    case AGENT_MSG_STATS:
+      return "STATS";
+    case AGENT_MSG_STATS_REPLY:
+      return "STATS_REPLY";
     default:
       return "unknown";
   }
@@ -78,6 +95,8 @@ const char *agent_stage_name(uint32_t stage) {
       return "process setup";
     case AGENT_STAGE_RELAY:
       return "stdio relay";
+    case AGENT_STAGE_NETWORK:
+      return "network";
     default:
       return "unknown stage";
   }
@@ -134,7 +153,7 @@ void agent_put_u64(struct agent_msg *m, uint64_t v) {
 
 void agent_put_bytes(struct agent_msg *m, const void *data, size_t n) {
   uint8_t *p = reserve(m, n);
-  if (p && n) memcpy(p, data, n);
+  if (p && n && data) memcpy(p, data, n);
 }
 
 void agent_put_str(struct agent_msg *m, const char *s) {
@@ -337,6 +356,8 @@ int agent_reader_next(struct agent_reader *r, struct agent_frame *f, struct rc_e
 
 /* ---- Messages ---------------------------------------------------------------------- */
 
+static void sanitize_error(struct agent_error_msg *e);
+
 int agent_exit_status(const struct agent_exit *e) {
   if (e->kind == AGENT_EXIT_SIGNAL) return 128 + (int)e->value;
   return (int)e->value;
@@ -367,35 +388,47 @@ void agent_encode_started(struct agent_msg *m, uint32_t pid) {
   agent_put_u32(m, pid);
 }
 
-void agent_encode_data(struct agent_msg *m, uint16_t type, const void *data, size_t n) {
+void agent_encode_data(struct agent_msg *m, uint16_t type, uint32_t proc, const void *data,
+                       size_t n) {
   agent_msg_begin(m, type);
+  agent_put_u32(m, proc);
   agent_put_bytes(m, data, n);
+}
+
+void agent_encode_stdin_eof(struct agent_msg *m, uint32_t proc) {
+  agent_msg_begin(m, AGENT_MSG_STDIN_EOF);
+  agent_put_u32(m, proc);
 }
 
 void agent_encode_exit(struct agent_msg *m, const struct agent_exit *e) {
   agent_msg_begin(m, AGENT_MSG_EXIT);
+  agent_put_u32(m, e->proc);
   agent_put_u32(m, e->kind);
   agent_put_u32(m, e->value);
 }
 
-void agent_encode_stdin_credit(struct agent_msg *m, uint32_t bytes) {
+void agent_encode_stdin_credit(struct agent_msg *m, uint32_t proc, uint32_t bytes) {
   agent_msg_begin(m, AGENT_MSG_STDIN_CREDIT);
+  agent_put_u32(m, proc);
   agent_put_u32(m, bytes);
 }
 
 void agent_encode_output_credit(struct agent_msg *m, const struct agent_output_credit *c) {
   agent_msg_begin(m, AGENT_MSG_OUTPUT_CREDIT);
+  agent_put_u32(m, c->proc);
   agent_put_u32(m, c->stdout_bytes);
   agent_put_u32(m, c->stderr_bytes);
 }
 
-void agent_encode_signal(struct agent_msg *m, uint32_t signo) {
+void agent_encode_signal(struct agent_msg *m, uint32_t proc, uint32_t signo) {
   agent_msg_begin(m, AGENT_MSG_SIGNAL);
+  agent_put_u32(m, proc);
   agent_put_u32(m, signo);
 }
 
-void agent_encode_winsize(struct agent_msg *m, const struct agent_winsize *w) {
+void agent_encode_winsize(struct agent_msg *m, uint32_t proc, const struct agent_winsize *w) {
   agent_msg_begin(m, AGENT_MSG_WINSIZE);
+  agent_put_u32(m, proc);
   agent_put_u16(m, w->rows);
   agent_put_u16(m, w->cols);
 }
@@ -485,10 +518,7 @@ int agent_decode_error(const struct agent_frame *f, struct agent_error_msg *out,
   out->errnum = (int32_t)agent_get_u32(&c);
   agent_get_str_into(&c, out->message, sizeof(out->message));
   if (agent_cursor_finish(&c, "ERROR", err) < 0) return -1;
-  /* the message is shown to people: keep it printable */
-  for (char *p = out->message; *p; p++)
-    if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) *p = '?';
-  if (out->errnum < 0 || out->errnum > 4095) out->errnum = 0;
+  sanitize_error(out); /* the message is shown to people */
   return 0;
 }
 
@@ -508,10 +538,27 @@ int agent_decode_started(const struct agent_frame *f, uint32_t *pid, struct rc_e
   return 0;
 }
 
+int agent_decode_data(const struct agent_frame *f, struct agent_data *out, struct rc_error *err) {
+  if (f->type != AGENT_MSG_STDOUT && f->type != AGENT_MSG_STDERR && f->type != AGENT_MSG_STDIN)
+    return rc_err(err, EPROTO, "agent protocol: expected stdio data, got %s (0x%04x)",
+                  agent_msg_name(f->type), f->type);
+  if (f->length < 4)
+    return rc_err(err, EPROTO, "agent protocol: malformed %s message", agent_msg_name(f->type));
+  out->proc = (uint32_t)get_le(f->payload, 4);
+  out->bytes = f->payload + 4;
+  out->len = f->length - 4;
+  return 0;
+}
+
+int agent_decode_stdin_eof(const struct agent_frame *f, uint32_t *proc, struct rc_error *err) {
+  return decode_u32(f, AGENT_MSG_STDIN_EOF, proc, err);
+}
+
 int agent_decode_exit(const struct agent_frame *f, struct agent_exit *out, struct rc_error *err) {
   if (expect_type(f, AGENT_MSG_EXIT, err) < 0) return -1;
   struct agent_cursor c;
   agent_cursor_init(&c, f->payload, f->length);
+  out->proc = agent_get_u32(&c);
   out->kind = agent_get_u32(&c);
   out->value = agent_get_u32(&c);
   if (agent_cursor_finish(&c, "EXIT", err) < 0) return -1;
@@ -520,8 +567,20 @@ int agent_decode_exit(const struct agent_frame *f, struct agent_exit *out, struc
   return rc_err(err, EPROTO, "agent protocol: EXIT with kind %u value %u", out->kind, out->value);
 }
 
-int agent_decode_stdin_credit(const struct agent_frame *f, uint32_t *bytes, struct rc_error *err) {
-  if (decode_u32(f, AGENT_MSG_STDIN_CREDIT, bytes, err) < 0) return -1;
+/* A {u32, u32} payload. */
+static int decode_u32_pair(const struct agent_frame *f, uint16_t type, uint32_t *a, uint32_t *b,
+                           struct rc_error *err) {
+  if (expect_type(f, type, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  *a = agent_get_u32(&c);
+  *b = agent_get_u32(&c);
+  return agent_cursor_finish(&c, agent_msg_name(type), err);
+}
+
+int agent_decode_stdin_credit(const struct agent_frame *f, uint32_t *proc, uint32_t *bytes,
+                              struct rc_error *err) {
+  if (decode_u32_pair(f, AGENT_MSG_STDIN_CREDIT, proc, bytes, err) < 0) return -1;
   if (*bytes > AGENT_STDIO_WINDOW)
     return rc_err(err, EPROTO, "agent protocol: credit of %u bytes exceeds the window", *bytes);
   return 0;
@@ -532,6 +591,7 @@ int agent_decode_output_credit(const struct agent_frame *f, struct agent_output_
   if (expect_type(f, AGENT_MSG_OUTPUT_CREDIT, err) < 0) return -1;
   struct agent_cursor c;
   agent_cursor_init(&c, f->payload, f->length);
+  out->proc = agent_get_u32(&c);
   out->stdout_bytes = agent_get_u32(&c);
   out->stderr_bytes = agent_get_u32(&c);
   if (agent_cursor_finish(&c, "OUTPUT_CREDIT", err) < 0) return -1;
@@ -540,18 +600,20 @@ int agent_decode_output_credit(const struct agent_frame *f, struct agent_output_
   return 0;
 }
 
-int agent_decode_signal(const struct agent_frame *f, uint32_t *signo, struct rc_error *err) {
-  if (decode_u32(f, AGENT_MSG_SIGNAL, signo, err) < 0) return -1;
+int agent_decode_signal(const struct agent_frame *f, uint32_t *proc, uint32_t *signo,
+                        struct rc_error *err) {
+  if (decode_u32_pair(f, AGENT_MSG_SIGNAL, proc, signo, err) < 0) return -1;
   if (*signo < 1 || *signo > 64)
     return rc_err(err, EPROTO, "agent protocol: SIGNAL %u is not a signal", *signo);
   return 0;
 }
 
-int agent_decode_winsize(const struct agent_frame *f, struct agent_winsize *out,
+int agent_decode_winsize(const struct agent_frame *f, uint32_t *proc, struct agent_winsize *out,
                          struct rc_error *err) {
   if (expect_type(f, AGENT_MSG_WINSIZE, err) < 0) return -1;
   struct agent_cursor c;
   agent_cursor_init(&c, f->payload, f->length);
+  *proc = agent_get_u32(&c);
   out->rows = agent_get_u16(&c);
   out->cols = agent_get_u16(&c);
   return agent_cursor_finish(&c, "WINSIZE", err);
@@ -787,4 +849,359 @@ void agent_config_free(struct agent_config *cfg) {
     free(cfg->mounts);
   }
   free(cfg);
+}
+
+/* ---- NETWORK ----------------------------------------------------------------------- */
+
+static unsigned family_bits(uint8_t family) {
+  return family == AGENT_NET_INET ? 32 : family == AGENT_NET_INET6 ? 128 : 0;
+}
+
+static bool valid_ifname(const char *s) {
+  size_t n = strnlen(s, AGENT_NET_IFNAME_MAX + 1);
+  if (n == 0 || n > AGENT_NET_IFNAME_MAX || !strcmp(s, ".") || !strcmp(s, "..")) return false;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] == '/' || s[i] == ':' || s[i] <= ' ' || s[i] > '~') return false;
+  return true;
+}
+
+int agent_network_validate(const struct agent_network *net, struct rc_error *err) {
+  if (!valid_ifname(net->ifname))
+    return rc_err(err, EINVAL, "network: interface name \"%.16s\" is not valid", net->ifname);
+  static const uint8_t zero[6];
+  if ((net->mac[0] & 1) || !memcmp(net->mac, zero, 6))
+    return rc_err(err, EINVAL, "network: MAC address is not a unicast address");
+  if (net->mtu < 68 || net->mtu > 65535)
+    return rc_err(err, EINVAL, "network: MTU %u outside 68..65535", net->mtu);
+  if (net->n_addrs > AGENT_MAX_NET_ADDRS || net->n_routes > AGENT_MAX_NET_ROUTES)
+    return rc_err(err, EINVAL, "network: %u addresses and %u routes (at most %u and %u)",
+                  net->n_addrs, net->n_routes, AGENT_MAX_NET_ADDRS, AGENT_MAX_NET_ROUTES);
+  for (uint32_t i = 0; i < net->n_addrs; i++) {
+    const struct agent_net_addr *a = &net->addrs[i];
+    unsigned bits = family_bits(a->family);
+    if (!bits || a->prefix > bits)
+      return rc_err(err, EINVAL, "network: address %u: family %u, prefix %u", i, a->family,
+                    a->prefix);
+  }
+  for (uint32_t i = 0; i < net->n_routes; i++) {
+    const struct agent_net_route *r = &net->routes[i];
+    unsigned bits = family_bits(r->family);
+    if (!bits || r->dst_prefix > bits)
+      return rc_err(err, EINVAL, "network: route %u: family %u, prefix %u", i, r->family,
+                    r->dst_prefix);
+  }
+  return 0;
+}
+
+int agent_encode_network(struct agent_msg *m, const struct agent_network *net,
+                         struct rc_error *err) {
+  if (agent_network_validate(net, err) < 0) return -1;
+  agent_msg_begin(m, AGENT_MSG_NETWORK);
+  agent_put_str(m, net->ifname);
+  agent_put_bytes(m, net->mac, 6);
+  agent_put_u32(m, net->mtu);
+  agent_put_u32(m, net->n_addrs);
+  for (uint32_t i = 0; i < net->n_addrs; i++) {
+    agent_put_u8(m, net->addrs[i].family);
+    agent_put_u8(m, net->addrs[i].prefix);
+    agent_put_bytes(m, net->addrs[i].addr, 16);
+  }
+  agent_put_u32(m, net->n_routes);
+  for (uint32_t i = 0; i < net->n_routes; i++) {
+    const struct agent_net_route *r = &net->routes[i];
+    agent_put_u8(m, r->family);
+    agent_put_u8(m, r->dst_prefix);
+    agent_put_u8(m, r->has_gateway ? 1 : 0);
+    agent_put_bytes(m, r->dst, 16);
+    agent_put_bytes(m, r->gateway, 16);
+    agent_put_u32(m, r->metric);
+  }
+  return agent_msg_end(m, err);
+}
+
+static void get_bytes(struct agent_cursor *c, uint8_t *dst, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = agent_get_u8(c);
+}
+
+int agent_decode_network(const struct agent_frame *f, struct agent_network *out,
+                         struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_NETWORK, err) < 0) return -1;
+  memset(out, 0, sizeof(*out));
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  if (!agent_get_str_into(&c, out->ifname, sizeof(out->ifname))) c.bad = true;
+  get_bytes(&c, out->mac, 6);
+  out->mtu = agent_get_u32(&c);
+  out->n_addrs = agent_get_u32(&c);
+  if (out->n_addrs > AGENT_MAX_NET_ADDRS) c.bad = true;
+  for (uint32_t i = 0; !c.bad && i < out->n_addrs; i++) {
+    out->addrs[i].family = agent_get_u8(&c);
+    out->addrs[i].prefix = agent_get_u8(&c);
+    get_bytes(&c, out->addrs[i].addr, 16);
+  }
+  out->n_routes = c.bad ? 0 : agent_get_u32(&c);
+  if (out->n_routes > AGENT_MAX_NET_ROUTES) c.bad = true;
+  for (uint32_t i = 0; !c.bad && i < out->n_routes; i++) {
+    struct agent_net_route *r = &out->routes[i];
+    r->family = agent_get_u8(&c);
+    r->dst_prefix = agent_get_u8(&c);
+    uint8_t gw = agent_get_u8(&c);
+    if (gw > 1) c.bad = true;
+    r->has_gateway = gw == 1;
+    get_bytes(&c, r->dst, 16);
+    get_bytes(&c, r->gateway, 16);
+    r->metric = agent_get_u32(&c);
+  }
+  if (agent_cursor_finish(&c, "NETWORK", err) < 0) return -1;
+  return agent_network_validate(out, err);
+}
+
+/* ---- EXEC and PS ------------------------------------------------------------------- */
+
+int agent_exec_validate(const struct agent_exec *e, struct rc_error *err) {
+  if (!e->args || e->n_args == 0 || !e->args[0] || e->args[0][0] == '\0')
+    return rc_err(err, EINVAL, "exec: process.args is empty");
+  for (uint32_t i = 0; i < e->n_args; i++)
+    if (!e->args[i]) return rc_err(err, EINVAL, "exec: args[%u] missing", i);
+  for (uint32_t i = 0; i < e->n_env; i++) {
+    const char *v = e->env ? e->env[i] : NULL;
+    if (!v || !strchr(v, '=') || v[0] == '=')
+      return rc_err(err, EINVAL, "exec: env[%u] is not NAME=value", i);
+  }
+  if (!is_abs_path(e->cwd))
+    return rc_err(err, EINVAL, "exec: cwd \"%s\" is not absolute", e->cwd ? e->cwd : "");
+  if (e->n_additional_gids > AGENT_MAX_GIDS)
+    return rc_err(err, EINVAL, "exec: more than %u additional groups", AGENT_MAX_GIDS);
+  return 0;
+}
+
+int agent_encode_exec(struct agent_msg *m, const struct agent_exec *e, struct rc_error *err) {
+  if (agent_exec_validate(e, err) < 0) return -1;
+  agent_msg_begin(m, AGENT_MSG_EXEC);
+  agent_put_u32(m, e->proc);
+  put_str_array(m, e->args, e->n_args);
+  put_str_array(m, e->env, e->n_env);
+  agent_put_str(m, e->cwd);
+  agent_put_u32(m, e->uid);
+  agent_put_u32(m, e->gid);
+  agent_put_u32(m, e->n_additional_gids);
+  for (uint32_t i = 0; i < e->n_additional_gids; i++) agent_put_u32(m, e->additional_gids[i]);
+  agent_put_u8(m, e->terminal);
+  agent_put_u16(m, e->winsize.rows);
+  agent_put_u16(m, e->winsize.cols);
+  if (agent_msg_end(m, err) < 0) return rc_err_wrap(err, "exec process");
+  return 0;
+}
+
+int agent_decode_exec(const struct agent_frame *f, struct agent_exec **out, struct rc_error *err) {
+  *out = NULL;
+  if (expect_type(f, AGENT_MSG_EXEC, err) < 0) return -1;
+  struct agent_exec *e = calloc(1, sizeof(*e));
+  if (!e) return rc_err(err, ENOMEM, "agent protocol: EXEC");
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  e->proc = agent_get_u32(&c);
+  e->args = get_str_array(&c, 65536, &e->n_args);
+  e->env = get_str_array(&c, 65536, &e->n_env);
+  e->cwd = agent_get_str(&c, AGENT_MAX_STRING);
+  e->uid = agent_get_u32(&c);
+  e->gid = agent_get_u32(&c);
+  uint32_t n = get_count(&c, 4, AGENT_MAX_GIDS);
+  if (!c.bad) {
+    e->additional_gids = calloc((size_t)n + 1, sizeof(uint32_t));
+    if (!e->additional_gids) c.bad = true;
+  }
+  if (!c.bad) {
+    e->n_additional_gids = n;
+    for (uint32_t i = 0; i < n; i++) e->additional_gids[i] = agent_get_u32(&c);
+  }
+  e->terminal = get_bool(&c);
+  e->winsize.rows = agent_get_u16(&c);
+  e->winsize.cols = agent_get_u16(&c);
+  if (agent_cursor_finish(&c, "EXEC", err) < 0 || agent_exec_validate(e, err) < 0) {
+    agent_exec_free(e);
+    return -1;
+  }
+  *out = e;
+  return 0;
+}
+
+void agent_exec_free(struct agent_exec *e) {
+  if (!e) return;
+  free_str_array(e->args);
+  free_str_array(e->env);
+  free(e->cwd);
+  free(e->additional_gids);
+  free(e);
+}
+
+void agent_encode_exec_started(struct agent_msg *m, uint32_t proc, uint32_t pid) {
+  agent_msg_begin(m, AGENT_MSG_EXEC_STARTED);
+  agent_put_u32(m, proc);
+  agent_put_u32(m, pid);
+}
+
+int agent_decode_exec_started(const struct agent_frame *f, uint32_t *proc, uint32_t *pid,
+                              struct rc_error *err) {
+  if (decode_u32_pair(f, AGENT_MSG_EXEC_STARTED, proc, pid, err) < 0) return -1;
+  if (*pid == 0 || *pid > (1u << 22))
+    return rc_err(err, EPROTO, "agent protocol: EXEC_STARTED with pid %u", *pid);
+  return 0;
+}
+
+void agent_encode_exec_error(struct agent_msg *m, uint32_t proc, uint32_t stage, int32_t errnum,
+                             const char *message) {
+  agent_msg_begin(m, AGENT_MSG_EXEC_ERROR);
+  agent_put_u32(m, proc);
+  agent_put_u32(m, stage);
+  agent_put_u32(m, (uint32_t)errnum);
+  size_t n = message ? strnlen(message, AGENT_MAX_MESSAGE) : 0;
+  agent_put_u32(m, (uint32_t)n);
+  agent_put_bytes(m, message, n);
+}
+
+/* ERROR's fields made safe to show: printable message, a plausible errno. */
+static void sanitize_error(struct agent_error_msg *e) {
+  for (char *p = e->message; *p; p++)
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) *p = '?';
+  if (e->errnum < 0 || e->errnum > 4095) e->errnum = 0;
+}
+
+int agent_decode_exec_error(const struct agent_frame *f, uint32_t *proc,
+                            struct agent_error_msg *out, struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_EXEC_ERROR, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  *proc = agent_get_u32(&c);
+  out->stage = agent_get_u32(&c);
+  out->errnum = (int32_t)agent_get_u32(&c);
+  agent_get_str_into(&c, out->message, sizeof(out->message));
+  if (agent_cursor_finish(&c, "EXEC_ERROR", err) < 0) return -1;
+  sanitize_error(out);
+  return 0;
+}
+
+void agent_encode_ps(struct agent_msg *m, uint32_t request) {
+  agent_msg_begin(m, AGENT_MSG_PS);
+  agent_put_u32(m, request);
+}
+
+int agent_decode_ps(const struct agent_frame *f, uint32_t *request, struct rc_error *err) {
+  return decode_u32(f, AGENT_MSG_PS, request, err);
+}
+
+void agent_encode_stats(struct agent_msg *m, uint32_t request) {
+  agent_msg_begin(m, AGENT_MSG_STATS);
+  agent_put_u32(m, request);
+}
+
+int agent_decode_stats(const struct agent_frame *f, uint32_t *request, struct rc_error *err) {
+  return decode_u32(f, AGENT_MSG_STATS, request, err);
+}
+
+void agent_encode_stats_reply(struct agent_msg *m, const struct agent_stats *s) {
+  agent_msg_begin(m, AGENT_MSG_STATS_REPLY);
+  agent_put_u32(m, s->request);
+  agent_put_u32(m, s->ncpus);
+  agent_put_u64(m, s->cpu_user_ns);
+  agent_put_u64(m, s->cpu_system_ns);
+  agent_put_u64(m, s->mem_total);
+  agent_put_u64(m, s->mem_free);
+  agent_put_u64(m, s->mem_available);
+  agent_put_u64(m, s->mem_cached);
+  agent_put_u32(m, s->nprocs);
+}
+
+int agent_decode_stats_reply(const struct agent_frame *f, struct agent_stats *out,
+                             struct rc_error *err) {
+  memset(out, 0, sizeof(*out));
+  if (expect_type(f, AGENT_MSG_STATS_REPLY, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->request = agent_get_u32(&c);
+  out->ncpus = agent_get_u32(&c);
+  out->cpu_user_ns = agent_get_u64(&c);
+  out->cpu_system_ns = agent_get_u64(&c);
+  out->mem_total = agent_get_u64(&c);
+  out->mem_free = agent_get_u64(&c);
+  out->mem_available = agent_get_u64(&c);
+  out->mem_cached = agent_get_u64(&c);
+  out->nprocs = agent_get_u32(&c);
+  if (agent_cursor_finish(&c, "STATS_REPLY", err) < 0) return -1;
+  if (out->ncpus == 0 || out->ncpus > 4096 || out->mem_free > out->mem_total ||
+      out->mem_available > out->mem_total || out->mem_cached > out->mem_total ||
+      out->nprocs > (1u << 22))
+    return rc_err(err, EPROTO, "agent protocol: STATS_REPLY with impossible numbers");
+  return 0;
+}
+
+/* pid, ppid, uid, tty_nr, cpu_ticks and the command line's length word */
+#define PS_ENTRY_FIXED (4 * 4 + 8 + 4)
+
+void agent_encode_ps_reply(struct agent_msg *m, const struct agent_ps_reply *r) {
+  agent_msg_begin(m, AGENT_MSG_PS_REPLY);
+  agent_put_u32(m, r->request);
+  size_t truncated_at = m->len;
+  agent_put_u8(m, r->truncated);
+  size_t count_at = m->len;
+  agent_put_u32(m, 0);
+  uint32_t n = 0;
+  bool cut = r->truncated;
+  for (uint32_t i = 0; i < r->n && !m->overflow; i++) {
+    const struct agent_ps_entry *e = &r->entries[i];
+    size_t cmd = strnlen(e->cmd, AGENT_MAX_PS_CMD);
+    if (n == AGENT_MAX_PS_ENTRIES || PS_ENTRY_FIXED + cmd > sizeof(m->bytes) - m->len) {
+      cut = true;
+      break;
+    }
+    agent_put_u32(m, e->pid);
+    agent_put_u32(m, e->ppid);
+    agent_put_u32(m, e->uid);
+    agent_put_u32(m, e->tty_nr);
+    agent_put_u64(m, e->cpu_ticks);
+    agent_put_u32(m, (uint32_t)cmd);
+    agent_put_bytes(m, e->cmd, cmd);
+    n++;
+  }
+  if (m->overflow) return;
+  m->bytes[truncated_at] = cut;
+  put_le(m->bytes + count_at, n, 4);
+}
+
+int agent_decode_ps_reply(const struct agent_frame *f, struct agent_ps_reply *out,
+                          struct rc_error *err) {
+  memset(out, 0, sizeof(*out));
+  if (expect_type(f, AGENT_MSG_PS_REPLY, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->request = agent_get_u32(&c);
+  out->truncated = get_bool(&c);
+  uint32_t n = get_count(&c, PS_ENTRY_FIXED, AGENT_MAX_PS_ENTRIES);
+  if (!c.bad) {
+    out->entries = calloc((size_t)n + 1, sizeof(*out->entries));
+    if (!out->entries) c.bad = true;
+  }
+  for (uint32_t i = 0; i < n && !c.bad; i++) {
+    struct agent_ps_entry *e = &out->entries[i];
+    e->pid = agent_get_u32(&c);
+    e->ppid = agent_get_u32(&c);
+    e->uid = agent_get_u32(&c);
+    e->tty_nr = agent_get_u32(&c);
+    e->cpu_ticks = agent_get_u64(&c);
+    /* not made printable here (that would not encode back the same): the printer does */
+    if (!agent_get_str_into(&c, e->cmd, sizeof(e->cmd))) c.bad = true;
+    if (!c.bad && (e->pid == 0 || e->pid > (1u << 22))) c.bad = true;
+    out->n = i + 1;
+  }
+  if (agent_cursor_finish(&c, "PS_REPLY", err) < 0) {
+    agent_ps_reply_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+void agent_ps_reply_free(struct agent_ps_reply *r) {
+  free(r->entries);
+  r->entries = NULL;
+  r->n = 0;
 }

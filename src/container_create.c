@@ -23,6 +23,7 @@
 #include "runcell/hooks.h"
 #include "runcell/log.h"
 #include "runcell/microvm.h"
+#include "runcell/microvm_control.h"
 #include "runcell/mode.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
@@ -81,17 +82,18 @@ static int validate_for_create(const struct rc_create_opts *o, const struct oci_
   return 0;
 }
 
-/* A listening socket bound inside the state directory. Bound through /proc/self/fd so
- * that long --root paths do not overflow sun_path. */
-static int make_start_socket(int dirfd, struct rc_error *err) {
+/* A listening socket bound inside the state directory (start.sock, or a microVM's
+ * control.sock). Bound through /proc/self/fd so that long --root paths do not overflow
+ * sun_path. */
+static int make_state_socket(int dirfd, const char *name, struct rc_error *err) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return rc_err(err, errno, "create start socket");
+  if (fd < 0) return rc_err(err, errno, "create %s", name);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/start.sock", dirfd);
-  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
     int e = errno;
     close(fd);
-    return rc_err(err, e, "bind start socket");
+    return rc_err(err, e, "bind %s", name);
   }
   return fd;
 }
@@ -246,7 +248,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   int ns_fds[OCI_NS_COUNT];
   int saved_ns[2] = {-1, -1};
   for (int i = 0; i < OCI_NS_COUNT; i++) ns_fds[i] = -1;
-  int console = -1, start_fd = -1, sv[2] = {-1, -1}, console_pair[2] = {-1, -1};
+  int console = -1, start_fd = -1, control_fd = -1, sv[2] = {-1, -1}, console_pair[2] = {-1, -1};
   pid_t pid = -1;
   int pidfd = -1;
   bool cgroup_made = false;
@@ -308,7 +310,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     console = console_pair[1];
     console_pair[1] = -1;
   }
-  if ((start_fd = make_start_socket(dir.dirfd, err)) < 0) goto out;
+  if ((start_fd = make_state_socket(dir.dirfd, "start.sock", err)) < 0) goto out;
+  if (microvm && (control_fd = make_state_socket(dir.dirfd, RC_VMCTL_SOCKET, err)) < 0) goto out;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
     rc_err(err, errno, "socketpair");
     goto out;
@@ -340,6 +343,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .bundle = bundle,
       .sync_fd = sv[1],
       .start_fd = start_fd,
+      .control_fd = control_fd,
       .console_fd = console,
       .state_dir_fd = dir.dirfd,
       .clone_flags = rc_ns_clone_flags(cfg),
@@ -492,6 +496,7 @@ out:
   if (sv[0] >= 0) close(sv[0]);
   if (sv[1] >= 0) close(sv[1]);
   if (start_fd >= 0) close(start_fd);
+  if (control_fd >= 0) close(control_fd);
   if (vm_console_log >= 0) close(vm_console_log);
   free(microvm);
   if (console >= 0) close(console);

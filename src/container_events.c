@@ -15,6 +15,8 @@
 #include "runcell/cgroups.h"
 #include "runcell/events.h"
 #include "runcell/log.h"
+#include "runcell/microvm_control.h"
+#include "runcell/mode.h"
 #include "runcell/state_store.h"
 #include "runcell/util.h"
 
@@ -329,32 +331,70 @@ static int emit(char *json, struct rc_error *err) {
   return 0;
 }
 
-static int emit_stats(const char *id, const char *cgroup_path, struct rc_error *err) {
+/* A running microVM's container is its guest: cpu, memory and pids come from the guest's
+ * agent (the host cgroup holds the VMM, whose memory is all of guest RAM). The rest (blkio,
+ * hugetlb, throttling) stays the host's view of the VMM. A guest that cannot answer
+ * (paused, busy) leaves the host's numbers, said in the log. */
+static void microvm_guest_view(const char *root, const struct oci_state *st,
+                               struct rc_cgroup_stats *s) {
+  struct oci_state *now = NULL;
+  struct rc_error err = {0};
+  bool running = rc_state_read(root, st->id, &now, &err) == 0 && now->status == OCI_STATUS_RUNNING;
+  oci_state_free(now);
+  if (!running) return;
+  struct agent_stats g;
+  if (rc_microvm_stats(root, st->id, &g, &err) < 0) {
+    rc_log(RC_LOG_INFO, "container %s: the VMM's cgroup stats stand in for the guest's: %s", st->id,
+           err.msg);
+    return;
+  }
+  s->cpu.user = g.cpu_user_ns;
+  s->cpu.kernel = g.cpu_system_ns;
+  s->cpu.total = g.cpu_user_ns + g.cpu_system_ns;
+  /* the host's per-CPU split is the VMM's threads, not the guest's: left out (the lists
+   * keep their memory for rc_cgroup_stats_free) */
+  s->cpu.percpu.n = s->cpu.percpu_kernel.n = s->cpu.percpu_user.n = 0;
+  s->memory.cache = g.mem_cached;
+  s->memory.usage.usage = g.mem_total - g.mem_available;
+  s->memory.usage.limit = g.mem_total;
+  s->memory.usage.max = 0; /* the guest keeps no peak */
+  s->pids.current = g.nprocs;
+}
+
+static int read_stats(const char *root, const struct oci_state *st, struct rc_cgroup_stats *s,
+                      struct rc_error *err) {
+  if (rc_cgroup_stats(st->cgroup_path, s, err) < 0) return -1;
+  if (rc_state_is_microvm(st)) microvm_guest_view(root, st, s);
+  return 0;
+}
+
+static int emit_stats(const char *root, const struct oci_state *st, struct rc_error *err) {
   struct rc_cgroup_stats s;
-  if (rc_cgroup_stats(cgroup_path, &s, err) < 0)
+  if (read_stats(root, st, &s, err) < 0)
     return rc_err_wrap(err, "unable to get container cgroup stats");
-  char *json = rc_events_stats_json(id, &s);
+  char *json = rc_events_stats_json(st->id, &s);
   rc_cgroup_stats_free(&s);
   return emit(json, err);
 }
 
 /* A tick of the stream. Statistics that cannot be read are reported and the stream goes
  * on, as runc's does (the next tick may well succeed); only a failed write ends it. */
-static int tick(const char *id, const char *cgroup_path, struct rc_error *err) {
+static int tick(const char *root, const struct oci_state *st, struct rc_error *err) {
   struct rc_cgroup_stats s;
   struct rc_error stats_err = {0};
-  if (rc_cgroup_stats(cgroup_path, &s, &stats_err) < 0) {
+  if (read_stats(root, st, &s, &stats_err) < 0) {
     rc_log(RC_LOG_ERROR, "unable to get container cgroup stats: %s", stats_err.msg);
     fprintf(stderr, "runcell: unable to get container cgroup stats: %s\n", stats_err.msg);
     return 0;
   }
-  char *json = rc_events_stats_json(id, &s);
+  char *json = rc_events_stats_json(st->id, &s);
   rc_cgroup_stats_free(&s);
   return emit(json, err);
 }
 
-static int stream(const char *id, const char *cgroup_path, int64_t interval_ns,
+static int stream(const char *root, const struct oci_state *st, int64_t interval_ns,
                   struct rc_error *err) {
+  const char *id = st->id, *cgroup_path = st->cgroup_path;
   struct rc_cgroup_oom_watch oom;
   if (rc_cgroup_oom_watch_open(cgroup_path, &oom, err) < 0) return -1;
   cleanup_close int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -387,7 +427,7 @@ static int stream(const char *id, const char *cgroup_path, int64_t interval_ns,
         rc = rc_err(err, errno, "read timerfd");
         break;
       }
-      rc = tick(id, cgroup_path, err);
+      rc = tick(root, st, err);
     }
   }
   rc_cgroup_oom_watch_close(&oom);
@@ -413,8 +453,7 @@ int rc_container_events(const char *root, const char *id, int64_t interval_ns, b
     rc_err(err, 0, "container %s has no cgroup", id);
     goto out;
   }
-  rc = stats_only ? emit_stats(id, st->cgroup_path, err)
-                  : stream(id, st->cgroup_path, interval_ns, err);
+  rc = stats_only ? emit_stats(root, st, err) : stream(root, st, interval_ns, err);
 out:
   oci_state_free(st);
   return rc;

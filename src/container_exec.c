@@ -25,6 +25,7 @@
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
+#include "runcell/microvm_control.h"
 #include "runcell/mode.h"
 #include "runcell/process_attrs.h"
 #include "runcell/sync.h"
@@ -181,11 +182,8 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     goto out;
   }
   if (rc_state_is_microvm(st)) {
-    /* The workload lives in the guest; a process exec'd on the host would not be in it. */
-    rc_err(err, 0,
-           "cannot exec in container %s: it is a microVM, and exec through the guest agent is "
-           "not implemented yet",
-           st->id);
+    /* The workload lives in the guest: so does the process, started by the guest agent. */
+    rc = rc_microvm_exec(o, st, out, err);
     goto out;
   }
   int flags = namespaces_to_join(st->pid);

@@ -17,6 +17,7 @@ struct rc_init_ctx {
   const char *bundle; /* absolute */
   int sync_fd;        /* child end of the sync socketpair */
   int start_fd;       /* listening socket that `start` connects to */
+  int control_fd;     /* a microVM's control socket (exec, ps), listening; -1 for a cell */
   int console_fd;     /* connected console socket, or -1 */
   int state_dir_fd;   /* the locked state directory: the init must not keep the lock */
   int ns_fds[OCI_NS_COUNT];

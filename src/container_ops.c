@@ -16,6 +16,10 @@
 #include "runcell/container.h"
 #include "runcell/hooks.h"
 #include "runcell/log.h"
+#include "runcell/microvm.h"
+#include "runcell/microvm_control.h"
+#include "runcell/microvm_net.h"
+#include "runcell/mode.h"
 #include "runcell/sync.h"
 #include "runcell/util.h"
 
@@ -298,7 +302,14 @@ int rc_container_delete(const char *root, const char *id, bool force, struct rc_
   if (st->cgroup_path && rc_cgroup_destroy(st->cgroup_path, err) < 0) goto out;
 
   struct rc_error cerr;
-  if (rc_container_load_config(root, id, &cfg, &cerr) == 0 && cfg->hooks.n_poststop > 0) {
+  bool have_cfg = rc_container_load_config(root, id, &cfg, &cerr) == 0;
+  /* A microVM's tc redirect stays on the interface of a network namespace that outlives
+   * the VMM (a CNI one); a failure is logged, like a poststop hook's. */
+  if (have_cfg && rc_state_is_microvm(st)) {
+    struct rc_error nerr;
+    if (rc_microvm_net_release(cfg, &nerr) < 0) rc_warn("%s", nerr.msg);
+  }
+  if (have_cfg && cfg->hooks.n_poststop > 0) {
     st->status = OCI_STATUS_STOPPED;
     cleanup_free char *hs = oci_state_to_hook_json(st);
     struct rc_error herr;
@@ -330,7 +341,13 @@ static int set_frozen(const char *root, const char *id, bool freeze, struct rc_e
     rc_err(err, 0, "container not paused");
     goto out;
   }
-  if (!st->cgroup_path || rc_cgroup_freeze(st->cgroup_path, freeze, err) < 0) {
+  /* A running microVM stops its vCPUs instead (its VMM keeps answering: resume, state,
+   * kill); a created one, whose VMM serves no requests yet, is frozen like any other. */
+  bool vcpus = rc_state_is_microvm(st) &&
+               (freeze ? st->status == OCI_STATUS_RUNNING : !st->paused_from_created);
+  if (vcpus) {
+    if (rc_microvm_set_paused(root, id, freeze, err) < 0) goto out;
+  } else if (!st->cgroup_path || rc_cgroup_freeze(st->cgroup_path, freeze, err) < 0) {
     if (!st->cgroup_path) rc_err(err, 0, "container %s has no cgroup to freeze", id);
     goto out;
   }
@@ -378,6 +395,35 @@ int rc_container_pids(const char *root, const char *id, pid_t **pids, size_t *n,
   return r;
 }
 
+/* `update --memory` of a running microVM also moves its balloon: the guest keeps what
+ * create would have given it under the new limit (microvm_plan.c: the limit less the VMM's
+ * share), never more than the RAM it booted with. Shrinking goes first (before_limit: the
+ * guest gives memory back, then the host limit bites on a guest that already let go);
+ * growing goes after the host limit was raised. */
+static int microvm_follow_memory_limit(const char *root, const struct oci_state *st, int64_t limit,
+                                       bool before_limit, struct rc_error *err) {
+  if (st->status != OCI_STATUS_RUNNING) return 0; /* the VMM serves requests once started */
+  uint64_t ram = 0, target = 0, actual = 0;
+  if (rc_microvm_memory(root, st->id, 0, &ram, &target, &actual, err) < 0) return -1;
+  uint64_t keep = ram;
+  if (limit > 0 && (uint64_t)limit < ram + RC_MICROVM_VMM_OVERHEAD)
+    keep = (uint64_t)limit > RC_MICROVM_MIN_GUEST_MEM + RC_MICROVM_VMM_OVERHEAD
+               ? (uint64_t)limit - RC_MICROVM_VMM_OVERHEAD
+               : RC_MICROVM_MIN_GUEST_MEM;
+  bool shrinking = keep < ram - target;
+  if (before_limit != shrinking) return 0;
+  if (rc_microvm_memory(root, st->id, keep, &ram, &target, &actual, err) < 0) return -1;
+  for (int i = 0; shrinking && actual < target && i < 100; i++) {
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    if (rc_microvm_memory(root, st->id, 0, NULL, &target, &actual, err) < 0) return -1;
+  }
+  if (shrinking && actual < target)
+    rc_warn("microVM %s: the guest gave back %llu of %llu MiB within 10 s", st->id,
+            (unsigned long long)(actual >> 20), (unsigned long long)(target >> 20));
+  return 0;
+}
+
 int rc_container_update(const char *root, const char *id, const struct oci_resources *r,
                         struct rc_error *err) {
   struct rc_container_dir dir;
@@ -392,7 +438,10 @@ int rc_container_update(const char *root, const char *id, const struct oci_resou
     rc_err(err, 0, "container %s has no cgroup", id);
     goto out;
   }
+  bool vm_memory = rc_state_is_microvm(st) && r->has_memory && r->memory.has_limit;
+  if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, true, err) < 0) goto out;
   if (rc_cgroup_apply(st->cgroup_path, r, err) < 0) goto out;
+  if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, false, err) < 0) goto out;
   rc = 0;
 out:
   oci_state_free(st);

@@ -30,6 +30,8 @@
 #include "runcell/log.h"
 #include "runcell/microvm.h"
 #include "runcell/microvm_agent_config.h"
+#include "runcell/microvm_control.h"
+#include "runcell/microvm_net.h"
 #include "runcell/namespaces.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
@@ -83,6 +85,7 @@ struct vm {
   uint32_t out_in_flight[2];  /* received and not yet credited: at most a window */
   bool exited;
   struct agent_exit exit;
+  struct rc_vmctl *ctl; /* the control socket: exec, ps (src/microvm_control.c) */
 };
 
 /* The machine once its vCPUs run: every way out of this process stops them first. */
@@ -99,6 +102,13 @@ __attribute__((noreturn)) static void halt_and_exit(int status) {
 __attribute__((noreturn)) static void fail(int fd, struct rc_error *err) {
   rc_sync_send_error(fd, err);
   halt_and_exit(1);
+}
+
+/* Free page reporting is on unless RUNCELL_MICROVM_FREE_PAGE_REPORTING=0 (for measuring
+ * what it saves: tests/bench/microvm_balloon.py). */
+static bool free_page_reporting(void) {
+  const char *e = getenv("RUNCELL_MICROVM_FREE_PAGE_REPORTING");
+  return !e || strcmp(e, "0") != 0;
 }
 
 static int timeout_ms(void) {
@@ -248,6 +258,27 @@ static int expect(struct vm *vm, uint16_t type, struct agent_frame *f, uint64_t 
   return 0;
 }
 
+/* The container's NIC: the interface of its network namespace, joined to a tap that the
+ * VMM's virtio-net uses (src/microvm_net.c). net_made: this process made the tap and the
+ * redirects, so a failed create removes them (after that, `delete` does). */
+static struct rc_microvm_net vm_net = {.tap_fd = -1};
+static bool net_made;
+
+static void release_network(void) {
+  if (!net_made) return;
+  struct rc_error e = {0};
+  if (rc_microvm_net_teardown(&e) < 0) rc_warn("microVM: %s", e.msg);
+  net_made = false;
+}
+
+static int send_network(struct vm *vm, struct rc_error *err) {
+  struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
+  int r = agent_encode_network(m, &vm_net.guest, err);
+  if (r == 0) r = send_frame(vm, m, err);
+  free(m);
+  return r < 0 ? rc_err_wrap(err, "microVM: the network for the guest") : 0;
+}
+
 /* Boots the VM up to the agent holding the configured, not yet started, container. */
 static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *err) {
   const struct rc_microvm_plan *plan = ctx->microvm;
@@ -266,12 +297,33 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
       .n_disks = plan->n_disks,
       .agent_fd = pair[1],
       .console_fd = ctx->vm_console_log,
+      /* the guest hands freed memory back, and the host can shrink it and read its stats */
+      .balloon = true,
+      .balloon_cfg = {.free_page_reporting = free_page_reporting(),
+                      /* `update --memory` is a limit: the guest may not take the
+                       * balloon back when it runs short (and so its MemTotal shrinks) */
+                      .deflate_on_oom = false,
+                      .stats = true},
   };
   for (unsigned i = 0; i < plan->n_disks; i++)
     mc.disks[i] = (struct vmm_disk){.path = plan->disks[i].path,
                                     .read_only = plan->disks[i].read_only,
                                     .serial = plan->disks[i].serial};
-  if (vmm_machine_create(&mc, &vm->machine, err) < 0) return rc_err_wrap(err, "microVM");
+  /* the VMM is in the container's network namespace already: its interface, if it has
+   * one, becomes the guest's (never one of the host's, when there is no such namespace) */
+  if (rc_microvm_net_wanted(vm->cfg) && rc_microvm_net_attach(&vm_net, err) < 0)
+    return rc_err_wrap(err, "microVM");
+  if (vm_net.present) {
+    net_made = true;
+    mc.has_net = true;
+    mc.net.tap_fd = vm_net.tap_fd;
+    memcpy(mc.net.mac, vm_net.guest.mac, sizeof(mc.net.mac));
+    mc.net.mtu = (uint16_t)vm_net.guest.mtu;
+  }
+  int created = vmm_machine_create(&mc, &vm->machine, err);
+  if (vm_net.tap_fd >= 0) close(vm_net.tap_fd); /* the device holds its own */
+  vm_net.tap_fd = -1;
+  if (created < 0) return rc_err_wrap(err, "microVM");
   vm->stopped = vmm_machine_stopped_fd(vm->machine);
   uint64_t t_created = now_ns();
   live_machine = vm->machine;
@@ -284,6 +336,7 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   if (agent_decode_hello(&f, &hello, err) < 0) return rc_err_wrap(err, "microVM: agent HELLO");
   uint64_t t_hello = now_ns();
   rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
+  if (vm_net.present && send_network(vm, err) < 0) return -1;
 
   struct agent_config *ac = rc_microvm_agent_config(vm->cfg, plan);
   struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
@@ -369,7 +422,8 @@ static int send_winsize(struct vm *vm, struct rc_error *err) {
   struct winsize ws;
   if (vm->tty < 0 || ioctl(vm->tty, TIOCGWINSZ, &ws) < 0) return 0;
   struct agent_msg m;
-  agent_encode_winsize(&m, &(struct agent_winsize){.rows = ws.ws_row, .cols = ws.ws_col});
+  agent_encode_winsize(&m, AGENT_PROC_CONTAINER,
+                       &(struct agent_winsize){.rows = ws.ws_row, .cols = ws.ws_col});
   return send_frame(vm, &m, err);
 }
 
@@ -381,7 +435,7 @@ static int on_signal(struct vm *vm, int sigfd, struct rc_error *err) {
       continue;
     }
     struct agent_msg m;
-    agent_encode_signal(&m, si.ssi_signo);
+    agent_encode_signal(&m, AGENT_PROC_CONTAINER, si.ssi_signo);
     if (send_frame(vm, &m, err) < 0) return -1;
   }
   return 0;
@@ -399,10 +453,10 @@ static int on_stdin(struct vm *vm, struct rc_error *err) {
   if (n <= 0) {
     /* end of input (a hung-up terminal reads as an error: the same for the workload) */
     vm->in_eof = true;
-    agent_encode_empty(m, AGENT_MSG_STDIN_EOF);
+    agent_encode_stdin_eof(m, AGENT_PROC_CONTAINER);
   } else {
     vm->stdin_in_flight += (uint32_t)n;
-    agent_encode_data(m, AGENT_MSG_STDIN, buf, (size_t)n);
+    agent_encode_data(m, AGENT_MSG_STDIN, AGENT_PROC_CONTAINER, buf, (size_t)n);
   }
   r = send_frame(vm, m, err);
   free(m);
@@ -421,7 +475,8 @@ static int send_credits(struct vm *vm, struct rc_error *err) {
            (vm->out[s].len == 0 && vm->out_uncredited[s]);
   if (!due) return 0;
   struct agent_msg m;
-  struct agent_output_credit c = {.stdout_bytes = vm->out_uncredited[0],
+  struct agent_output_credit c = {.proc = AGENT_PROC_CONTAINER,
+                                  .stdout_bytes = vm->out_uncredited[0],
                                   .stderr_bytes = vm->out_uncredited[1]};
   for (int s = 0; s < 2; s++) {
     vm->out_in_flight[s] -= vm->out_uncredited[s];
@@ -449,21 +504,26 @@ static int flush_output(struct vm *vm, int s, struct rc_error *err) {
 }
 
 static int on_frame(struct vm *vm, const struct agent_frame *f, struct rc_error *err) {
+  /* exec'd processes and ps answers are the control side's; the rest is process 0's */
+  int mine = vm->ctl ? rc_vmctl_on_frame(vm->ctl, f, err) : 0;
+  if (mine != 0) return mine < 0 ? -1 : 0;
   switch (f->type) {
     case AGENT_MSG_STDOUT:
     case AGENT_MSG_STDERR: {
       int s = f->type == AGENT_MSG_STDERR;
-      if (f->length > AGENT_STDIO_WINDOW - vm->out_in_flight[s] ||
-          queue_push(&vm->out[s], f->payload, f->length) < 0)
+      struct agent_data d;
+      if (agent_decode_data(f, &d, err) < 0) return -1;
+      if (d.proc != AGENT_PROC_CONTAINER || d.len > AGENT_STDIO_WINDOW - vm->out_in_flight[s] ||
+          queue_push(&vm->out[s], d.bytes, d.len) < 0)
         return rc_err(err, EPROTO,
                       "microVM: the guest agent sent more output than it was credited");
-      vm->out_in_flight[s] += f->length;
+      vm->out_in_flight[s] += d.len;
       return flush_output(vm, s, err);
     }
     case AGENT_MSG_STDIN_CREDIT: {
-      uint32_t n;
-      if (agent_decode_stdin_credit(f, &n, err) < 0) return -1;
-      if (n > vm->stdin_in_flight)
+      uint32_t proc, n;
+      if (agent_decode_stdin_credit(f, &proc, &n, err) < 0) return -1;
+      if (proc != AGENT_PROC_CONTAINER || n > vm->stdin_in_flight)
         return rc_err(err, EPROTO, "microVM: the guest agent credited stdin it was never sent");
       vm->stdin_in_flight -= n;
       return 0;
@@ -480,21 +540,35 @@ static int on_frame(struct vm *vm, const struct agent_frame *f, struct rc_error 
   }
 }
 
+/* The control side's way to the agent: our queue of frames for it. */
+static int vm_send(void *vm, struct agent_msg *m, struct rc_error *err) {
+  return send_frame(vm, m, err);
+}
+
+static size_t vm_queued(void *vm) {
+  return ((struct vm *)vm)->to_agent.len;
+}
+
 /* The running container: until the workload's EXIT has arrived and its output is out,
  * or the guest stops. */
 static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
   bool eof = false;
+  /* six of our own, then the control side's */
+  cleanup_free struct pollfd *p = rc_xcalloc(6 + rc_vmctl_max_pollfds(), sizeof(*p));
   for (;;) {
     struct agent_frame f;
     int r;
     while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
       if (on_frame(vm, &f, err) < 0) return -1;
     if (r < 0) return -1;
-    if (flush_agent(vm, err) < 0 || send_credits(vm, err) < 0 || flush_agent(vm, err) < 0)
+    if (flush_agent(vm, err) < 0 || send_credits(vm, err) < 0 || rc_vmctl_flush(vm->ctl, err) < 0 ||
+        flush_agent(vm, err) < 0)
       return -1;
-    if (vm->exited && vm->out[0].len == 0 && vm->out[1].len == 0) return 0;
+    if (vm->exited && vm->out[0].len == 0 && vm->out[1].len == 0) {
+      rc_vmctl_finish(vm->ctl);
+      return 0;
+    }
 
-    struct pollfd p[6];
     int n = 0;
     p[n++] = (struct pollfd){.fd = vm->stopped, .events = POLLIN};
     p[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
@@ -505,10 +579,12 @@ static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
     p[n++] = (struct pollfd){.fd = want_in ? vm->in_fd : -1, .events = POLLIN};
     p[n++] = (struct pollfd){.fd = vm->out[0].len ? vm->out_fd[0] : -1, .events = POLLOUT};
     p[n++] = (struct pollfd){.fd = vm->out[1].len ? vm->out_fd[1] : -1, .events = POLLOUT};
-    if (poll(p, (nfds_t)n, -1) < 0) {
+    size_t n_ctl = rc_vmctl_poll_fill(vm->ctl, p + n);
+    if (poll(p, (nfds_t)n + n_ctl, -1) < 0) {
       if (errno == EINTR) continue;
       return rc_err(err, errno, "microVM: poll");
     }
+    if (rc_vmctl_poll_handle(vm->ctl, p + n, n_ctl, err) < 0) return -1;
     if (p[1].revents && on_signal(vm, sigfd, err) < 0) return -1;
     if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
       if (agent_reader_fill(vm->reader, vm->agent, &eof, err) < 0) return -1;
@@ -533,6 +609,7 @@ static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
           fcntl(vm->out_fd[s], F_SETFL, fcntl(vm->out_fd[s], F_GETFL) & ~O_NONBLOCK);
           (void)flush_output(vm, s, err);
         }
+        rc_vmctl_finish(vm->ctl);
         return 0;
       }
       return guest_stopped_error(vm, "while the container ran, without reporting its exit", err);
@@ -622,7 +699,10 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
     vm.out_fd[1] = 2;
     for (int fd = 0; fd <= 2; fd++) nonblocking_if_pipe(fd);
   }
-  if (boot(&vm, ctx, &err) < 0) fail(sync, &err);
+  if (boot(&vm, ctx, &err) < 0) {
+    release_network();
+    fail(sync, &err);
+  }
 
   prctl(PR_SET_PDEATHSIG, 0);
   if (rc_sync_send(sync, RC_SYNC_CREATED, &err) < 0) halt_and_exit(1);
@@ -660,6 +740,9 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   if (drop_privileges(&err) < 0 || rc_microvm_jail_syscalls(&err) < 0) fail(conn, &err);
   close(conn); /* start returns: the container runs */
   if (vm.tty >= 0) (void)send_winsize(&vm, &err);
+  struct rc_vmctl_agent link = {
+      .vm = &vm, .send = vm_send, .queued = vm_queued, .machine = vm.machine};
+  vm.ctl = rc_vmctl_new(ctx->control_fd, &link);
 
   if (relay(&vm, sigfd, &err) < 0) {
     rc_log(RC_LOG_ERROR, "container %s: %s", ctx->id, err.msg);

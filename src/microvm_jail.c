@@ -5,6 +5,7 @@
  * and nothing else (no new sockets, no exec, no mounts, no namespaces, no ptrace).
  * Anything else kills the VMM, as Firecracker's filter does. */
 #include <errno.h>
+#include <fcntl.h>
 #include <seccomp.h>
 #include <stddef.h>
 
@@ -18,6 +19,9 @@ static const char *const allowed[] = {
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "sendmsg", "recvmsg", "sendto", "recvfrom", "poll", "ppoll", "fsync", "fdatasync",
     "lseek", "fcntl", "close", "fstat", "newfstatat", "statx",
+    /* the control socket (src/microvm_control.c): callers of exec and ps, whose stdio
+     * descriptors arrive by SCM_RIGHTS (recvmsg) */
+    "accept4", "accept",
     /* the guest console's tail for an error message (by /proc/self/fd) */
     "openat",
     /* memory and threads */
@@ -44,8 +48,19 @@ int rc_microvm_jail_syscalls(struct rc_error *err) {
       goto out;
     }
   }
+  /* fallocate only to punch holes (the balloon handing guest memory back to the host),
+   * never to allocate or grow a file */
+  const struct scmp_arg_cmp punch = {.arg = 1,
+                                     .op = SCMP_CMP_EQ,
+                                     .datum_a = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                     .datum_b = 0};
+  int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fallocate), 1, &punch);
+  if (r < 0) {
+    rc_err(err, -r, "microVM: VMM syscall filter: allow fallocate");
+    goto out;
+  }
   /* every thread: the vCPUs and the console's I/O thread already run */
-  int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+  r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
   if (r == 0) r = seccomp_load(ctx);
   if (r < 0) {
     rc_err(err, -r, "microVM: install the VMM syscall filter");

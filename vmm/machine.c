@@ -150,7 +150,7 @@ static int add_virtio(struct vmm_machine *m, struct vmm_virtio_dev *dev, struct 
 }
 
 /* Devices, in the order the kernel command line announces the virtio ones: a block
- * device per disk, the agent's console, the entropy source. */
+ * device per disk, the agent's console, the entropy source, the balloon, the NIC. */
 static int add_devices(struct vmm_machine *m, const struct vmm_machine_config *cfg,
                        struct rc_error *err) {
   if (vmm_serial_create(cfg->console_fd, VMM_SERIAL_DEFAULT_BUDGET,
@@ -182,7 +182,22 @@ static int add_devices(struct vmm_machine *m, const struct vmm_machine_config *c
   }
   if (vmm_virtio_rng_create(&m->mem, irq_line(m, vmm_virtio_gsi[m->n_virtio]), &v, err) < 0)
     return -1;
-  return add_virtio(m, v, err);
+  if (add_virtio(m, v, err) < 0) return -1;
+  if (cfg->balloon) {
+    if (vmm_virtio_balloon_create(&m->mem, irq_line(m, vmm_virtio_gsi[m->n_virtio]),
+                                  &cfg->balloon_cfg, &v, &m->balloon, err) < 0)
+      return -1;
+    if (add_virtio(m, v, err) < 0) return -1;
+  }
+  if (cfg->has_net) {
+    int tap = fcntl(cfg->net.tap_fd, F_DUPFD_CLOEXEC, 3);
+    if (tap < 0) return rc_err(err, errno, "network: duplicate the tap fd %d", cfg->net.tap_fd);
+    if (vmm_virtio_net_create(&m->mem, irq_line(m, vmm_virtio_gsi[m->n_virtio]), tap, cfg->net.mac,
+                              cfg->net.mtu, &v, err) < 0)
+      return -1;
+    if (add_virtio(m, v, err) < 0) return -1;
+  }
+  return 0;
 }
 
 static int create_vcpus(struct vmm_machine *m, uint64_t entry, struct rc_error *err) {
@@ -253,6 +268,8 @@ int vmm_machine_create(const struct vmm_machine_config *cfg, struct vmm_machine 
   m->agent_fd = cfg->agent_fd;
   m->mem.memfd = -1;
   pthread_mutex_init(&m->stop_lock, NULL);
+  pthread_cond_init(&m->park_cond, NULL);
+  pthread_cond_init(&m->resume_cond, NULL);
   if (cfg->vcpus == 0 || cfg->vcpus > VMM_MPTABLE_MAX_CPUS) {
     rc_err(err, 0, "%u vCPUs (1..%u supported)", cfg->vcpus, VMM_MPTABLE_MAX_CPUS);
     goto fail;
@@ -383,7 +400,13 @@ void vmm_machine_destroy(struct vmm_machine *m) {
   if (m->stopped_fd >= 0) close(m->stopped_fd);
   if (m->agent_fd >= 0) close(m->agent_fd);
   pthread_mutex_destroy(&m->stop_lock);
+  pthread_cond_destroy(&m->park_cond);
+  pthread_cond_destroy(&m->resume_cond);
   free(m);
+}
+
+struct vmm_balloon *vmm_machine_balloon(const struct vmm_machine *m) {
+  return m->balloon;
 }
 
 uint64_t vmm_machine_first_entry_ns(const struct vmm_machine *m) {

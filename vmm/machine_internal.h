@@ -26,6 +26,7 @@ struct vmm_vcpu {
   pthread_t thread;
   bool thread_started;
   bool thread_done; /* set under stop_lock as the thread's last act */
+  bool parked;      /* under stop_lock: waiting in vmm_machine_pause's park */
 };
 
 struct vmm_machine {
@@ -35,6 +36,7 @@ struct vmm_machine {
   struct vmm_serial *serial;
   struct vmm_i8042 *i8042;
   struct vmm_virtio_dev *virtio[VMM_VIRTIO_MAX_DEVICES];
+  struct vmm_balloon *balloon; /* control handle of one of virtio[]; NULL for none */
   unsigned n_virtio;
   struct vmm_vcpu *vcpus;
   unsigned n_vcpus;
@@ -47,6 +49,11 @@ struct vmm_machine {
   enum vmm_stop_reason reason;
   char detail[256];
   _Atomic uint64_t first_entry_ns;
+
+  /* pause: under stop_lock; vCPUs park on resume_cond, the pauser waits on park_cond */
+  atomic_bool pause_requested;
+  bool kvmclock_ctrl; /* KVM_CAP_KVMCLOCK_CTRL */
+  pthread_cond_t park_cond, resume_cond;
 };
 
 /* Records why the machine stops (the first reason wins), kicks every vCPU out of the

@@ -2,7 +2,8 @@
  * in-kernel devices do not handle (port I/O, MMIO) to the VMM's buses; the exits that end
  * a machine (shutdown, reset, a failed entry, a KVM internal error) record why. Stopping
  * sets immediate_exit in every vCPU's kvm_run and signals its thread, so a vCPU inside
- * KVM_RUN comes out at once and one about to enter never does. */
+ * KVM_RUN comes out at once and one about to enter never does. Pausing uses the same
+ * kick, and parks each vCPU thread outside KVM_RUN until resume. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +14,10 @@
 #include <unistd.h>
 
 #include "vmm/machine_internal.h"
+
+/* How long vmm_machine_pause waits for a vCPU to come out of the guest: an MMIO access in
+ * flight (a disk read) finishes first, but a vCPU that takes longer is a stuck one. */
+#define VMM_PAUSE_TIMEOUT_S 5
 
 uint64_t vmm_now_ns(void) {
   struct timespec ts;
@@ -58,6 +63,7 @@ void vmm_machine_end(struct vmm_machine *m, enum vmm_stop_reason reason, const c
     if (v->run) __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
     if (v->thread_started && !v->thread_done) pthread_kill(v->thread, VMM_KICK_SIGNAL);
   }
+  pthread_cond_broadcast(&m->resume_cond); /* parked vCPUs leave too */
   pthread_mutex_unlock(&m->stop_lock);
   if (first) {
     uint64_t one = 1;
@@ -165,6 +171,28 @@ static bool handle_exit(struct vmm_machine *m, struct vmm_vcpu *v) {
   }
 }
 
+/* Called when a pause is requested or immediate_exit is set: parks while the machine is
+ * paused, then re-arms KVM_RUN (immediate_exit off) unless the machine is stopping, which
+ * is also the only case that returns false. immediate_exit is only ever changed under
+ * stop_lock, so a stop's setting is never undone. */
+static bool park_while_paused(struct vmm_machine *m, struct vmm_vcpu *v) {
+  pthread_mutex_lock(&m->stop_lock);
+  if (atomic_load(&m->pause_requested) && !atomic_load(&m->stopping)) {
+    /* the guest's kvmclock learns the host stopped it (EINVAL before the guest enabled
+     * kvmclock: nothing to tell then) */
+    if (m->kvmclock_ctrl) (void)ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
+    v->parked = true;
+    pthread_cond_broadcast(&m->park_cond);
+    while (atomic_load(&m->pause_requested) && !atomic_load(&m->stopping))
+      pthread_cond_wait(&m->resume_cond, &m->stop_lock);
+    v->parked = false;
+  }
+  bool go_on = !atomic_load(&m->stopping);
+  if (go_on) __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  pthread_mutex_unlock(&m->stop_lock);
+  return go_on;
+}
+
 void *vmm_vcpu_thread(void *arg) {
   struct vmm_vcpu *v = arg;
   struct vmm_machine *m = v->machine;
@@ -175,6 +203,10 @@ void *vmm_vcpu_thread(void *arg) {
   pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
   while (!atomic_load(&m->stopping)) {
+    if ((atomic_load(&m->pause_requested) ||
+         __atomic_load_n(&v->run->immediate_exit, __ATOMIC_SEQ_CST)) &&
+        !park_while_paused(m, v))
+      break;
     if (v->index == 0 && atomic_load(&m->first_entry_ns) == 0)
       atomic_store(&m->first_entry_ns, vmm_now_ns());
     if (ioctl(v->fd, KVM_RUN, 0) < 0) {
@@ -187,6 +219,52 @@ void *vmm_vcpu_thread(void *arg) {
   /* From here on nobody signals this thread: it may be joined at any moment. */
   pthread_mutex_lock(&m->stop_lock);
   v->thread_done = true;
+  pthread_cond_broadcast(&m->park_cond); /* a pause does not wait for a finished thread */
   pthread_mutex_unlock(&m->stop_lock);
   return NULL;
+}
+
+/* vCPU threads that may still enter KVM_RUN: started, not finished, not parked. */
+static unsigned unparked(const struct vmm_machine *m) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < m->n_vcpus; i++) {
+    const struct vmm_vcpu *v = &m->vcpus[i];
+    if (v->thread_started && !v->thread_done && !v->parked) n++;
+  }
+  return n;
+}
+
+int vmm_machine_pause(struct vmm_machine *m, struct rc_error *err) {
+  bool clock_ctrl = ioctl(m->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_KVMCLOCK_CTRL) > 0;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until); /* pthread_cond_timedwait's default clock */
+  until.tv_sec += VMM_PAUSE_TIMEOUT_S;
+  pthread_mutex_lock(&m->stop_lock);
+  m->kvmclock_ctrl = clock_ctrl;
+  atomic_store(&m->pause_requested, true);
+  for (unsigned i = 0; i < m->n_vcpus; i++) {
+    struct vmm_vcpu *v = &m->vcpus[i];
+    if (v->run) __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    if (v->thread_started && !v->thread_done) pthread_kill(v->thread, VMM_KICK_SIGNAL);
+  }
+  int r = 0;
+  while (r == 0 && !atomic_load(&m->stopping) && unparked(m) > 0)
+    r = pthread_cond_timedwait(&m->park_cond, &m->stop_lock, &until);
+  unsigned left = atomic_load(&m->stopping) ? 0 : unparked(m);
+  pthread_mutex_unlock(&m->stop_lock);
+  if (left == 0) return 0;
+  vmm_machine_resume(m);
+  return rc_err(err, ETIMEDOUT, "pause: %u vCPU(s) did not leave the guest within %d s", left,
+                VMM_PAUSE_TIMEOUT_S);
+}
+
+void vmm_machine_resume(struct vmm_machine *m) {
+  pthread_mutex_lock(&m->stop_lock);
+  atomic_store(&m->pause_requested, false);
+  pthread_cond_broadcast(&m->resume_cond);
+  pthread_mutex_unlock(&m->stop_lock);
+}
+
+bool vmm_machine_paused(const struct vmm_machine *m) {
+  return atomic_load(&m->pause_requested);
 }

@@ -17,10 +17,19 @@
  *   guest: STARTED, or ERROR and power-off
  *   both:  STDOUT/STDERR + CREDIT (host->guest), STDIN/STDIN_EOF + CREDIT (guest->host),
  *          SIGNAL, WINSIZE (host->guest)
- *   guest: EXIT, then sync and reboot (the VMM sees the reset)
+ *   host:  EXEC {proc} -> guest: EXEC_STARTED {proc, pid} or EXEC_ERROR {proc, ...}
+ *   host:  PS {request} -> guest: PS_REPLY {request, processes}
+ *   guest: EXIT {proc} for each EXEC'd process that ends
+ *   guest: EXIT {proc 0}, then sync and reboot (the VMM sees the reset)
+ * Processes (version 2): every stdio, credit, signal, window-size and exit message names
+ * the process it is about by a u32 `proc`: 0 is the container's process (STARTED); others
+ * are numbers the host gives the processes it EXECs (nonzero, not in use). When the
+ * container's process exits the agent kills every other process and reports their EXITs
+ * (each after its output) before the container's, so EXIT {proc 0} is always the last.
+ * An EXEC that fails is answered EXEC_ERROR and the container goes on.
  * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
- * AGENT_STDIO_WINDOW bytes per stream unacknowledged; the receiver sends CREDIT as it
- * writes the data out, so neither side ever buffers more than a window.
+ * AGENT_STDIO_WINDOW bytes per stream and process unacknowledged; the receiver sends
+ * CREDIT as it writes the data out, so neither side buffers more than a window of each.
  *
  * libc only: this file is compiled into both the core library and the static agent. */
 #ifndef RUNCELL_AGENT_PROTO_H
@@ -33,7 +42,7 @@
 #include "runcell/error.h"
 
 #define AGENT_PROTO_MAGIC 0x4c434352u /* "RCCL" as little-endian bytes */
-#define AGENT_PROTO_VERSION 1
+#define AGENT_PROTO_VERSION 2
 #define AGENT_FRAME_HEADER_SIZE 12
 #define AGENT_FRAME_MAX_PAYLOAD (64u * 1024u)
 #define AGENT_FRAME_MAX (AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX_PAYLOAD)
@@ -41,6 +50,13 @@
 #define AGENT_STDIO_WINDOW (256u * 1024u)
 /* The most data bytes one STDOUT/STDERR/STDIN frame carries. */
 #define AGENT_STDIO_CHUNK (32u * 1024u)
+/* The container's process in `proc` fields; EXEC'd processes have other numbers. */
+#define AGENT_PROC_CONTAINER 0u
+/* EXEC'd processes alive at once, at most (the agent refuses more). */
+#define AGENT_MAX_EXECS 32u
+/* PS_REPLY: at most this many processes, each command line cut to AGENT_MAX_PS_CMD bytes. */
+#define AGENT_MAX_PS_ENTRIES 1024u
+#define AGENT_MAX_PS_CMD 256u
 
 /* Limits the decoders enforce on CONFIG beyond the frame size. */
 #define AGENT_MAX_STRING 4096u    /* one argument, variable, path, option */
@@ -58,18 +74,26 @@ enum agent_msg_type {
   AGENT_MSG_CONFIGURED = 0x0102,   /* {} ready, waiting for START */
   AGENT_MSG_ERROR = 0x0103,        /* {u32 stage, i32 errno, str message} */
   AGENT_MSG_STARTED = 0x0104,      /* {u32 guest pid} */
-  AGENT_MSG_STDOUT = 0x0105,       /* bytes (the whole payload) */
-  AGENT_MSG_STDERR = 0x0106,       /* bytes */
-  AGENT_MSG_EXIT = 0x0107,         /* {u32 kind, u32 value} */
-  AGENT_MSG_STDIN_CREDIT = 0x0108, /* {u32 stdin bytes written to the process} */
+  AGENT_MSG_STDOUT = 0x0105,       /* {u32 proc, bytes (the rest of the payload)} */
+  AGENT_MSG_STDERR = 0x0106,       /* {u32 proc, bytes} */
+  AGENT_MSG_EXIT = 0x0107,         /* {u32 proc, u32 kind, u32 value} */
+  AGENT_MSG_STDIN_CREDIT = 0x0108, /* {u32 proc, u32 stdin bytes written to the process} */
+  AGENT_MSG_EXEC_STARTED = 0x0109, /* {u32 proc, u32 guest pid} */
+  AGENT_MSG_EXEC_ERROR = 0x010a,   /* {u32 proc, u32 stage, i32 errno, str message} */
+  AGENT_MSG_PS_REPLY = 0x010b,     /* see agent_ps_reply */
+  AGENT_MSG_STATS_REPLY = 0x010c,  /* see agent_stats */
 
   AGENT_MSG_CONFIG = 0x0201,        /* see agent_config */
   AGENT_MSG_START = 0x0202,         /* {} */
-  AGENT_MSG_STDIN = 0x0203,         /* bytes */
-  AGENT_MSG_STDIN_EOF = 0x0204,     /* {} */
-  AGENT_MSG_SIGNAL = 0x0205,        /* {u32 signo} */
-  AGENT_MSG_WINSIZE = 0x0206,       /* {u16 rows, u16 cols} */
-  AGENT_MSG_OUTPUT_CREDIT = 0x0207, /* {u32 stdout bytes, u32 stderr bytes} written out */
+  AGENT_MSG_STDIN = 0x0203,         /* {u32 proc, bytes} */
+  AGENT_MSG_STDIN_EOF = 0x0204,     /* {u32 proc} */
+  AGENT_MSG_SIGNAL = 0x0205,        /* {u32 proc, u32 signo} */
+  AGENT_MSG_WINSIZE = 0x0206,       /* {u32 proc, u16 rows, u16 cols} */
+  AGENT_MSG_OUTPUT_CREDIT = 0x0207, /* {u32 proc, u32 stdout bytes, u32 stderr bytes} */
+  AGENT_MSG_EXEC = 0x0208,          /* see agent_exec */
+  AGENT_MSG_PS = 0x0209,            /* {u32 request} */
+  AGENT_MSG_NETWORK = 0x0210,       /* see agent_network; before CONFIG, only with a NIC */
+  AGENT_MSG_STATS = 0x0211,         /* {u32 request}: the guest's cpu and memory, for events */
 };
 
 /* Is the type one that may travel guest->host (true) or host->guest (false)? */
@@ -87,9 +111,10 @@ enum agent_stage {
   AGENT_STAGE_VOLUMES,      /* the extra disks */
   AGENT_STAGE_MOUNTS,       /* the OCI mounts */
   AGENT_STAGE_HOSTNAME,
-  AGENT_STAGE_EXEC,    /* finding the executable, exec itself */
-  AGENT_STAGE_PROCESS, /* the process's setup: terminal, ids, rlimits, cwd */
-  AGENT_STAGE_RELAY,   /* after START: the stdio relay */
+  AGENT_STAGE_EXEC,         /* finding the executable, exec itself */
+  AGENT_STAGE_PROCESS,      /* the process's setup: terminal, ids, rlimits, cwd */
+  AGENT_STAGE_RELAY,        /* after START: the stdio relay */
+  AGENT_STAGE_NETWORK = 32, /* the NIC: finding it, name, MTU, addresses, routes */
 };
 const char *agent_stage_name(uint32_t stage);
 
@@ -184,6 +209,7 @@ struct agent_error_msg {
 
 enum agent_exit_kind { AGENT_EXIT_CODE = 0, AGENT_EXIT_SIGNAL = 1 };
 struct agent_exit {
+  uint32_t proc;
   uint32_t kind;  /* agent_exit_kind */
   uint32_t value; /* exit code 0..255, or signal 1..64 */
 };
@@ -191,7 +217,16 @@ struct agent_exit {
 int agent_exit_status(const struct agent_exit *e);
 
 struct agent_output_credit {
+  uint32_t proc;
   uint32_t stdout_bytes, stderr_bytes;
+};
+
+/* A STDOUT/STDERR/STDIN frame decoded: bytes points into the frame's payload (the one
+ * exception to "decoders copy out": the data is written out or copied at once). */
+struct agent_data {
+  uint32_t proc;
+  const uint8_t *bytes;
+  uint32_t len;
 };
 
 struct agent_winsize {
@@ -253,13 +288,15 @@ void agent_encode_empty(struct agent_msg *m, uint16_t type);
 void agent_encode_hello(struct agent_msg *m, const char *agent_version);
 void agent_encode_error(struct agent_msg *m, uint32_t stage, int32_t errnum, const char *message);
 void agent_encode_started(struct agent_msg *m, uint32_t pid);
-/* STDOUT, STDERR or STDIN; n <= AGENT_FRAME_MAX_PAYLOAD. */
-void agent_encode_data(struct agent_msg *m, uint16_t type, const void *data, size_t n);
+/* STDOUT, STDERR or STDIN; n <= AGENT_FRAME_MAX_PAYLOAD - 4. */
+void agent_encode_data(struct agent_msg *m, uint16_t type, uint32_t proc, const void *data,
+                       size_t n);
+void agent_encode_stdin_eof(struct agent_msg *m, uint32_t proc);
 void agent_encode_exit(struct agent_msg *m, const struct agent_exit *e);
-void agent_encode_stdin_credit(struct agent_msg *m, uint32_t bytes);
+void agent_encode_stdin_credit(struct agent_msg *m, uint32_t proc, uint32_t bytes);
 void agent_encode_output_credit(struct agent_msg *m, const struct agent_output_credit *c);
-void agent_encode_signal(struct agent_msg *m, uint32_t signo);
-void agent_encode_winsize(struct agent_msg *m, const struct agent_winsize *w);
+void agent_encode_signal(struct agent_msg *m, uint32_t proc, uint32_t signo);
+void agent_encode_winsize(struct agent_msg *m, uint32_t proc, const struct agent_winsize *w);
 /* Validates cfg first (agent_config_validate) and fails if it does not fit in a frame. */
 int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, struct rc_error *err);
 
@@ -269,12 +306,17 @@ int agent_decode_hello(const struct agent_frame *f, struct agent_hello *out, str
 int agent_decode_error(const struct agent_frame *f, struct agent_error_msg *out,
                        struct rc_error *err);
 int agent_decode_started(const struct agent_frame *f, uint32_t *pid, struct rc_error *err);
+/* STDOUT, STDERR or STDIN (the frame's own type; anything else fails). */
+int agent_decode_data(const struct agent_frame *f, struct agent_data *out, struct rc_error *err);
+int agent_decode_stdin_eof(const struct agent_frame *f, uint32_t *proc, struct rc_error *err);
 int agent_decode_exit(const struct agent_frame *f, struct agent_exit *out, struct rc_error *err);
-int agent_decode_stdin_credit(const struct agent_frame *f, uint32_t *bytes, struct rc_error *err);
+int agent_decode_stdin_credit(const struct agent_frame *f, uint32_t *proc, uint32_t *bytes,
+                              struct rc_error *err);
 int agent_decode_output_credit(const struct agent_frame *f, struct agent_output_credit *out,
                                struct rc_error *err);
-int agent_decode_signal(const struct agent_frame *f, uint32_t *signo, struct rc_error *err);
-int agent_decode_winsize(const struct agent_frame *f, struct agent_winsize *out,
+int agent_decode_signal(const struct agent_frame *f, uint32_t *proc, uint32_t *signo,
+                        struct rc_error *err);
+int agent_decode_winsize(const struct agent_frame *f, uint32_t *proc, struct agent_winsize *out,
                          struct rc_error *err);
 /* A heap agent_config (free with agent_config_free), validated. */
 int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
@@ -284,5 +326,134 @@ int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
  * environment, umask, rlimit types and soft <= hard, hostname length, device names. */
 int agent_config_validate(const struct agent_config *cfg, struct rc_error *err);
 void agent_config_free(struct agent_config *cfg);
+
+/* ---- EXEC and PS: more processes in a running container ---------------------------- */
+
+/* A process to start in the running container (runc exec's process): it joins the
+ * container's process's mount namespace and root, keeps the container's rlimits and
+ * umask, and gets its own stdio (a guest pty when terminal). */
+struct agent_exec {
+  uint32_t proc; /* the host's number for it: nonzero */
+  char **args;   /* NULL-terminated, at least one */
+  uint32_t n_args;
+  char **env; /* NULL-terminated, each "NAME=value" */
+  uint32_t n_env;
+  char *cwd; /* absolute */
+  uint32_t uid, gid;
+  uint32_t *additional_gids;
+  uint32_t n_additional_gids;
+  bool terminal;
+  struct agent_winsize winsize; /* initial size when terminal */
+};
+
+/* args present, env "NAME=value", absolute cwd, groups count (proc is not checked: the
+ * host fills it in). */
+int agent_exec_validate(const struct agent_exec *e, struct rc_error *err);
+/* Validates first; fails if it does not fit in a frame. */
+int agent_encode_exec(struct agent_msg *m, const struct agent_exec *e, struct rc_error *err);
+/* A heap agent_exec (free with agent_exec_free), validated. */
+int agent_decode_exec(const struct agent_frame *f, struct agent_exec **out, struct rc_error *err);
+void agent_exec_free(struct agent_exec *e);
+
+void agent_encode_exec_started(struct agent_msg *m, uint32_t proc, uint32_t pid);
+int agent_decode_exec_started(const struct agent_frame *f, uint32_t *proc, uint32_t *pid,
+                              struct rc_error *err);
+/* EXEC_ERROR: ERROR's fields for one process; message cut to AGENT_MAX_MESSAGE. */
+void agent_encode_exec_error(struct agent_msg *m, uint32_t proc, uint32_t stage, int32_t errnum,
+                             const char *message);
+int agent_decode_exec_error(const struct agent_frame *f, uint32_t *proc,
+                            struct agent_error_msg *out, struct rc_error *err);
+
+void agent_encode_ps(struct agent_msg *m, uint32_t request);
+int agent_decode_ps(const struct agent_frame *f, uint32_t *request, struct rc_error *err);
+
+/* One guest process in PS_REPLY: what a ps table shows. Times are in clock ticks of the
+ * guest (USER_HZ); the command line has its NULs as spaces, "[comm]" when it is empty. */
+struct agent_ps_entry {
+  uint32_t pid, ppid, uid;
+  uint32_t tty_nr; /* /proc/PID/stat's tty_nr: 0 for none */
+  uint64_t cpu_ticks;
+  char cmd[AGENT_MAX_PS_CMD + 1];
+};
+/* {u32 request, u8 truncated, u32 count, count x {u32 pid, u32 ppid, u32 uid, u32 tty_nr,
+ * u64 cpu_ticks, str cmd}}: the guest's processes but the agent and kernel threads. */
+struct agent_ps_reply {
+  uint32_t request;
+  bool truncated; /* more processes than fit in a frame or AGENT_MAX_PS_ENTRIES */
+  uint32_t n;
+  struct agent_ps_entry *entries; /* heap, n of them (free with agent_ps_reply_free) */
+};
+/* Encodes the entries that fit in a frame, and sets truncated when some did not. */
+void agent_encode_ps_reply(struct agent_msg *m, const struct agent_ps_reply *r);
+int agent_decode_ps_reply(const struct agent_frame *f, struct agent_ps_reply *out,
+                          struct rc_error *err);
+void agent_ps_reply_free(struct agent_ps_reply *r);
+
+/* ---- STATS: the guest's resource usage for `events --stats` -------------------------- */
+
+/* {u32 request, u32 ncpus, u64 cpu_user_ns, u64 cpu_system_ns, u64 mem_total, u64 mem_free,
+ * u64 mem_available, u64 mem_cached, u32 nprocs}: the whole guest's cpu time (from
+ * /proc/stat, summed over its CPUs), memory in bytes (from /proc/meminfo) and process count
+ * (the agent left out) — the guest is the container, so its totals are the container's. */
+struct agent_stats {
+  uint32_t request;
+  uint32_t ncpus;
+  uint64_t cpu_user_ns, cpu_system_ns;
+  uint64_t mem_total, mem_free, mem_available, mem_cached;
+  uint32_t nprocs;
+};
+void agent_encode_stats(struct agent_msg *m, uint32_t request);
+int agent_decode_stats(const struct agent_frame *f, uint32_t *request, struct rc_error *err);
+void agent_encode_stats_reply(struct agent_msg *m, const struct agent_stats *s);
+/* Also checks the numbers hang together (free <= total, available <= total, cpus > 0). */
+int agent_decode_stats_reply(const struct agent_frame *f, struct agent_stats *out,
+                             struct rc_error *err);
+
+/* ---- NETWORK: the container's interface as the guest must set it up ----------------- */
+
+/* The guest's NIC mirrors the interface of the container's network namespace (the host
+ * joins a tap to it): the agent finds the NIC by MAC, names it `ifname`, sets the MTU,
+ * brings it up, adds the addresses and then the routes. Sent after HELLO and before
+ * CONFIG, and only when the container has a NIC. Families are AGENT_NET_INET(6), not AF_*
+ * (the wire does not depend on libc's numbers). */
+#define AGENT_NET_INET 4
+#define AGENT_NET_INET6 6
+#define AGENT_MAX_NET_ADDRS 16u
+#define AGENT_MAX_NET_ROUTES 32u
+#define AGENT_NET_IFNAME_MAX 15u /* IFNAMSIZ - 1 */
+
+struct agent_net_addr {
+  uint8_t family;   /* AGENT_NET_INET or AGENT_NET_INET6 */
+  uint8_t prefix;   /* <= 32 or <= 128 */
+  uint8_t addr[16]; /* network byte order; an IPv4 address uses the first 4 bytes */
+};
+
+struct agent_net_route {
+  uint8_t family;
+  uint8_t dst_prefix; /* 0: the default route */
+  bool has_gateway;   /* else a route on the link */
+  uint8_t dst[16];
+  uint8_t gateway[16];
+  uint32_t metric; /* 0: the kernel's default */
+};
+
+struct agent_network {
+  char ifname[AGENT_NET_IFNAME_MAX + 1];
+  uint8_t mac[6]; /* unicast */
+  uint32_t mtu;   /* 68..65535 */
+  uint32_t n_addrs;
+  struct agent_net_addr addrs[AGENT_MAX_NET_ADDRS];
+  uint32_t n_routes;
+  struct agent_net_route routes[AGENT_MAX_NET_ROUTES];
+};
+
+/* Name, MAC, MTU, families, prefixes, counts; the checks both sides apply. */
+int agent_network_validate(const struct agent_network *net, struct rc_error *err);
+/* Validates net first. */
+int agent_encode_network(struct agent_msg *m, const struct agent_network *net,
+                         struct rc_error *err);
+/* Decodes exactly and validates. */
+int agent_decode_network(const struct agent_frame *f, struct agent_network *out,
+                         struct rc_error *err);
 
 #endif

@@ -1,6 +1,7 @@
 /* libFuzzer target: bytes from a hostile peer of the agent protocol, cut into frames by the
  * incremental reader (fed in uneven pieces, as a socket would) and each frame given to
- * every decoder; a decoded CONFIG is encoded again and must decode to the same frame. */
+ * every decoder; a decoded CONFIG, EXEC or PS_REPLY is encoded again and must give the same
+ * frame. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,16 +21,47 @@ static void decode_all(const struct agent_frame *f) {
   struct agent_exit ex;
   struct agent_output_credit oc;
   struct agent_winsize ws;
-  uint32_t v;
+  struct agent_data data;
+  struct agent_ps_reply ps;
+  uint32_t v, proc;
   agent_decode_hello(f, &hello, &err);
   agent_decode_error(f, &error, &err);
   agent_decode_started(f, &v, &err);
+  agent_decode_data(f, &data, &err);
+  agent_decode_stdin_eof(f, &proc, &err);
   agent_decode_exit(f, &ex, &err);
-  agent_decode_stdin_credit(f, &v, &err);
+  agent_decode_stdin_credit(f, &proc, &v, &err);
   agent_decode_output_credit(f, &oc, &err);
-  agent_decode_signal(f, &v, &err);
-  agent_decode_winsize(f, &ws, &err);
+  agent_decode_signal(f, &proc, &v, &err);
+  agent_decode_winsize(f, &proc, &ws, &err);
+  agent_decode_exec_started(f, &proc, &v, &err);
+  agent_decode_exec_error(f, &proc, &error, &err);
+  agent_decode_ps(f, &v, &err);
+  agent_decode_stats(f, &v, &err);
+  struct agent_stats stats;
+  if (agent_decode_stats_reply(f, &stats, &err) == 0) {
+    agent_encode_stats_reply(&again, &stats);
+    if (agent_msg_end(&again, &err) != 0 || again.len - AGENT_FRAME_HEADER_SIZE != f->length ||
+        memcmp(again.bytes + AGENT_FRAME_HEADER_SIZE, f->payload, f->length) != 0)
+      abort();
+  }
   agent_decode_empty(f, f->type, &err);
+  if (agent_decode_ps_reply(f, &ps, &err) == 0) {
+    /* re-encoded, a reply is the same frame (nothing is cut: it came in one) */
+    agent_encode_ps_reply(&again, &ps);
+    if (agent_msg_end(&again, &err) != 0 || again.len - AGENT_FRAME_HEADER_SIZE != f->length ||
+        memcmp(again.bytes + AGENT_FRAME_HEADER_SIZE, f->payload, f->length) != 0)
+      abort();
+    agent_ps_reply_free(&ps);
+  }
+  struct agent_exec *exec = NULL;
+  if (agent_decode_exec(f, &exec, &err) == 0) {
+    if (agent_encode_exec(&again, exec, &err) != 0) abort();
+    if (again.len - AGENT_FRAME_HEADER_SIZE != f->length ||
+        memcmp(again.bytes + AGENT_FRAME_HEADER_SIZE, f->payload, f->length) != 0)
+      abort();
+    agent_exec_free(exec);
+  }
   struct agent_config *cfg = NULL;
   if (agent_decode_config(f, &cfg, &err) == 0) {
     /* what decodes must encode back to the very same payload */

@@ -28,7 +28,7 @@
 #include "runcell/vmm/virtio.h"
 
 #define FV_RAM (2u << 20)
-#define FV_QUEUES 2
+#define FV_QUEUES 5 /* as many as a device has (the balloon: 5) */
 
 struct fv_input {
   const uint8_t *p;

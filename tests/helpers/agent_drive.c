@@ -264,7 +264,7 @@ int main(int argc, char **argv) {
     if (p[2].revents) {
       struct signalfd_siginfo si;
       while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        agent_encode_signal(&out, si.ssi_signo);
+        agent_encode_signal(&out, AGENT_PROC_CONTAINER, si.ssi_signo);
         send_msg(sock);
       }
     }
@@ -273,11 +273,11 @@ int main(int argc, char **argv) {
       ssize_t n = read(0, buf, want);
       if (n > 0) {
         stdin_window -= (uint32_t)n;
-        agent_encode_data(&out, AGENT_MSG_STDIN, buf, (size_t)n);
+        agent_encode_data(&out, AGENT_MSG_STDIN, AGENT_PROC_CONTAINER, buf, (size_t)n);
         send_msg(sock);
       } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
         stdin_open = false;
-        agent_encode_empty(&out, AGENT_MSG_STDIN_EOF);
+        agent_encode_stdin_eof(&out, AGENT_PROC_CONTAINER);
         send_msg(sock);
       }
     }
@@ -289,17 +289,19 @@ int main(int argc, char **argv) {
       if (r < 0) die("protocol", &err);
       if (r == 0) break;
       if (f.type == AGENT_MSG_STDOUT || f.type == AGENT_MSG_STDERR) {
-        write_out(f.type == AGENT_MSG_STDOUT ? 1 : 2, f.payload, f.length);
-        struct agent_output_credit c = {0};
+        struct agent_data d;
+        if (agent_decode_data(&f, &d, &err) < 0) die("STDOUT/STDERR", &err);
+        write_out(f.type == AGENT_MSG_STDOUT ? 1 : 2, d.bytes, d.len);
+        struct agent_output_credit c = {.proc = d.proc};
         if (f.type == AGENT_MSG_STDOUT)
-          c.stdout_bytes = f.length;
+          c.stdout_bytes = d.len;
         else
-          c.stderr_bytes = f.length;
+          c.stderr_bytes = d.len;
         agent_encode_output_credit(&out, &c);
         send_msg(sock);
       } else if (f.type == AGENT_MSG_STDIN_CREDIT) {
-        uint32_t n = 0;
-        if (agent_decode_stdin_credit(&f, &n, &err) < 0) die("STDIN_CREDIT", &err);
+        uint32_t proc = 0, n = 0;
+        if (agent_decode_stdin_credit(&f, &proc, &n, &err) < 0) die("STDIN_CREDIT", &err);
         if (n > AGENT_STDIO_WINDOW - stdin_window) die("credit for stdin never sent", NULL);
         stdin_window += n;
       } else if (f.type == AGENT_MSG_EXIT) {

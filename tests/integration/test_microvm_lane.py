@@ -31,6 +31,8 @@ from lane_kernel import LaneError  # noqa: E402
 TESTS_DIR = REPO / "tests" / "lanes" / "microvm-tests"
 MICROVM_TESTS = sorted(p for p in TESTS_DIR.glob("*.sh") if p.name != "common.sh")
 LANE_TIMEOUT = 1200
+# network.sh: the tap, the veth pair and the tc redirects between them
+NETWORK_MODULES = ["tun", "veth", "sch_ingress", "cls_u32", "act_mirred"]
 CONTAINERD_TOOLS = [Path("/usr/bin/containerd"), Path("/usr/bin/ctr"),
                     Path("/usr/bin/containerd-shim-runc-v2")]
 
@@ -72,7 +74,22 @@ def scenarios():
          "options": ["bind", "ro"]},
         {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]},
     ]
+    # network.sh: the namespace the script makes (mvnet) by path; the workload serves a
+    # page, fetches the peer's (an HTTP GET by nc: static busybox's wget crashes where
+    # there is no /etc/services), and prints what its NIC looks like
+    net = bundle_config(["sh", "-c",
+                         "echo inside-the-microvm >/tmp/index.html; httpd -p 8080 -h /tmp; i=0; "
+                         "until p=$(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | "
+                         "nc -w 3 10.200.0.1 8081 | tail -n 1) && [ -n \"$p\" ]; do "
+                         "i=$((i+1)); [ $i -gt 30 ] && break; sleep 1; done; "
+                         "echo fetched:$p; ip addr show eth0; ip link show eth0; ip route; "
+                         "echo done; exec sleep 1000"])
+    net["linux"] = copy.deepcopy(net["linux"])
+    net["linux"]["namespaces"] = [
+        ns for ns in net["linux"]["namespaces"] if ns["type"] != "network"
+    ] + [{"type": "network", "path": "/run/netns/mvnet"}]
     return {
+        "net": net,
         "echo": bundle_config(["echo", "hello from a microvm"]),
         "exit7": bundle_config(["sh", "-c", "echo to stdout; echo to stderr >&2; exit 7"]),
         "selfkill": bundle_config(["sh", "-c", "kill -9 $$"]),
@@ -81,8 +98,19 @@ def scenarios():
         "cat": bundle_config(["cat"]),
         "tty": tty,
         "bind": bind,
+        "balloon": balloon_bundle(),
         "bigout": bigout_bundle(),
+        "ticker": ticker_bundle(),
     }
+
+
+def ticker_bundle():
+    """resources.sh: a tick a line every 0.2 s, with 1.5 CPUs and 512 MiB."""
+    spec = bundle_config(["sh", "-c", "while true; do echo tick; sleep 0.2; done"])
+    spec["linux"] = copy.deepcopy(spec["linux"])
+    spec["linux"].setdefault("resources", {}).update(
+        {"memory": {"limit": 512 << 20}, "cpu": {"quota": 150000, "period": 100000}})
+    return spec
 
 
 def bigout_bundle():
@@ -90,6 +118,23 @@ def bigout_bundle():
     spec = bundle_config(["sh", "-c", "i=0; while [ $i -lt 105 ]; do cat /block; i=$((i+1)); done"])
     spec["root"] = {"path": "/srv/rootfs-big", "readonly": True}
     return spec
+
+
+def balloon_bundle():
+    """balloon.sh: memhog touches 512 MiB, holds it 4 s, frees it and idles, in a
+    microVM with a 1 GiB memory limit."""
+    spec = bundle_config(["/bin/memhog", "512", "4", "4", "600"])
+    spec["linux"] = copy.deepcopy(spec["linux"])
+    spec["linux"].setdefault("resources", {})["memory"] = {"limit": 1 << 30}
+    return spec
+
+
+def build_workloads(rootfs):
+    """The lane's own workload programs (tests/lanes/workloads/*.c), static, into the
+    busybox rootfs's /bin."""
+    for src in sorted((REPO / "tests/lanes/workloads").glob("*.c")):
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(rootfs / "bin" / src.stem), str(src)],
+                       check=True, capture_output=True)
 
 
 HOSTILE_AGENTS = {"garbage": 1, "oversize": 2, "flood": 3, "silent": 4}
@@ -112,6 +157,18 @@ def build_hostile_agents(build_dir, out):
         subprocess.run([str(make_initrd), str(out / f"{name}.initrd"), str(exe)], check=True,
                        capture_output=True)
         exe.unlink()
+
+
+# Test helpers the lane's scripts run (static: the lane guest has busybox and little else).
+LANE_HELPERS = {"console-receiver": "tests/helpers/console_receiver.c",
+                "subreaper": "tests/helpers/subreaper.c"}
+
+
+def build_lane_helpers(out):
+    out.mkdir()
+    for name, source in LANE_HELPERS.items():
+        subprocess.run(["gcc", "-static", "-O2", "-D_GNU_SOURCE", str(REPO / source),
+                        "-o", str(out / name)], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +194,7 @@ def microvm_lane(runcell_bin, tmp_path_factory):
     rootfs_big = work / "rootfs-big"
     make_rootfs(rootfs_big)
     (rootfs_big / "block").write_bytes(os.urandom(1000003))
+    build_workloads(rootfs)
     bundles = work / "bundles"
     for name, config in scenarios().items():
         (bundles / name).mkdir(parents=True)
@@ -147,6 +205,8 @@ def microvm_lane(runcell_bin, tmp_path_factory):
 
     hostile = work / "hostile"
     build_hostile_agents(Path(runcell_bin).parent, hostile)
+    helpers = work / "helpers"
+    build_lane_helpers(helpers)
 
     # containerd.sh: containerd, ctr and the runc v2 shim from the host, and the busybox
     # OCI image the containerd tests use (the script skips, saying why, without them)
@@ -158,12 +218,17 @@ def microvm_lane(runcell_bin, tmp_path_factory):
 
     adds = [(Path(runcell_bin), "/usr/local/bin/runcell"), (Path(mkfs), None),
             (hostile, "/srv/hostile"),
+            (helpers / "console-receiver", "/usr/local/bin/console-receiver"),
+            (helpers / "subreaper", "/usr/local/bin/subreaper"),
             (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (rootfs_big, "/srv/rootfs-big"), (bundles, "/srv/bundles"),
             (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests"),
             (image, "/srv/image")] + containerd_tools
+    # network.sh: iproute2 (busybox ip makes no veth pairs) and tc, with their libraries
+    adds += [(Path(shutil.which("ip") or "/usr/bin/ip"), "/usr/local/bin/ip"),
+             (Path(shutil.which("tc") or "/usr/sbin/tc"), "/usr/local/bin/tc")]
     try:
         return lane.run_lane(log=lambda msg: None, tests=MICROVM_TESTS, adds=adds,
-                             timeout=LANE_TIMEOUT)
+                             modules=NETWORK_MODULES, timeout=LANE_TIMEOUT)
     except LaneError as e:
         pytest.fail(f"the lane could not be prepared: {e}", pytrace=False)
 

@@ -3,6 +3,7 @@
  * header, oversized frame, truncation, stray bytes, NUL in a string, absurd counts, values
  * out of range, wrong direction) is refused with a message instead of being trusted. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -230,42 +231,61 @@ static void test_small_messages(void) {
   CHECK_STR_EQ(e.message, "exec: \"x\"??[31m"); /* control bytes never reach a terminal */
   CHECK_STR_EQ(agent_stage_name(e.stage), "exec");
 
-  struct agent_exit ex = {AGENT_EXIT_SIGNAL, 9}, got;
+  struct agent_exit ex = {7, AGENT_EXIT_SIGNAL, 9}, got;
   agent_encode_exit(&msg, &ex);
   f = frame_of(&msg);
   CHECK(agent_decode_exit(&f, &got, &err) == 0);
-  CHECK(agent_exit_status(&got) == 137);
-  ex = (struct agent_exit){AGENT_EXIT_CODE, 256};
+  CHECK(agent_exit_status(&got) == 137 && got.proc == 7);
+  ex = (struct agent_exit){0, AGENT_EXIT_CODE, 256};
   agent_encode_exit(&msg, &ex);
   f = frame_of(&msg);
   CHECK(agent_decode_exit(&f, &got, &err) < 0);
-  ex = (struct agent_exit){AGENT_EXIT_SIGNAL, 0};
+  ex = (struct agent_exit){0, AGENT_EXIT_SIGNAL, 0};
   agent_encode_exit(&msg, &ex);
   f = frame_of(&msg);
   CHECK(agent_decode_exit(&f, &got, &err) < 0);
 
-  uint32_t v = 0;
-  agent_encode_signal(&msg, 65);
+  uint32_t v = 0, proc = 0;
+  agent_encode_signal(&msg, 3, 65);
   f = frame_of(&msg);
-  CHECK(agent_decode_signal(&f, &v, &err) < 0);
-  agent_encode_signal(&msg, 15);
+  CHECK(agent_decode_signal(&f, &proc, &v, &err) < 0);
+  agent_encode_signal(&msg, 3, 15);
   f = frame_of(&msg);
-  CHECK(agent_decode_signal(&f, &v, &err) == 0 && v == 15);
+  CHECK(agent_decode_signal(&f, &proc, &v, &err) == 0 && v == 15 && proc == 3);
   CHECK(agent_decode_started(&f, &v, &err) < 0); /* wrong type */
   CHECK_CONTAINS(err.msg, "expected STARTED, got SIGNAL");
 
-  agent_encode_stdin_credit(&msg, AGENT_STDIO_WINDOW + 1);
+  agent_encode_stdin_credit(&msg, 0, AGENT_STDIO_WINDOW + 1);
   f = frame_of(&msg);
-  CHECK(agent_decode_stdin_credit(&f, &v, &err) < 0);
-  struct agent_output_credit oc = {100, 200}, oc2;
+  CHECK(agent_decode_stdin_credit(&f, &proc, &v, &err) < 0);
+  agent_encode_stdin_credit(&msg, 9, 5);
+  f = frame_of(&msg);
+  CHECK(agent_decode_stdin_credit(&f, &proc, &v, &err) == 0 && proc == 9 && v == 5);
+  struct agent_output_credit oc = {4, 100, 200}, oc2;
   agent_encode_output_credit(&msg, &oc);
   f = frame_of(&msg);
   CHECK(agent_decode_output_credit(&f, &oc2, &err) == 0);
-  CHECK(oc2.stdout_bytes == 100 && oc2.stderr_bytes == 200);
+  CHECK(oc2.proc == 4 && oc2.stdout_bytes == 100 && oc2.stderr_bytes == 200);
   struct agent_winsize w = {24, 80}, w2;
-  agent_encode_winsize(&msg, &w);
+  agent_encode_winsize(&msg, 2, &w);
   f = frame_of(&msg);
-  CHECK(agent_decode_winsize(&f, &w2, &err) == 0 && w2.rows == 24 && w2.cols == 80);
+  CHECK(agent_decode_winsize(&f, &proc, &w2, &err) == 0 && w2.rows == 24 && w2.cols == 80 &&
+        proc == 2);
+  agent_encode_stdin_eof(&msg, 6);
+  f = frame_of(&msg);
+  CHECK(agent_decode_stdin_eof(&f, &proc, &err) == 0 && proc == 6);
+
+  /* stdio data: the process number, then the bytes; shorter than the number is refused */
+  agent_encode_data(&msg, AGENT_MSG_STDERR, 5, "abc", 3);
+  f = frame_of(&msg);
+  struct agent_data d;
+  CHECK(agent_decode_data(&f, &d, &err) == 0 && d.proc == 5 && d.len == 3 &&
+        memcmp(d.bytes, "abc", 3) == 0);
+  f.length = 3;
+  CHECK(agent_decode_data(&f, &d, &err) < 0);
+  agent_encode_stdin_eof(&msg, 1);
+  f = frame_of(&msg);
+  CHECK(agent_decode_data(&f, &d, &err) < 0); /* not a data frame */
 
   agent_encode_empty(&msg, AGENT_MSG_START);
   agent_put_u8(&msg, 1);
@@ -275,6 +295,206 @@ static void test_small_messages(void) {
   CHECK(agent_msg_from_guest(AGENT_MSG_STDOUT) && !agent_msg_from_host(AGENT_MSG_STDOUT));
   CHECK(agent_msg_from_host(AGENT_MSG_STDIN) && !agent_msg_from_guest(AGENT_MSG_STDIN));
   CHECK(!agent_msg_from_guest(0) && !agent_msg_from_host(0xffff));
+}
+
+static void sample_exec(struct agent_exec *e) {
+  static char *args[] = {"sh", "-c", "id", NULL};
+  static char *env[] = {"PATH=/bin", "A=b", NULL};
+  static uint32_t gids[] = {5, 6, 7};
+  memset(e, 0, sizeof(*e));
+  e->proc = 12;
+  e->args = args;
+  e->n_args = 3;
+  e->env = env;
+  e->n_env = 2;
+  e->cwd = "/tmp";
+  e->uid = 1000;
+  e->gid = 100;
+  e->additional_gids = gids;
+  e->n_additional_gids = 3;
+  e->terminal = true;
+  e->winsize = (struct agent_winsize){30, 100};
+}
+
+static void test_exec_round_trip_and_refusals(void) {
+  struct agent_exec in;
+  struct rc_error err = {0};
+  sample_exec(&in);
+  CHECK(agent_encode_exec(&msg, &in, &err) == 0);
+  struct agent_frame f = frame_of(&msg);
+  struct agent_exec *out = NULL;
+  CHECK(agent_decode_exec(&f, &out, &err) == 0);
+  if (out) {
+    CHECK(out->proc == 12 && out->n_args == 3 && out->args[3] == NULL);
+    CHECK_STR_EQ(out->args[2], "id");
+    CHECK(out->n_env == 2);
+    CHECK_STR_EQ(out->env[1], "A=b");
+    CHECK_STR_EQ(out->cwd, "/tmp");
+    CHECK(out->uid == 1000 && out->gid == 100);
+    CHECK(out->n_additional_gids == 3 && out->additional_gids[2] == 7);
+    CHECK(out->terminal && out->winsize.rows == 30 && out->winsize.cols == 100);
+    agent_exec_free(out);
+  }
+  /* every strict prefix fails, as does one byte more */
+  int accepted = 0;
+  for (uint32_t len = 0; len < f.length; len++) {
+    struct agent_frame t = f;
+    t.length = len;
+    out = NULL;
+    if (agent_decode_exec(&t, &out, &err) == 0) accepted++;
+    agent_exec_free(out);
+  }
+  CHECK(accepted == 0);
+  agent_put_u8(&msg, 0);
+  f = frame_of(&msg);
+  out = NULL;
+  CHECK(agent_decode_exec(&f, &out, &err) < 0 && out == NULL);
+  CHECK_CONTAINS(err.msg, "stray bytes");
+  /* what the encoder refuses */
+  sample_exec(&in);
+  in.cwd = "tmp";
+  CHECK(agent_encode_exec(&msg, &in, &err) < 0);
+  CHECK_CONTAINS(err.msg, "not absolute");
+  sample_exec(&in);
+  in.n_args = 0;
+  CHECK(agent_encode_exec(&msg, &in, &err) < 0);
+  sample_exec(&in);
+  char *bad_env[] = {"=x", NULL};
+  in.env = bad_env;
+  in.n_env = 1;
+  CHECK(agent_encode_exec(&msg, &in, &err) < 0);
+  /* a terminal flag that is not 0 or 1, a billion groups */
+  sample_exec(&in);
+  CHECK(agent_encode_exec(&msg, &in, &err) == 0);
+  msg.bytes[msg.len - 5] = 2;
+  f = frame_of(&msg);
+  CHECK(agent_decode_exec(&f, &out, &err) < 0);
+  agent_msg_begin(&msg, AGENT_MSG_EXEC);
+  agent_put_u32(&msg, 1);
+  agent_put_u32(&msg, 1);
+  agent_put_str(&msg, "x");
+  agent_put_u32(&msg, 0);
+  agent_put_str(&msg, "/");
+  agent_put_u32(&msg, 0);
+  agent_put_u32(&msg, 0);
+  agent_put_u32(&msg, 0x40000000u);
+  f = frame_of(&msg);
+  CHECK(agent_decode_exec(&f, &out, &err) < 0);
+  CHECK_CONTAINS(err.msg, "malformed EXEC");
+}
+
+static void test_exec_replies(void) {
+  struct rc_error err = {0};
+  uint32_t proc = 0, pid = 0;
+  agent_encode_exec_started(&msg, 3, 77);
+  struct agent_frame f = frame_of(&msg);
+  CHECK(agent_decode_exec_started(&f, &proc, &pid, &err) == 0 && proc == 3 && pid == 77);
+  agent_encode_exec_started(&msg, 3, 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_exec_started(&f, &proc, &pid, &err) < 0);
+  agent_encode_exec_error(&msg, 4, AGENT_STAGE_EXEC, ENOENT, "exec: \"nope\"\r");
+  f = frame_of(&msg);
+  struct agent_error_msg e;
+  CHECK(agent_decode_exec_error(&f, &proc, &e, &err) == 0 && proc == 4);
+  CHECK(e.stage == AGENT_STAGE_EXEC && e.errnum == ENOENT);
+  CHECK_STR_EQ(e.message, "exec: \"nope\"?");
+  CHECK(agent_msg_from_guest(AGENT_MSG_EXEC_ERROR) && agent_msg_from_guest(AGENT_MSG_PS_REPLY));
+  CHECK(agent_msg_from_host(AGENT_MSG_EXEC) && agent_msg_from_host(AGENT_MSG_PS));
+  CHECK(!agent_msg_from_host(AGENT_MSG_PS_REPLY) && !agent_msg_from_guest(AGENT_MSG_EXEC));
+  CHECK_STR_EQ(agent_msg_name(AGENT_MSG_EXEC_STARTED), "EXEC_STARTED");
+}
+
+static void test_ps_round_trip_and_truncation(void) {
+  struct rc_error err = {0};
+  uint32_t req = 0;
+  agent_encode_ps(&msg, 41);
+  struct agent_frame f = frame_of(&msg);
+  CHECK(agent_decode_ps(&f, &req, &err) == 0 && req == 41);
+
+  static struct agent_ps_entry entries[AGENT_MAX_PS_ENTRIES + 10];
+  for (uint32_t i = 0; i < AGENT_MAX_PS_ENTRIES + 10; i++) {
+    entries[i] = (struct agent_ps_entry){
+        .pid = i + 2, .ppid = 1, .uid = i, .tty_nr = 0x8800, .cpu_ticks = 1000u + i};
+    snprintf(entries[i].cmd, sizeof(entries[i].cmd), "sleep %u", i);
+  }
+  struct agent_ps_reply in = {.request = 41, .n = 3, .entries = entries}, out;
+  agent_encode_ps_reply(&msg, &in);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_ps_reply(&f, &out, &err) == 0);
+  CHECK(out.request == 41 && out.n == 3 && !out.truncated);
+  CHECK(out.entries[2].pid == 4 && out.entries[2].uid == 2 && out.entries[2].cpu_ticks == 1002);
+  CHECK_STR_EQ(out.entries[1].cmd, "sleep 1");
+  agent_ps_reply_free(&out);
+
+  /* more than a frame holds: the reply says it is cut, and still decodes */
+  for (uint32_t i = 0; i < AGENT_MAX_PS_ENTRIES + 10; i++) memset(entries[i].cmd, 'c', 200);
+  in.n = AGENT_MAX_PS_ENTRIES + 10;
+  agent_encode_ps_reply(&msg, &in);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_ps_reply(&f, &out, &err) == 0);
+  CHECK(out.truncated && out.n > 100 && out.n < AGENT_MAX_PS_ENTRIES);
+  agent_ps_reply_free(&out);
+
+  /* a count the payload cannot hold, a pid 0 */
+  agent_msg_begin(&msg, AGENT_MSG_PS_REPLY);
+  agent_put_u32(&msg, 1);
+  agent_put_u8(&msg, 0);
+  agent_put_u32(&msg, 1000);
+  f = frame_of(&msg);
+  CHECK(agent_decode_ps_reply(&f, &out, &err) < 0 && out.entries == NULL);
+  in.n = 1;
+  entries[0].pid = 0;
+  agent_encode_ps_reply(&msg, &in);
+  f = frame_of(&msg);
+  CHECK(agent_decode_ps_reply(&f, &out, &err) < 0);
+}
+
+static void test_stats_round_trip_and_refusals(void) {
+  struct rc_error err = {0};
+  uint32_t req = 0;
+  agent_encode_stats(&msg, 7);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  struct agent_frame f = frame_of(&msg);
+  CHECK(agent_decode_stats(&f, &req, &err) == 0 && req == 7);
+  CHECK(agent_msg_from_host(AGENT_MSG_STATS) && !agent_msg_from_guest(AGENT_MSG_STATS));
+  CHECK(agent_msg_from_guest(AGENT_MSG_STATS_REPLY) && !agent_msg_from_host(AGENT_MSG_STATS_REPLY));
+
+  struct agent_stats in = {.request = 7,
+                           .ncpus = 2,
+                           .cpu_user_ns = 5000000000ULL,
+                           .cpu_system_ns = 7000000000ULL,
+                           .mem_total = 480ULL << 20,
+                           .mem_free = 300ULL << 20,
+                           .mem_available = 400ULL << 20,
+                           .mem_cached = 20ULL << 20,
+                           .nprocs = 3},
+                     out;
+  agent_encode_stats_reply(&msg, &in);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_stats_reply(&f, &out, &err) == 0);
+  CHECK(out.request == 7 && out.ncpus == 2 && out.nprocs == 3);
+  CHECK(out.cpu_user_ns == in.cpu_user_ns && out.cpu_system_ns == in.cpu_system_ns);
+  CHECK(out.mem_total == in.mem_total && out.mem_available == in.mem_available);
+
+  /* numbers that cannot be true are a protocol error, not stats */
+  struct agent_stats bad = in;
+  bad.mem_free = bad.mem_total + 1;
+  agent_encode_stats_reply(&msg, &bad);
+  f = frame_of(&msg);
+  CHECK(agent_decode_stats_reply(&f, &out, &err) < 0);
+  bad = in;
+  bad.ncpus = 0;
+  agent_encode_stats_reply(&msg, &bad);
+  f = frame_of(&msg);
+  CHECK(agent_decode_stats_reply(&f, &out, &err) < 0);
+  /* a short payload */
+  agent_msg_begin(&msg, AGENT_MSG_STATS_REPLY);
+  agent_put_u32(&msg, 7);
+  f = frame_of(&msg);
+  CHECK(agent_decode_stats_reply(&f, &out, &err) < 0);
 }
 
 static void test_header_checks(void) {
@@ -291,9 +511,9 @@ static void test_header_checks(void) {
   CHECK(agent_header_decode(h, &type, &len, &err) < 0);
   CHECK_CONTAINS(err.msg, "magic");
   memcpy(h, msg.bytes, sizeof(h));
-  h[4] = 2;
+  h[4] = 9; /* a version this side does not speak */
   CHECK(agent_header_decode(h, &type, &len, &err) < 0);
-  CHECK_CONTAINS(err.msg, "version 2");
+  CHECK_CONTAINS(err.msg, "version 9");
   memcpy(h, msg.bytes, sizeof(h));
   uint32_t big = AGENT_FRAME_MAX_PAYLOAD + 1;
   memcpy(h + 8, &big, 4); /* little-endian host */
@@ -308,7 +528,7 @@ static void test_reader_splits(void) {
   struct rc_error err = {0};
   static uint8_t payload[AGENT_FRAME_MAX_PAYLOAD];
   for (size_t i = 0; i < sizeof(payload); i++) payload[i] = (uint8_t)(i * 7);
-  agent_encode_data(&msg, AGENT_MSG_STDOUT, payload, sizeof(payload));
+  agent_encode_data(&msg, AGENT_MSG_STDOUT, 0, payload, sizeof(payload) - 4);
   CHECK(agent_msg_end(&msg, &err) == 0);
   memcpy(stream + n, msg.bytes, msg.len);
   n += msg.len;
@@ -337,7 +557,7 @@ static void test_reader_splits(void) {
       if (k == 1) {
         if (got == 0)
           bad += f.type != AGENT_MSG_STDOUT || f.length != sizeof(payload) ||
-                 memcmp(f.payload, payload, sizeof(payload)) != 0;
+                 memcmp(f.payload + 4, payload, sizeof(payload) - 4) != 0;
         if (got == 1) bad += f.type != AGENT_MSG_CONFIGURED || f.length != 0;
         if (got == 2) bad += f.type != AGENT_MSG_STARTED || f.length != 4;
         got++;
@@ -375,7 +595,7 @@ static void test_reader_fd(void) {
   agent_reader_init(&r);
   bool eof = false;
   CHECK(agent_reader_fill(&r, sv[0], &eof, &err) == 0 && !eof); /* EAGAIN is not an error */
-  agent_encode_winsize(&msg, &(struct agent_winsize){10, 20});
+  agent_encode_winsize(&msg, 0, &(struct agent_winsize){10, 20});
   CHECK(agent_msg_end(&msg, &err) == 0);
   CHECK(agent_msg_write(sv[1], &msg, &err) == 0);
   close(sv[1]);
@@ -383,7 +603,9 @@ static void test_reader_fd(void) {
   struct agent_frame f;
   CHECK(agent_reader_next(&r, &f, &err) == 1);
   struct agent_winsize w;
-  CHECK(agent_decode_winsize(&f, &w, &err) == 0 && w.rows == 10 && w.cols == 20);
+  uint32_t proc = 1;
+  CHECK(agent_decode_winsize(&f, &proc, &w, &err) == 0 && w.rows == 10 && w.cols == 20 &&
+        proc == 0);
   CHECK(agent_reader_fill(&r, sv[0], &eof, &err) == 0 && eof);
   close(sv[0]);
 }
@@ -391,6 +613,8 @@ static void test_reader_fd(void) {
 UNIT_MAIN("agent_proto", UNIT_CASE(test_config_round_trip),
           UNIT_CASE(test_config_truncation_and_stray_bytes), UNIT_CASE(test_config_validation),
           UNIT_CASE(test_config_too_large), UNIT_CASE(test_hostile_payloads),
-          UNIT_CASE(test_small_messages), UNIT_CASE(test_header_checks),
+          UNIT_CASE(test_small_messages), UNIT_CASE(test_exec_round_trip_and_refusals),
+          UNIT_CASE(test_exec_replies), UNIT_CASE(test_ps_round_trip_and_truncation),
+          UNIT_CASE(test_stats_round_trip_and_refusals), UNIT_CASE(test_header_checks),
           UNIT_CASE(test_reader_splits), UNIT_CASE(test_reader_refuses_oversized),
           UNIT_CASE(test_reader_fd))

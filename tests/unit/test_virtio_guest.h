@@ -32,8 +32,8 @@ struct tguest {
   struct vmm_guest_mem mem;
   struct vmm_virtio_dev *dev;
   struct vmm_bus_device win;
-  int pulses; /* atomic: rising edges seen on the interrupt line */
-  struct tg_queue q[2];
+  int pulses;           /* atomic: rising edges seen on the interrupt line */
+  struct tg_queue q[5]; /* as many as a device has (the balloon: 5) */
 };
 
 static int tg_irq_set(void *ctx, uint32_t gsi, bool level) {

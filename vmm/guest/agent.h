@@ -32,6 +32,10 @@ struct agent_channel {
 };
 int agent_send(struct agent_channel *ch, struct rc_error *err);
 
+/* Sets the guest's NIC up as NETWORK says (agent_net.c): finds it by MAC, names it, sets
+ * the MTU, brings it and lo up, adds the addresses, then the routes. */
+int agent_setup_network(const struct agent_network *net, struct rc_error *err);
+
 /* Mounts the root disk (overlaid with tmpfs), the volumes and the OCI mounts, leaving the
  * container's root at AGENT_ROOT_DIR. */
 int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f);
@@ -40,10 +44,10 @@ int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f);
  * container's root were "/", whatever symlinks it crosses. O_CLOEXEC is added. */
 int agent_open_in_root(int rootfd, const char *path, int flags);
 
-/* Finds args[0] the way execvp would, but with the container's PATH inside the container's
- * root: out gets the path to exec after chroot. */
-int agent_find_executable(int rootfd, const struct agent_config *cfg, char *out, size_t size,
-                          struct rc_error *err);
+/* Finds name the way execvp would, but with the process's PATH (from env) inside the
+ * container's root: out gets the path to exec after chroot. */
+int agent_find_executable(int rootfd, const char *name, char *const *env, uint32_t n_env,
+                          const char *cwd, char *out, size_t size, struct rc_error *err);
 
 /* The workload's stdio as the agent sees it: a pty master, or three pipe ends. */
 struct agent_stdio {
@@ -57,9 +61,23 @@ struct agent_stdio {
  * closed), or fails with the child's reason. */
 int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *pid,
                 struct agent_failure *f);
+/* The same for an EXEC'd process: it enters the mount namespace and root of the
+ * container's process (container_pid), with the container's rlimits and umask. */
+int agent_spawn_exec(const struct agent_config *cfg, const struct agent_exec *e,
+                     pid_t container_pid, struct agent_stdio *io, pid_t *pid,
+                     struct agent_failure *f);
+
+/* PS: the guest's processes but the agent and kernel threads (agent_ps.c). Fills r's
+ * entries (heap) and sets truncated when there were more than AGENT_MAX_PS_ENTRIES. */
+int agent_list_processes(struct agent_ps_reply *r, struct rc_error *err);
+
+/* STATS: the guest's cpu time, memory and process count (agent_stats.c); keeps
+ * s->request. */
+int agent_read_stats(struct agent_stats *s, struct rc_error *err);
 
 /* Relays stdio with flow control, forwards signals and window sizes, reaps every child,
- * and fills *exit once the workload is gone and its output drained. */
+ * starts EXEC'd processes (relaying theirs too, and reporting each one's EXIT) and answers
+ * PS; fills *exit once the workload and every EXEC'd process are gone and drained. */
 int agent_relay(struct agent_channel *ch, const struct agent_config *cfg, struct agent_stdio *io,
                 pid_t pid, struct agent_exit *exit, struct rc_error *err);
 

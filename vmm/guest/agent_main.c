@@ -210,6 +210,14 @@ static int configure(struct agent_channel *ch, struct agent_config **cfgp,
   struct agent_frame fr;
   set_failure(f, AGENT_STAGE_PROTOCOL);
   if (recv_frame(ch, &fr, &f->err) < 0) return -1;
+  if (fr.type == AGENT_MSG_NETWORK) { /* the container has a NIC: it comes first */
+    struct agent_network net;
+    set_failure(f, AGENT_STAGE_NETWORK);
+    if (agent_decode_network(&fr, &net, &f->err) < 0) return -1;
+    if (agent_setup_network(&net, &f->err) < 0) return -1;
+    set_failure(f, AGENT_STAGE_PROTOCOL);
+    if (recv_frame(ch, &fr, &f->err) < 0) return -1;
+  }
   if (fr.type != AGENT_MSG_CONFIG)
     return rc_err(&f->err, EPROTO, "agent protocol: expected CONFIG, got %s",
                   agent_msg_name(fr.type));
@@ -230,7 +238,8 @@ static int configure(struct agent_channel *ch, struct agent_config **cfgp,
   }
   char path[4096];
   set_failure(f, AGENT_STAGE_EXEC);
-  int r = agent_find_executable(rootfd, cfg, path, sizeof(path), &f->err);
+  int r = agent_find_executable(rootfd, cfg->args[0], cfg->env, cfg->n_env, cfg->cwd, path,
+                                sizeof(path), &f->err);
   close(rootfd);
   return r;
 }

@@ -1,8 +1,10 @@
 /* Starting the workload: find its executable in the container's root, fork, move the
  * container's root onto "/" in a mount namespace of its own and chroot into it, give it a
  * session with a terminal or pipes, its rlimits, umask, groups and ids, its cwd, and exec.
+ * An EXEC'd process does the same but enters the workload's mount namespace (and with it
+ * the root the workload sees) instead of making one, as runc exec joins the init's.
  * The child reports a failure through a close-on-exec pipe, so the parent knows whether
- * exec happened before it says STARTED. */
+ * exec happened before it says STARTED (or EXEC_STARTED). */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -23,10 +25,25 @@
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-static const char *env_path(const struct agent_config *cfg) {
+/* What the child needs to become the process: the container's process or an EXEC'd one. */
+struct spawn_spec {
+  const struct agent_config *cfg; /* rlimits and umask: the container's */
+  char *const *args;
+  char *const *env;
+  uint32_t n_env;
+  const char *cwd;
+  uint32_t uid, gid;
+  const uint32_t *gids;
+  uint32_t n_gids;
+  bool terminal;
+  struct agent_winsize winsize;
+  int mntns; /* the workload's mount namespace to join, or -1 to make the root anew */
+};
+
+static const char *env_path(char *const *env, uint32_t n_env) {
   const char *path = NULL;
-  for (uint32_t i = 0; i < cfg->n_env; i++)
-    if (strncmp(cfg->env[i], "PATH=", 5) == 0) path = cfg->env[i] + 5;
+  for (uint32_t i = 0; i < n_env; i++)
+    if (strncmp(env[i], "PATH=", 5) == 0) path = env[i] + 5;
   return path ? path : DEFAULT_PATH;
 }
 
@@ -46,27 +63,26 @@ static int check_executable(int rootfd, const char *path) {
   return e;
 }
 
-int agent_find_executable(int rootfd, const struct agent_config *cfg, char *out, size_t size,
-                          struct rc_error *err) {
-  const char *name = cfg->args[0];
+int agent_find_executable(int rootfd, const char *name, char *const *env, uint32_t n_env,
+                          const char *cwd, char *out, size_t size, struct rc_error *err) {
   if (strchr(name, '/')) {
     char full[8192];
     if (name[0] == '/')
       snprintf(full, sizeof(full), "%s", name);
     else
-      snprintf(full, sizeof(full), "%s/%s", cfg->cwd, name);
+      snprintf(full, sizeof(full), "%s/%s", cwd, name);
     int e = check_executable(rootfd, full);
     if (e) return rc_err(err, e, "exec: \"%s\"", name);
     snprintf(out, size, "%s", name);
     return 0;
   }
-  const char *p = env_path(cfg);
+  const char *p = env_path(env, n_env);
   int denied = 0;
   while (*p) {
     size_t n = strcspn(p, ":");
     char dir[4096];
     if (n == 0)
-      snprintf(dir, sizeof(dir), "%s", cfg->cwd); /* an empty entry is the cwd */
+      snprintf(dir, sizeof(dir), "%s", cwd); /* an empty entry is the cwd */
     else
       snprintf(dir, sizeof(dir), "%.*s", (int)n, p);
     char full[8192];
@@ -112,14 +128,22 @@ static int enter_root(void) {
   return chdir("/");
 }
 
-static __attribute__((noreturn)) void child(const struct agent_config *cfg, const char *exe,
-                                            int slave, const int pipes[3][2], int report) {
+/* An EXEC'd process: into the workload's mount namespace, whose root is the container's
+ * (setns moves root and cwd there). */
+static int join_root(int mntns) {
+  if (setns(mntns, CLONE_NEWNS) < 0) return -1;
+  return chdir("/");
+}
+
+static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const char *exe, int slave,
+                                            const int pipes[3][2], int report) {
+  const struct agent_config *cfg = sp->cfg;
   char what[600];
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   if (setsid() < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setsid");
-  if (cfg->terminal) {
+  if (sp->terminal) {
     if (ioctl(slave, TIOCSCTTY, 0) < 0)
       child_fail(report, AGENT_STAGE_PROCESS, errno, "make the terminal the controlling one");
     for (int fd = 0; fd <= 2; fd++)
@@ -128,7 +152,8 @@ static __attribute__((noreturn)) void child(const struct agent_config *cfg, cons
     if (dup2(pipes[0][0], 0) < 0 || dup2(pipes[1][1], 1) < 0 || dup2(pipes[2][1], 2) < 0)
       child_fail(report, AGENT_STAGE_PROCESS, errno, "dup2");
   }
-  if (enter_root() < 0) child_fail(report, AGENT_STAGE_ROOTFS, errno, "enter the container root");
+  if ((sp->mntns >= 0 ? join_root(sp->mntns) : enter_root()) < 0)
+    child_fail(report, AGENT_STAGE_ROOTFS, errno, "enter the container root");
   for (uint32_t i = 0; i < cfg->n_rlimits; i++) {
     const struct agent_rlimit *r = &cfg->rlimits[i];
     struct rlimit rl = {.rlim_cur = r->soft, .rlim_max = r->hard};
@@ -139,17 +164,17 @@ static __attribute__((noreturn)) void child(const struct agent_config *cfg, cons
   }
   umask(cfg->has_umask ? (mode_t)cfg->umask : 022);
   gid_t groups[AGENT_MAX_GIDS];
-  for (uint32_t i = 0; i < cfg->n_additional_gids; i++) groups[i] = cfg->additional_gids[i];
-  if (setgroups(cfg->n_additional_gids, groups) < 0)
-    child_fail(report, AGENT_STAGE_PROCESS, errno, "setgroups");
-  if (setgid(cfg->gid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setgid");
-  if (setuid(cfg->uid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setuid");
-  if (chdir(cfg->cwd) < 0) {
-    snprintf(what, sizeof(what), "chdir to cwd \"%s\"", cfg->cwd);
+  uint32_t n_gids = sp->n_gids < AGENT_MAX_GIDS ? sp->n_gids : AGENT_MAX_GIDS;
+  for (uint32_t i = 0; i < n_gids; i++) groups[i] = sp->gids[i];
+  if (setgroups(n_gids, groups) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setgroups");
+  if (setgid(sp->gid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setgid");
+  if (setuid(sp->uid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setuid");
+  if (chdir(sp->cwd) < 0) {
+    snprintf(what, sizeof(what), "chdir to cwd \"%s\"", sp->cwd);
     child_fail(report, AGENT_STAGE_PROCESS, errno, what);
   }
-  execve(exe, cfg->args, cfg->env);
-  snprintf(what, sizeof(what), "exec: \"%s\"", cfg->args[0]);
+  execve(exe, sp->args, sp->env);
+  snprintf(what, sizeof(what), "exec: \"%s\"", sp->args[0]);
   child_fail(report, AGENT_STAGE_EXEC, errno, what);
 }
 
@@ -164,7 +189,7 @@ static void close_pipes(int pipes[3][2]) {
 
 /* The pty comes from the container's own devpts instance (its /dev/ptmx), so that the
  * workload finds its terminal under its /dev/pts; a root without one gets the guest's. */
-static int open_terminal(int rootfd, const struct agent_config *cfg, int *master, int *slave,
+static int open_terminal(int rootfd, const struct agent_winsize *size, int *master, int *slave,
                          struct rc_error *err) {
   *master = agent_open_in_root(rootfd, "/dev/ptmx", O_RDWR | O_NOCTTY);
   if (*master < 0) *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -181,30 +206,30 @@ static int open_terminal(int rootfd, const struct agent_config *cfg, int *master
     close(*master);
     return rc_err(err, e, "open the pty's peer");
   }
-  if (cfg->winsize.rows && cfg->winsize.cols) {
-    struct winsize ws = {.ws_row = cfg->winsize.rows, .ws_col = cfg->winsize.cols};
+  if (size->rows && size->cols) {
+    struct winsize ws = {.ws_row = size->rows, .ws_col = size->cols};
     ioctl(*master, TIOCSWINSZ, &ws);
   }
   return 0;
 }
 
-int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *pid,
-                struct agent_failure *f) {
+/* rootfd: the container's root as the process will see it (closed here). */
+static int spawn(const struct spawn_spec *sp, int rootfd, struct agent_stdio *io, pid_t *pid,
+                 struct agent_failure *f) {
   char exe[4096];
   int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
   int master = -1, slave = -1, report[2] = {-1, -1};
   f->stage = AGENT_STAGE_EXEC;
-  int rootfd = open(AGENT_ROOT_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rootfd < 0) return rc_err(&f->err, errno, "open %s", AGENT_ROOT_DIR);
-  int r = agent_find_executable(rootfd, cfg, exe, sizeof(exe), &f->err);
+  int r = agent_find_executable(rootfd, sp->args[0], sp->env, sp->n_env, sp->cwd, exe, sizeof(exe),
+                                &f->err);
   if (r < 0) {
     close(rootfd);
     return -1;
   }
 
   f->stage = AGENT_STAGE_PROCESS;
-  if (cfg->terminal) {
-    r = open_terminal(rootfd, cfg, &master, &slave, &f->err);
+  if (sp->terminal) {
+    r = open_terminal(rootfd, &sp->winsize, &master, &slave, &f->err);
     close(rootfd);
     if (r < 0) return -1;
   } else {
@@ -227,7 +252,7 @@ int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *p
   }
   if (p == 0) {
     close(report[0]);
-    child(cfg, exe, slave, (const int(*)[2])pipes, report[1]);
+    child(sp, exe, slave, (const int(*)[2])pipes, report[1]);
   }
   close(report[1]);
   report[1] = -1;
@@ -245,7 +270,7 @@ int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *p
     goto out;
   }
   *pid = p;
-  if (cfg->terminal) {
+  if (sp->terminal) {
     io->pty_master = master;
     io->in_fd = master;
     io->out_fd = master;
@@ -265,5 +290,56 @@ out:
   if (slave >= 0) close(slave);
   if (report[0] >= 0) close(report[0]);
   if (report[1] >= 0) close(report[1]);
+  return r;
+}
+
+int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *pid,
+                struct agent_failure *f) {
+  struct spawn_spec sp = {.cfg = cfg,
+                          .args = cfg->args,
+                          .env = cfg->env,
+                          .n_env = cfg->n_env,
+                          .cwd = cfg->cwd,
+                          .uid = cfg->uid,
+                          .gid = cfg->gid,
+                          .gids = cfg->additional_gids,
+                          .n_gids = cfg->n_additional_gids,
+                          .terminal = cfg->terminal,
+                          .winsize = cfg->winsize,
+                          .mntns = -1};
+  f->stage = AGENT_STAGE_EXEC;
+  int rootfd = open(AGENT_ROOT_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(&f->err, errno, "open %s", AGENT_ROOT_DIR);
+  return spawn(&sp, rootfd, io, pid, f);
+}
+
+int agent_spawn_exec(const struct agent_config *cfg, const struct agent_exec *e,
+                     pid_t container_pid, struct agent_stdio *io, pid_t *pid,
+                     struct agent_failure *f) {
+  struct spawn_spec sp = {.cfg = cfg,
+                          .args = e->args,
+                          .env = e->env,
+                          .n_env = e->n_env,
+                          .cwd = e->cwd,
+                          .uid = e->uid,
+                          .gid = e->gid,
+                          .gids = e->additional_gids,
+                          .n_gids = e->n_additional_gids,
+                          .terminal = e->terminal,
+                          .winsize = e->winsize};
+  char path[64];
+  f->stage = AGENT_STAGE_ROOTFS;
+  snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)container_pid);
+  sp.mntns = open(path, O_RDONLY | O_CLOEXEC);
+  if (sp.mntns < 0) return rc_err(&f->err, errno, "open %s", path);
+  snprintf(path, sizeof(path), "/proc/%d/root", (int)container_pid);
+  int rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) {
+    int e2 = errno;
+    close(sp.mntns);
+    return rc_err(&f->err, e2, "open %s", path);
+  }
+  int r = spawn(&sp, rootfd, io, pid, f);
+  close(sp.mntns);
   return r;
 }

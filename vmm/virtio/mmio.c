@@ -76,6 +76,11 @@ void virtio_dev_fail(struct vmm_virtio_dev *dev, const char *why) {
   if (dev->status & VIRTIO_CONFIG_S_DRIVER_OK) raise_interrupt(dev, VIRTIO_MMIO_INT_CONFIG);
 }
 
+void virtio_dev_config_changed(struct vmm_virtio_dev *dev) {
+  dev->config_generation++;
+  if (virtio_dev_live(dev)) raise_interrupt(dev, VIRTIO_MMIO_INT_CONFIG);
+}
+
 void virtio_dev_used(struct vmm_virtio_dev *dev, unsigned q) {
   if (virtq_wants_interrupt(&dev->queues[q])) raise_interrupt(dev, VIRTIO_MMIO_INT_VRING);
 }
@@ -250,7 +255,7 @@ static uint32_t read_reg(struct vmm_virtio_dev *dev, uint64_t off) {
     case VIRTIO_MMIO_STATUS:
       return dev->status;
     case VIRTIO_MMIO_CONFIG_GENERATION:
-      return 0; /* the configuration never changes */
+      return dev->config_generation;
     /* no shared memory regions: a length of all ones says so (4.2.2.1) */
     case VIRTIO_MMIO_SHM_LEN_LOW:
     case VIRTIO_MMIO_SHM_LEN_HIGH:
@@ -278,8 +283,18 @@ static void mmio_read(void *opaque, uint64_t off, void *data, uint32_t size) {
 
 static void mmio_write(void *opaque, uint64_t off, const void *data, uint32_t size) {
   struct vmm_virtio_dev *dev = opaque;
-  /* the configuration space is read-only here: no model offers a writable field */
-  if (off >= MMIO_CONFIG_OFF || size != 4 || off % 4 != 0) return;
+  if (off >= MMIO_CONFIG_OFF) {
+    /* the configuration space: read-only unless the model takes writes, and then only
+     * whole accesses inside it */
+    uint64_t c = off - MMIO_CONFIG_OFF;
+    pthread_mutex_lock(&dev->lock);
+    if (dev->ops->config_write && (size == 1 || size == 2 || size == 4 || size == 8) &&
+        c < dev->config_len && size <= dev->config_len - c)
+      dev->ops->config_write(dev, (uint32_t)c, data, size);
+    pthread_mutex_unlock(&dev->lock);
+    return;
+  }
+  if (size != 4 || off % 4 != 0) return;
   uint32_t v;
   memcpy(&v, data, 4);
   pthread_mutex_lock(&dev->lock);

@@ -15,7 +15,8 @@
 #include "runcell/vmm/virtio.h"
 #include "virtqueue.h"
 
-#define VIRTIO_MAX_QUEUES 2
+/* virtio-balloon has the most: inflate, deflate, stats, (free page hints), reporting */
+#define VIRTIO_MAX_QUEUES 5
 #define VIRTIO_CONFIG_MAX 64
 #define VIRTIO_FAULT_MAX 512
 
@@ -31,6 +32,10 @@ struct virtio_dev_ops {
   /* Stops the model's threads and frees its resources; the transport frees dev. No lock
    * held; may be NULL. */
   void (*destroy)(struct vmm_virtio_dev *dev);
+  /* The driver wrote size bytes (1, 2, 4 or 8, within config_len) at offset off of the
+   * configuration space: the model validates and applies them (the balloon's `actual`).
+   * Lock held; NULL keeps the configuration read-only. */
+  void (*config_write)(struct vmm_virtio_dev *dev, uint32_t off, const void *data, uint32_t size);
 };
 
 struct vmm_virtio_dev {
@@ -47,8 +52,9 @@ struct vmm_virtio_dev {
   uint16_t queue_max;
   unsigned n_queues;
   struct virtq queues[VIRTIO_MAX_QUEUES];
-  uint8_t config[VIRTIO_CONFIG_MAX]; /* little-endian, read-only to the driver */
+  uint8_t config[VIRTIO_CONFIG_MAX]; /* little-endian; the driver writes only via config_write */
   uint32_t config_len;
+  uint32_t config_generation; /* bumped by virtio_dev_config_changed */
 
   bool broken;   /* DEVICE_NEEDS_RESET: no processing until the driver resets the device */
   int fault_set; /* atomic: fault holds the first guest error seen, never cleared */
@@ -64,6 +70,10 @@ int virtio_dev_new(const struct vmm_guest_mem *mem, struct vmm_irq_line irq,
 /* Records a guest error: sets DEVICE_NEEDS_RESET, stops processing, keeps the message for
  * vmm_virtio_dev_fault and tells the driver (configuration change interrupt). Lock held. */
 void virtio_dev_fail(struct vmm_virtio_dev *dev, const char *why);
+
+/* The device changed its configuration space: bumps the generation and sends the
+ * configuration change interrupt once the driver is up. Lock held. */
+void virtio_dev_config_changed(struct vmm_virtio_dev *dev);
 
 /* Raises the used-buffer interrupt if the driver of queue q wants one. Lock held. */
 void virtio_dev_used(struct vmm_virtio_dev *dev, unsigned q);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "runcell/error.h"
+#include "runcell/vmm/balloon.h"
 
 #define VMM_MAX_DISKS 8
 
@@ -18,6 +19,13 @@ struct vmm_disk {
   const char *path;
   bool read_only;
   const char *serial; /* shows in the guest as /sys/block/vdX/serial; may be NULL */
+};
+
+/* The guest's NIC: virtio-net on a tap (opened without IFF_VNET_HDR). */
+struct vmm_net {
+  int tap_fd; /* the machine uses a duplicate; the caller keeps (and closes) its own */
+  uint8_t mac[6];
+  uint16_t mtu;
 };
 
 struct vmm_machine_config {
@@ -31,6 +39,10 @@ struct vmm_machine_config {
   int agent_fd;   /* the host end of the agent channel (virtio-console); owned by the
                      machine from create on; -1 for none */
   int console_fd; /* where the guest kernel's serial console output goes; -1 to drop it */
+  bool has_net;   /* false: no NIC */
+  struct vmm_net net;
+  bool balloon; /* a virtio-balloon, with the features balloon_cfg offers */
+  struct vmm_balloon_config balloon_cfg;
 };
 
 /* Why a machine stopped. */
@@ -71,5 +83,20 @@ void vmm_machine_destroy(struct vmm_machine *m);
 /* Monotonic nanoseconds at which the first vCPU entered the guest (0 before), for the
  * phase benchmark. */
 uint64_t vmm_machine_first_entry_ns(const struct vmm_machine *m);
+
+/* The machine's balloon (memory target, statistics, free page reporting counters); NULL
+ * when the config asked for none. */
+struct vmm_balloon *vmm_machine_balloon(const struct vmm_machine *m);
+
+/* Takes every vCPU out of KVM_RUN (an MMIO or port access in flight completes first) and
+ * parks it until vmm_machine_resume; returns once all are parked. Devices keep running.
+ * Where KVM has KVM_CAP_KVMCLOCK_CTRL, each parked vCPU tells the guest's kvmclock it was
+ * stopped by the host, so the guest's soft-lockup detector does not fire on resume.
+ * Before start, the vCPUs park as soon as they start; after a stop there is nothing to
+ * park. <0 (and the machine resumed) when a vCPU does not park within a few seconds. */
+int vmm_machine_pause(struct vmm_machine *m, struct rc_error *err);
+/* Lets parked vCPUs run again (nothing when not paused). */
+void vmm_machine_resume(struct vmm_machine *m);
+bool vmm_machine_paused(const struct vmm_machine *m);
 
 #endif

@@ -32,6 +32,15 @@ int vmm_virtio_blk_create(const struct vmm_guest_mem *mem, struct vmm_irq_line i
 int vmm_virtio_console_create(const struct vmm_guest_mem *mem, struct vmm_irq_line irq, int fd,
                               struct vmm_virtio_dev **out, struct rc_error *err);
 
+/* virtio-net on a tap device opened without IFF_VNET_HDR (bare Ethernet frames), owned by
+ * the device from here on; the guest sees `mac`, `mtu` (>= 68) and the link up. No
+ * offloads, one queue pair, no control queue. Flow control as the console's: the tap is
+ * read only while the guest has posted receive buffers; a frame the tap refuses is
+ * dropped. The device runs its own I/O thread. */
+int vmm_virtio_net_create(const struct vmm_guest_mem *mem, struct vmm_irq_line irq, int tap_fd,
+                          const uint8_t mac[6], uint16_t mtu, struct vmm_virtio_dev **out,
+                          struct rc_error *err);
+
 /* virtio-rng fed from getrandom(). */
 int vmm_virtio_rng_create(const struct vmm_guest_mem *mem, struct vmm_irq_line irq,
                           struct vmm_virtio_dev **out, struct rc_error *err);

@@ -95,7 +95,7 @@ int main(void) {
       send_msg(fd, &msg);
       memset(buf, 'y', sizeof(buf));
       for (;;) {
-        agent_encode_data(&msg, AGENT_MSG_STDOUT, buf, sizeof(buf));
+        agent_encode_data(&msg, AGENT_MSG_STDOUT, AGENT_PROC_CONTAINER, buf, sizeof(buf));
         send_msg(fd, &msg);
       }
     }

@@ -21,8 +21,9 @@ expect_eq "VMM NoNewPrivs" "$(sed -n 's/^NoNewPrivs:\t//p' "/proc/$pid/status")"
 for task in /proc/$pid/task/*; do
   expect_eq "seccomp mode of VMM thread $task" "$(sed -n 's/^Seccomp:\t//p' "$task/status")" 2
 done
-err=$(runcell exec "$id" true 2>&1) && fail "exec into a microVM succeeded"
-expect_contains "exec into a microVM" "$err" "is a microVM"
+# exec reaches the guest (tests/lanes/microvm-tests/exec.sh has the rest), and the jailed
+# VMM serves it
+expect_eq "exec into the running microVM" "$(runcell exec "$id" echo exec-ok 2>&1)" exec-ok
 sleep 1
 runcell kill "$id" TERM || fail "kill"
 i=0

@@ -1,0 +1,398 @@
+/* virtio-balloon driven by a test guest: free page reports really give memory back (the
+ * memfd's allocated blocks fall, the pages read as zero), inflate towards a host target
+ * and deflate, the statistics request cycle, queue numbering by negotiated features, and
+ * hostile reports and page requests (outside RAM, in the MMIO hole, unaligned, across the
+ * end of RAM, oversized) refused without freeing anything. */
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_ids.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runcell/vmm/balloon.h"
+#include "runcell/vmm/layout.h"
+#include "test_virtio_guest.h"
+#include "unit.h"
+
+#define MiB (1ULL << 20)
+#define PAGE 4096ULL
+/* Guest RAM past the MMIO hole, so there is a high region and a hole to aim at; only the
+ * pages a test touches are ever allocated. */
+#define RAM (VMM_MMIO_HOLE_START + 64 * MiB)
+#define HIGH_GPA VMM_MMIO_HOLE_END
+
+/* queue indices with every feature taken */
+#define INFLATEQ 0
+#define DEFLATEQ 1
+#define STATSQ 2
+#define REPORTQ 3
+#define ALL_FEATURES                                                                  \
+  ((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BALLOON_F_STATS_VQ) |               \
+   (1ull << VIRTIO_BALLOON_F_REPORTING) | (1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM) | \
+   (1ull << VIRTIO_RING_F_INDIRECT_DESC))
+#define ARRAY_GPA (TG_BUFS) /* where page frame numbers and statistics go */
+#define WAIT_MS 1000
+
+struct bguest {
+  struct tguest g;
+  struct vmm_balloon *b;
+};
+
+static const struct vmm_balloon_config every_feature = {
+    .free_page_reporting = true, .deflate_on_oom = true, .stats = true};
+
+static bool balloon_guest(struct bguest *bg, uint64_t accept) {
+  memset(bg, 0, sizeof(*bg));
+  if (tg_init(&bg->g, RAM) < 0) return false;
+  struct vmm_virtio_dev *dev;
+  struct rc_error err = {0};
+  if (vmm_virtio_balloon_create(&bg->g.mem, tg_irq(&bg->g), &every_feature, &dev, &bg->b, &err) <
+      0) {
+    fprintf(stderr, "balloon: %s\n", err.msg);
+    vmm_guest_mem_destroy(&bg->g.mem);
+    return false;
+  }
+  tg_attach(&bg->g, dev);
+  /* the request buffers are allocated now, so held_bytes moves only with what the device
+   * gives back */
+  memset(tg_ptr(&bg->g, ARRAY_GPA, 64 * 1024), 0, 64 * 1024);
+  unsigned queues = 2 + !!(accept & (1ull << VIRTIO_BALLOON_F_STATS_VQ)) +
+                    !!(accept & (1ull << VIRTIO_BALLOON_F_REPORTING));
+  return tg_setup(&bg->g, accept, queues, 64);
+}
+
+/* Bytes of guest RAM the host really holds: the memfd's allocated blocks. */
+static uint64_t held_bytes(struct bguest *bg) {
+  struct stat st;
+  if (fstat(bg->g.mem.memfd, &st) < 0) return UINT64_MAX;
+  return (uint64_t)st.st_blocks * 512;
+}
+
+static void fill(struct bguest *bg, uint64_t gpa, uint64_t len, uint8_t byte) {
+  memset(tg_ptr(&bg->g, gpa, len), byte, len);
+}
+
+static bool all_bytes(struct bguest *bg, uint64_t gpa, uint64_t len, uint8_t byte) {
+  const uint8_t *p = tg_ptr(&bg->g, gpa, len);
+  for (uint64_t i = 0; i < len; i += 512)
+    if (p[i] != byte) return false;
+  return true;
+}
+
+static uint32_t config32(struct bguest *bg, uint32_t off) {
+  uint32_t v = 0;
+  bg->g.win.read(bg->g.win.opaque, 0x100 + off, &v, 4);
+  return v;
+}
+
+/* A report of n ranges as one chain of device-writable descriptors from descriptor 0. */
+static void post_report(struct bguest *bg, unsigned q, const uint64_t *gpa, const uint32_t *len,
+                        unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    tg_desc(&bg->g, q, (uint16_t)i, gpa[i], len[i],
+            (uint16_t)(VRING_DESC_F_WRITE | (i + 1 < n ? VRING_DESC_F_NEXT : 0)),
+            (uint16_t)(i + 1));
+  tg_post(&bg->g, q, 0);
+}
+
+/* An inflate or deflate request of n page frame numbers. */
+static void post_pfns(struct bguest *bg, unsigned q, const uint32_t *pfns, uint32_t n) {
+  memcpy(tg_ptr(&bg->g, ARRAY_GPA, 4ull * n), pfns, 4ull * n);
+  tg_desc(&bg->g, q, 0, ARRAY_GPA, 4 * n, 0, 0);
+  tg_post(&bg->g, q, 0);
+}
+
+static void test_report_gives_memory_back(void) {
+  struct bguest bg;
+  CHECK(balloon_guest(&bg, ALL_FEATURES));
+  fill(&bg, 16 * MiB, 8 * MiB, 0xab);
+  fill(&bg, HIGH_GPA, 4 * MiB, 0xcd);
+  fill(&bg, 32 * MiB, 4 * MiB, 0xef); /* not reported: must stay */
+  uint64_t before = held_bytes(&bg);
+  CHECK(before >= 16 * MiB);
+  uint64_t gpa[] = {16 * MiB, 20 * MiB, HIGH_GPA};
+  uint32_t len[] = {4 * MiB, 4 * MiB, 4 * MiB};
+  post_report(&bg, REPORTQ, gpa, len, 3);
+  uint32_t id = 99, written = 99;
+  CHECK(tg_take_used(&bg.g, REPORTQ, &id, &written));
+  CHECK(id == 0 && written == 0);
+  CHECK(!tg_needs_reset(&bg.g));
+  uint64_t after = held_bytes(&bg);
+  printf("memfd held %llu KiB before the report, %llu KiB after\n",
+         (unsigned long long)(before >> 10), (unsigned long long)(after >> 10));
+  CHECK(before - after == 12 * MiB);
+  CHECK(all_bytes(&bg, 16 * MiB, 8 * MiB, 0)); /* reported pages come back zeroed */
+  CHECK(all_bytes(&bg, HIGH_GPA, 4 * MiB, 0));
+  CHECK(all_bytes(&bg, 32 * MiB, 4 * MiB, 0xef));
+  struct vmm_balloon_counters c;
+  vmm_balloon_counters(bg.b, &c);
+  CHECK(c.reported_bytes == 12 * MiB && c.returned_bytes == 12 * MiB && c.reports == 1);
+  CHECK(c.discard_failures == 0 && c.reporting_negotiated && c.stats_negotiated);
+  CHECK(c.total_bytes == RAM);
+  tg_fini(&bg.g);
+}
+
+struct hostile_report {
+  const char *what;
+  uint64_t gpa;
+  uint32_t len;
+  const char *fault;
+};
+
+/* Each in a fresh device after a good range in the same chain: the device fails, and
+ * nothing at all is freed, the good range included. */
+static void test_hostile_reports(void) {
+  const struct hostile_report cases[] = {
+      {"past the end of RAM", HIGH_GPA + 64 * MiB, 4 * MiB, "outside guest RAM"},
+      {"in the MMIO hole", VMM_MMIO_HOLE_START, 4 * MiB, "outside guest RAM"},
+      {"across the start of the hole", VMM_MMIO_HOLE_START - 4 * MiB, 8 * MiB, "outside guest RAM"},
+      {"across the end of RAM", HIGH_GPA + 60 * MiB, 8 * MiB, "outside guest RAM"},
+      {"unaligned start", 8 * MiB + 512, 4 * MiB, "not page-aligned"},
+      {"unaligned length", 8 * MiB, 4 * MiB - 1, "not page-aligned"},
+      {"4 GiB long", 0, UINT32_MAX, "outside guest RAM"},
+      {"at the top of the address space", UINT64_MAX - PAGE + 1, (uint32_t)PAGE,
+       "outside guest RAM"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct bguest bg;
+    CHECK(balloon_guest(&bg, ALL_FEATURES));
+    fill(&bg, 4 * MiB, 4 * MiB, 0x5a);
+    uint64_t before = held_bytes(&bg);
+    uint64_t gpa[] = {4 * MiB, cases[i].gpa};
+    uint32_t len[] = {4 * MiB, cases[i].len};
+    post_report(&bg, REPORTQ, gpa, len, 2);
+    uint32_t id, written;
+    CHECK(!tg_take_used(&bg.g, REPORTQ, &id, &written));
+    CHECK(tg_needs_reset(&bg.g));
+    const char *fault = vmm_virtio_dev_fault(bg.g.dev);
+    CHECK_CONTAINS(fault, cases[i].fault);
+    if (!fault || !strstr(fault, cases[i].fault)) fprintf(stderr, "case: %s\n", cases[i].what);
+    CHECK(held_bytes(&bg) == before);
+    CHECK(all_bytes(&bg, 4 * MiB, 4 * MiB, 0x5a));
+    struct vmm_balloon_counters c;
+    vmm_balloon_counters(bg.b, &c);
+    CHECK(c.reported_bytes == 0 && c.returned_bytes == 0);
+    tg_fini(&bg.g);
+  }
+}
+
+/* A report the driver made device-readable, and one longer than any queue. */
+static void test_malformed_report_chains(void) {
+  struct bguest bg;
+  CHECK(balloon_guest(&bg, ALL_FEATURES));
+  tg_desc(&bg.g, REPORTQ, 0, 4 * MiB, 4 * MiB, 0, 0);
+  tg_post(&bg.g, REPORTQ, 0);
+  CHECK(tg_needs_reset(&bg.g));
+  CHECK_CONTAINS(vmm_virtio_dev_fault(bg.g.dev), "device-readable");
+  tg_fini(&bg.g);
+
+  CHECK(balloon_guest(&bg, ALL_FEATURES));
+  for (uint16_t i = 0; i < 64; i++) /* a loop: every descriptor chains to the next, mod 64 */
+    tg_desc(&bg.g, REPORTQ, i, 4 * MiB, (uint32_t)PAGE, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT,
+            (uint16_t)((i + 1) % 64));
+  tg_post(&bg.g, REPORTQ, 0);
+  CHECK(tg_needs_reset(&bg.g));
+  struct vmm_balloon_counters c;
+  vmm_balloon_counters(bg.b, &c);
+  CHECK(c.reports == 0 && c.returned_bytes == 0);
+  tg_fini(&bg.g);
+}
+
+static void test_inflate_to_target(void) {
+  struct bguest bg;
+  CHECK(balloon_guest(&bg, ALL_FEATURES));
+  CHECK(config32(&bg, 0) == 0 && config32(&bg, 4) == 0);
+  int pulses = tg_pulses(&bg.g);
+  uint32_t gen = tg_r32(&bg.g, VIRTIO_MMIO_CONFIG_GENERATION);
+  struct rc_error err = {0};
+  CHECK(vmm_balloon_set_target_bytes(bg.b, RAM - 8 * MiB, &err) == 0);
+  CHECK(config32(&bg, 0) == (8 * MiB) / PAGE); /* num_pages */
+  CHECK(tg_pulses(&bg.g) == pulses + 1);
+  CHECK(tg_r32(&bg.g, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+  CHECK(tg_r32(&bg.g, VIRTIO_MMIO_CONFIG_GENERATION) != gen);
+  /* the same target again changes nothing and interrupts nobody */
+  CHECK(vmm_balloon_set_target_bytes(bg.b, RAM - 8 * MiB, &err) == 0);
+  CHECK(tg_pulses(&bg.g) == pulses + 1);
+  /* a target above RAM is an empty balloon; 0 is all of it */
+  CHECK(vmm_balloon_set_target_bytes(bg.b, UINT64_MAX, &err) == 0 && config32(&bg, 0) == 0);
+  CHECK(vmm_balloon_set_target_bytes(bg.b, 0, &err) == 0 && config32(&bg, 0) == RAM / PAGE);
+  CHECK(vmm_balloon_set_target_bytes(bg.b, RAM - 8 * MiB, &err) == 0);
+
+  /* the guest inflates: a run of consecutive frames, one on its own, one in high RAM */
+  fill(&bg, 40 * MiB, 4 * MiB, 0x77);
+  fill(&bg, HIGH_GPA, 1 * MiB, 0x77);
+  uint64_t before = held_bytes(&bg);
+  uint32_t pfns[258];
+  for (uint32_t i = 0; i < 256; i++) pfns[i] = (uint32_t)((40 * MiB) / PAGE) + i;
+  pfns[256] = (uint32_t)((43 * MiB) / PAGE);
+  pfns[257] = (uint32_t)(HIGH_GPA / PAGE);
+  post_pfns(&bg, INFLATEQ, pfns, 258);
+  uint32_t id, written;
+  CHECK(tg_take_used(&bg.g, INFLATEQ, &id, &written) && id == 0 && written == 0);
+  CHECK(before - held_bytes(&bg) == 258 * PAGE);
+  CHECK(all_bytes(&bg, 40 * MiB, MiB, 0) && all_bytes(&bg, 43 * MiB, PAGE, 0));
+  CHECK(all_bytes(&bg, 43 * MiB + PAGE, MiB - PAGE, 0x77)); /* not inflated */
+  /* actual: the driver writes it; only whole 32-bit writes count, clamped to RAM */
+  uint32_t actual = 258;
+  bg.g.win.write(bg.g.win.opaque, 0x104, &actual, 4);
+  uint16_t half = 7;
+  bg.g.win.write(bg.g.win.opaque, 0x104, &half, 2);
+  uint32_t num = 1;
+  bg.g.win.write(bg.g.win.opaque, 0x100, &num, 4); /* num_pages is the host's */
+  CHECK(config32(&bg, 4) == 258 && config32(&bg, 0) == (8 * MiB) / PAGE);
+  struct vmm_balloon_counters c;
+  vmm_balloon_counters(bg.b, &c);
+  CHECK(c.actual_bytes == 258 * PAGE && c.target_bytes == 8 * MiB);
+  CHECK(c.inflated_bytes == 258 * PAGE && c.returned_bytes == 258 * PAGE);
+  uint32_t huge = UINT32_MAX;
+  bg.g.win.write(bg.g.win.opaque, 0x104, &huge, 4);
+  CHECK(config32(&bg, 4) == RAM / PAGE);
+
+  /* deflate takes pages back: nothing to free, just counted */
+  post_pfns(&bg, DEFLATEQ, pfns, 2);
+  CHECK(tg_take_used(&bg.g, DEFLATEQ, &id, &written));
+  vmm_balloon_counters(bg.b, &c);
+  CHECK(c.deflated_bytes == 2 * PAGE);
+  tg_fini(&bg.g);
+}
+
+static void test_hostile_page_requests(void) {
+  const struct {
+    const char *what;
+    uint32_t pfn;
+  } bad[] = {
+      {"in the MMIO hole", (uint32_t)(VMM_MMIO_HOLE_START / PAGE)},
+      {"just below 4 GiB", (uint32_t)(VMM_MMIO_HOLE_END / PAGE) - 1},
+      {"past the end of RAM", (uint32_t)((HIGH_GPA + 64 * MiB) / PAGE)},
+      {"the largest frame number", UINT32_MAX},
+  };
+  for (unsigned q = INFLATEQ; q <= DEFLATEQ; q++) {
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      struct bguest bg;
+      CHECK(balloon_guest(&bg, ALL_FEATURES));
+      fill(&bg, 4 * MiB, MiB, 0x11);
+      uint64_t before = held_bytes(&bg);
+      uint32_t pfns[] = {(uint32_t)((4 * MiB) / PAGE), bad[i].pfn};
+      post_pfns(&bg, q, pfns, 2);
+      CHECK(tg_needs_reset(&bg.g));
+      CHECK_CONTAINS(vmm_virtio_dev_fault(bg.g.dev), "is not guest RAM");
+      CHECK(held_bytes(&bg) == before && all_bytes(&bg, 4 * MiB, PAGE, 0x11));
+      tg_fini(&bg.g);
+    }
+  }
+  /* a request of a partial frame number, and one of more frames than any driver sends */
+  uint32_t lens[] = {6, 4 * 4097};
+  for (size_t i = 0; i < 2; i++) {
+    struct bguest bg;
+    CHECK(balloon_guest(&bg, ALL_FEATURES));
+    tg_desc(&bg.g, INFLATEQ, 0, ARRAY_GPA, lens[i], 0, 0);
+    tg_post(&bg.g, INFLATEQ, 0);
+    CHECK(tg_needs_reset(&bg.g));
+    CHECK_CONTAINS(vmm_virtio_dev_fault(bg.g.dev), "whole le32 frame numbers");
+    tg_fini(&bg.g);
+  }
+}
+
+static void put_stat(struct bguest *bg, unsigned i, uint16_t tag, uint64_t value) {
+  uint8_t *p = tg_ptr(&bg->g, ARRAY_GPA + 10ull * i, 10);
+  memcpy(p, &tag, 2);
+  memcpy(p + 2, &value, 8);
+}
+
+static bool stats_ready(struct bguest *bg, int ms) {
+  struct pollfd p = {.fd = vmm_balloon_stats_fd(bg->b), .events = POLLIN};
+  return poll(&p, 1, ms) == 1;
+}
+
+static void test_stats_cycle(void) {
+  struct bguest bg;
+  CHECK(balloon_guest(&bg, ALL_FEATURES));
+  struct vmm_balloon_stats s;
+  vmm_balloon_read_stats(bg.b, &s);
+  CHECK(s.seq == 0 && s.valid == 0);
+  /* the driver primes the queue with its first figures */
+  put_stat(&bg, 0, VIRTIO_BALLOON_S_MEMFREE, 100 * MiB);
+  put_stat(&bg, 1, VIRTIO_BALLOON_S_MEMTOT, 900 * MiB);
+  put_stat(&bg, 2, 77, 1); /* a tag this device does not know */
+  tg_desc(&bg.g, STATSQ, 0, ARRAY_GPA, 30, 0, 0);
+  tg_post(&bg.g, STATSQ, 0);
+  CHECK(stats_ready(&bg, 0));
+  vmm_balloon_read_stats(bg.b, &s);
+  CHECK(!stats_ready(&bg, 0)); /* read drains it */
+  CHECK(s.seq == 1 && s.valid == ((1u << VMM_BALLOON_STAT_FREE) | (1u << VMM_BALLOON_STAT_TOTAL)));
+  CHECK(s.value[VMM_BALLOON_STAT_FREE] == 100 * MiB &&
+        s.value[VMM_BALLOON_STAT_TOTAL] == 900 * MiB);
+  uint32_t id, written;
+  CHECK(!tg_take_used(&bg.g, STATSQ, &id, &written)); /* held until asked */
+  /* the host asks: the buffer goes back; the driver refills and posts it again */
+  int pulses = tg_pulses(&bg.g);
+  struct rc_error err = {0};
+  CHECK(vmm_balloon_request_stats(bg.b, &err) == 0);
+  CHECK(tg_take_used(&bg.g, STATSQ, &id, &written) && id == 0);
+  CHECK(tg_pulses(&bg.g) == pulses + 1);
+  CHECK(vmm_balloon_request_stats(bg.b, &err) == 0); /* in flight: nothing more to give */
+  CHECK(!tg_take_used(&bg.g, STATSQ, &id, &written));
+  put_stat(&bg, 0, VIRTIO_BALLOON_S_AVAIL, 512 * MiB);
+  tg_desc(&bg.g, STATSQ, 0, ARRAY_GPA, 10 + 5, 0, 0); /* a trailing partial entry is ignored */
+  tg_post(&bg.g, STATSQ, 0);
+  CHECK(stats_ready(&bg, 0));
+  vmm_balloon_read_stats(bg.b, &s);
+  CHECK(s.seq == 2 && s.valid == (1u << VMM_BALLOON_STAT_AVAILABLE));
+  CHECK(s.value[VMM_BALLOON_STAT_AVAILABLE] == 512 * MiB && s.at_ns > 0);
+  /* a device-writable statistics buffer breaks the rules */
+  tg_desc(&bg.g, STATSQ, 1, ARRAY_GPA, 10, VRING_DESC_F_WRITE, 0);
+  tg_post(&bg.g, STATSQ, 1);
+  CHECK(tg_needs_reset(&bg.g));
+  tg_fini(&bg.g);
+}
+
+/* The driver numbers only the queues it negotiated: without statistics, reporting is
+ * queue 2; statistics cannot be requested then. */
+static void test_queue_numbering(void) {
+  struct bguest bg;
+  uint64_t no_stats = ALL_FEATURES & ~(1ull << VIRTIO_BALLOON_F_STATS_VQ);
+  CHECK(balloon_guest(&bg, no_stats));
+  fill(&bg, 8 * MiB, 4 * MiB, 0x42);
+  uint64_t before = held_bytes(&bg);
+  uint64_t gpa[] = {8 * MiB};
+  uint32_t len[] = {4 * MiB};
+  post_report(&bg, 2, gpa, len, 1);
+  uint32_t id, written;
+  CHECK(tg_take_used(&bg.g, 2, &id, &written));
+  CHECK(before - held_bytes(&bg) == 4 * MiB);
+  struct rc_error err = {0};
+  CHECK(vmm_balloon_request_stats(bg.b, &err) < 0);
+  CHECK_CONTAINS(err.msg, "no statistics queue");
+  struct vmm_balloon_counters c;
+  vmm_balloon_counters(bg.b, &c);
+  CHECK(c.reporting_negotiated && !c.stats_negotiated);
+  tg_fini(&bg.g);
+}
+
+/* The device offers only what the host configured. */
+static void test_offered_features(void) {
+  struct tguest g;
+  CHECK(tg_init(&g, 64 * MiB) == 0);
+  struct vmm_virtio_dev *dev;
+  struct vmm_balloon *b;
+  struct rc_error err = {0};
+  const struct vmm_balloon_config none = {0};
+  CHECK(vmm_virtio_balloon_create(&g.mem, tg_irq(&g), &none, &dev, &b, &err) == 0);
+  tg_attach(&g, dev);
+  CHECK(tg_r32(&g, VIRTIO_MMIO_DEVICE_ID) == VIRTIO_ID_BALLOON);
+  tg_w32(&g, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+  uint32_t f = tg_r32(&g, VIRTIO_MMIO_DEVICE_FEATURES);
+  CHECK(!(f & (1u << VIRTIO_BALLOON_F_REPORTING)) && !(f & (1u << VIRTIO_BALLOON_F_STATS_VQ)));
+  CHECK(!(f & (1u << VIRTIO_BALLOON_F_MUST_TELL_HOST)));
+  /* two queues only */
+  tg_w32(&g, VIRTIO_MMIO_QUEUE_SEL, 2);
+  CHECK(tg_r32(&g, VIRTIO_MMIO_QUEUE_NUM_MAX) == 0);
+  tg_fini(&g);
+}
+
+UNIT_MAIN("virtio_balloon", UNIT_CASE(test_report_gives_memory_back),
+          UNIT_CASE(test_hostile_reports), UNIT_CASE(test_malformed_report_chains),
+          UNIT_CASE(test_inflate_to_target), UNIT_CASE(test_hostile_page_requests),
+          UNIT_CASE(test_stats_cycle), UNIT_CASE(test_queue_numbering),
+          UNIT_CASE(test_offered_features))
