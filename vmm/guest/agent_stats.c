@@ -3,6 +3,7 @@
  * (all CPUs, in USER_HZ ticks), memory from /proc/meminfo, the process count from the
  * same listing PS uses. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +15,40 @@
 #define USER_HZ 100ULL
 #define NS_PER_TICK (1000000000ULL / USER_HZ)
 
+/* Up to n unsigned decimal fields after p, separated by blanks; how many were read. */
+static size_t parse_fields(const char *p, unsigned long long *v, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p < '0' || *p > '9') break;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = strtoull(p, &end, 10);
+    if (errno || end == p) break;
+    v[got++] = x;
+    p = end;
+  }
+  return got;
+}
+
 static int read_cpu(struct agent_stats *s, struct rc_error *err) {
   FILE *f = fopen("/proc/stat", "re");
   if (!f) return rc_err(err, errno, "open /proc/stat");
-  unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  /* user nice system idle iowait irq softirq */
+  unsigned long long t[7] = {0};
   char line[512];
   int r = -1;
   while (fgets(line, sizeof(line), f)) {
     if (strncmp(line, "cpu ", 4) == 0) {
-      if (sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle, &iowait,
-                 &irq, &softirq) >= 3)
-        r = 0;
+      if (parse_fields(line + 4, t, 7) >= 3) r = 0;
     } else if (strncmp(line, "cpu", 3) == 0 && line[3] >= '0' && line[3] <= '9') {
       s->ncpus++;
     }
   }
   fclose(f);
   if (r < 0) return rc_err(err, EPROTO, "/proc/stat has no cpu line");
-  s->cpu_user_ns = (user + nice) * NS_PER_TICK;
-  s->cpu_system_ns = (sys + irq + softirq) * NS_PER_TICK;
+  s->cpu_user_ns = (t[0] + t[1]) * NS_PER_TICK;
+  s->cpu_system_ns = (t[2] + t[5] + t[6]) * NS_PER_TICK;
   if (s->ncpus == 0) s->ncpus = 1;
   return 0;
 }
@@ -40,19 +56,21 @@ static int read_cpu(struct agent_stats *s, struct rc_error *err) {
 static int read_memory(struct agent_stats *s, struct rc_error *err) {
   FILE *f = fopen("/proc/meminfo", "re");
   if (!f) return rc_err(err, errno, "open /proc/meminfo");
+  static const struct {
+    const char *key;
+    size_t offset;
+  } keys[] = {{"MemTotal:", offsetof(struct agent_stats, mem_total)},
+              {"MemFree:", offsetof(struct agent_stats, mem_free)},
+              {"MemAvailable:", offsetof(struct agent_stats, mem_available)},
+              {"Cached:", offsetof(struct agent_stats, mem_cached)}};
   char line[256];
   while (fgets(line, sizeof(line), f)) {
-    char key[64];
-    unsigned long long kb = 0;
-    if (sscanf(line, "%63[^:]: %llu", key, &kb) != 2) continue;
-    if (!strcmp(key, "MemTotal"))
-      s->mem_total = kb * 1024;
-    else if (!strcmp(key, "MemFree"))
-      s->mem_free = kb * 1024;
-    else if (!strcmp(key, "MemAvailable"))
-      s->mem_available = kb * 1024;
-    else if (!strcmp(key, "Cached"))
-      s->mem_cached = kb * 1024;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+      size_t k = strlen(keys[i].key);
+      unsigned long long kb = 0;
+      if (strncmp(line, keys[i].key, k) == 0 && parse_fields(line + k, &kb, 1) == 1)
+        *(uint64_t *)((char *)s + keys[i].offset) = kb * 1024;
+    }
   }
   fclose(f);
   if (s->mem_total == 0) return rc_err(err, EPROTO, "/proc/meminfo has no MemTotal");

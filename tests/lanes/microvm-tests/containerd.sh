@@ -4,7 +4,8 @@
 # (the handler name that selects the microVM mode, as a RuntimeClass handler would).
 # containerd runs with its own config, root, state and socket under /tmp/ctd, the native
 # snapshotter (no overlay module needed) and the busybox OCI image the host built.
-# Checks: foreground output and exit status, a detached task's state, kill and delete,
+# Checks: foreground output and exit status, a detached task's state, exec (output and
+# exit status), pause and resume, kill and delete,
 # and that nothing is left (runtime state, cgroups, VMM processes).
 . /srv/microvm-tests/common.sh
 for tool in containerd ctr containerd-shim-runc-v2; do
@@ -68,6 +69,16 @@ tr '\0' ' ' </proc/$pid/cmdline | grep -q "runcell" ||
   fail "the task's pid $pid is not runcell's VMM: $(tr '\0' ' ' </proc/$pid/cmdline)"
 runcell --root /run/containerd/runc/mv state mv-ctd-sleep | grep -q '"microvm"' ||
   fail "the runtime does not report microvm mode: $(runcell --root /run/containerd/runc/mv state mv-ctd-sleep)"
+# exec through the shim (it runs `runcell exec --detach --pid-file`, then waits on the pid)
+out=$(ctr task exec --exec-id e1 mv-ctd-sleep echo exec under containerd 2>&1)
+expect_eq "ctr task exec" "$out" "exec under containerd"
+ctr task exec --exec-id e2 mv-ctd-sleep sh -c 'exit 3' >/dev/null 2>&1
+expect_eq "ctr task exec exit status" "$?" "3"
+# pause and resume through the shim stop and restart the guest's vCPUs
+ctr task pause mv-ctd-sleep || fail "ctr task pause failed"
+ctr task ls | grep -q "^mv-ctd-sleep .*PAUSED" || fail "not paused: $(ctr task ls)"
+ctr task resume mv-ctd-sleep || fail "ctr task resume failed"
+ctr task ls | grep -q "^mv-ctd-sleep .*RUNNING" || fail "not running after resume: $(ctr task ls)"
 ctr task kill -s TERM mv-ctd-sleep || fail "ctr task kill failed"
 n=0
 until ctr task ls | grep -q "^mv-ctd-sleep .*STOPPED"; do
@@ -89,4 +100,4 @@ for id in mv-ctd-echo mv-ctd-exit mv-ctd-uname mv-ctd-sleep; do
     fi
   done
 done
-echo "containerd ran microVMs: echo, exit 7, guest kernel $guest, detached + kill + delete"
+echo "containerd ran microVMs: echo, exit 7, guest kernel $guest, detached + exec + pause/resume + kill + delete"
