@@ -351,11 +351,12 @@ static int add_redirect(struct nl *nl, int from, int to) {
   tc->tcm_info = TC_H_MAKE((uint32_t)RC_MICROVM_TC_PRIO << 16, htons(ETH_P_ALL));
   mnl_attr_put_strz(h, TCA_KIND, "u32");
   struct nlattr *opts = mnl_attr_nest_start(h, TCA_OPTIONS);
-  struct {
-    struct tc_u32_sel sel;
-    struct tc_u32_key key;
-  } sel = {.sel = {.flags = TC_U32_TERMINAL, .nkeys = 1}};
-  mnl_attr_put(h, TCA_U32_SEL, sizeof(sel), &sel);
+  /* the selector and its one key (all zero: match anything) back to back, as the kernel
+   * reads them; a byte buffer, since tc_u32_sel ends in a flexible array */
+  uint8_t sel[sizeof(struct tc_u32_sel) + sizeof(struct tc_u32_key)] = {0};
+  const struct tc_u32_sel head = {.flags = TC_U32_TERMINAL, .nkeys = 1};
+  memcpy(sel, &head, sizeof(head));
+  mnl_attr_put(h, TCA_U32_SEL, sizeof(sel), sel);
   struct nlattr *acts = mnl_attr_nest_start(h, TCA_U32_ACT);
   struct nlattr *act = mnl_attr_nest_start(h, 1); /* the first action of the list */
   mnl_attr_put_strz(h, TCA_ACT_KIND, "mirred");
