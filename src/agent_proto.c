@@ -433,6 +433,15 @@ void agent_encode_winsize(struct agent_msg *m, uint32_t proc, const struct agent
   agent_put_u16(m, w->cols);
 }
 
+static void put_privileges(struct agent_msg *m, const struct agent_privileges *p) {
+  agent_put_u64(m, p->bounding);
+  agent_put_u64(m, p->effective);
+  agent_put_u64(m, p->permitted);
+  agent_put_u64(m, p->inheritable);
+  agent_put_u64(m, p->ambient);
+  agent_put_u8(m, p->no_new_privs);
+}
+
 static void put_str_array(struct agent_msg *m, char *const *v, uint32_t n) {
   agent_put_u32(m, n);
   for (uint32_t i = 0; i < n; i++) agent_put_str(m, v[i]);
@@ -478,6 +487,7 @@ int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, str
     agent_put_str(m, mt->source);
     put_str_array(m, mt->options, mt->n_options);
   }
+  put_privileges(m, &cfg->privileges);
   if (agent_msg_end(m, err) < 0) return rc_err_wrap(err, "container config");
   return 0;
 }
@@ -667,6 +677,15 @@ static bool get_bool(struct agent_cursor *c) {
   return b != 0;
 }
 
+static void get_privileges(struct agent_cursor *c, struct agent_privileges *p) {
+  p->bounding = agent_get_u64(c);
+  p->effective = agent_get_u64(c);
+  p->permitted = agent_get_u64(c);
+  p->inheritable = agent_get_u64(c);
+  p->ambient = agent_get_u64(c);
+  p->no_new_privs = get_bool(c);
+}
+
 /* Decodes into cfg (already zeroed); frees nothing on failure (the caller does). */
 static void decode_config_fields(struct agent_cursor *c, struct agent_config *cfg) {
   cfg->args = get_str_array(c, 65536, &cfg->n_args);
@@ -733,6 +752,7 @@ static void decode_config_fields(struct agent_cursor *c, struct agent_config *cf
     mt->source = agent_get_str(c, AGENT_MAX_STRING);
     mt->options = get_str_array(c, 256, &mt->n_options);
   }
+  get_privileges(c, &cfg->privileges);
 }
 
 int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
@@ -989,6 +1009,7 @@ int agent_encode_exec(struct agent_msg *m, const struct agent_exec *e, struct rc
   agent_put_u8(m, e->terminal);
   agent_put_u16(m, e->winsize.rows);
   agent_put_u16(m, e->winsize.cols);
+  put_privileges(m, &e->privileges);
   if (agent_msg_end(m, err) < 0) return rc_err_wrap(err, "exec process");
   return 0;
 }
@@ -1018,6 +1039,7 @@ int agent_decode_exec(const struct agent_frame *f, struct agent_exec **out, stru
   e->terminal = get_bool(&c);
   e->winsize.rows = agent_get_u16(&c);
   e->winsize.cols = agent_get_u16(&c);
+  get_privileges(&c, &e->privileges);
   if (agent_cursor_finish(&c, "EXEC", err) < 0 || agent_exec_validate(e, err) < 0) {
     agent_exec_free(e);
     return -1;

@@ -15,6 +15,19 @@ static const struct rc_microvm_bind *bind_of(const struct rc_microvm_plan *plan,
   return NULL;
 }
 
+void rc_microvm_privileges(const struct oci_process *p, struct agent_privileges *out) {
+  const struct oci_capabilities *c = &p->capabilities;
+  bool has = p->has_capabilities;
+  *out = (struct agent_privileges){
+      .bounding = has && c->has_bounding ? c->bounding : 0,
+      .effective = has && c->has_effective ? c->effective : 0,
+      .permitted = has && c->has_permitted ? c->permitted : 0,
+      .inheritable = has && c->has_inheritable ? c->inheritable : 0,
+      .ambient = has && c->has_ambient ? c->ambient : 0,
+      .no_new_privs = p->no_new_privileges,
+  };
+}
+
 struct agent_config *rc_microvm_agent_config(const struct oci_config *cfg,
                                              const struct rc_microvm_plan *plan) {
   const struct oci_process *p = &cfg->process;
@@ -32,6 +45,7 @@ struct agent_config *rc_microvm_agent_config(const struct oci_config *cfg,
   a->additional_gids = rc_xcalloc(p->user.n_additional_gids + 1, sizeof(uint32_t));
   for (size_t i = 0; i < p->user.n_additional_gids; i++)
     a->additional_gids[i] = p->user.additional_gids[i];
+  rc_microvm_privileges(p, &a->privileges);
   a->has_umask = p->user.has_umask;
   a->umask = p->user.umask;
   a->n_rlimits = (uint32_t)p->n_rlimits;

@@ -75,8 +75,19 @@ int rc_vmctl_recv(int fd, struct agent_msg *m, struct agent_frame *f, struct rc_
   }
   if (r == 0) return rc_err(err, ETIMEDOUT, "no answer from the microVM");
   ssize_t n;
-  do n = recv(fd, m->bytes, sizeof(m->bytes), MSG_TRUNC);
-  while (n < 0 && errno == EINTR);
+  bool reset = false;
+  for (;;) {
+    n = recv(fd, m->bytes, sizeof(m->bytes), MSG_TRUNC);
+    if (n >= 0 || errno == EINTR) {
+      if (n >= 0) break;
+      continue;
+    }
+    /* The VMM closed its end with a message of ours unread (a RESIZE or SIGNAL racing
+     * an exec's end): the kernel reports that as ECONNRESET once, ahead of what the VMM
+     * sent before closing (EXITED), which is still queued. Read on. */
+    if (errno != ECONNRESET || reset) break;
+    reset = true;
+  }
   if (n < 0) return rc_err(err, errno, "read the microVM's control socket");
   /* the VMM went away with the guest */
   if (n == 0) return rc_err(err, 0, "container is not running");

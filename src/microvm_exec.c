@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "runcell/log.h"
+#include "runcell/microvm_agent_config.h"
 #include "runcell/microvm_control.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
@@ -43,6 +44,7 @@ static void exec_of(const struct oci_process *p, struct agent_exec *e, uint32_t 
   e->terminal = p->terminal;
   if (p->has_console_size)
     e->winsize = (struct agent_winsize){(uint16_t)p->console_height, (uint16_t)p->console_width};
+  rc_microvm_privileges(p, &e->privileges);
 }
 
 /* ---- The stand-in ---------------------------------------------------------------------- */
@@ -121,12 +123,18 @@ __attribute__((noreturn)) static void stand_in_main(int conn, int tty_slave) {
     if (!p[0].revents) continue;
     struct rc_error err = {0};
     struct agent_frame f = {0};
-    if (rc_vmctl_recv(conn, &m, &f, &err) < 0) break;
+    if (rc_vmctl_recv(conn, &m, &f, &err) < 0) {
+      rc_debug("exec stand-in: %s", err.msg);
+      break;
+    }
     if (f.type != RC_VMCTL_EXITED) continue;
     struct agent_cursor c;
     agent_cursor_init(&c, f.payload, f.length);
     uint32_t kind = agent_get_u32(&c), value = agent_get_u32(&c);
-    if (c.bad || (kind != AGENT_EXIT_CODE && kind != AGENT_EXIT_SIGNAL)) break;
+    if (c.bad || (kind != AGENT_EXIT_CODE && kind != AGENT_EXIT_SIGNAL)) {
+      rc_debug("exec stand-in: a malformed EXITED message");
+      break;
+    }
     exit_like(kind, value);
   }
   /* the VMM is gone, and the guest with it: the process was killed with the container */

@@ -27,6 +27,7 @@
  * container's process exits the agent kills every other process and reports their EXITs
  * (each after its output) before the container's, so EXIT {proc 0} is always the last.
  * An EXEC that fails is answered EXEC_ERROR and the container goes on.
+ * Version 3: CONFIG and EXEC end with the process's privileges (agent_privileges).
  * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
  * AGENT_STDIO_WINDOW bytes per stream and process unacknowledged; the receiver sends
  * CREDIT as it writes the data out, so neither side buffers more than a window of each.
@@ -42,7 +43,7 @@
 #include "runcell/error.h"
 
 #define AGENT_PROTO_MAGIC 0x4c434352u /* "RCCL" as little-endian bytes */
-#define AGENT_PROTO_VERSION 2
+#define AGENT_PROTO_VERSION 3
 #define AGENT_FRAME_HEADER_SIZE 12
 #define AGENT_FRAME_MAX_PAYLOAD (64u * 1024u)
 #define AGENT_FRAME_MAX (AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX_PAYLOAD)
@@ -256,6 +257,13 @@ struct agent_volume {
 };
 #define AGENT_VOLUMES_DIR "/run/volumes"
 
+/* A process's capability sets (bit n = capability n; an absent set is empty, as the OCI
+ * spec says) and no_new_privs: the agent applies them as runc does on the host. */
+struct agent_privileges {
+  uint64_t bounding, effective, permitted, inheritable, ambient;
+  bool no_new_privs;
+};
+
 struct agent_config {
   /* process */
   char **args; /* NULL-terminated, at least one */
@@ -282,6 +290,7 @@ struct agent_config {
   uint32_t n_volumes;
   struct agent_mount *mounts;
   uint32_t n_mounts;
+  struct agent_privileges privileges;
 };
 
 void agent_encode_empty(struct agent_msg *m, uint16_t type);
@@ -333,8 +342,9 @@ void agent_config_free(struct agent_config *cfg);
  * container's process's mount namespace and root, keeps the container's rlimits and
  * umask, and gets its own stdio (a guest pty when terminal). */
 struct agent_exec {
-  uint32_t proc; /* the host's number for it: nonzero */
-  char **args;   /* NULL-terminated, at least one */
+  struct agent_privileges privileges; /* the exec'd process's own (runc exec --cap adds) */
+  uint32_t proc;                      /* the host's number for it: nonzero */
+  char **args;                        /* NULL-terminated, at least one */
   uint32_t n_args;
   char **env; /* NULL-terminated, each "NAME=value" */
   uint32_t n_env;

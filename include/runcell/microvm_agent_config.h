@@ -11,5 +11,8 @@
 struct agent_config *rc_microvm_agent_config(const struct oci_config *cfg,
                                              const struct rc_microvm_plan *plan);
 void rc_microvm_agent_config_free(struct agent_config *a);
+/* The process's capability sets and no_new_privs as the agent applies them (an absent
+ * set is empty). */
+void rc_microvm_privileges(const struct oci_process *p, struct agent_privileges *out);
 
 #endif

@@ -9,7 +9,12 @@
  *               [--hostname H] [--cwd DIR] [--env K=V]... [--uid N] [--gid N]
  *               [--umask OCTAL] [--rlimit TYPE:SOFT:HARD]...
  *               [--mount DEST:TYPE:SOURCE[:OPT,OPT...]]... [--no-default-mounts]
- *               [--volume DEV:FSTYPE[:ro]]... [--timeout SECONDS] -- ARGS... */
+ *               [--volume DEV:FSTYPE[:ro]]... [--timeout SECONDS] [--eof-when-drained]
+ *               -- ARGS...
+ *
+ * --eof-when-drained holds STDIN_EOF back until the agent has credited every stdin byte,
+ * so that it arrives when the agent has nothing left to write (a case a fast host makes
+ * by chance). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,6 +33,7 @@
 #define MAX_ITEMS 64
 
 static struct agent_msg out;
+static bool eof_when_drained;
 static struct agent_reader reader;
 
 static __attribute__((noreturn)) void die(const char *what, const struct rc_error *err) {
@@ -129,6 +135,9 @@ static void parse_args(int argc, char **argv, struct agent_config *cfg, int *tim
   cfg->hostname = "";
   cfg->rootfs_device = "/dev/vda";
   cfg->rootfs_fstype = "erofs";
+  /* the agent tests run their workloads as a full root (capabilities are the runtime's
+   * business: test_microvm_lane's caps scenario checks them) */
+  cfg->privileges.bounding = cfg->privileges.effective = cfg->privileges.permitted = ~0ULL;
   env[cfg->n_env++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   const char *mount_specs[MAX_ITEMS];
   unsigned n_mount_specs = 0;
@@ -142,6 +151,10 @@ static void parse_args(int argc, char **argv, struct agent_config *cfg, int *tim
     }
     if (strcmp(a, "--ro") == 0) {
       cfg->rootfs_read_only = true;
+      continue;
+    }
+    if (strcmp(a, "--eof-when-drained") == 0) {
+      eof_when_drained = true;
       continue;
     }
     if (strcmp(a, "--no-default-mounts") == 0) {
@@ -249,11 +262,16 @@ int main(int argc, char **argv) {
 
   /* the relay: our stdin to STDIN within the window, STDOUT/STDERR to our stdout/stderr */
   uint32_t stdin_window = AGENT_STDIO_WINDOW;
-  bool stdin_open = true;
+  bool stdin_open = true, eof_pending = false;
   static uint8_t buf[AGENT_STDIO_CHUNK];
   int flags = fcntl(sock, F_GETFL);
   fcntl(sock, F_SETFL, flags | O_NONBLOCK);
   for (;;) {
+    if (eof_pending && (!eof_when_drained || stdin_window == AGENT_STDIO_WINDOW)) {
+      eof_pending = false;
+      agent_encode_stdin_eof(&out, AGENT_PROC_CONTAINER);
+      send_msg(sock);
+    }
     struct pollfd p[3] = {{.fd = sock, .events = POLLIN},
                           {.fd = stdin_open && stdin_window ? 0 : -1, .events = POLLIN},
                           {.fd = sfd, .events = POLLIN}};
@@ -277,8 +295,7 @@ int main(int argc, char **argv) {
         send_msg(sock);
       } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
         stdin_open = false;
-        agent_encode_stdin_eof(&out, AGENT_PROC_CONTAINER);
-        send_msg(sock);
+        eof_pending = true;
       }
     }
     if (!p[0].revents) continue;

@@ -110,6 +110,11 @@ class Guest:
     def result(self, input_bytes=None):
         try:
             out, err = self.drive.communicate(input=input_bytes, timeout=self.timeout + 10)
+        except BaseException:
+            # a hung run: the guest goes too (by pid), not left running behind the test
+            self.qemu.kill()
+            self.qemu.wait()
+            raise
         finally:
             if self.drive.poll() is None:
                 self.drive.kill()
@@ -181,6 +186,18 @@ def test_stdin_relay(guest_assets):
                             input_bytes=data)
     assert rc == 0, f"{err!r}\n{log}"
     assert out.split()[0].decode() == hashlib.md5(data).hexdigest()
+
+
+def test_stdin_end_after_every_byte_is_written(guest_assets):
+    """STDIN_EOF arriving when the agent has already written all the input (the driver holds
+    it back until every byte is credited) still closes the workload's stdin at once: the
+    agent once armed nothing to wake it then, and `wc` waited for its end until some other
+    message came (a flaky hang of exec in the lane)."""
+    data = b"line\n" * 20000
+    rc, out, err, log = run(guest_assets, "--eof-when-drained", "--", "/bin/sh", "-c",
+                            "wc -l; echo after", input_bytes=data)
+    assert rc == 0, f"{err!r}\n{log}"
+    assert out.split() == [b"20000", b"after"]
 
 
 def test_large_stdout_in_order(guest_assets):

@@ -57,6 +57,12 @@ static void sample_config(struct agent_config *c) {
   c->n_volumes = 1;
   c->mounts = mounts;
   c->n_mounts = 2;
+  c->privileges = (struct agent_privileges){.bounding = 0x1ffffffffffULL, /* both halves */
+                                            .effective = 0x20000420,
+                                            .permitted = 0x20000421,
+                                            .inheritable = 1ULL << 40,
+                                            .ambient = 5,
+                                            .no_new_privs = true};
 }
 
 static void test_config_round_trip(void) {
@@ -92,6 +98,10 @@ static void test_config_round_trip(void) {
   CHECK_STR_EQ(out->mounts[0].options[1], "mode=755");
   CHECK(out->mounts[1].n_options == 0 && out->mounts[1].options[0] == NULL);
   CHECK_STR_EQ(out->mounts[1].source, "/run/volumes/0/x");
+  const struct agent_privileges *pv = &out->privileges;
+  CHECK(pv->bounding == 0x1ffffffffffULL && pv->effective == 0x20000420 &&
+        pv->permitted == 0x20000421 && pv->inheritable == 1ULL << 40 && pv->ambient == 5 &&
+        pv->no_new_privs);
   agent_config_free(out);
 }
 
@@ -111,9 +121,16 @@ static void test_config_truncation_and_stray_bytes(void) {
     agent_config_free(out);
   }
   CHECK(accepted == 0);
+  /* no_new_privs, the last byte, is 0 or 1 and nothing else */
+  uint8_t *nnp = (uint8_t *)f.payload + f.length - 1;
+  CHECK(*nnp == 1);
+  *nnp = 2;
+  struct agent_config *out = NULL;
+  CHECK(agent_decode_config(&f, &out, &err) < 0);
+  CHECK(out == NULL);
+  *nnp = 1;
   agent_put_u8(&msg, 0);
   f = frame_of(&msg);
-  struct agent_config *out = NULL;
   CHECK(agent_decode_config(&f, &out, &err) < 0);
   CHECK_CONTAINS(err.msg, "stray bytes");
   CHECK(out == NULL);
@@ -314,6 +331,8 @@ static void sample_exec(struct agent_exec *e) {
   e->n_additional_gids = 3;
   e->terminal = true;
   e->winsize = (struct agent_winsize){30, 100};
+  e->privileges = (struct agent_privileges){
+      .bounding = 1ULL << 40 | 1, .effective = 1, .permitted = 1, .no_new_privs = true};
 }
 
 static void test_exec_round_trip_and_refusals(void) {
@@ -333,6 +352,9 @@ static void test_exec_round_trip_and_refusals(void) {
     CHECK(out->uid == 1000 && out->gid == 100);
     CHECK(out->n_additional_gids == 3 && out->additional_gids[2] == 7);
     CHECK(out->terminal && out->winsize.rows == 30 && out->winsize.cols == 100);
+    CHECK(out->privileges.bounding == (1ULL << 40 | 1) && out->privileges.effective == 1 &&
+          out->privileges.permitted == 1 && out->privileges.inheritable == 0 &&
+          out->privileges.no_new_privs);
     agent_exec_free(out);
   }
   /* every strict prefix fails, as does one byte more */
@@ -363,12 +385,17 @@ static void test_exec_round_trip_and_refusals(void) {
   in.env = bad_env;
   in.n_env = 1;
   CHECK(agent_encode_exec(&msg, &in, &err) < 0);
-  /* a terminal flag that is not 0 or 1, a billion groups */
+  /* a terminal or no_new_privs flag that is not 0 or 1 (the flag, two u16s, five u64s
+   * and a byte end the frame), a billion groups */
   sample_exec(&in);
   CHECK(agent_encode_exec(&msg, &in, &err) == 0);
-  msg.bytes[msg.len - 5] = 2;
+  msg.bytes[msg.len - 46] = 2;
   f = frame_of(&msg);
-  CHECK(agent_decode_exec(&f, &out, &err) < 0);
+  CHECK(agent_decode_exec(&f, &out, &err) < 0 && out == NULL);
+  CHECK(agent_encode_exec(&msg, &in, &err) == 0);
+  msg.bytes[msg.len - 1] = 2;
+  f = frame_of(&msg);
+  CHECK(agent_decode_exec(&f, &out, &err) < 0 && out == NULL);
   agent_msg_begin(&msg, AGENT_MSG_EXEC);
   agent_put_u32(&msg, 1);
   agent_put_u32(&msg, 1);

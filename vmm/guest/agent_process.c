@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,8 +16,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -28,6 +31,7 @@
 /* What the child needs to become the process: the container's process or an EXEC'd one. */
 struct spawn_spec {
   const struct agent_config *cfg; /* rlimits and umask: the container's */
+  const struct agent_privileges *privileges;
   char *const *args;
   char *const *env;
   uint32_t n_env;
@@ -117,6 +121,40 @@ static __attribute__((noreturn)) void child_fail(int pipe_fd, uint32_t stage, in
   _exit(127);
 }
 
+/* The bounding set first (while still privileged), keeping what the process may have
+ * across the uid change. */
+static int drop_bounding(uint64_t keep) {
+  for (int cap = 0; cap < 64; cap++) {
+    if (keep & (1ULL << cap)) continue;
+    /* EINVAL: a capability this kernel does not have */
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+  }
+  return prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+}
+
+/* After the uid change: the three sets, then the ambient set (each ambient capability
+ * must be permitted and inheritable already), as runc applies them. */
+static int set_capabilities(const struct agent_privileges *pv) {
+  if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) return -1;
+  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct data[2] = {{.effective = (uint32_t)pv->effective,
+                                            .permitted = (uint32_t)pv->permitted,
+                                            .inheritable = (uint32_t)pv->inheritable},
+                                           {.effective = (uint32_t)(pv->effective >> 32),
+                                            .permitted = (uint32_t)(pv->permitted >> 32),
+                                            .inheritable = (uint32_t)(pv->inheritable >> 32)}};
+  if (syscall(SYS_capset, &hdr, data) < 0) return -1;
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+  /* an ambient capability that is not both permitted and inheritable cannot be raised:
+   * runc leaves it out (its default spec lists ambient capabilities but no inheritable
+   * ones), and so does the agent */
+  uint64_t ambient = pv->ambient & pv->permitted & pv->inheritable;
+  for (int cap = 0; cap < 64; cap++)
+    if ((ambient & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+      return -1;
+  return 0;
+}
+
 /* Makes the container's root the root of a new mount namespace: the mount moves onto "/"
  * (the initramfs cannot be pivoted away), then chroot follows it. */
 static int enter_root(void) {
@@ -167,12 +205,20 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
   uint32_t n_gids = sp->n_gids < AGENT_MAX_GIDS ? sp->n_gids : AGENT_MAX_GIDS;
   for (uint32_t i = 0; i < n_gids; i++) groups[i] = sp->gids[i];
   if (setgroups(n_gids, groups) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setgroups");
+  if (drop_bounding(sp->privileges->bounding) < 0)
+    child_fail(report, AGENT_STAGE_PROCESS, errno, "drop capabilities from the bounding set");
   if (setgid(sp->gid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setgid");
   if (setuid(sp->uid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setuid");
+
   if (chdir(sp->cwd) < 0) {
     snprintf(what, sizeof(what), "chdir to cwd \"%s\"", sp->cwd);
     child_fail(report, AGENT_STAGE_PROCESS, errno, what);
   }
+  /* the working directory as the new uid, before the final sets (runc's order) */
+  if (set_capabilities(sp->privileges) < 0)
+    child_fail(report, AGENT_STAGE_PROCESS, errno, "set capabilities");
+  if (sp->privileges->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    child_fail(report, AGENT_STAGE_PROCESS, errno, "no_new_privs");
   execve(exe, sp->args, sp->env);
   snprintf(what, sizeof(what), "exec: \"%s\"", sp->args[0]);
   child_fail(report, AGENT_STAGE_EXEC, errno, what);
@@ -296,6 +342,7 @@ out:
 int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *pid,
                 struct agent_failure *f) {
   struct spawn_spec sp = {.cfg = cfg,
+                          .privileges = &cfg->privileges,
                           .args = cfg->args,
                           .env = cfg->env,
                           .n_env = cfg->n_env,
@@ -317,6 +364,7 @@ int agent_spawn_exec(const struct agent_config *cfg, const struct agent_exec *e,
                      pid_t container_pid, struct agent_stdio *io, pid_t *pid,
                      struct agent_failure *f) {
   struct spawn_spec sp = {.cfg = cfg,
+                          .privileges = &e->privileges,
                           .args = e->args,
                           .env = e->env,
                           .n_env = e->n_env,

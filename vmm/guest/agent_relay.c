@@ -404,11 +404,15 @@ static int loop(struct relay *r, int sfd, struct rc_error *err) {
       struct proc *p = slot[i].p;
       if (pump_output(r, p, &p->out[slot[i].stream], err) < 0) return -1;
     }
+    if (pfd[0].revents && read_channel(r, err) < 0) return -1;
+    /* after the channel: what just came is written at once, and a STDIN_EOF that finds
+     * the ring already empty closes the pipe now (its pollfd is only armed while the ring
+     * holds bytes, so nothing later would wake us for it: the process would wait for the
+     * end of its input until some other event came) */
     for (size_t i = 0; i < MAX_PROCS; i++) {
       struct proc *p = &r->procs[i];
       if (p->used && p->io.in_fd >= 0 && !p->in->closed && stdin_flush(r, p, err) < 0) return -1;
     }
-    if (pfd[0].revents && read_channel(r, err) < 0) return -1;
     if (report_exec_exits(r, err) < 0) return -1;
   }
   return 0;
