@@ -36,6 +36,7 @@
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
+#include "runcell/vmm/layout.h"
 #include "runcell/vmm/machine.h"
 
 /* The vCPU threads are kicked out of KVM_RUN with this signal (vmm/machine_internal.h);
@@ -91,15 +92,30 @@ struct vm {
 /* The machine once its vCPUs run: every way out of this process stops them first. */
 static struct vmm_machine *live_machine;
 
+/* Logs, once, every device the guest drove wrongly (each stopped itself): whoever reads
+ * the log learns why. */
+static void log_device_faults(void) {
+  static bool logged;
+  if (!live_machine || logged) return;
+  logged = true;
+  const char *faults[VMM_VIRTIO_MAX_DEVICES];
+  size_t n = vmm_machine_device_faults(live_machine, faults, RC_ARRAY_SIZE(faults));
+  for (size_t i = 0; i < n; i++) rc_warn("microVM: the guest broke a device: %s", faults[i]);
+}
+
 /* Exits, with the vCPUs out of KVM_RUN first (bounded: a vCPU that does not leave is no
  * reason to stay). */
 __attribute__((noreturn)) static void halt_and_exit(int status) {
   if (live_machine && vmm_machine_halt(live_machine, HALT_TIMEOUT_MS) < 0)
     rc_warn("microVM: a vCPU did not stop within %d ms", HALT_TIMEOUT_MS);
+  log_device_faults();
   _exit(status);
 }
 
+/* Reports err to the runtime, which then removes the container (this process included):
+ * what is worth logging is logged first. */
 __attribute__((noreturn)) static void fail(int fd, struct rc_error *err) {
+  log_device_faults();
   rc_sync_send_error(fd, err);
   halt_and_exit(1);
 }
@@ -134,10 +150,12 @@ static uint64_t now_ms(void) {
 }
 
 /* The end of the guest's console log, for an error about a guest that did not come up:
- * its last complete lines, at most ~1 KiB. */
+ * its last lines, one per " | ", as much as fits in size (the end is what tells why).
+ * Only printable ASCII gets through (anything else becomes '?', control characters go):
+ * the text ends up in an error message and a JSON log. */
 static void console_tail(const struct vm *vm, char *out, size_t size) {
   out[0] = '\0';
-  if (vm->console_log < 0) return;
+  if (vm->console_log < 0 || size < 8) return;
   char path[64];
   snprintf(path, sizeof(path), "/proc/self/fd/%d", vm->console_log);
   cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -153,24 +171,39 @@ static void console_tail(const struct vm *vm, char *out, size_t size) {
     char *nl = strchr(buf, '\n');
     if (nl) start = nl + 1;
   }
-  /* one line per " | ", control characters out: the text ends up in an error message */
+  char text[3 * sizeof(buf)];
   size_t k = 0;
-  for (char *p = start; *p && k + 4 < size; p++) {
-    if (*p == '\n') {
-      if (p[1] && k + 4 < size) k += (size_t)snprintf(out + k, size - k, " | ");
-    } else if ((unsigned char)*p >= 0x20 && *p != 0x7f) {
-      out[k++] = *p;
+  for (char *p = start; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '\n') {
+      if (p[1]) k += (size_t)snprintf(text + k, sizeof(text) - k, " | ");
+    } else if (c >= 0x80) {
+      text[k++] = '?';
+    } else if (c >= 0x20 && c != 0x7f) {
+      text[k++] = (char)c;
     }
   }
-  out[k] = '\0';
+  text[k] = '\0';
+  /* the last size-1 characters, from a line's start where one is near */
+  const char *t = text;
+  if (k > size - 1) {
+    t = text + (k - (size - 1));
+    const char *sep = strstr(t, " | ");
+    if (sep && sep - t < (ptrdiff_t)(size / 4)) t = sep + 3;
+  }
+  snprintf(out, size, "%s", t);
 }
 
 /* The machine stopped while we waited for the agent: why, with the console's last words. */
 static int guest_stopped_error(struct vm *vm, const char *while_doing, struct rc_error *err) {
   char detail[256] = "";
   enum vmm_stop_reason r = vmm_machine_wait(vm->machine, detail, sizeof(detail));
-  char tail[1100];
+  char tail[480]; /* with the rest, within an error message */
   console_tail(vm, tail, sizeof(tail));
+  /* the first device the guest broke, if any: often the reason it could not go on */
+  const char *fault = NULL;
+  if (vmm_machine_device_faults(vm->machine, &fault, 1) == 1 && !*detail)
+    snprintf(detail, sizeof(detail), "the guest broke a device: %s", fault);
   return rc_err(err, 0, "microVM: the guest stopped %s (%s%s%s)%s%s", while_doing,
                 r == VMM_STOP_RESET      ? "it reset or powered off"
                 : r == VMM_STOP_SHUTDOWN ? "shutdown"

@@ -409,6 +409,15 @@ struct vmm_balloon *vmm_machine_balloon(const struct vmm_machine *m) {
   return m->balloon;
 }
 
+size_t vmm_machine_device_faults(const struct vmm_machine *m, const char **out, size_t max) {
+  size_t n = 0;
+  for (unsigned i = 0; i < m->n_virtio && n < max; i++) {
+    const char *f = m->virtio[i] ? vmm_virtio_dev_fault(m->virtio[i]) : NULL;
+    if (f) out[n++] = f;
+  }
+  return n;
+}
+
 uint64_t vmm_machine_first_entry_ns(const struct vmm_machine *m) {
   return atomic_load(&m->first_entry_ns);
 }

@@ -101,6 +101,9 @@ def scenarios():
         "balloon": balloon_bundle(),
         "bigout": bigout_bundle(),
         "ticker": ticker_bundle(),
+        "caps": bundle_config(["sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; "
+                               "mount -t tmpfs none /mnt 2>/dev/null && echo mount: done "
+                               "|| echo mount: refused"]),
     }
 
 
@@ -157,6 +160,15 @@ def build_hostile_agents(build_dir, out):
         subprocess.run([str(make_initrd), str(out / f"{name}.initrd"), str(exe)], check=True,
                        capture_output=True)
         exe.unlink()
+    # hostile-kernel.sh: a freestanding "vmlinux" that abuses every device
+    hostile = REPO / "tests/lanes/hostile"
+    subprocess.run(["gcc", "-O2", "-ffreestanding", "-fno-pic", "-fno-pie", "-no-pie", "-nostdlib",
+                    "-static", "-mno-red-zone", "-mgeneral-regs-only", "-fno-stack-protector",
+                    "-fno-asynchronous-unwind-tables", "-Wall", "-Wextra", "-Werror",
+                    f"-Wl,-T,{hostile / 'hostile_kernel.ld'}", "-Wl,--build-id=none",
+                    "-Wl,-z,noexecstack", "-Wl,--no-warn-rwx-segments",
+                    str(hostile / "hostile_kernel.c"), "-o", str(out / "kernel.elf")],
+                   check=True, capture_output=True)
 
 
 # Test helpers the lane's scripts run (static: the lane guest has busybox and little else).

@@ -88,6 +88,11 @@ uint64_t vmm_machine_first_entry_ns(const struct vmm_machine *m);
  * when the config asked for none. */
 struct vmm_balloon *vmm_machine_balloon(const struct vmm_machine *m);
 
+/* The first error the guest made on each device that has failed one (the device stopped
+ * itself, as virtio's NEEDS_RESET says): up to max of them into out, which point into the
+ * machine. Returns how many. */
+size_t vmm_machine_device_faults(const struct vmm_machine *m, const char **out, size_t max);
+
 /* Takes every vCPU out of KVM_RUN (an MMIO or port access in flight completes first) and
  * parks it until vmm_machine_resume; returns once all are parked. Devices keep running.
  * Where KVM has KVM_CAP_KVMCLOCK_CTRL, each parked vCPU tells the guest's kvmclock it was

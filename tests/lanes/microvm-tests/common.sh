@@ -38,8 +38,9 @@ nothing_left() {
   if find /sys/fs/cgroup -type d -name "*$1*" | grep -q .; then
     fail "cgroup left behind: $(find /sys/fs/cgroup -type d -name "*$1*")"
   fi
+  # (cmdline's arguments end in NUL each: the last one is followed by a space here)
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "runcell.* $1\$"; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "runcell.* $1 \$"; then
       fail "process left behind: $(tr '\0' ' ' <"$p/cmdline")"
     fi
   done

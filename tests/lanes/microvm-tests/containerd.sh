@@ -95,7 +95,7 @@ for id in mv-ctd-echo mv-ctd-exit mv-ctd-uname mv-ctd-sleep; do
     fail "cgroup of $id left behind: $(find /sys/fs/cgroup -type d -name "$id")"
   fi
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "runcell.* $id\$"; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "runcell.* $id \$"; then
       fail "process left behind: $(tr '\0' ' ' <"$p/cmdline")"
     fi
   done
