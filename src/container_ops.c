@@ -346,7 +346,13 @@ static int set_frozen(const char *root, const char *id, bool freeze, struct rc_e
   bool vcpus = rc_state_is_microvm(st) &&
                (freeze ? st->status == OCI_STATUS_RUNNING : !st->paused_from_created);
   if (vcpus) {
-    if (rc_microvm_set_paused(root, id, freeze, err) < 0) goto out;
+    if (rc_microvm_set_paused(root, id, freeze, err) < 0) {
+      /* the VMM went away under us (a kill or delete racing this command): the answer in
+       * runc's words for a container that is not running (or not paused) any more */
+      if (strstr(err->msg, "container is not running"))
+        rc_err(err, 0, freeze ? "container not running" : "container not paused");
+      goto out;
+    }
   } else if (!st->cgroup_path || rc_cgroup_freeze(st->cgroup_path, freeze, err) < 0) {
     if (!st->cgroup_path) rc_err(err, 0, "container %s has no cgroup to freeze", id);
     goto out;
