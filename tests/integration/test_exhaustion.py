@@ -299,7 +299,8 @@ def test_container_filling_its_loop_mounted_rootfs(h, workdir, mode):
         # The host paid nothing beyond the image: it neither grew nor allocated more, and
         # nothing appeared next to the rootfs.
         assert os.stat(image).st_size == 24 * MiB
-        assert os.stat(image).st_blocks == blocks_before
+        # (fewer blocks is fine: the host may trim the loop-mounted filesystem meanwhile)
+        assert os.stat(image).st_blocks <= blocks_before
         assert sorted(p.name for p in bundle.path.iterdir()) == outside
     finally:
         if cid is not None:

@@ -9,16 +9,17 @@ block=/srv/rootfs-big/block
 [ -f $block ] || fail "the test block is missing from the big rootfs"
 want=$(i=0; while [ $i -lt 105 ]; do cat $block; i=$((i+1)); done | md5sum | cut -d' ' -f1)
 cd /srv/bundles/bigout || exit 1
-rm -f /tmp/rss
+rm -f /tmp/rss /tmp/bigout-done
 (
   # the VMM is the container's init: sample its anonymous RSS (guest RAM is a memfd,
-  # counted as shared memory, not here) until it is gone
+  # counted as shared memory, not here) until it is gone; give up looking for it once the
+  # run is over (a run that failed early must not leave this loop waiting forever)
   pid=
-  while [ -z "$pid" ]; do
+  while [ -z "$pid" ] && [ ! -e /tmp/bigout-done ]; do
     pid=$(runcell state mv-bigout 2>/dev/null | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
     [ -n "$pid" ] && [ "$pid" != 0 ] || { pid=; sleep 0.2; }
   done
-  while [ -r /proc/$pid/smaps_rollup ]; do
+  while [ -n "$pid" ] && [ -r /proc/$pid/smaps_rollup ]; do
     sed -n 's/^Anonymous: *\([0-9]*\) kB/\1/p' /proc/$pid/smaps_rollup >>/tmp/rss
     sleep 1
   done
@@ -27,6 +28,7 @@ sampler=$!
 start=$(date +%s)
 got=$(runcell run mv-bigout 2>/tmp/err </dev/null | md5sum | cut -d' ' -f1)
 end=$(date +%s)
+touch /tmp/bigout-done
 wait $sampler
 cat /tmp/err
 expect_eq "md5 of 105,000,315 bytes of output" "$got" "$want"
