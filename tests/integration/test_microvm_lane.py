@@ -30,6 +30,12 @@ from lane_kernel import LaneError  # noqa: E402
 
 TESTS_DIR = REPO / "tests" / "lanes" / "microvm-tests"
 MICROVM_TESTS = sorted(p for p in TESTS_DIR.glob("*.sh") if p.name != "common.sh")
+# Opt-in (RUNCELL_LANE_EXTRA=1): crash safety and concurrency of microVMs. Both pass on
+# their own, but with them in the lane stdio-scale hung until the lane's deadline in two
+# CI runs (not understood yet; see the session 5 note), so they stay out of the default run.
+EXTRA_DIR = REPO / "tests" / "lanes" / "microvm-extra"
+if os.environ.get("RUNCELL_LANE_EXTRA") == "1":
+    MICROVM_TESTS += sorted(EXTRA_DIR.glob("*.sh"))
 LANE_TIMEOUT = 1200
 # network.sh: the tap, the veth pair and the tc redirects between them
 NETWORK_MODULES = ["tun", "veth", "sch_ingress", "cls_u32", "act_mirred"]
