@@ -20,6 +20,7 @@
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
+#include "runcell/xgate.h"
 #include "runcell/hooks.h"
 #include "runcell/log.h"
 #include "runcell/microvm.h"
@@ -103,16 +104,21 @@ static int make_state_socket(int dirfd, const char *name, struct rc_error *err) 
  * caller's to free; its strings are borrowed. */
 struct oci_key_value *rc_state_annotations(const struct oci_config *cfg,
                                            const struct rc_mode_choice *mode, size_t *n) {
-  struct oci_key_value *a = rc_xcalloc(cfg->n_annotations + 2, sizeof(*a));
+  struct oci_key_value *a = rc_xcalloc(cfg->n_annotations + 3, sizeof(*a));
   size_t k = 0;
   for (size_t i = 0; i < cfg->n_annotations; i++) {
     const char *key = cfg->annotations[i].key;
-    if (!strcmp(key, RC_ANNOTATION_MODE) || !strcmp(key, RC_ANNOTATION_GATE)) continue;
+    if (!strcmp(key, RC_ANNOTATION_MODE) || !strcmp(key, RC_ANNOTATION_GATE) ||
+        !strcmp(key, RC_ANNOTATION_PLACEMENT))
+      continue;
     a[k++] = cfg->annotations[i];
   }
   a[k++] = (struct oci_key_value){(char *)RC_ANNOTATION_MODE, (char *)rc_mode_name(mode->mode)};
   if (mode->mode == RC_MODE_CELL)
     a[k++] = (struct oci_key_value){(char *)RC_ANNOTATION_GATE, mode->gate ? "on" : "off"};
+  if (mode->mode == RC_MODE_CELL && mode->gate)
+    a[k++] = (struct oci_key_value){(char *)RC_ANNOTATION_PLACEMENT,
+                                    mode->xgate ? "xgate" : "notify"};
   *n = k;
   return a;
 }
@@ -151,8 +157,17 @@ static int choose_mode(const char *id, const struct oci_config *cfg, struct rc_m
     rc_info("container %s: microvm mode (%s)", id, mode->source);
     return 0;
   }
-  rc_info("container %s: %s mode (%s), gate %s (%s)", id, rc_mode_name(mode->mode), mode->source,
-          mode->gate ? "on" : "off", mode->gate_source);
+  if (mode->gate && mode->xgate && !rc_xgate_supported()) {
+    rc_warn("container %s: the xgate placement (%s) needs protection keys (PKU), which this "
+            "machine does not offer: the cell kernel runs in the notify placement",
+            id, mode->placement_source);
+    mode->xgate = false;
+  }
+  const char *placement = !mode->gate   ? ""
+                          : mode->xgate ? ", cell kernel placement xgate"
+                                        : ", cell kernel placement notify";
+  rc_info("container %s: %s mode (%s), gate %s (%s)%s", id, rc_mode_name(mode->mode),
+          mode->source, mode->gate ? "on" : "off", mode->gate_source, placement);
   return 0;
 }
 
@@ -350,7 +365,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .preserve_fds = o->preserve_fds,
       .no_pivot = o->no_pivot,
       .no_new_keyring = o->no_new_keyring,
-      .gate = mode.gate ? &rc_gate_builtin_routed : NULL,
+      .gate = !mode.gate ? NULL : mode.xgate ? rc_xgate_gate() : &rc_gate_builtin_routed,
       .views_dirfd = views_dirfd,
       .views_path = views_path,
       .views_fuse = views_fuse,

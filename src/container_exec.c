@@ -25,6 +25,7 @@
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
+#include "runcell/xgate.h"
 #include "runcell/microvm_control.h"
 #include "runcell/mode.h"
 #include "runcell/process_attrs.h"
@@ -121,7 +122,10 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *c
     child_fail(c->sync_fd, &err);
   prctl(PR_SET_PDEATHSIG, 0);
   rc_prepare_exec_fds(c->preserve_fds, c->sync_fd);
-  execve(exe, c->p->args, env);
+  if (rc_xgate_active)
+    rc_xgate_exec(exe, c->p->args, env);
+  else
+    execve(exe, c->p->args, env);
   rc_err(&err, errno, "exec %s", exe);
   child_fail(c->sync_fd, &err);
 }
@@ -209,7 +213,9 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                          .console_fd = console,
                          .preserve_fds = o->preserve_fds,
                          .new_userns = (flags & CLONE_NEWUSER) != 0,
-                         .gate = rc_state_gate_on(st) ? &rc_gate_builtin_routed : NULL};
+                         .gate = !rc_state_gate_on(st) ? NULL
+                                 : rc_state_xgate(st) ? rc_xgate_gate()
+                                                      : &rc_gate_builtin_routed};
   fflush(NULL);
   helper = fork();
   if (helper < 0) {

@@ -21,6 +21,7 @@
 
 #include "container_internal.h"
 #include "runcell/gate.h"
+#include "runcell/xgate.h"
 #include "runcell/hooks.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
@@ -279,6 +280,8 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
                         const struct rc_gate_program *gate, int *listener, char exe[PATH_MAX],
                         char ***exec_env, bool *late_seccomp, struct rc_error *err) {
   *listener = -1;
+  /* before the rlimits: a low RLIMIT_NOFILE must not keep the loader from its descriptor */
+  if (gate && gate->xgate && rc_xgate_prepare_loader(err) < 0) return -1;
   if (rc_apply_rlimits(p, err) < 0) return -1;
   if (rc_apply_oom_score_adj(p, err) < 0) return -1;
   if (cfg->has_linux && rc_apply_personality(&cfg->linux_, err) < 0) return -1;
@@ -290,6 +293,7 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
    * or no_new_privs); what runcell does after this point (dropping privileges, waiting
    * for start, exec) is all within the gate's allow-list. */
   if (gate && rc_gate_install(gate, listener, err) < 0) return -1;
+  if (gate && gate->xgate && rc_xgate_install_filter(err) < 0) return -1;
 
   /* Without noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: load it before the
    * capabilities are dropped. With it, load it as late as possible (just before exec) so
@@ -355,7 +359,14 @@ void rc_prepare_exec_fds(int preserve_fds, int keep) {
     int fl = fcntl(fd, F_GETFD);
     if (fl >= 0) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
   }
-  if (syscall(SYS_close_range, 3 + preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+  /* an xgate cell's loader stays open across the exec (and its filter traps a range that
+   * covers it) */
+  int r = rc_xgate_active
+              ? (int)syscall(SYS_close_range, 3 + preserve_fds, RC_XGATE_LOADER_FD - 1,
+                             CLOSE_RANGE_CLOEXEC) |
+                    (int)syscall(SYS_close_range, RC_XGATE_LOADER_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC)
+              : (int)syscall(SYS_close_range, 3 + preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (r < 0) {
     for (int fd = 3 + preserve_fds; fd < 65536; fd++)
       if (fd != keep) fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
@@ -480,7 +491,10 @@ void rc_init_main(struct rc_init_ctx *ctx) {
 
   rc_prepare_exec_fds(ctx->preserve_fds, conn);
 
-  execve(exe, p->args, exec_env);
+  if (rc_xgate_active)
+    rc_xgate_exec(exe, p->args, exec_env);
+  else
+    execve(exe, p->args, exec_env);
   rc_err(&err, errno, "exec %s", exe);
   fail(conn, &err);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "runcell/util.h"
+#include "runcell/xgate.h"
 
 /* Only the end of a hook's output makes it into the error: that is where the reason for
  * a failure usually is, and the message has to fit in struct rc_error anyway. */
@@ -96,7 +97,10 @@ static _Noreturn void hook_child(const struct oci_hook *hook, int in_r, int out_
   char *empty_env[] = {NULL};
   char *const *argv = hook->n_args > 0 && hook->args && hook->args[0] ? hook->args : default_argv;
   char *const *envp = hook->env ? hook->env : empty_env;
-  execve(hook->path, argv, envp);
+  if (rc_xgate_active)
+    rc_xgate_exec(hook->path, argv, envp);
+  else
+    execve(hook->path, argv, envp);
   e = errno;
   (void)!write(3, &e, sizeof(e));
   _exit(127);

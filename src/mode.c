@@ -45,6 +45,13 @@ bool rc_state_gate_on(const struct oci_state *st) {
   return false;
 }
 
+bool rc_state_xgate(const struct oci_state *st) {
+  for (size_t i = 0; i < st->n_annotations; i++)
+    if (!strcmp(st->annotations[i].key, RC_ANNOTATION_PLACEMENT))
+      return !strcmp(st->annotations[i].value, "xgate");
+  return false;
+}
+
 bool rc_state_is_microvm(const struct oci_state *st) {
   for (size_t i = 0; i < st->n_annotations; i++)
     if (!strcmp(st->annotations[i].key, RC_ANNOTATION_MODE))
@@ -62,6 +69,7 @@ int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, str
   *out = (struct rc_mode_choice){.mode = RC_MODE_CELL, .gate = true};
   snprintf(out->source, sizeof(out->source), "default");
   snprintf(out->gate_source, sizeof(out->gate_source), "default");
+  snprintf(out->placement_source, sizeof(out->placement_source), "default");
   from_handler(out);
 
   const char *mode = oci_config_annotation(cfg, RC_ANNOTATION_MODE);
@@ -89,6 +97,20 @@ int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, str
                     ": must be \"on\" or \"off\", got \"%s\"",
                     gate);
     snprintf(out->gate_source, sizeof(out->gate_source), "annotation " RC_ANNOTATION_GATE);
+  }
+  const char *placement = oci_config_annotation(cfg, RC_ANNOTATION_PLACEMENT);
+  if (placement) {
+    if (!strcmp(placement, "xgate"))
+      out->xgate = true;
+    else if (!strcmp(placement, "notify"))
+      out->xgate = false;
+    else
+      return rc_err(err, 0,
+                    "config.json: annotations: " RC_ANNOTATION_PLACEMENT
+                    ": must be \"notify\" or \"xgate\", got \"%s\"",
+                    placement);
+    snprintf(out->placement_source, sizeof(out->placement_source),
+             "annotation " RC_ANNOTATION_PLACEMENT);
   }
   /* A pod's sandbox only holds its namespaces: it is always a cell, whatever the handler
    * chose for the pod's workload containers. */

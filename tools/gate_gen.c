@@ -28,7 +28,7 @@ static int print_program(const char *name, bool routed) {
   printf(
       "const struct rc_gate_program %s = {\n"
       "    %s, (struct sock_filter *)%s, sizeof(%s) / sizeof(%s[0]),\n"
-      "    (struct sock_filter *)%s, sizeof(%s) / sizeof(%s[0])};\n\n",
+      "    (struct sock_filter *)%s, sizeof(%s) / sizeof(%s[0]), false};\n\n",
       name, routed ? "true" : "false", names, names, names, args, args, args);
   rc_gate_program_free(&p);
   return 0;

@@ -42,6 +42,7 @@ struct rc_gate_program {
   size_t n_names;
   struct sock_filter *args; /* the argument filter */
   size_t n_args;
+  bool xgate; /* the MPK placement: runcell-xgate's filter on top (src/cell/xgate_host.c) */
 };
 
 /* routed: RC_GATE_ROUTE syscalls notify a listener instead of going to the host. */

@@ -15,6 +15,10 @@
 
 #define RC_ANNOTATION_MODE "run.runcell.mode"
 #define RC_ANNOTATION_GATE "run.runcell.gate"
+/* Where a cell's kernel runs: "notify" (a supervisor process answering seccomp user
+ * notifications, every host) or "xgate" (inside each process behind protection keys, on
+ * CPUs with PKU; elsewhere the cell falls back to notify and the log says so). */
+#define RC_ANNOTATION_PLACEMENT "run.runcell.placement"
 
 enum rc_mode { RC_MODE_CELL, RC_MODE_MICROVM };
 
@@ -23,6 +27,8 @@ struct rc_mode_choice {
   bool gate;            /* cells only: the syscall gate is applied */
   char source[96];      /* what decided the mode, for the log and errors */
   char gate_source[96]; /* what decided the gate */
+  bool xgate;           /* cells with the gate on: the cell kernel's MPK placement */
+  char placement_source[96];
 };
 
 /* Remembers the name runcell was invoked as (argv[0]); main calls it first. */
@@ -37,6 +43,8 @@ const char *rc_mode_name(enum rc_mode mode);
 /* True if a container's saved state records a cell with its gate on (the annotation
  * create adds); exec uses it so that every process of a cell goes through the gate. */
 bool rc_state_gate_on(const struct oci_state *st);
+/* Whether a container's state records the xgate placement (exec follows it). */
+bool rc_state_xgate(const struct oci_state *st);
 /* Whether a container's state says it runs as a microVM (annotation run.runcell.mode). */
 bool rc_state_is_microvm(const struct oci_state *st);
 

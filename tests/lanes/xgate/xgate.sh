@@ -1,0 +1,84 @@
+#!/bin/sh
+# The MPK placement of the cell kernel (xgate), in a lane guest whose CPU has protection
+# keys. The host side (tests/integration/test_xgate_lane.py) brings runcell, a busybox
+# rootfs with the probe (tests/lanes/xgate/xgate_probe.c) built static and dynamic (with
+# the host's libc and loader), bundles with 256 MiB and 1.5 CPUs in each placement
+# (xgate, notify, native = gate off), and /srv/xgate/{gate-insn,kernel-data}: the address
+# of the gate's syscall instruction and of the cell kernel's data in runcell-xgate.
+set -u
+cleanup() {
+  for b in xgate notify native; do runcell delete --force xg-$b >/dev/null 2>&1; done
+}
+fail() {
+  echo "FAIL: $*"
+  [ -f /tmp/xg.log ] && tail -5 /tmp/xg.log
+  cleanup
+  exit 1
+}
+expect() { # WHAT GOT WANT
+  [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+  echo "ok: $1: $2"
+}
+if [ ! -d /sys/fs/cgroup/init.scope ] && ! grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts; then
+  mount -t cgroup2 none /sys/fs/cgroup || exit 1
+fi
+grep -q pku /proc/cpuinfo || { echo "this guest's CPU has no protection keys"; exit 77; }
+GATE=$(cat /srv/xgate/gate-insn)
+KDATA=$(cat /srv/xgate/kernel-data)
+R="runcell --log /tmp/xg.log"
+CPUS=$(grep -c ^processor /proc/cpuinfo)
+WANT_CPUS=$((CPUS < 2 ? CPUS : 2))
+
+# the container's own process, through `run`: loaded by the cell loader
+got=$($R run --no-pivot --bundle /srv/bundles/xgate-run xg-run)
+expect "run: views (256 MiB, 1.5 CPUs)" "$got" "mem_mib=256 cpus=$WANT_CPUS"
+expect "state of a finished run" "$($R list -q | grep -c xg-run)" "0"
+
+for b in xgate notify native; do
+  $R create --no-pivot --bundle /srv/bundles/$b xg-$b || fail "create $b"
+  $R start xg-$b || fail "start $b"
+done
+expect "state: placement" "$($R state xg-xgate | grep -o '"run.runcell.placement": *"[a-z]*"' | tr -d ' ')" \
+  '"run.runcell.placement":"xgate"'
+grep -q "container xg-xgate: .*cell kernel placement xgate" /tmp/xg.log || fail "the log does not name the placement"
+
+x() { $R exec "xg-$1" "$2" "$3" ${4:+"$4"}; }
+for probe in /bin/probe-static /bin/probe-dyn; do
+  # resource views: the same in both placements, the host's without the gate
+  expect "$probe views xgate" "$(x xgate $probe views)" "mem_mib=256 cpus=$WANT_CPUS"
+  expect "$probe views notify" "$(x notify $probe views)" "mem_mib=256 cpus=$WANT_CPUS"
+  expect "$probe threads xgate" "$(x xgate $probe threads)" "threads ok 8"
+  # the cell kernel's memory: a protection-key fault, not a mapping error
+  expect "$probe write-kernel xgate" "$(x xgate $probe write-kernel $KDATA)" "fault pkuerr"
+  expect "$probe read-kernel xgate" "$(x xgate $probe read-kernel $KDATA)" "fault pkuerr"
+  expect "$probe write-kernel native (nothing there)" "$(x native $probe write-kernel $KDATA)" "fault maperr"
+  # a WRPKRU the program builds: neutralized by the scan, refused when it runs
+  expect "$probe wrpkru xgate" "$(x xgate $probe wrpkru)" "sigill"
+  case $(x native $probe wrpkru) in
+    "ran pkru=0x0") echo "ok: $probe wrpkru native: runs (the test can fail)" ;;
+    *) fail "$probe wrpkru native: $(x native $probe wrpkru)" ;;
+  esac
+  expect "$probe rwx xgate" "$(x xgate $probe rwx)" "rwx errno 13"
+  expect "$probe rwx native" "$(x native $probe rwx)" "rwx ok"
+  expect "$probe pkey xgate" "$(x xgate $probe pkey)" "pkey errno 28"
+  # the gate's syscall instruction called directly: still the gate's policy
+  expect "$probe gate xgate" "$(x xgate $probe gate $GATE)" \
+    "mount=1 unshare=1 bpf=1 packet=97 ptrace=1 io_uring=38 keyctl=1"
+  expect "$probe own SIGSYS handler" "$(x xgate $probe sigsys)" "sigill"
+  expect "$probe fp" "$(x xgate $probe fp)" "fp 3.141593 2.718282"
+  expect "$probe exec /proc/self/exe" "$(x xgate $probe exec-self)" "mem_mib=256 cpus=$WANT_CPUS"
+done
+# busybox through a shell, a pipe and a #! script, all exec'd through the loader
+expect "sh pipeline" "$(x xgate /bin/sh -c 'echo hello | tr a-z A-Z')" "HELLO"
+expect "free" "$($R exec xg-xgate sh -c "free -m | awk '/Mem:/ {print \$2}'")" "256"
+expect "nproc" "$($R exec xg-xgate nproc)" "$WANT_CPUS"
+$R exec xg-xgate sh -c 'printf "#!/bin/sh\necho script \$1\n" > /tmp/s.sh && chmod +x /tmp/s.sh'
+expect "#! script" "$($R exec xg-xgate /tmp/s.sh arg)" "script arg"
+expect "ENOEXEC falls back to sh" "$($R exec xg-xgate sh -c 'printf "echo noshebang\n" > /tmp/n.sh; chmod +x /tmp/n.sh; /tmp/n.sh')" "noshebang"
+expect "missing program" "$($R exec xg-xgate sh -c '/nonexistent 2>/dev/null; echo $?')" "127"
+expect "comm is the program's" "$($R exec xg-xgate cat /proc/self/comm)" "cat"
+
+for b in xgate notify native; do
+  $R delete --force xg-$b || fail "delete $b"
+done
+echo "all xgate checks passed"
