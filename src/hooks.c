@@ -90,8 +90,12 @@ static _Noreturn void hook_child(const struct oci_hook *hook, int in_r, int out_
    * an ignored SIGPIPE (a hook doing `yes | head` must see its pipeline end normally). */
   sigset_t none;
   sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  signal(SIGPIPE, SIG_DFL);
+  /* (in an xgate cell's init the gate's filter traps these; the loader gives the hook
+   * the defaults anyway) */
+  if (!rc_xgate_active) {
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+  }
 
   char *default_argv[] = {hook->path, NULL};
   char *empty_env[] = {NULL};
@@ -300,7 +304,8 @@ static int run_one(const char *stage, size_t idx, const struct oci_hook *hook, c
   sigset_t pipe_set, old_mask, pending;
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+  sigemptyset(&old_mask);
+  if (!rc_xgate_active) pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
   sigemptyset(&pending);
   sigpending(&pending);
   bool was_pending = sigismember(&pending, SIGPIPE) == 1;
@@ -313,7 +318,7 @@ static int run_one(const char *stage, size_t idx, const struct oci_hook *hook, c
     while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE) {
     }
   }
-  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+  if (!rc_xgate_active) pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
   /* The hook is gone: whatever it wrote is in the pipe now. */
   read_output(r, HOOK_DRAIN_MAX);

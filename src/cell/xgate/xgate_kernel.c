@@ -36,16 +36,34 @@ static struct xg_kaction program_action[2]; /* [0] SIGSYS, [1] SIGILL: SIG_DFL a
 
 static int action_index(long sig) { return sig == SIGSYS_NR ? 0 : sig == SIGILL_NR ? 1 : -1; }
 
+/* SIGSYS and SIGILL must never be blocked: the kernel kills a thread whose trapped syscall
+ * raises a blocked SIGSYS. The cell kernel takes them out of every mask the program sets
+ * (sigprocmask, sigaction's sa_mask), and its own handler runs with SA_NODEFER so that a
+ * program handler it calls can make routed syscalls too. */
+#define GATE_SIGNALS ((1ull << (SIGSYS_NR - 1)) | (1ull << (SIGILL_NR - 1)))
+
 void xg_install_gate_handlers(void) {
   struct xg_kaction a = {(uint64_t)xgate_signal_entry,
-                         SA_SIGINFO | SA_ONSTACK | SA_RESTORER, (uint64_t)xgate_restorer, 0};
+                         SA_SIGINFO | SA_ONSTACK | SA_RESTORER | SA_NODEFER,
+                         (uint64_t)xgate_restorer, 0};
   (void)XG_SYS4(__NR_rt_sigaction, SIGSYS_NR, &a, 0, 8);
   (void)XG_SYS4(__NR_rt_sigaction, SIGILL_NR, &a, 0, 8);
 }
 
 static long sys_rt_sigaction(long sig, uint64_t act, uint64_t oact, long size) {
   int i = action_index(sig);
-  if (i < 0 || size != 8) return E(22);
+  if (size != 8) return E(22);
+  if (i < 0) {
+    /* another signal: the kernel's, with the gate's signals out of its handler's mask */
+    if (act && !xg_user_range_ok(act, sizeof(struct xg_kaction))) return E(14);
+    if (oact && !xg_user_range_ok(oact, sizeof(struct xg_kaction))) return E(14);
+    struct xg_kaction next;
+    if (act) {
+      memcpy(&next, (const void *)act, sizeof(next));
+      next.mask &= ~GATE_SIGNALS;
+    }
+    return XG_SYS4(__NR_rt_sigaction, sig, act ? &next : 0, oact, size);
+  }
   if (act && !xg_user_range_ok(act, sizeof(struct xg_kaction))) return E(14);
   if (oact && !xg_user_range_ok(oact, sizeof(struct xg_kaction))) return E(14);
   struct xg_kaction old = program_action[i], next;
@@ -221,7 +239,8 @@ static int same_file(long fd_a, long fd_b) {
  * kernel would check them where an error must reach the caller (the file opens, is
  * executable, has a format the loader knows), then execveat of runcell-xgate with the
  * program's path and argv after its own argv[0]. */
-static long sys_execve(long dirfd, uint64_t path, uint64_t argv, uint64_t envp, long flags) {
+static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t argv,
+                       uint64_t envp, long flags) {
   if (!xg_user_range_ok(path, 1) || !xg_user_range_ok(argv, 8)) return E(14);
   const char *p = (const char *)path;
   char target[4096 + 32];
@@ -269,6 +288,10 @@ static long sys_execve(long dirfd, uint64_t path, uint64_t argv, uint64_t envp, 
     return r;
   }
   if (elf_other) {
+    uint64_t mask;
+    memcpy(&mask, &exec_uc->uc_sigmask, 8);
+    mask &= ~GATE_SIGNALS;
+    (void)XG_SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &mask, 0, 8);
     /* a 32-bit or foreign program: the cell loader loads x86-64 ELF only; the host kernel
      * runs it, still behind the gate's filters (docs/xgate.md) */
     return XG_SYS5(__NR_execveat, dirfd, path, argv, envp, flags);
@@ -295,10 +318,39 @@ static long sys_execve(long dirfd, uint64_t path, uint64_t argv, uint64_t envp, 
   nargv[1] = (uint64_t)name;
   for (uint64_t i = 0; i < n; i++) nargv[2 + i] = av[i];
   nargv[2 + n] = 0;
+  /* the new program inherits the mask of the thread as the program had it, not the one
+   * of this handler (sigreturn would have restored it) */
+  uint64_t mask;
+  memcpy(&mask, &exec_uc->uc_sigmask, 8);
+  mask &= ~GATE_SIGNALS;
+  (void)XG_SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &mask, 0, 8);
   r = XG_SYS5(__NR_execveat, RC_XGATE_LOADER_FD, "", nargv, envp, 0x1000 /* AT_EMPTY_PATH */);
   (void)XG_SYS2(__NR_munmap, mem, bytes + 64);
   if (keep_fd) (void)XG_SYS1(__NR_close, keep_fd);
   return r == E(9) ? E(8) : r; /* EBADF: the program closed the loader; nothing can run */
+}
+
+/* sigprocmask, done on the mask the signal frame holds: sigreturn makes it the thread's. */
+static long sys_rt_sigprocmask(ucontext_t *uc, long how, uint64_t set, uint64_t oset, long size) {
+  if (size != 8) return E(22);
+  if (set && !xg_user_range_ok(set, 8)) return E(14);
+  if (oset && !xg_user_range_ok(oset, 8)) return E(14);
+  uint64_t cur, next = 0;
+  memcpy(&cur, &uc->uc_sigmask, 8);
+  if (set) {
+    memcpy(&next, (const void *)set, 8);
+    if (how == SIG_BLOCK)
+      next = cur | next;
+    else if (how == SIG_UNBLOCK)
+      next = cur & ~next;
+    else if (how != SIG_SETMASK)
+      return E(22);
+    /* SIGKILL and SIGSTOP cannot be blocked; nor, in a cell, the gate's signals */
+    next &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)) | GATE_SIGNALS);
+  }
+  if (oset) memcpy((void *)oset, &cur, 8);
+  if (set) memcpy(&uc->uc_sigmask, &next, 8);
+  return 0;
 }
 
 /* close_range over the loader's descriptor: everything else in the range */
@@ -324,10 +376,10 @@ static void serve_syscall(ucontext_t *uc, long nr) {
     r = sys_sched_getaffinity(a0, (uint64_t)a1, (uint64_t)a2);
     break;
   case __NR_execve:
-    r = sys_execve(AT_FDCWD, (uint64_t)a0, (uint64_t)a1, (uint64_t)a2, 0);
+    r = sys_execve(uc, AT_FDCWD, (uint64_t)a0, (uint64_t)a1, (uint64_t)a2, 0);
     break;
   case __NR_execveat:
-    r = sys_execve(a0, (uint64_t)a1, (uint64_t)a2, (uint64_t)a3, a4);
+    r = sys_execve(uc, a0, (uint64_t)a1, (uint64_t)a2, (uint64_t)a3, a4);
     break;
   case __NR_mmap:
     r = xg_mmap_exec((uint64_t)a0, (uint64_t)a1, a2, a3, a4, a5);
@@ -337,6 +389,9 @@ static void serve_syscall(ucontext_t *uc, long nr) {
     break;
   case __NR_rt_sigaction:
     r = sys_rt_sigaction(a0, (uint64_t)a1, (uint64_t)a2, a3);
+    break;
+  case __NR_rt_sigprocmask:
+    r = sys_rt_sigprocmask(uc, a0, (uint64_t)a1, (uint64_t)a2, a3);
     break;
   case __NR_close_range:
     r = sys_close_range((uint64_t)a0, (uint64_t)a1, a2);

@@ -66,6 +66,7 @@ for probe in /bin/probe-static /bin/probe-dyn; do
     "mount=1 unshare=1 bpf=1 packet=97 ptrace=1 io_uring=38 keyctl=1"
   expect "$probe own SIGSYS handler" "$(x xgate $probe sigsys)" "sigill"
   expect "$probe fp" "$(x xgate $probe fp)" "fp 3.141593 2.718282"
+  $R exec xg-xgate sh -c "$probe exec-self; echo rc=\$?"
   expect "$probe exec /proc/self/exe" "$(x xgate $probe exec-self)" "mem_mib=256 cpus=$WANT_CPUS"
 done
 # busybox through a shell, a pipe and a #! script, all exec'd through the loader
