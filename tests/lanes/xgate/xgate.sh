@@ -66,9 +66,17 @@ for probe in /bin/probe-static /bin/probe-dyn; do
     "mount=1 unshare=1 bpf=1 packet=97 ptrace=1 io_uring=38 keyctl=1"
   expect "$probe own SIGSYS handler" "$(x xgate $probe sigsys)" "sigill"
   expect "$probe fp" "$(x xgate $probe fp)" "fp 3.141593 2.718282"
-  $R exec xg-xgate sh -c "$probe exec-self; echo rc=\$?"
   expect "$probe exec /proc/self/exe" "$(x xgate $probe exec-self)" "mem_mib=256 cpus=$WANT_CPUS"
 done
+# the dynamic loader's XRSTORs (lazy binding) and libc's WRPKRU (pkey_set), as mapped:
+# replaced by UD2 in the cell (the fp check above went through the emulated XRSTOR),
+# untouched without the gate
+native=$(x native /bin/probe-dyn neutralized)
+xr=$(echo "$native" | sed 's/.*xrstor=\([0-9]*\).*/\1/')
+wr=$(echo "$native" | sed 's/.*wrpkru=\([0-9]*\).*/\1/')
+[ "$((xr + wr))" -gt 0 ] || fail "the host's ld.so and libc have no XRSTOR or WRPKRU to neutralize: $native"
+expect "neutralized in ld.so and libc (native)" "$native" "xrstor=$xr wrpkru=$wr ud2=0"
+expect "neutralized in ld.so and libc (xgate)" "$(x xgate /bin/probe-dyn neutralized)" "xrstor=0 wrpkru=0 ud2=$((xr + wr))"
 # busybox through a shell, a pipe and a #! script, all exec'd through the loader
 expect "sh pipeline" "$(x xgate /bin/sh -c 'echo hello | tr a-z A-Z')" "HELLO"
 expect "free" "$($R exec xg-xgate sh -c "free -m | awk '/Mem:/ {print \$2}'")" "256"

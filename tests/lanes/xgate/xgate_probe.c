@@ -13,7 +13,10 @@
  *   pkey                  pkey_alloc: "pkey N" / "pkey errno N"
  *   sigsys                its own SIGSYS handler, then raise(SIGSYS): "own handler ran"
  *   fp                    floating point across calls (lazy binding): "fp 3.141593 2.718282"
- *   exec-self             execve("/proc/self/exe", "views"): the views line again */
+ *   exec-self             execve("/proc/self/exe", "views"): the views line again
+ *   neutralized           in the executable mappings of the dynamic loader and libc:
+ *                         "xrstor=N wrpkru=N ud2=N" (XRSTOR (%rsp)-relative and WRPKRU
+ *                         byte sequences left, and UD2s standing in their place) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -178,6 +181,25 @@ int main(int argc, char **argv) {
     char buf[64];
     snprintf(buf, sizeof(buf), "fp %f %f", a, b);
     puts(buf);
+  } else if (!strcmp(cmd, "neutralized")) {
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    long xrstor = 0, wrpkru = 0, ud2 = 0;
+    while (maps && fgets(line, sizeof(line), maps)) {
+      unsigned long lo, hi;
+      char perms[5];
+      if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3 || perms[2] != 'x' || perms[0] != 'r')
+        continue;
+      if (!strstr(line, "ld-linux") && !strstr(line, "libc.so")) continue;
+      const unsigned char *p = (const unsigned char *)lo;
+      for (unsigned long i = 0; i + 3 < hi - lo; i++) {
+        if (p[i] != 0x0f) continue;
+        if (p[i + 1] == 0xae && p[i + 2] == 0x6c && p[i + 3] == 0x24) xrstor++;
+        if (p[i + 1] == 0x01 && p[i + 2] == 0xef) wrpkru++;
+        if (p[i + 1] == 0x0b && (p[i + 2] == 0xef || (p[i + 2] == 0x6c && p[i + 3] == 0x24))) ud2++;
+      }
+    }
+    printf("xrstor=%ld wrpkru=%ld ud2=%ld\n", xrstor, wrpkru, ud2);
   } else if (!strcmp(cmd, "exec-self")) {
     char *args[] = {argv[0], "views", NULL};
     execv("/proc/self/exe", args);
