@@ -20,7 +20,6 @@
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
-#include "runcell/xgate.h"
 #include "runcell/hooks.h"
 #include "runcell/log.h"
 #include "runcell/microvm.h"
@@ -32,6 +31,7 @@
 #include "runcell/terminal.h"
 #include "runcell/util.h"
 #include "runcell/vmm/machine.h"
+#include "runcell/xgate.h"
 
 static int resolve_rootfs(const struct oci_config *cfg, const char *bundle, char **out,
                           struct rc_error *err) {
@@ -117,8 +117,8 @@ struct oci_key_value *rc_state_annotations(const struct oci_config *cfg,
   if (mode->mode == RC_MODE_CELL)
     a[k++] = (struct oci_key_value){(char *)RC_ANNOTATION_GATE, mode->gate ? "on" : "off"};
   if (mode->mode == RC_MODE_CELL && mode->gate)
-    a[k++] = (struct oci_key_value){(char *)RC_ANNOTATION_PLACEMENT,
-                                    mode->xgate ? "xgate" : "notify"};
+    a[k++] =
+        (struct oci_key_value){(char *)RC_ANNOTATION_PLACEMENT, mode->xgate ? "xgate" : "notify"};
   *n = k;
   return a;
 }
@@ -158,16 +158,17 @@ static int choose_mode(const char *id, const struct oci_config *cfg, struct rc_m
     return 0;
   }
   if (mode->gate && mode->xgate && !rc_xgate_supported()) {
-    rc_warn("container %s: the xgate placement (%s) needs protection keys (PKU), which this "
-            "machine does not offer: the cell kernel runs in the notify placement",
-            id, mode->placement_source);
+    rc_warn(
+        "container %s: the xgate placement (%s) needs protection keys (PKU), which this "
+        "machine does not offer: the cell kernel runs in the notify placement",
+        id, mode->placement_source);
     mode->xgate = false;
   }
   const char *placement = !mode->gate   ? ""
                           : mode->xgate ? ", cell kernel placement xgate"
                                         : ", cell kernel placement notify";
-  rc_info("container %s: %s mode (%s), gate %s (%s)%s", id, rc_mode_name(mode->mode),
-          mode->source, mode->gate ? "on" : "off", mode->gate_source, placement);
+  rc_info("container %s: %s mode (%s), gate %s (%s)%s", id, rc_mode_name(mode->mode), mode->source,
+          mode->gate ? "on" : "off", mode->gate_source, placement);
   return 0;
 }
 
@@ -365,7 +366,9 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .preserve_fds = o->preserve_fds,
       .no_pivot = o->no_pivot,
       .no_new_keyring = o->no_new_keyring,
-      .gate = !mode.gate ? NULL : mode.xgate ? rc_xgate_gate() : &rc_gate_builtin_routed,
+      .gate = !mode.gate   ? NULL
+              : mode.xgate ? rc_xgate_gate()
+                           : &rc_gate_builtin_routed,
       .views_dirfd = views_dirfd,
       .views_path = views_path,
       .views_fuse = views_fuse,

@@ -25,13 +25,13 @@
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
-#include "runcell/xgate.h"
 #include "runcell/microvm_control.h"
 #include "runcell/mode.h"
 #include "runcell/process_attrs.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
+#include "runcell/xgate.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -214,8 +214,8 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                          .preserve_fds = o->preserve_fds,
                          .new_userns = (flags & CLONE_NEWUSER) != 0,
                          .gate = !rc_state_gate_on(st) ? NULL
-                                 : rc_state_xgate(st) ? rc_xgate_gate()
-                                                      : &rc_gate_builtin_routed};
+                                 : rc_state_xgate(st)  ? rc_xgate_gate()
+                                                       : &rc_gate_builtin_routed};
   fflush(NULL);
   helper = fork();
   if (helper < 0) {

@@ -21,7 +21,6 @@
 
 #include "container_internal.h"
 #include "runcell/gate.h"
-#include "runcell/xgate.h"
 #include "runcell/hooks.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
@@ -30,6 +29,7 @@
 #include "runcell/terminal.h"
 #include "runcell/util.h"
 #include "runcell/views.h"
+#include "runcell/xgate.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)

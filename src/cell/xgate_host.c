@@ -1,8 +1,6 @@
 /* The runtime's side of the xgate placement: the PKU probe, runcell-xgate's memfd in each
  * cell process, the seccomp filter that routes into the gate, and the exec through the
  * cell loader. The design is docs/xgate.md. */
-#include "runcell/xgate.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
@@ -20,6 +18,7 @@
 
 #include "runcell/gate.h"
 #include "runcell/util.h"
+#include "runcell/xgate.h"
 #include "xgate_layout.h"
 
 extern const unsigned char rc_xgate_blob[];
@@ -44,7 +43,8 @@ bool rc_xgate_supported(void) {
 int rc_xgate_prepare_loader(struct rc_error *err) {
   cleanup_close int mem = memfd_create("runcell-xgate", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (mem < 0) return rc_err(err, errno, "xgate: memfd for the cell loader");
-  size_t size = (size_t)(rc_xgate_blob_end - rc_xgate_blob);
+  /* the two symbols bound one object (xgate_blob.S) */
+  size_t size = (size_t)((uintptr_t)rc_xgate_blob_end - (uintptr_t)rc_xgate_blob);
   for (size_t done = 0; done < size;) {
     ssize_t n = write(mem, rc_xgate_blob + done, size - done);
     if (n <= 0) return rc_err(err, n < 0 ? errno : EIO, "xgate: write the cell loader");
@@ -104,8 +104,10 @@ static unsigned block(struct builder *b, uint32_t nr) {
   return emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 0));
 }
 static void end_block(struct builder *b, unsigned at) {
-  if (at < b->n && b->n - at - 1 <= 255) b->insn[at].jf = (uint8_t)(b->n - at - 1);
-  else b->overflow = true;
+  if (at < b->n && b->n - at - 1 <= 255)
+    b->insn[at].jf = (uint8_t)(b->n - at - 1);
+  else
+    b->overflow = true;
 }
 
 /* PROT_EXEC in argument 2: trapped (x86-64) or refused (i386) */
@@ -124,8 +126,9 @@ static int build_filter(struct builder *b, struct rc_error *err) {
       emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 0));
   /* from the gate's own syscall instruction: whatever the other filters allow */
   ld(b, offsetof(struct seccomp_data, instruction_pointer) + 4);
-  unsigned not_gate = emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-                                                          (uint32_t)(RC_XGATE_GATE_IP >> 32), 0, 0));
+  unsigned not_gate =
+      emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                           (uint32_t)(RC_XGATE_GATE_IP >> 32), 0, 0));
   ld(b, offsetof(struct seccomp_data, instruction_pointer));
   eq_ret(b, (uint32_t)(RC_XGATE_GATE_IP & 0xffffffffu), ALLOW);
   end_block(b, not_gate);

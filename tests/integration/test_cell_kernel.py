@@ -201,3 +201,59 @@ def test_a_cell_with_a_user_namespace_runs_without_file_views(h, bundle):
     assert "Seccomp_filters:\t2" in res.out
     assert free_total_kib(res.out) == 128 << 10  # sysinfo is routed
     assert meminfo_kib(res.out, "MemTotal") == host_memtotal_kib()
+
+
+# --- the placement: notify (default) or xgate where the CPU has protection keys ----------
+
+def host_has_pku():
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    return "pku" in flags and "ospke" in flags
+
+
+@pytest.mark.parametrize("asked", [None, "notify", "xgate"])
+def test_placement_in_state_and_log(h, bundle, workdir, asked):
+    """The placement asked for is the one in force, except xgate on a CPU without
+    protection keys: notify then, and the log says why. Either way the routed syscalls are
+    served (free shows the limit). The xgate placement itself is tested in the MPK lane
+    (test_xgate_lane.py)."""
+    as_cell(bundle)
+    if asked:
+        bundle.config.setdefault("annotations", {})["run.runcell.placement"] = asked
+    limits(bundle, memory=128 << 20)
+    bundle.args("sleep", "60")
+    log = workdir / "placement.log"
+    cid = h.new_id()
+    bundle.write()
+    res = h("--log", log, "run", "--detach", "--bundle", bundle.path, h.track_id(cid))
+    assert res.rc == 0, res.describe()
+    want = "xgate" if asked == "xgate" and host_has_pku() else "notify"
+    assert h.state(cid)["annotations"]["run.runcell.placement"] == want
+    text = log.read_text()
+    assert f"cell kernel placement {want}" in text, text
+    if asked == "xgate" and want == "notify":
+        assert "needs protection keys (PKU)" in text, text
+    res = h("exec", cid, "sh", "-c", "free")
+    assert res.rc == 0, res.describe()
+    assert free_total_kib(res.out) == 128 << 10
+    assert h.kill(cid, "KILL").rc == 0
+
+
+def test_placement_without_the_gate_is_not_shown(h, bundle):
+    """A container with the gate off has no cell kernel: no placement in its state."""
+    bundle.args("true")
+    cid = h.create_ok(bundle)
+    assert "run.runcell.placement" not in h.state(cid).get("annotations", {})
+    assert h("delete", "--force", cid).rc == 0
+
+
+def test_unknown_placement_is_refused_and_leaves_nothing(h, bundle):
+    as_cell(bundle)
+    bundle.config.setdefault("annotations", {})["run.runcell.placement"] = "fast"
+    bundle.args("true")
+    cid = h.new_id()
+    res = h.create(bundle, cid)
+    assert res.rc != 0
+    assert ('annotations: run.runcell.placement: must be "notify" or "xgate", got "fast"'
+            in res.err), res.describe()
+    assert h("state", cid).rc != 0

@@ -61,11 +61,11 @@ static void child_filter(void) {
   sa.sa_flags = SA_SIGINFO | SA_NODEFER;
   CHECK(sigaction(SIGSYS, &sa, NULL) == 0);
   /* a stand-in for the gate's syscall instruction, where runcell-xgate has it */
-  uint64_t page = RC_XGATE_GATE_IP & ~0xfffull;
-  unsigned char *stub = mmap((void *)page, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+  void *page = (void *)(RC_XGATE_GATE_IP & ~0xfffull);  // NOLINT(performance-no-int-to-ptr)
+  unsigned char *stub = mmap(page, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  CHECK(stub == (void *)page);
-  if (stub != (void *)page) return;
+  CHECK(stub == page);
+  if (stub != page) return;
   unsigned char *insn = stub + ((RC_XGATE_GATE_IP - 2) & 0xfff);
   insn[0] = 0x0f, insn[1] = 0x05, insn[2] = 0xc3; /* syscall; ret */
   int devnull = open("/dev/null", O_RDONLY);
@@ -81,7 +81,9 @@ static void child_filter(void) {
   CHECK(last_nr == -1);
   /* through the gate's instruction: the host answers */
   long r;
-  __asm__ volatile("call *%1" : "=a"(r) : "r"(insn), "a"((long)SYS_sysinfo), "D"(&si)
+  __asm__ volatile("call *%1"
+                   : "=a"(r)
+                   : "r"(insn), "a"((long)SYS_sysinfo), "D"(&si)
                    : "rcx", "r11", "memory");
   CHECK(r == 0 && last_nr == -1);
 
@@ -115,6 +117,8 @@ static void child_filter(void) {
   CHECK(SYS(SYS_fcntl, RC_XGATE_LOADER_FD, F_GETFD) == 0); /* still open */
 }
 
-static void test_filter(void) { unit_in_child("xgate filter", child_filter); }
+static void test_filter(void) {
+  unit_in_child("xgate filter", child_filter);
+}
 
 UNIT_MAIN("xgate_filter", UNIT_CASE(test_filter))

@@ -10,7 +10,7 @@ add_executable(runcell-xgate ${XGATE_DIR}/xgate_entry.S ${XGATE_DIR}/xgate_loade
                              ${XGATE_DIR}/xgate_lib.c)
 target_include_directories(runcell-xgate PRIVATE ${CMAKE_SOURCE_DIR}/include ${XGATE_DIR})
 target_compile_options(runcell-xgate PRIVATE
-  -O2 -ffreestanding -fno-builtin -fno-tree-loop-distribute-patterns -fno-stack-protector
+  -O2 -ffreestanding -fno-builtin -fno-stack-protector
   -fPIE -mgeneral-regs-only -fcf-protection=none -fno-asynchronous-unwind-tables
   -fno-sanitize=all -U_FORTIFY_SOURCE)
 target_link_options(runcell-xgate PRIVATE -nostdlib -static -no-pie -fno-sanitize=all

@@ -34,7 +34,9 @@ struct xg_kaction {
 };
 static struct xg_kaction program_action[2]; /* [0] SIGSYS, [1] SIGILL: SIG_DFL at exec */
 
-static int action_index(long sig) { return sig == SIGSYS_NR ? 0 : sig == SIGILL_NR ? 1 : -1; }
+static int action_index(long sig) {
+  return sig == SIGSYS_NR ? 0 : sig == SIGILL_NR ? 1 : -1;
+}
 
 /* SIGSYS and SIGILL must never be blocked: the kernel kills a thread whose trapped syscall
  * raises a blocked SIGSYS. The cell kernel takes them out of every mask the program sets
@@ -207,7 +209,8 @@ static long sys_sysinfo(uint64_t buf) {
  * /sys/devices/system/cpu/online counts (its cpu quota). Other pids: the host's answer. */
 static long sys_sched_getaffinity(long pid, uint64_t len, uint64_t mask) {
   if (mask && !xg_user_range_ok(mask, len)) return E(14);
-  if (pid != 0 && pid != XG_SYS0(__NR_gettid)) return XG_SYS3(__NR_sched_getaffinity, pid, len, mask);
+  if (pid != 0 && pid != XG_SYS0(__NR_gettid))
+    return XG_SYS3(__NR_sched_getaffinity, pid, len, mask);
   unsigned char set[1024];
   uint64_t ask = len < sizeof(set) ? len : sizeof(set);
   long got = XG_SYS3(__NR_sched_getaffinity, 0, ask, set);
@@ -239,8 +242,8 @@ static int same_file(long fd_a, long fd_b) {
  * kernel would check them where an error must reach the caller (the file opens, is
  * executable, has a format the loader knows), then execveat of runcell-xgate with the
  * program's path and argv after its own argv[0]. */
-static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t argv,
-                       uint64_t envp, long flags) {
+static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t argv, uint64_t envp,
+                       long flags) {
   if (!xg_user_range_ok(path, 1) || !xg_user_range_ok(argv, 8)) return E(14);
   const char *p = (const char *)path;
   char target[4096 + 32];
@@ -272,7 +275,7 @@ static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t 
     if (held < 0) r = held;
     char num[24];
     xg_u64_to_dec((uint64_t)held, num);
-    memcpy(target, "/proc/self/fd/", 14);
+    memcpy(target, "/proc/self/fd/", 15);
     memcpy(target + 14, num, strlen(num) + 1);
     name = target;
     keep_fd = (int)held;
@@ -301,7 +304,8 @@ static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t 
   uint64_t n = 0;
   while (n < (1u << 20) && xg_user_range_ok((uint64_t)&av[n], 8) && av[n]) n++;
   uint64_t bytes = (n + 3) * 8;
-  long mem = XG_SYS6(__NR_mmap, 0, bytes + 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  long mem =
+      XG_SYS6(__NR_mmap, 0, bytes + 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if ((unsigned long)mem > -4096ul) {
     if (keep_fd) (void)XG_SYS1(__NR_close, keep_fd);
     return mem;
@@ -356,8 +360,10 @@ static long sys_rt_sigprocmask(ucontext_t *uc, long how, uint64_t set, uint64_t 
 /* close_range over the loader's descriptor: everything else in the range */
 static long sys_close_range(uint64_t first, uint64_t last, long flags) {
   long r = 0;
-  if (first < RC_XGATE_LOADER_FD) r = XG_SYS3(__NR_close_range, first, RC_XGATE_LOADER_FD - 1, flags);
-  if (!r && last > RC_XGATE_LOADER_FD) r = XG_SYS3(__NR_close_range, RC_XGATE_LOADER_FD + 1, last, flags);
+  if (first < RC_XGATE_LOADER_FD)
+    r = XG_SYS3(__NR_close_range, first, RC_XGATE_LOADER_FD - 1, flags);
+  if (!r && last > RC_XGATE_LOADER_FD)
+    r = XG_SYS3(__NR_close_range, RC_XGATE_LOADER_FD + 1, last, flags);
   return r;
 }
 
@@ -369,35 +375,35 @@ static void serve_syscall(ucontext_t *uc, long nr) {
        a5 = g[REG_R9];
   long r;
   switch (nr) {
-  case __NR_sysinfo:
-    r = sys_sysinfo((uint64_t)a0);
-    break;
-  case __NR_sched_getaffinity:
-    r = sys_sched_getaffinity(a0, (uint64_t)a1, (uint64_t)a2);
-    break;
-  case __NR_execve:
-    r = sys_execve(uc, AT_FDCWD, (uint64_t)a0, (uint64_t)a1, (uint64_t)a2, 0);
-    break;
-  case __NR_execveat:
-    r = sys_execve(uc, a0, (uint64_t)a1, (uint64_t)a2, (uint64_t)a3, a4);
-    break;
-  case __NR_mmap:
-    r = xg_mmap_exec((uint64_t)a0, (uint64_t)a1, a2, a3, a4, a5);
-    break;
-  case __NR_mprotect:
-    r = xg_mprotect_exec((uint64_t)a0, (uint64_t)a1, a2);
-    break;
-  case __NR_rt_sigaction:
-    r = sys_rt_sigaction(a0, (uint64_t)a1, (uint64_t)a2, a3);
-    break;
-  case __NR_rt_sigprocmask:
-    r = sys_rt_sigprocmask(uc, a0, (uint64_t)a1, (uint64_t)a2, a3);
-    break;
-  case __NR_close_range:
-    r = sys_close_range((uint64_t)a0, (uint64_t)a1, a2);
-    break;
-  default:
-    r = E(38);
+    case __NR_sysinfo:
+      r = sys_sysinfo((uint64_t)a0);
+      break;
+    case __NR_sched_getaffinity:
+      r = sys_sched_getaffinity(a0, (uint64_t)a1, (uint64_t)a2);
+      break;
+    case __NR_execve:
+      r = sys_execve(uc, AT_FDCWD, (uint64_t)a0, (uint64_t)a1, (uint64_t)a2, 0);
+      break;
+    case __NR_execveat:
+      r = sys_execve(uc, a0, (uint64_t)a1, (uint64_t)a2, (uint64_t)a3, a4);
+      break;
+    case __NR_mmap:
+      r = xg_mmap_exec((uint64_t)a0, (uint64_t)a1, a2, a3, a4, a5);
+      break;
+    case __NR_mprotect:
+      r = xg_mprotect_exec((uint64_t)a0, (uint64_t)a1, a2);
+      break;
+    case __NR_rt_sigaction:
+      r = sys_rt_sigaction(a0, (uint64_t)a1, (uint64_t)a2, a3);
+      break;
+    case __NR_rt_sigprocmask:
+      r = sys_rt_sigprocmask(uc, a0, (uint64_t)a1, (uint64_t)a2, a3);
+      break;
+    case __NR_close_range:
+      r = sys_close_range((uint64_t)a0, (uint64_t)a1, a2);
+      break;
+    default:
+      r = E(38);
   }
   g[REG_RAX] = r;
 }
@@ -452,14 +458,15 @@ static int emulate_wrpkru(ucontext_t *uc, uint64_t rip) {
   memcpy(&bv, x + 512, 8);
   bv |= 1ull << PKRU_BIT;
   memcpy(x + 512, &bv, 8);
-  g[REG_RIP] = (greg_t)(rip + 3);
+  g[REG_RIP] = (greg_t)rip + 3;
   return 0;
 }
 
 /* The register a ModRM/SIB field names, with its REX extension bit. */
 static uint64_t reg_value(const greg_t *g, int r) {
-  static const int map[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
-                              REG_R8,  REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15};
+  static const int map[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP,
+                              REG_RSI, REG_RDI, REG_R8,  REG_R9,  REG_R10, REG_R11,
+                              REG_R12, REG_R13, REG_R14, REG_R15};
   return (uint64_t)g[map[r & 15]];
 }
 
@@ -471,8 +478,10 @@ static int emulate_xrstor(ucontext_t *uc, uint64_t start, uint64_t op) {
   unsigned char rex = 0;
   for (uint64_t p = start; p < op; p++) {
     unsigned char b = *(volatile unsigned char *)p;
-    if ((b & 0xf0) == 0x40) rex = b;
-    else return -1; /* other prefixes (segments, sizes): not what compilers emit */
+    if ((b & 0xf0) == 0x40)
+      rex = b;
+    else
+      return -1; /* other prefixes (segments, sizes): not what compilers emit */
   }
   const unsigned char *ip = (const unsigned char *)op;
   unsigned char modrm = ip[2];
@@ -481,7 +490,8 @@ static int emulate_xrstor(ucontext_t *uc, uint64_t start, uint64_t op) {
   if ((modrm & 7) == 4) {
     unsigned char sib = ip[3];
     len++;
-    int scale = sib >> 6, index = ((sib >> 3) & 7) | ((rex & 2) << 2), base = (sib & 7) | ((rex & 1) << 3);
+    int scale = sib >> 6, index = ((sib >> 3) & 7) | ((rex & 2) << 2),
+        base = (sib & 7) | ((rex & 1) << 3);
     ea = index == 4 ? 0 : reg_value(g, index) << scale;
     if ((sib & 7) == 5 && mod == 0) {
       int32_t d;
@@ -563,7 +573,7 @@ static int emulate_xrstor(ucontext_t *uc, uint64_t start, uint64_t op) {
     }
   }
   memcpy(x + 512, &bv, 8);
-  g[REG_RIP] = (greg_t)(op + len);
+  g[REG_RIP] = (greg_t)op + (greg_t)len;
   return 0;
 }
 

@@ -4,14 +4,22 @@
 
 #include "xgate_priv.h"
 
-void *memcpy(void *d, const void *s, size_t n) {
+/* gcc turns a byte loop into a call to memcpy or memset, which here would be the function
+ * itself */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LOOP_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LOOP_CALLS
+#endif
+
+NO_LOOP_CALLS void *memcpy(void *d, const void *s, size_t n) {
   unsigned char *dd = d;
   const unsigned char *ss = s;
   while (n--) *dd++ = *ss++;
   return d;
 }
 
-void *memmove(void *d, const void *s, size_t n) {
+NO_LOOP_CALLS void *memmove(void *d, const void *s, size_t n) {
   unsigned char *dd = d;
   const unsigned char *ss = s;
   if (dd < ss) {
@@ -22,20 +30,20 @@ void *memmove(void *d, const void *s, size_t n) {
   return d;
 }
 
-void *memset(void *d, int c, size_t n) {
+NO_LOOP_CALLS void *memset(void *d, int c, size_t n) {
   unsigned char *dd = d;
   while (n--) *dd++ = (unsigned char)c;
   return d;
 }
 
-int memcmp(const void *a, const void *b, size_t n) {
+NO_LOOP_CALLS int memcmp(const void *a, const void *b, size_t n) {
   const unsigned char *x = a, *y = b;
   for (; n; n--, x++, y++)
     if (*x != *y) return *x - *y;
   return 0;
 }
 
-size_t strlen(const char *s) {
+NO_LOOP_CALLS size_t strlen(const char *s) {
   size_t n = 0;
   while (s[n]) n++;
   return n;
@@ -49,7 +57,9 @@ int xg_strncmp(const char *a, const char *b, size_t n) {
   return 0;
 }
 
-void xg_write_str(int fd, const char *s) { (void)XG_SYS3(__NR_write, fd, s, strlen(s)); }
+void xg_write_str(int fd, const char *s) {
+  (void)XG_SYS3(__NR_write, fd, s, strlen(s));
+}
 
 void xg_u64_to_dec(uint64_t v, char *out) {
   char tmp[21];

@@ -53,13 +53,14 @@ static int prot_of(uint32_t flags) {
 static void load_elf(long fd, const char *path, struct image *img) {
   Elf64_Ehdr eh;
   if (XG_SYS4(__NR_pread64, fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
-      memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+      memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
       eh.e_machine != EM_X86_64 || (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) ||
       eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > MAX_PHDRS)
     die("not an x86-64 ELF program I can load:", path, 0);
   Elf64_Phdr ph[MAX_PHDRS];
   long want = (long)(eh.e_phnum * sizeof(Elf64_Phdr));
-  if (XG_SYS4(__NR_pread64, fd, ph, want, eh.e_phoff) != want) die("cannot read the program headers of", path, 0);
+  if (XG_SYS4(__NR_pread64, fd, ph, want, eh.e_phoff) != want)
+    die("cannot read the program headers of", path, 0);
   uint64_t lo = ~0ull, hi = 0;
   img->interp[0] = 0;
   img->phdr = 0;
@@ -68,8 +69,10 @@ static void load_elf(long fd, const char *path, struct image *img) {
       if (PAGE_DOWN(ph[i].p_vaddr) < lo) lo = PAGE_DOWN(ph[i].p_vaddr);
       if (PAGE_UP(ph[i].p_vaddr + ph[i].p_memsz) > hi) hi = PAGE_UP(ph[i].p_vaddr + ph[i].p_memsz);
     } else if (ph[i].p_type == PT_INTERP) {
-      if (ph[i].p_filesz >= sizeof(img->interp) || ph[i].p_filesz < 2) die("odd PT_INTERP in", path, 0);
-      if (XG_SYS4(__NR_pread64, fd, img->interp, ph[i].p_filesz, ph[i].p_offset) != (long)ph[i].p_filesz)
+      if (ph[i].p_filesz >= sizeof(img->interp) || ph[i].p_filesz < 2)
+        die("odd PT_INTERP in", path, 0);
+      if (XG_SYS4(__NR_pread64, fd, img->interp, ph[i].p_filesz, ph[i].p_offset) !=
+          (long)ph[i].p_filesz)
         die("cannot read PT_INTERP of", path, 0);
       img->interp[ph[i].p_filesz] = 0;
     }
@@ -87,13 +90,15 @@ static void load_elf(long fd, const char *path, struct image *img) {
     uint64_t va = base + ph[i].p_vaddr;
     uint64_t start = PAGE_DOWN(va), file_end = va + ph[i].p_filesz, mem_end = va + ph[i].p_memsz;
     int prot = prot_of(ph[i].p_flags);
-    if ((ph[i].p_offset & (PAGE - 1)) != (ph[i].p_vaddr & (PAGE - 1))) die("misaligned segment in", path, 0);
+    if ((ph[i].p_offset & (PAGE - 1)) != (ph[i].p_vaddr & (PAGE - 1)))
+      die("misaligned segment in", path, 0);
     uint64_t off = PAGE_DOWN(ph[i].p_offset);
     if (ph[i].p_filesz) {
       uint64_t len = PAGE_UP(file_end) - start;
       long r;
       if (prot & PROT_EXEC) {
-        if (prot & PROT_WRITE) die("a writable and executable segment (refused in a cell) in", path, 0);
+        if (prot & PROT_WRITE)
+          die("a writable and executable segment (refused in a cell) in", path, 0);
         r = xg_mmap_exec(start, len, prot, MAP_PRIVATE | MAP_FIXED, fd, (long)off);
       } else {
         r = XG_SYS6(__NR_mmap, start, len, prot | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, off);
@@ -103,7 +108,8 @@ static void load_elf(long fd, const char *path, struct image *img) {
       if (mem_end > file_end && (PAGE_UP(file_end) > file_end)) {
         if (prot & PROT_WRITE) memset((void *)file_end, 0, PAGE_UP(file_end) - file_end);
       }
-      if (!(prot & PROT_EXEC) && !(prot & PROT_WRITE)) (void)XG_SYS3(__NR_mprotect, start, len, prot);
+      if (!(prot & PROT_EXEC) && !(prot & PROT_WRITE))
+        (void)XG_SYS3(__NR_mprotect, start, len, prot);
     }
     uint64_t anon = ph[i].p_filesz ? PAGE_UP(file_end) : start;
     if (PAGE_UP(mem_end) > anon) {
@@ -207,7 +213,8 @@ void xgate_loader_main(uint64_t *sp) {
   /* (pkey_alloc sets the new key's rights in this thread's PKRU: access disabled, so that
    * the program starts with the key closed) */
   long key = XG_SYS2(__NR_pkey_alloc, 0, 1 /* PKEY_DISABLE_ACCESS */);
-  if (key != RC_XGATE_PKEY) die("cannot allocate the cell kernel's protection key", 0, key < 0 ? key : 0);
+  if (key != RC_XGATE_PKEY)
+    die("cannot allocate the cell kernel's protection key", 0, key < 0 ? key : 0);
   xg_read_xsave_layout();
 
   const char *path = argv[1];
@@ -252,14 +259,29 @@ void xgate_loader_main(uint64_t *sp) {
   for (long i = 0; i < auxc; i++) {
     uint64_t type = auxv[i].a_type, val = auxv[i].a_un.a_val;
     switch (type) {
-    case AT_PHDR: val = prog.phdr; break;
-    case AT_PHNUM: val = prog.phnum; break;
-    case AT_PHENT: val = sizeof(Elf64_Phdr); break;
-    case AT_ENTRY: val = prog.entry; break;
-    case AT_BASE: val = interp.base; break;
-    case AT_EXECFN: val = (uint64_t)path; break;
-    case AT_FLAGS: val = 0; break;
-    default: break;
+      case AT_PHDR:
+        val = prog.phdr;
+        break;
+      case AT_PHNUM:
+        val = prog.phnum;
+        break;
+      case AT_PHENT:
+        val = sizeof(Elf64_Phdr);
+        break;
+      case AT_ENTRY:
+        val = prog.entry;
+        break;
+      case AT_BASE:
+        val = interp.base;
+        break;
+      case AT_EXECFN:
+        val = (uint64_t)path;
+        break;
+      case AT_FLAGS:
+        val = 0;
+        break;
+      default:
+        break;
     }
     *w++ = type;
     *w++ = val;

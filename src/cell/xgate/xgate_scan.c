@@ -33,7 +33,9 @@ int xg_scan_key;
 #define TABLE_SLOTS 16384
 static uint64_t table[TABLE_SLOTS]; /* address | kind << 56 */
 
-static uint64_t slot_of(uint64_t addr) { return (addr * 0x9E3779B97F4A7C15ull) >> 50; }
+static uint64_t slot_of(uint64_t addr) {
+  return (addr * 0x9E3779B97F4A7C15ull) >> 50;
+}
 
 static int remember(uint64_t addr, int kind) {
   uint64_t v = addr | ((uint64_t)kind << 56);
@@ -60,7 +62,9 @@ int xg_neutralized_at(uint64_t addr) {
   return 0;
 }
 
-static int is_xrstor_modrm(unsigned char m) { return ((m >> 3) & 7) == 5 && (m >> 6) != 3; }
+static int is_xrstor_modrm(unsigned char m) {
+  return ((m >> 3) & 7) == 5 && (m >> 6) != 3;
+}
 
 /* Neutralizes every occurrence in [p, p+n); -1 when the table is full. */
 static int neutralize(unsigned char *p, uint64_t n) {
@@ -79,7 +83,8 @@ static int neutralize(unsigned char *p, uint64_t n) {
 
 /* Does a 3-byte window hold either instruction? */
 static int dangerous3(const unsigned char *w) {
-  return w[0] == 0x0f && ((w[1] == 0x01 && w[2] == 0xef) || (w[1] == 0xae && is_xrstor_modrm(w[2])));
+  return w[0] == 0x0f &&
+         ((w[1] == 0x01 && w[2] == 0xef) || (w[1] == 0xae && is_xrstor_modrm(w[2])));
 }
 
 /* --- /proc/self/maps ---------------------------------------------------------------------- */
@@ -104,7 +109,8 @@ static int maps_perms(uint64_t addr, char perms[5]) {
       const char *q = line;
       uint64_t lo = 0, hi = 0;
       for (; *q && *q != '-'; q++) lo = lo * 16 + (uint64_t)(*q <= '9' ? *q - '0' : *q - 'a' + 10);
-      for (q++; *q && *q != ' '; q++) hi = hi * 16 + (uint64_t)(*q <= '9' ? *q - '0' : *q - 'a' + 10);
+      for (q++; *q && *q != ' '; q++)
+        hi = hi * 16 + (uint64_t)(*q <= '9' ? *q - '0' : *q - 'a' + 10);
       if (addr >= lo && addr < hi) {
         memcpy(perms, q + 1, 4);
         perms[4] = 0;
@@ -180,8 +186,10 @@ static int page_readable(uint64_t addr) {
 static long scan_window(uint64_t addr, uint64_t len, int probe_pages) {
   for (uint64_t p = addr; p < addr + len; p += PAGE) {
     if (probe_pages && !page_readable(p)) return -14;
+    /* a private copy of every page: later writes to the file cannot reach it */
     volatile unsigned char *b = (volatile unsigned char *)p;
-    *b = *b; /* a private copy of every page: later writes to the file cannot reach it */
+    unsigned char v = *b;
+    *b = v;
   }
   if (neutralize((unsigned char *)addr, len) < 0) return -12;
   if (len >= 2 && !edges_clean((unsigned char *)addr, len)) return -13;

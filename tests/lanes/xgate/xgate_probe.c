@@ -34,8 +34,8 @@
 static void on_segv(int sig, siginfo_t *si, void *uc) {
   (void)sig, (void)uc;
   printf("fault %s\n", si->si_code == 4 /* SEGV_PKUERR */ ? "pkuerr"
-                       : si->si_code == SEGV_MAPERR  ? "maperr"
-                                                     : "accerr");
+                       : si->si_code == SEGV_MAPERR       ? "maperr"
+                                                          : "accerr");
   fflush(stdout);
   _exit(0);
 }
@@ -59,8 +59,8 @@ static void views(void) {
     printf("sched_getaffinity errno %d\n", errno);
     return;
   }
-  printf("mem_mib=%llu cpus=%d\n",
-         (unsigned long long)si.totalram * si.mem_unit / (1024 * 1024), CPU_COUNT(&set));
+  printf("mem_mib=%llu cpus=%d\n", (unsigned long long)si.totalram * si.mem_unit / (1024 * 1024),
+         CPU_COUNT(&set));
 }
 
 static unsigned long first_total;
@@ -76,13 +76,14 @@ static void *thread_main(void *arg) {
 static long gate_call(uintptr_t insn, long nr, long a, long b, long c) {
   long ret;
   register long r10 __asm__("r10") = 0;
-  __asm__ volatile("lea 1f(%%rip), %%rcx\n\t"
-                   "push %%rcx\n\t"
-                   "jmp *%[insn]\n"
-                   "1:"
-                   : "=a"(ret)
-                   : [insn] "r"(insn), "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
-                   : "rcx", "r11", "memory");
+  __asm__ volatile(
+      "lea 1f(%%rip), %%rcx\n\t"
+      "push %%rcx\n\t"
+      "jmp *%[insn]\n"
+      "1:"
+      : "=a"(ret)
+      : [insn] "r"(insn), "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+      : "rcx", "r11", "memory");
   return ret;
 }
 
@@ -125,7 +126,8 @@ int main(int argc, char **argv) {
     printf("read %d\n", *p);
   } else if (!strcmp(cmd, "wrpkru")) {
     signal(SIGILL, on_sigill);
-    unsigned char *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *code =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     /* xor ecx,ecx; xor edx,edx; wrpkru; rdpkru; ret  (eax = 0 from the caller: all keys open) */
     static const unsigned char insns[] = {0x31, 0xc9, 0x31, 0xd2, 0x0f, 0x01, 0xef,
                                           0x31, 0xc9, 0x0f, 0x01, 0xee, 0xc3};
@@ -136,10 +138,14 @@ int main(int argc, char **argv) {
     }
     unsigned (*fn)(unsigned) = (unsigned (*)(unsigned))(void *)code;
     unsigned pkru;
-    __asm__ volatile("xor %%eax, %%eax\n\tcall *%1" : "=a"(pkru) : "r"(fn) : "rcx", "rdx", "memory");
+    __asm__ volatile("xor %%eax, %%eax\n\tcall *%1"
+                     : "=a"(pkru)
+                     : "r"(fn)
+                     : "rcx", "rdx", "memory");
     printf("ran pkru=0x%x\n", pkru);
   } else if (!strcmp(cmd, "rwx")) {
-    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
       printf("rwx errno %d\n", errno);
     else
@@ -162,7 +168,8 @@ int main(int argc, char **argv) {
     sysinfo(&si);
     printf("pkru after sysinfo=0x%x\n", rdpkru());
     char cmdline[200];
-    snprintf(cmdline, sizeof(cmdline), "grep -A30 '^%llx' /proc/%d/smaps | grep -m3 -E '^[0-9a-f]|ProtectionKey|VmFlags'",
+    snprintf(cmdline, sizeof(cmdline),
+             "grep -A30 '^%llx' /proc/%d/smaps | grep -m3 -E '^[0-9a-f]|ProtectionKey|VmFlags'",
              strtoull(argv[2], NULL, 0) & ~0xfffull, getpid());
     system(cmdline);
     system("cat /proc/self/status | grep -i seccomp");
