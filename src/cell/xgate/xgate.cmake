@@ -1,5 +1,6 @@
 # runcell-xgate: the cell loader and cell kernel of the MPK placement (src/cell/xgate). A
-# freestanding static program linked at a fixed address far from where programs, their
+# freestanding static program linked at a fixed address (32 TiB: above AddressSanitizer's
+# shadow, which ends near 16 TiB) far from where programs, their
 # libraries and their stacks go; runcell carries it inside itself (xgate_blob.S) and hands
 # it to each xgate cell as a sealed memfd. Built without the sanitizers and the stack
 # protector: it runs inside other programs, on their thread pointer, before any libc.
@@ -14,7 +15,7 @@ target_compile_options(runcell-xgate PRIVATE
   -fPIE -mgeneral-regs-only -fcf-protection=none -fno-asynchronous-unwind-tables
   -fno-sanitize=all -U_FORTIFY_SOURCE)
 target_link_options(runcell-xgate PRIVATE -nostdlib -static -no-pie -fno-sanitize=all
-  -Wl,-Ttext-segment=0x100000000000 -Wl,-z,noexecstack -Wl,--build-id=none)
+  -Wl,-Ttext-segment=0x200000000000 -Wl,-z,noexecstack -Wl,--build-id=none)
 
 # The gate's syscall instruction and the cell kernel's extent, for the seccomp filter the
 # runtime builds (the filter lets through from xgate_syscall_ret what it traps elsewhere).
