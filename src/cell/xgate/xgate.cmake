@@ -14,7 +14,7 @@ target_compile_options(runcell-xgate PRIVATE
   -O2 -ffreestanding -fno-builtin -fno-stack-protector
   -fPIE -mgeneral-regs-only -fcf-protection=none -fno-asynchronous-unwind-tables
   -fno-sanitize=all -U_FORTIFY_SOURCE)
-target_link_options(runcell-xgate PRIVATE -nostdlib -static -no-pie -fno-sanitize=all
+target_link_options(runcell-xgate PRIVATE -nostdlib -static $<$<C_COMPILER_ID:GNU>:-no-pie> -fno-sanitize=all
   -Wl,-Ttext-segment=0x200000000000 -Wl,-z,noexecstack -Wl,--build-id=none)
 
 # The gate's syscall instruction and the cell kernel's extent, for the seccomp filter the

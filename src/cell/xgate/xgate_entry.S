@@ -92,6 +92,42 @@ xgate_signal_entry:
 4:	ret
 	.size xgate_signal_entry, .-xgate_signal_entry
 
+/* void xgate_exec_and_leave(struct xg_exec_request *req): the end of an execve served by
+ * the gate. The exec runs on a fresh stack (req's page, program memory), after the cell
+ * kernel's stack is given back: a vfork child (posix_spawn) shares the parent's memory,
+ * and a stack it held across a successful exec would stay claimed in the parent forever.
+ * If the exec fails, the error goes into the signal frame's RAX and the thread returns
+ * from the signal directly (rt_sigreturn with the stack at the frame's ucontext), with the
+ * key closed on the way. req: dirfd, path, argv, envp, flags, slot, ucontext, stack top. */
+	.globl xgate_exec_and_leave
+	.type xgate_exec_and_leave, @function
+xgate_exec_and_leave:
+	mov 56(%rdi), %rsp
+	mov %rdi, %r12
+	mov 40(%rdi), %rcx
+	lea xgate_stack_busy(%rip), %r9
+	movl $0, (%r9,%rcx,4)
+	mov $322, %eax /* execveat */
+	mov 0(%r12), %rdi
+	mov 8(%r12), %rsi
+	mov 16(%r12), %rdx
+	mov 24(%r12), %r10
+	mov 32(%r12), %r8
+	syscall
+	mov 48(%r12), %r12
+	mov %rax, 144(%r12) /* uc_mcontext.gregs[REG_RAX] */
+	mov $RC_XGATE_PKRU_CLOSED, %eax
+	xor %ecx, %ecx
+	xor %edx, %edx
+	wrpkru
+	cmp $RC_XGATE_PKRU_CLOSED, %eax
+	jne xgate_abort
+	mov %r12, %rsp
+	mov $15, %eax /* rt_sigreturn */
+	syscall
+	hlt
+	.size xgate_exec_and_leave, .-xgate_exec_and_leave
+
 /* Reached only by a jump into the gate with a forged PKRU value: end the process. */
 	.globl xgate_abort
 	.type xgate_abort, @function

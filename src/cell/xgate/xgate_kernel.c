@@ -25,7 +25,6 @@ char xg_program_path[4096];
 /* The cell kernel's stacks, one per thread inside the gate (xgate_entry.S claims them). */
 __attribute__((aligned(4096))) unsigned char xgate_stacks[XG_NSTACKS << XG_STACK_SHIFT];
 int xgate_stack_busy[XG_NSTACKS];
-extern int xg_scan_key;
 
 /* --- the program's own handlers for SIGSYS and SIGILL ------------------------------------ */
 
@@ -230,6 +229,10 @@ static long sys_sched_getaffinity(long pid, uint64_t len, uint64_t mask) {
   return got;
 }
 
+/* xgate_exec_and_leave writes a failed exec's error here */
+_Static_assert(__builtin_offsetof(ucontext_t, uc_mcontext.gregs) + REG_RAX * 8 == 144,
+               "the signal frame's RAX is not where xgate_entry.S writes it");
+
 /* --- execve: through the cell loader ------------------------------------------------------ */
 
 static int same_file(long fd_a, long fd_b) {
@@ -290,28 +293,21 @@ static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t 
     if (keep_fd) (void)XG_SYS1(__NR_close, keep_fd);
     return r;
   }
-  if (elf_other) {
-    uint64_t mask;
-    memcpy(&mask, &exec_uc->uc_sigmask, 8);
-    mask &= ~GATE_SIGNALS;
-    (void)XG_SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &mask, 0, 8);
-    /* a 32-bit or foreign program: the cell loader loads x86-64 ELF only; the host kernel
-     * runs it, still behind the gate's filters (docs/xgate.md) */
-    return XG_SYS5(__NR_execveat, dirfd, path, argv, envp, flags);
-  }
-  /* the loader's argv: its name (with the descriptor to close), the target, the program's */
+  /* memory for the exec: the request, its stack and the loader's argv, in one mapping the
+   * exec discards (a failed exec leaves it: rare, the checks above come first) */
   const uint64_t *av = (const uint64_t *)argv;
   uint64_t n = 0;
   while (n < (1u << 20) && xg_user_range_ok((uint64_t)&av[n], 8) && av[n]) n++;
-  uint64_t bytes = (n + 3) * 8;
+  uint64_t bytes = (n + 3) * 8 + 64 + sizeof(struct xg_exec_request) + 8192;
   long mem =
-      XG_SYS6(__NR_mmap, 0, bytes + 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      XG_SYS6(__NR_mmap, 0, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if ((unsigned long)mem > -4096ul) {
     if (keep_fd) (void)XG_SYS1(__NR_close, keep_fd);
     return mem;
   }
-  uint64_t *nargv = (uint64_t *)mem;
-  char *argv0 = (char *)(mem + (long)bytes);
+  struct xg_exec_request *req = (struct xg_exec_request *)mem;
+  uint64_t *nargv = (uint64_t *)(req + 1);
+  char *argv0 = (char *)(nargv + n + 3);
   memcpy(argv0, RC_XGATE_LOADER_ARGV0, sizeof(RC_XGATE_LOADER_ARGV0));
   if (keep_fd) {
     size_t l = strlen(argv0);
@@ -322,16 +318,33 @@ static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t 
   nargv[1] = (uint64_t)name;
   for (uint64_t i = 0; i < n; i++) nargv[2 + i] = av[i];
   nargv[2 + n] = 0;
-  /* the new program inherits the mask of the thread as the program had it, not the one
-   * of this handler (sigreturn would have restored it) */
+  static const char empty_path[1] = "";
+  if (elf_other) {
+    /* a 32-bit or foreign program: the cell loader loads x86-64 ELF only; the host kernel
+     * runs it, still behind the gate's filters (docs/xgate.md) */
+    *req = (struct xg_exec_request){.dirfd = dirfd,
+                                    .path = (const char *)path,
+                                    .argv = (const void *)argv,
+                                    .envp = (const void *)envp,
+                                    .flags = flags,
+                                    .uc = exec_uc};
+  } else {
+    *req = (struct xg_exec_request){.dirfd = RC_XGATE_LOADER_FD,
+                                    .path = empty_path,
+                                    .argv = nargv,
+                                    .envp = (const void *)envp,
+                                    .flags = 0x1000 /* AT_EMPTY_PATH */,
+                                    .uc = exec_uc};
+  }
+  req->slot = ((uint64_t)__builtin_frame_address(0) - (uint64_t)xgate_stacks) >> XG_STACK_SHIFT;
+  req->stack_top = ((uint64_t)mem + bytes) & ~15ull;
+  /* the new program inherits the thread's mask as the program had it, not this
+   * handler's (sigreturn would have restored it) */
   uint64_t mask;
   memcpy(&mask, &exec_uc->uc_sigmask, 8);
   mask &= ~GATE_SIGNALS;
   (void)XG_SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &mask, 0, 8);
-  r = XG_SYS5(__NR_execveat, RC_XGATE_LOADER_FD, "", nargv, envp, 0x1000 /* AT_EMPTY_PATH */);
-  (void)XG_SYS2(__NR_munmap, mem, bytes + 64);
-  if (keep_fd) (void)XG_SYS1(__NR_close, keep_fd);
-  return r == E(9) ? E(8) : r; /* EBADF: the program closed the loader; nothing can run */
+  xgate_exec_and_leave(req);
 }
 
 /* sigprocmask, done on the mask the signal frame holds: sigreturn makes it the thread's. */

@@ -19,8 +19,6 @@
 #define ERR(r) ((unsigned long)(r) > -4096ul)
 #define MAX_PHDRS 64
 
-extern int xg_scan_key;
-
 static _Noreturn void die(const char *what, const char *path, long err) {
   xg_write_str(2, "runcell-xgate: ");
   xg_write_str(2, what);

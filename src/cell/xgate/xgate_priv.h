@@ -28,9 +28,24 @@ long xg_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
   xg_syscall((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 
 void xgate_signal_entry(int sig, void *info, void *uc);
+extern int xgate_stack_busy[];
 void xgate_restorer(void);
 void xgate_abort(void);
 _Noreturn void xgate_enter_program(uint64_t entry, uint64_t *sp);
+
+/* xgate_exec_and_leave's request: the layout xgate_entry.S reads (offsets 0..56). */
+struct xg_exec_request {
+  long dirfd;
+  const char *path;
+  const void *argv;
+  const void *envp;
+  long flags;
+  uint64_t slot; /* the cell kernel stack to give back */
+  void *uc;      /* the signal frame's ucontext: where a failure returns */
+  uint64_t stack_top;
+};
+_Noreturn void xgate_exec_and_leave(struct xg_exec_request *req);
+extern unsigned char xgate_stacks[];
 
 /* The cell kernel's image: everything from the ELF header to the end of bss. */
 extern char __executable_start[];
@@ -64,6 +79,9 @@ void xg_read_xsave_layout(void);
 /* The program this process runs, as execve named it (absolute): what an execve of
  * /proc/self/exe means (that link names runcell-xgate's memfd). */
 extern char xg_program_path[4096];
+
+/* The key the scan works under: 0 in the loader, the cell kernel's once the program runs. */
+extern int xg_scan_key;
 
 /* Maps or re-protects memory as executable after scanning it (xgate_scan.c). */
 long xg_mmap_exec(uint64_t addr, uint64_t len, long prot, long flags, long fd, long off);

@@ -66,6 +66,7 @@ for probe in /bin/probe-static /bin/probe-dyn; do
     "mount=1 unshare=1 bpf=1 packet=97 ptrace=1 io_uring=38 keyctl=1"
   expect "$probe own SIGSYS handler" "$(x xgate $probe sigsys)" "sigill"
   expect "$probe fp" "$(x xgate $probe fp)" "fp 3.141593 2.718282"
+  expect "$probe posix_spawn x100" "$(x xgate $probe spawn)" "spawned 100"
   expect "$probe exec /proc/self/exe" "$(x xgate $probe exec-self)" "mem_mib=256 cpus=$WANT_CPUS"
 done
 # the dynamic loader's XRSTORs (lazy binding) and libc's WRPKRU (pkey_set), as mapped:

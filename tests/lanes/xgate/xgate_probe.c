@@ -14,6 +14,8 @@
  *   sigsys                its own SIGSYS handler, then raise(SIGSYS): "own handler ran"
  *   fp                    floating point across calls (lazy binding): "fp 3.141593 2.718282"
  *   exec-self             execve("/proc/self/exe", "views"): the views line again
+ *   spawn                 100 posix_spawns of /bin/true (vfork children exec through the
+ *                         gate with the parent's memory): "spawned 100"
  *   neutralized           in the executable mappings of the dynamic loader and libc:
  *                         "xrstor=N wrpkru=N ud2=N" (XRSTOR (%rsp)-relative and WRPKRU
  *                         byte sequences left, and UD2s standing in their place) */
@@ -22,6 +24,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void on_segv(int sig, siginfo_t *si, void *uc) {
@@ -188,6 +192,16 @@ int main(int argc, char **argv) {
     char buf[64];
     snprintf(buf, sizeof(buf), "fp %f %f", a, b);
     puts(buf);
+  } else if (!strcmp(cmd, "spawn")) {
+    int ok = 0;
+    for (int i = 0; i < 100; i++) {
+      pid_t pid;
+      char *args[] = {"/bin/true", NULL};
+      if (posix_spawn(&pid, "/bin/true", NULL, NULL, args, NULL) != 0) break;
+      int st;
+      if (waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+    }
+    printf("spawned %d\n", ok);
   } else if (!strcmp(cmd, "neutralized")) {
     FILE *maps = fopen("/proc/self/maps", "r");
     char line[512];
