@@ -82,10 +82,10 @@ def test_quick_reports_every_runtime(quick):
         assert results["runtimes"][name]["available"], results["runtimes"][name]
     # each runcell column ran in the mode it names, as the containers' state says
     assert results["runtimes"]["runcell"]["state_annotations"] == {
-        "run.runcell.mode": "cell", "run.runcell.gate": "on"}
+        "run.runcell.mode": "cell", "run.runcell.gate": "on", "run.runcell.placement": "notify"}
     assert results["runtimes"]["runcell-native"]["state_annotations"] == {
         "run.runcell.mode": "cell", "run.runcell.gate": "off"}
-    assert runtime_rows["runcell"][3] == "gate=on, mode=cell"
+    assert runtime_rows["runcell"][3] == "gate=on, mode=cell, placement=notify"
     if not results["runtimes"]["runsc"]["available"]:
         assert "not installed" in results["runtimes"]["runsc"]["reason"]
     vm = results["runtimes"]["runcell-microvm"]

@@ -310,7 +310,8 @@ def test_log_records_the_mode(h, bundle):
     res = h("--log", log, "--log-format", "json", "run", "--bundle", bundle.path, cid)
     assert res.rc == 0, res.describe()
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    wanted = f"container {cid}: cell mode (default), gate on (default)"
+    wanted = (f"container {cid}: cell mode (default), gate on (default),"
+              " cell kernel placement notify")
     assert any(r.get("msg") == wanted and r.get("level") == "info" for r in records), records
 
 

@@ -114,8 +114,10 @@ def scenarios():
 
 
 def ticker_bundle():
-    """resources.sh: a tick a line every 0.2 s, with 1.5 CPUs and 512 MiB."""
-    spec = bundle_config(["sh", "-c", "while true; do echo tick; sleep 0.2; done"])
+    """resources.sh: a tick a line every 0.2 s, with 1.5 CPUs and 512 MiB. (The long sleep
+    keeps a second process there whenever `events --stats` counts them: the ticker's own
+    short sleeps come and go.)"""
+    spec = bundle_config(["sh", "-c", "sleep 100000 & while true; do echo tick; sleep 0.2; done"])
     spec["linux"] = copy.deepcopy(spec["linux"])
     spec["linux"].setdefault("resources", {}).update(
         {"memory": {"limit": 512 << 20}, "cpu": {"quota": 150000, "period": 100000}})

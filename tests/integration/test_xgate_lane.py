@@ -27,6 +27,39 @@ from lane_kernel import LaneError  # noqa: E402
 SCRIPT = REPO / "tests" / "lanes" / "xgate" / "xgate.sh"
 PROBE = REPO / "tests" / "lanes" / "xgate" / "xgate_probe.c"
 HOST_LIBS = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
+PY_PROBE = REPO / "tests" / "lanes" / "xgate" / "py_probe.py"
+HOST_PYTHON = Path("/usr/bin/python3")
+
+
+def copy_at_same_path(rootfs, path):
+    dst = rootfs / str(path).lstrip("/")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, dst)
+
+
+def add_python(rootfs):
+    """Debian's python3 with its shared libraries and exactly the standard library modules
+    py_probe.py loads (found by running it here with -S), at their host paths."""
+    exe = HOST_PYTHON.resolve()
+    listing = subprocess.run(
+        [str(exe), "-S", "-c",
+         "import runpy, sys, io, contextlib\n"
+         "with contextlib.redirect_stdout(io.StringIO()):\n"
+         f"    runpy.run_path({str(PY_PROBE)!r})\n"
+         "print('\\n'.join(sorted({m.__file__ for m in sys.modules.values()"
+         " if getattr(m, '__file__', None)})))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    copy_at_same_path(rootfs, exe)
+    (rootfs / "usr/bin/python3").symlink_to(exe.name)
+    for f in listing:
+        copy_at_same_path(rootfs, Path(f))
+    ldd = subprocess.run(["ldd", str(exe)], capture_output=True, text=True, check=True).stdout
+    for line in ldd.splitlines():
+        parts = line.split("=>")
+        lib = (parts[1] if len(parts) > 1 else parts[0]).split("(")[0].strip()
+        if lib.startswith("/"):
+            copy_at_same_path(rootfs, Path(lib))
+    shutil.copy2(PY_PROBE, rootfs / "py_probe.py")
 
 
 def bundle(bundles, name, annotations, args=("sleep", "1000")):
@@ -64,9 +97,9 @@ def xgate_lane(runcell_bin, tmp_path_factory):
             cmd.insert(1, "-static")
         subprocess.run(cmd, check=True, capture_output=True)
     for lib in HOST_LIBS:
-        dst = rootfs / lib.lstrip("/")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(lib, dst)
+        copy_at_same_path(rootfs, Path(lib))
+    if HOST_PYTHON.exists():
+        add_python(rootfs)
     bundles = work / "bundles"
     bundle(bundles, "xgate", {"run.runcell.placement": "xgate"})
     bundle(bundles, "notify", {"run.runcell.placement": "notify"})

@@ -88,6 +88,16 @@ expect "ENOEXEC falls back to sh" "$($R exec xg-xgate sh -c 'printf "echo nosheb
 expect "missing program" "$($R exec xg-xgate sh -c '/nonexistent 2>/dev/null; echo $?')" "127"
 expect "comm is the program's" "$($R exec xg-xgate cat /proc/self/comm)" "cat"
 
+# Debian's python3 (when the host brought it): threads, sysconf, a subprocess
+if [ -x /srv/rootfs/usr/bin/python3 ]; then
+  for b in xgate notify; do
+    expect "python3 $b" "$($R exec xg-$b /usr/bin/python3 -S /py_probe.py)" \
+      "python cpus=$WANT_CPUS mem_mib=256 threads_agree=True child"
+  done
+else
+  echo "(no python3 in the rootfs: the host has none)"
+fi
+
 for b in xgate notify native; do
   $R delete --force xg-$b || fail "delete $b"
 done
