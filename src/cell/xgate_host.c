@@ -71,7 +71,7 @@ int rc_xgate_prepare_loader(struct rc_error *err) {
 #define FD ((uint32_t)RC_XGATE_LOADER_FD)
 
 struct builder {
-  struct sock_filter insn[160];
+  struct sock_filter insn[256];
   unsigned n;
   bool overflow;
 };
@@ -119,38 +119,57 @@ static void exec_prot(struct builder *b, uint32_t nr, uint32_t action) {
   end_block(b, at);
 }
 
+/* "if the syscall comes from this instruction, let it through" (the other filters still
+ * decide); falls through with A clobbered otherwise */
+static void allow_from(struct builder *b, uint64_t ip) {
+  ld(b, offsetof(struct seccomp_data, instruction_pointer) + 4);
+  /* not this instruction: jump over the low half's load, compare and ALLOW */
+  emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(ip >> 32), 0, 3));
+  ld(b, offsetof(struct seccomp_data, instruction_pointer));
+  eq_ret(b, (uint32_t)(ip & 0xffffffffu), ALLOW);
+}
+
+/* the gate's own syscall instruction may make the call; anywhere else: action */
+static void gate_or(struct builder *b, uint32_t nr, uint32_t action) {
+  unsigned at = block(b, nr);
+  allow_from(b, RC_XGATE_GATE_IP);
+  ret(b, action);
+  end_block(b, at);
+}
+
+/* Each syscall the filter cares about has a block of its own, which looks at the
+ * instruction pointer or the arguments; every other syscall falls through to ALLOW on its
+ * number alone, so the kernel's per-syscall action cache still spares them the filters. */
 static int build_filter(struct builder *b, struct rc_error *err) {
   memset(b, 0, sizeof(*b));
   ld(b, offsetof(struct seccomp_data, arch));
   unsigned to_i386 =
       emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 0));
-  /* from the gate's own syscall instruction: whatever the other filters allow */
-  ld(b, offsetof(struct seccomp_data, instruction_pointer) + 4);
-  unsigned not_gate =
-      emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-                                           (uint32_t)(RC_XGATE_GATE_IP >> 32), 0, 0));
-  ld(b, offsetof(struct seccomp_data, instruction_pointer));
-  eq_ret(b, (uint32_t)(RC_XGATE_GATE_IP & 0xffffffffu), ALLOW);
-  end_block(b, not_gate);
-
-  ld(b, NR_OFF);
-  eq_ret(b, __NR_sysinfo, TRAP);
-  eq_ret(b, __NR_sched_getaffinity, TRAP);
-  eq_ret(b, __NR_execve, TRAP);
-  eq_ret(b, __NR_pkey_mprotect, ERRNO(EPERM));
-  eq_ret(b, __NR_pkey_alloc, ERRNO(ENOSPC));
-  eq_ret(b, __NR_pkey_free, ERRNO(EINVAL));
-  /* every exec ends as execveat of the loader; of anything else, it is trapped */
+  /* routed, and the calls by which the program could escape the cell kernel */
+  gate_or(b, __NR_sysinfo, TRAP);
+  gate_or(b, __NR_sched_getaffinity, TRAP);
+  gate_or(b, __NR_execve, TRAP);
+  gate_or(b, __NR_rt_sigaction, TRAP);
+  gate_or(b, __NR_rt_sigprocmask, TRAP);
+  gate_or(b, __NR_pkey_mprotect, ERRNO(EPERM));
+  gate_or(b, __NR_pkey_alloc, ERRNO(ENOSPC));
+  gate_or(b, __NR_pkey_free, ERRNO(EINVAL));
+  /* every exec ends as execveat of the loader (or, for a program the loader does not
+   * load, from the gate's exec instruction); anything else is trapped */
   unsigned at = block(b, __NR_execveat);
+  allow_from(b, RC_XGATE_EXEC_IP);
   ld(b, ARG_LO(0));
   eq_ret(b, FD, ALLOW);
   ret(b, TRAP);
   end_block(b, at);
-  exec_prot(b, __NR_mmap, TRAP);
-  exec_prot(b, __NR_mprotect, TRAP);
-  /* signal handlers and masks: the gate's signals stay the gate's, and never blocked */
-  eq_ret(b, __NR_rt_sigaction, TRAP);
-  eq_ret(b, __NR_rt_sigprocmask, TRAP);
+  for (uint32_t nr = __NR_mmap; nr; nr = nr == __NR_mmap ? __NR_mprotect : 0) {
+    at = block(b, nr);
+    allow_from(b, RC_XGATE_GATE_IP);
+    ld(b, ARG_LO(2));
+    set_ret(b, PROT_EXEC, TRAP);
+    ret(b, ALLOW);
+    end_block(b, at);
+  }
   /* the loader's descriptor stays: close pretends, close_range goes around it, dup2/dup3
    * onto it and making it close-on-exec are refused */
   at = block(b, __NR_close);

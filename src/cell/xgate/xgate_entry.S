@@ -114,6 +114,8 @@ xgate_exec_and_leave:
 	mov 24(%r12), %r10
 	mov 32(%r12), %r8
 	syscall
+	.globl xgate_exec_syscall_ret
+xgate_exec_syscall_ret:
 	mov 48(%r12), %r12
 	mov %rax, 144(%r12) /* uc_mcontext.gregs[REG_RAX] */
 	mov $RC_XGATE_PKRU_CLOSED, %eax

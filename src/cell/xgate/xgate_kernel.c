@@ -261,33 +261,37 @@ static long sys_execve(ucontext_t *exec_uc, long dirfd, uint64_t path, uint64_t 
   }
   if (fd < 0) return fd;
   long r = XG_SYS5(__NR_faccessat2, fd, "", X_OK, 0x1000 /* AT_EMPTY_PATH */ | 0x200, 0);
-  if (r == E(38)) r = 0; /* no faccessat2: let the loader's open decide */
+  /* no faccessat2, or one without AT_EMPTY_PATH: the loader's open decides */
+  if (r == E(38) || r == E(22)) r = 0;
   struct stat st;
   if (!r && XG_SYS2(__NR_fstat, fd, &st) < 0) r = E(13);
   if (!r && (st.st_mode & S_IFMT) != S_IFREG) r = E(13);
   unsigned char head[20] = {0};
   if (!r && XG_SYS4(__NR_pread64, fd, head, sizeof(head), 0) < 4) r = E(8);
+  int elf = head[0] == 0x7f && head[1] == 'E' && head[2] == 'L' && head[3] == 'F';
+  int elf64 = elf && head[4] == 2 && head[18] == 62 /* EM_X86_64 */;
+  int script = head[0] == '#' && head[1] == '!';
+  int elf_other = elf && !elf64;
+  if (!r && !elf && !script) r = E(8); /* ENOEXEC: the shell runs it itself */
   /* the target for the loader: what the program asked for, as a path the loader can open
    * after exec (a descriptor relative path goes through /proc/self/fd, kept open) */
   const char *name = p;
   int keep_fd = 0;
-  if (!r && same_file(fd, RC_XGATE_LOADER_FD)) {
+  if (!r && !elf_other && same_file(fd, RC_XGATE_LOADER_FD)) {
     name = xg_program_path; /* /proc/self/exe and friends: the program, not the loader */
-  } else if (!r && (empty || (p[0] != '/' && dirfd != AT_FDCWD))) {
+  } else if (!r && !elf_other && (empty || (p[0] != '/' && dirfd != AT_FDCWD))) {
     long held = XG_SYS3(__NR_fcntl, fd, F_DUPFD, 3);
-    if (held < 0) r = held;
-    char num[24];
-    xg_u64_to_dec((uint64_t)held, num);
-    memcpy(target, "/proc/self/fd/", 15);
-    memcpy(target + 14, num, strlen(num) + 1);
-    name = target;
-    keep_fd = (int)held;
+    if (held < 0) {
+      r = held;
+    } else {
+      char num[24];
+      xg_u64_to_dec((uint64_t)held, num);
+      memcpy(target, "/proc/self/fd/", 15);
+      memcpy(target + 14, num, strlen(num) + 1);
+      name = target;
+      keep_fd = (int)held;
+    }
   }
-  int elf64 = head[0] == 0x7f && head[1] == 'E' && head[2] == 'L' && head[3] == 'F' &&
-              head[4] == 2 && head[18] == 62 /* EM_X86_64 */;
-  int script = head[0] == '#' && head[1] == '!';
-  int elf_other = head[0] == 0x7f && head[1] == 'E' && head[2] == 'L' && head[3] == 'F' && !elf64;
-  if (!r && !elf64 && !script && !elf_other) r = E(8); /* ENOEXEC: the shell runs it itself */
   (void)XG_SYS1(__NR_close, fd);
   if (r) {
     if (keep_fd) (void)XG_SYS1(__NR_close, keep_fd);

@@ -46,3 +46,37 @@ nothing_left() {
   done
   return 0
 }
+
+# bounded SECONDS ID COMMAND...: runs COMMAND (a runcell command on container ID) with its
+# own deadline. A command still running then is a hang to diagnose, not a reason to hold
+# the whole lane until its deadline: every thread of the container's runcell processes is
+# printed (state, wait channel, kernel stack, syscall) with the end of the guest console,
+# the command is killed and bounded returns 124. Otherwise COMMAND's exit status.
+bounded() {
+  limit=$1
+  bid=$2
+  shift 2
+  "$@" &
+  bpid=$!
+  i=0
+  while kill -0 $bpid 2>/dev/null && [ $i -lt $((limit * 5)) ]; do
+    sleep 0.2
+    i=$((i + 1))
+  done
+  if kill -0 $bpid 2>/dev/null; then
+    echo "HANG: '$*' still running after $limit s; the container's processes:"
+    for p in /proc/[0-9]*; do
+      tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "runcell.* $bid \$" || continue
+      echo "pid ${p#/proc/}: $(tr '\0' ' ' <"$p/cmdline")"
+      for t in "$p"/task/*; do
+        echo "  task ${t##*/} $(cat "$t/comm") state $(cut -d' ' -f3 "$t/stat") wchan $(cat "$t/wchan") syscall $(cut -d' ' -f1 "$t/syscall" 2>/dev/null)"
+        head -10 "$t/stack" 2>/dev/null | sed 's/^/    /'
+      done
+    done
+    tr -c '[:print:]\n' '?' <"/run/runcell/$bid/console.log" 2>/dev/null | tail -5
+    kill -9 $bpid
+    wait $bpid 2>/dev/null
+    return 124
+  fi
+  wait $bpid
+}

@@ -10,9 +10,15 @@ if [ ! -f /srv/hostile/garbage.initrd ]; then
   exit 77
 fi
 expect_fail() { # NAME WANTED-TEXT
-  RUNCELL_AGENT_INITRD=/srv/hostile/$1.initrd RUNCELL_MICROVM_BOOT_TIMEOUT_MS=${TMO:-120000} \
+  bounded 180 mv-$1 env RUNCELL_AGENT_INITRD=/srv/hostile/$1.initrd \
+    RUNCELL_MICROVM_BOOT_TIMEOUT_MS=${TMO:-120000} \
     runcell --log /tmp/$1.log run mv-$1 </dev/null >/tmp/$1.out 2>/tmp/$1.err
   rc=$?
+  if [ $rc -eq 124 ]; then
+    cat /tmp/$1.out | tail -40
+    runcell delete --force mv-$1 2>/dev/null
+    fail "$1: runcell run hung"
+  fi
   err=$(cat /tmp/$1.err)
   echo "$1: exit $rc, $(wc -c </tmp/$1.out) bytes of output: $err $(cat /tmp/$1.log 2>/dev/null)"
   [ $rc -ne 0 ] || fail "$1: the container did not fail"
