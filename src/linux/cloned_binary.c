@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runcell/util.h"
@@ -39,7 +40,17 @@ int rc_reexec_from_sealed_copy(char **argv, struct rc_error *err) {
     if (n <= 0) return rc_err(err, n < 0 ? errno : EIO, "copy runcell into a memfd");
     left -= n;
   }
-  if (fcntl(mem, F_ADD_SEALS, CLONE_SEALS) < 0) return rc_err(err, errno, "seal runcell's copy");
+  /* sendfile moves the pages through a pipe, whose buffers can still hold references for a
+   * moment: F_SEAL_WRITE then waits a little for them and fails with EBUSY (seen once in
+   * CI, under a full-disk test). Such references go away by themselves: try again. */
+  int sealed = -1;
+  for (int tries = 0; tries < 100; tries++) {
+    sealed = fcntl(mem, F_ADD_SEALS, CLONE_SEALS);
+    if (sealed == 0 || errno != EBUSY) break;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  if (sealed < 0) return rc_err(err, errno, "seal runcell's copy");
   /* An ELF binary can be executed from a close-on-exec fd: the kernel has it open before
    * the fd table is cleaned. */
   fexecve(mem, argv, environ);
