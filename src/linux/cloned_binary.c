@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,16 +32,24 @@ int rc_reexec_from_sealed_copy(char **argv, struct rc_error *err) {
   if (fstat(exe, &st) < 0) return rc_err(err, errno, "stat /proc/self/exe");
   cleanup_close int mem = memfd_create("runcell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (mem < 0) return rc_err(err, errno, "memfd_create for a sealed copy of runcell");
-  off_t left = st.st_size;
-  while (left > 0) {
-    ssize_t n = sendfile(mem, exe, NULL, (size_t)left);
+  /* read and write, not sendfile: sendfile moves the pages through a pipe whose buffers
+   * can still reference them when the seals are added, and F_SEAL_WRITE then fails with
+   * EBUSY (seen in CI) */
+  static char buf[1 << 16];
+  for (off_t done = 0; done < st.st_size;) {
+    ssize_t n = read(exe, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return rc_err(err, n < 0 ? errno : EIO, "copy runcell into a memfd");
-    left -= n;
+    for (ssize_t w = 0; w < n;) {
+      ssize_t m = write(mem, buf + w, (size_t)(n - w));
+      if (m < 0 && errno == EINTR) continue;
+      if (m <= 0) return rc_err(err, m < 0 ? errno : EIO, "copy runcell into a memfd");
+      w += m;
+    }
+    done += n;
   }
-  /* sendfile moves the pages through a pipe, whose buffers can still hold references for a
-   * moment: F_SEAL_WRITE then waits a little for them and fails with EBUSY (seen once in
-   * CI, under a full-disk test). Such references go away by themselves: try again. */
+  /* should anything else still hold a reference to a page for a moment, F_SEAL_WRITE says
+   * EBUSY; such references go away by themselves: try again */
   int sealed = -1;
   for (int tries = 0; tries < 100; tries++) {
     sealed = fcntl(mem, F_ADD_SEALS, CLONE_SEALS);
