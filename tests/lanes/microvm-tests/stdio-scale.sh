@@ -19,7 +19,10 @@ rm -f /tmp/rss /tmp/bigout-done
     pid=$(runcell state mv-bigout 2>/dev/null | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
     [ -n "$pid" ] && [ "$pid" != 0 ] || { pid=; sleep 0.2; }
   done
-  while [ -n "$pid" ] && [ -r /proc/$pid/smaps_rollup ]; do
+  # (and stop once the run is over: a VMM nobody has reaped yet stays readable here as a
+  # zombie, and a reused pid would be sampled forever; that held the lane to its deadline
+  # in CI)
+  while [ -n "$pid" ] && [ -r /proc/$pid/smaps_rollup ] && [ ! -e /tmp/bigout-done ]; do
     sed -n 's/^Anonymous: *\([0-9]*\) kB/\1/p' /proc/$pid/smaps_rollup >>/tmp/rss
     sleep 1
   done
