@@ -11,12 +11,14 @@
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -162,33 +164,80 @@ static void sync_wake_ups(int listener) {
     (void)ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
 }
 
-static void serve(int listener, int fuse, int control, const char *cgroup_path, pid_t init_pid) {
-  sync_wake_ups(listener);
+/* The listener is served by a thread of its own that blocks in NOTIF_RECV: a routed
+ * syscall then costs one wake-up of that thread (on the caller's CPU, see sync_wake_ups),
+ * not a poll() wake-up followed by a RECV as well. The main thread keeps the views
+ * filesystem and the control socket, and watches the listener only for its hang-up (events
+ * 0: a notification's EPOLLIN wake-up does not reach it). */
+struct listener_thread {
+  int listener;
+  const char *cgroup_path;
+  int ended; /* an eventfd the thread signals when it gives the listener up */
+};
+
+static void *serve_listener(void *arg) {
+  const struct listener_thread *lt = arg;
   struct seccomp_notif_sizes sizes;
-  if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return;
+  if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return NULL;
   struct seccomp_notif *req = rc_xcalloc(1, sizes.seccomp_notif);
   struct seccomp_notif_resp *resp = rc_xcalloc(1, sizes.seccomp_notif_resp);
+  while (serve_notification(lt->listener, lt->cgroup_path, req, sizes.seccomp_notif, resp,
+                            sizes.seccomp_notif_resp)) {
+  }
+  free(req);
+  free(resp);
+  /* the main thread closes the listener: the kernel then fails the cell's routed syscalls
+   * with ENOSYS instead of leaving them waiting for an answer */
+  uint64_t one = 1;
+  (void)!write(lt->ended, &one, sizeof(one));
+  return NULL;
+}
+
+/* Starts the listener's thread; false if it could not be started (the caller then closes
+ * the listener: the cell's routed syscalls then fail with ENOSYS). */
+static bool start_listener(int listener, const char *cgroup_path, int ended) {
+  sync_wake_ups(listener);
+  struct listener_thread *lt = rc_xcalloc(1, sizeof(*lt)); /* the thread's until the exit */
+  lt->listener = listener;
+  lt->cgroup_path = cgroup_path;
+  lt->ended = ended;
+  pthread_t thread;
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return false;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  bool ok = pthread_create(&thread, &attr, serve_listener, lt) == 0;
+  pthread_attr_destroy(&attr);
+  if (!ok) free(lt);
+  return ok;
+}
+
+/* The main loop: the views filesystem, the control socket on which the listener arrives,
+ * and the listener's hang-up. Each source is dropped when it is finished; the cell kernel
+ * ends (the process, the listener's thread with it) when none is left. A listener whose
+ * every process is gone hangs up but leaves a thread blocked in RECV: the listener is not
+ * closed under it, the process's exit ends both. */
+static void serve(int listener, int fuse, int control, const char *cgroup_path, pid_t init_pid) {
+  int ended = eventfd(0, EFD_CLOEXEC);
+  if (listener >= 0 && (ended < 0 || !start_listener(listener, cgroup_path, ended))) {
+    close(listener);
+    listener = -1;
+  }
   struct rc_views_server *views =
       fuse >= 0 ? rc_views_server_new(fuse, cgroup_path, init_pid) : NULL;
   while (listener >= 0 || fuse >= 0 || control >= 0) {
-    struct pollfd p[3] = {{.fd = listener, .events = POLLIN},
+    struct pollfd p[4] = {{.fd = listener, .events = 0},
                           {.fd = fuse, .events = POLLIN},
-                          {.fd = control, .events = POLLIN}};
-    if (poll(p, 3, -1) < 0) {
+                          {.fd = control, .events = POLLIN},
+                          {.fd = listener >= 0 ? ended : -1, .events = POLLIN}};
+    if (poll(p, 4, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if (p[0].revents & POLLIN) {
-      if (!serve_notification(listener, cgroup_path, req, sizes.seccomp_notif, resp,
-                              sizes.seccomp_notif_resp)) {
-        close(listener);
-        listener = -1;
-      }
-    } else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-      /* every process of the filter is gone */
+    if (p[3].revents & POLLIN) { /* the thread gave the listener up */
       close(listener);
       listener = -1;
-    }
+    } else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+      listener = -1; /* every process is gone: its thread stays in RECV until the exit */
     if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) {
       if (rc_views_server_handle(views) < 0) {
         /* unmounted everywhere: the cell's mount namespace is gone */
@@ -200,18 +249,16 @@ static void serve(int listener, int fuse, int control, const char *cgroup_path, 
       int got = -1;
       struct rc_error ignore;
       if ((p[2].revents & POLLIN) && rc_recv_fd(control, &got, &ignore) == 0 && got >= 0 &&
-          listener < 0) {
+          listener < 0 && ended >= 0 && start_listener(got, cgroup_path, ended))
         listener = got;
-        sync_wake_ups(listener);
-      } else if (got >= 0)
+      else if (got >= 0)
         close(got);
       close(control);
       control = -1;
     }
   }
   rc_views_server_free(views);
-  free(req);
-  free(resp);
+  if (ended >= 0) close(ended);
 }
 
 int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgroup_path,

@@ -7,7 +7,11 @@
  *                 getpgid and an empty handler (what xgate's entry costs at the least)
  *   bare_notify   a bare seccomp user-notification round trip: the program's own
  *                 SECCOMP_RET_USER_NOTIF filter on getpgid, answered by a thread of the
- *                 same process on the same CPU (what notify costs at the least)
+ *                 same process on the same CPU (no address-space switch)
+ *   bare_notify_process
+ *                 the same, answered by another process on the same CPU, as notify's
+ *                 supervisor is (what the notify placement costs at the least: the
+ *                 switch to another address space and back is part of every answer)
  * The bare ones install their filter in a forked child, which needs no_new_privs only. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -102,6 +106,7 @@ static int bare(const char *name, double budget) {
   pid_t pid = fork();
   if (pid < 0) return 1;
   if (pid == 0) {
+    pid_t supervisor = 0;
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(sched_getcpu() < 0 ? 0 : sched_getcpu(), &one);
@@ -119,11 +124,25 @@ static int bare(const char *name, double budget) {
       (void)ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
       static int lfd;
       lfd = fd;
-      pthread_t t;
-      if (pthread_create(&t, NULL, answer, &lfd) != 0) _exit(2);
+      if (!strcmp(name, "bare_notify_process")) {
+        /* the answering process inherits the filter too, but makes no getpgid call */
+        supervisor = fork();
+        if (supervisor < 0) _exit(2);
+        if (supervisor == 0) {
+          answer(&lfd);
+          _exit(0);
+        }
+      } else {
+        pthread_t t;
+        if (pthread_create(&t, NULL, answer, &lfd) != 0) _exit(2);
+      }
     }
     printf("{\"%s\": %.1f}\n", name, time_op(op_getpgid, budget));
     fflush(stdout);
+    if (supervisor > 0) { /* it would wait in RECV for ever */
+      kill(supervisor, SIGKILL);
+      waitpid(supervisor, NULL, 0);
+    }
     _exit(0);
   }
   int st = 0;
@@ -141,7 +160,9 @@ int main(int argc, char **argv) {
   const char *op = argv[1];
   if (!strcmp(op, "getppid")) printf("{\"getppid\": %.1f}\n", time_op(op_getppid, budget));
   else if (!strcmp(op, "sysinfo")) printf("{\"sysinfo\": %.1f}\n", time_op(op_sysinfo, budget));
-  else if (!strcmp(op, "bare_sigsys") || !strcmp(op, "bare_notify")) return bare(op, budget);
+  else if (!strcmp(op, "bare_sigsys") || !strcmp(op, "bare_notify") ||
+           !strcmp(op, "bare_notify_process"))
+    return bare(op, budget);
   else return 2;
   return 0;
 }
