@@ -97,6 +97,8 @@ const char *agent_stage_name(uint32_t stage) {
       return "stdio relay";
     case AGENT_STAGE_NETWORK:
       return "network";
+    case AGENT_STAGE_SECURITY:
+      return "security settings";
     default:
       return "unknown stage";
   }
@@ -488,6 +490,15 @@ int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, str
     put_str_array(m, mt->options, mt->n_options);
   }
   put_privileges(m, &cfg->privileges);
+  const struct agent_security *sec = &cfg->security;
+  put_str_array(m, sec->masked_paths, sec->n_masked_paths);
+  put_str_array(m, sec->readonly_paths, sec->n_readonly_paths);
+  put_str_array(m, sec->sysctls, sec->n_sysctls);
+  agent_put_u8(m, sec->has_oom_score_adj);
+  agent_put_u32(m, (uint32_t)sec->oom_score_adj);
+  agent_put_u32(m, sec->seccomp_flags);
+  agent_put_u32(m, sec->seccomp_bpf ? sec->seccomp_bpf_len : 0);
+  if (sec->seccomp_bpf) agent_put_bytes(m, sec->seccomp_bpf, sec->seccomp_bpf_len);
   if (agent_msg_end(m, err) < 0) return rc_err_wrap(err, "container config");
   return 0;
 }
@@ -753,6 +764,22 @@ static void decode_config_fields(struct agent_cursor *c, struct agent_config *cf
     mt->options = get_str_array(c, 256, &mt->n_options);
   }
   get_privileges(c, &cfg->privileges);
+  struct agent_security *sec = &cfg->security;
+  sec->masked_paths = get_str_array(c, AGENT_MAX_PATHS, &sec->n_masked_paths);
+  sec->readonly_paths = get_str_array(c, AGENT_MAX_PATHS, &sec->n_readonly_paths);
+  sec->sysctls = get_str_array(c, AGENT_MAX_SYSCTLS, &sec->n_sysctls);
+  sec->has_oom_score_adj = get_bool(c);
+  sec->oom_score_adj = (int32_t)agent_get_u32(c);
+  sec->seccomp_flags = agent_get_u32(c);
+  n = get_count(c, 1, AGENT_MAX_BPF_INSNS * 8);
+  if (c->bad || n == 0) return;
+  sec->seccomp_bpf = malloc(n);
+  if (!sec->seccomp_bpf) {
+    c->bad = true;
+    return;
+  }
+  sec->seccomp_bpf_len = n;
+  for (uint32_t i = 0; i < n; i++) sec->seccomp_bpf[i] = agent_get_u8(c);
 }
 
 int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
@@ -788,6 +815,59 @@ static int validate_device(const char *what, const char *dev, const char *fstype
     return rc_err(err, EINVAL, "%s: device \"%s\" is neither /dev/NAME nor serial:NAME", what, dev);
   if (fstype[0] == '\0' || strchr(fstype, ','))
     return rc_err(err, EINVAL, "%s: bad filesystem type \"%s\"", what, fstype);
+  return 0;
+}
+
+/* A sysctl's name as a path under /proc/sys: dots become slashes unless the name has
+ * slashes already (then dots belong to names, as in an interface called eth0.100). Every
+ * component must be a plain name: the result cannot leave /proc/sys. */
+int agent_sysctl_path(const char *entry, char *out, size_t size) {
+  const char *eq = entry ? strchr(entry, '=') : NULL;
+  if (!eq || eq == entry) return -1;
+  size_t n = (size_t)(eq - entry);
+  if (n + 1 > size) return -1;
+  bool slashed = memchr(entry, '/', n) != NULL;
+  for (size_t i = 0; i < n; i++) {
+    char ch = entry[i];
+    if (ch <= ' ' || ch == 0x7f) return -1;
+    out[i] = !slashed && ch == '.' ? '/' : ch;
+  }
+  out[n] = '\0';
+  for (const char *p = out;;) { /* components: not empty, not "." or ".." */
+    const char *slash = strchr(p, '/');
+    size_t len = slash ? (size_t)(slash - p) : strlen(p);
+    if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+      return -1;
+    if (!slash) break;
+    p = slash + 1;
+  }
+  return 0;
+}
+
+static int validate_security(const struct agent_security *sec, struct rc_error *err) {
+  if (sec->n_masked_paths > AGENT_MAX_PATHS || sec->n_readonly_paths > AGENT_MAX_PATHS)
+    return rc_err(err, EINVAL, "config: more than %u masked or read-only paths", AGENT_MAX_PATHS);
+  for (uint32_t i = 0; i < sec->n_masked_paths; i++)
+    if (!sec->masked_paths || !is_abs_path(sec->masked_paths[i]))
+      return rc_err(err, EINVAL, "config: masked path %u is not absolute", i);
+  for (uint32_t i = 0; i < sec->n_readonly_paths; i++)
+    if (!sec->readonly_paths || !is_abs_path(sec->readonly_paths[i]))
+      return rc_err(err, EINVAL, "config: read-only path %u is not absolute", i);
+  if (sec->n_sysctls > AGENT_MAX_SYSCTLS)
+    return rc_err(err, EINVAL, "config: more than %u sysctls", AGENT_MAX_SYSCTLS);
+  for (uint32_t i = 0; i < sec->n_sysctls; i++) {
+    char path[AGENT_MAX_STRING];
+    if (!sec->sysctls || agent_sysctl_path(sec->sysctls[i], path, sizeof(path)) < 0)
+      return rc_err(err, EINVAL, "config: sysctl %u is not name=value with a plain name", i);
+  }
+  if (sec->has_oom_score_adj && (sec->oom_score_adj < -1000 || sec->oom_score_adj > 1000))
+    return rc_err(err, EINVAL, "config: oom_score_adj %d out of -1000..1000", sec->oom_score_adj);
+  if (sec->seccomp_flags & ~(uint32_t)(AGENT_SECCOMP_FLAG_LOG | AGENT_SECCOMP_FLAG_SPEC_ALLOW))
+    return rc_err(err, EINVAL, "config: seccomp flags 0x%x not supported", sec->seccomp_flags);
+  if (!sec->seccomp_bpf != (sec->seccomp_bpf_len == 0) || sec->seccomp_bpf_len % 8 != 0 ||
+      sec->seccomp_bpf_len > AGENT_MAX_BPF_INSNS * 8)
+    return rc_err(err, EINVAL, "config: seccomp filter of %u bytes is not 1..%u instructions",
+                  sec->seccomp_bpf_len, AGENT_MAX_BPF_INSNS);
   return 0;
 }
 
@@ -839,7 +919,7 @@ int agent_config_validate(const struct agent_config *cfg, struct rc_error *err) 
       if (!m->options || !m->options[j])
         return rc_err(err, EINVAL, "config: mount %u option %u missing", i, j);
   }
-  return 0;
+  return validate_security(&cfg->security, err);
 }
 
 void agent_config_free(struct agent_config *cfg) {
@@ -850,6 +930,10 @@ void agent_config_free(struct agent_config *cfg) {
   free(cfg->additional_gids);
   free(cfg->rlimits);
   free(cfg->hostname);
+  free_str_array(cfg->security.masked_paths);
+  free_str_array(cfg->security.readonly_paths);
+  free_str_array(cfg->security.sysctls);
+  free(cfg->security.seccomp_bpf);
   free(cfg->rootfs_device);
   free(cfg->rootfs_fstype);
   if (cfg->volumes) {

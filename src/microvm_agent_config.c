@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runcell/process_attrs.h"
 #include "runcell/util.h"
 
 static const struct rc_microvm_bind *bind_of(const struct rc_microvm_plan *plan, size_t mount) {
@@ -28,10 +29,36 @@ void rc_microvm_privileges(const struct oci_process *p, struct agent_privileges 
   };
 }
 
-struct agent_config *rc_microvm_agent_config(const struct oci_config *cfg,
-                                             const struct rc_microvm_plan *plan) {
+/* linux.maskedPaths, readonlyPaths, sysctl, process.oomScoreAdj and linux.seccomp, as the
+ * agent applies them (the filter compiled here: the guest has no libseccomp). */
+static int security(const struct oci_config *cfg, struct agent_security *sec,
+                    struct rc_error *err) {
+  const struct oci_linux *l = &cfg->linux_;
+  if (cfg->has_linux) {
+    sec->masked_paths = l->masked_paths;
+    sec->n_masked_paths = (uint32_t)l->n_masked_paths;
+    sec->readonly_paths = l->readonly_paths;
+    sec->n_readonly_paths = (uint32_t)l->n_readonly_paths;
+    sec->n_sysctls = (uint32_t)l->n_sysctl;
+    sec->sysctls = rc_xcalloc(l->n_sysctl + 1, sizeof(char *));
+    for (size_t i = 0; i < l->n_sysctl; i++)
+      sec->sysctls[i] = rc_xasprintf("%s=%s", l->sysctl[i].key, l->sysctl[i].value);
+  }
+  sec->has_oom_score_adj = cfg->process.has_oom_score_adj;
+  sec->oom_score_adj = cfg->process.oom_score_adj;
+  if (cfg->has_linux && l->has_seccomp &&
+      rc_seccomp_export(&l->seccomp, &sec->seccomp_bpf, &sec->seccomp_bpf_len, &sec->seccomp_flags,
+                        err) < 0)
+    return rc_err_wrap(err, "linux.seccomp for the guest");
+  return 0;
+}
+
+int rc_microvm_agent_config(const struct oci_config *cfg, const struct rc_microvm_plan *plan,
+                            struct agent_config **out, struct rc_error *err) {
   const struct oci_process *p = &cfg->process;
   struct agent_config *a = rc_xcalloc(1, sizeof(*a));
+  *out = a; /* freed by the caller whatever happens */
+  if (security(cfg, &a->security, err) < 0) return -1;
   /* Borrowed strings are cast: the struct is only encoded, never freed field by field
    * (rc_microvm_agent_config_free frees what this function allocated). */
   a->args = p->args;
@@ -89,7 +116,7 @@ struct agent_config *rc_microvm_agent_config(const struct oci_config *cfg,
       am->source = rc_xstrdup(m->source ? m->source : "");
     }
   }
-  return a;
+  return 0;
 }
 
 void rc_microvm_agent_config_free(struct agent_config *a) {
@@ -100,5 +127,8 @@ void rc_microvm_agent_config_free(struct agent_config *a) {
   free(a->volumes);
   for (uint32_t i = 0; i < a->n_mounts; i++) free(a->mounts[i].source);
   free(a->mounts);
+  for (uint32_t i = 0; i < a->security.n_sysctls; i++) free(a->security.sysctls[i]);
+  free(a->security.sysctls);
+  free(a->security.seccomp_bpf);
   free(a);
 }

@@ -371,9 +371,10 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
   if (vm_net.present && send_network(vm, err) < 0) return -1;
 
-  struct agent_config *ac = rc_microvm_agent_config(vm->cfg, plan);
+  struct agent_config *ac = NULL;
   struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
-  int r = agent_encode_config(m, ac, err);
+  int r = rc_microvm_agent_config(vm->cfg, plan, &ac, err);
+  if (r == 0) r = agent_encode_config(m, ac, err);
   rc_microvm_agent_config_free(ac);
   if (r == 0) r = send_frame(vm, m, err);
   free(m);

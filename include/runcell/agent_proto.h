@@ -28,6 +28,8 @@
  * (each after its output) before the container's, so EXIT {proc 0} is always the last.
  * An EXEC that fails is answered EXEC_ERROR and the container goes on.
  * Version 3: CONFIG and EXEC end with the process's privileges (agent_privileges).
+ * Version 4: CONFIG ends with the rest of the container's security settings: masked and
+ * read-only paths, sysctls, oom_score_adj and the seccomp filter (agent_security).
  * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
  * AGENT_STDIO_WINDOW bytes per stream and process unacknowledged; the receiver sends
  * CREDIT as it writes the data out, so neither side buffers more than a window of each.
@@ -43,7 +45,7 @@
 #include "runcell/error.h"
 
 #define AGENT_PROTO_MAGIC 0x4c434352u /* "RCCL" as little-endian bytes */
-#define AGENT_PROTO_VERSION 3
+#define AGENT_PROTO_VERSION 4
 #define AGENT_FRAME_HEADER_SIZE 12
 #define AGENT_FRAME_MAX_PAYLOAD (64u * 1024u)
 #define AGENT_FRAME_MAX (AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX_PAYLOAD)
@@ -67,6 +69,9 @@
 #define AGENT_MAX_RLIMIT_TYPE 16u /* RLIM_NLIMITS on Linux */
 #define AGENT_MAX_VOLUMES 8u
 #define AGENT_MAX_MOUNTS 256u
+#define AGENT_MAX_PATHS 256u /* masked paths, read-only paths */
+#define AGENT_MAX_SYSCTLS 256u
+#define AGENT_MAX_BPF_INSNS 4096u /* BPF_MAXINSNS */
 
 /* Message types: guest->host in 0x01xx, host->guest in 0x02xx, so a frame travelling the
  * wrong way is refused by its type alone. */
@@ -116,6 +121,7 @@ enum agent_stage {
   AGENT_STAGE_PROCESS,      /* the process's setup: terminal, ids, rlimits, cwd */
   AGENT_STAGE_RELAY,        /* after START: the stdio relay */
   AGENT_STAGE_NETWORK = 32, /* the NIC: finding it, name, MTU, addresses, routes */
+  AGENT_STAGE_SECURITY,     /* masked and read-only paths, sysctls, oom_score_adj, seccomp */
 };
 const char *agent_stage_name(uint32_t stage);
 
@@ -264,6 +270,26 @@ struct agent_privileges {
   bool no_new_privs;
 };
 
+/* What runc applies on top of the process's privileges (version 4). The seccomp filter is
+ * compiled on the host (libseccomp, from linux.seccomp) and travels as the classic BPF
+ * program the kernel takes; the agent loads it for the container's process and every
+ * EXEC'd one, as runc does for its exec'd processes. */
+#define AGENT_SECCOMP_FLAG_LOG 2u        /* SECCOMP_FILTER_FLAG_LOG */
+#define AGENT_SECCOMP_FLAG_SPEC_ALLOW 4u /* SECCOMP_FILTER_FLAG_SPEC_ALLOW */
+struct agent_security {
+  char **masked_paths; /* NULL-terminated, absolute: /dev/null or an empty tmpfs over each */
+  uint32_t n_masked_paths;
+  char **readonly_paths; /* NULL-terminated, absolute: bound read-only onto themselves */
+  uint32_t n_readonly_paths;
+  char **sysctls; /* NULL-terminated "name=value", name dotted or slashed (net.ipv4.ip_forward) */
+  uint32_t n_sysctls;
+  bool has_oom_score_adj;
+  int32_t oom_score_adj;    /* -1000..1000 */
+  uint32_t seccomp_flags;   /* SECCOMP_FILTER_FLAG_LOG and _SPEC_ALLOW only */
+  uint8_t *seccomp_bpf;     /* struct sock_filter[], seccomp_bpf_len bytes; NULL: no filter */
+  uint32_t seccomp_bpf_len; /* a multiple of 8, at most AGENT_MAX_BPF_INSNS instructions */
+};
+
 struct agent_config {
   /* process */
   char **args; /* NULL-terminated, at least one */
@@ -291,6 +317,7 @@ struct agent_config {
   struct agent_mount *mounts;
   uint32_t n_mounts;
   struct agent_privileges privileges;
+  struct agent_security security;
 };
 
 void agent_encode_empty(struct agent_msg *m, uint16_t type);
@@ -332,8 +359,12 @@ int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
                         struct rc_error *err);
 
 /* The checks both sides apply: args present, absolute cwd and destinations, "NAME=value"
- * environment, umask, rlimit types and soft <= hard, hostname length, device names. */
+ * environment, umask, rlimit types and soft <= hard, hostname length, device names; the
+ * security settings' paths, sysctl names, oom_score_adj range, seccomp flags and size. */
 int agent_config_validate(const struct agent_config *cfg, struct rc_error *err);
+/* A sysctl entry's name as a path relative to /proc/sys (agent_security.sysctls); -1 if it
+ * is not "name=value" with a name whose every component is a plain one. */
+int agent_sysctl_path(const char *entry, char *out, size_t size);
 void agent_config_free(struct agent_config *cfg);
 
 /* ---- EXEC and PS: more processes in a running container ---------------------------- */

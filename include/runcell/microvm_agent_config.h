@@ -6,10 +6,11 @@
 #include "runcell/microvm.h"
 #include "runcell/oci.h"
 
-/* Borrows the config's strings: cfg must outlive the result. Free with
- * rc_microvm_agent_config_free (not agent_config_free). */
-struct agent_config *rc_microvm_agent_config(const struct oci_config *cfg,
-                                             const struct rc_microvm_plan *plan);
+/* Borrows the config's strings: cfg must outlive the result. *out is set even on failure
+ * (compiling linux.seccomp can fail); free it with rc_microvm_agent_config_free (not
+ * agent_config_free). */
+int rc_microvm_agent_config(const struct oci_config *cfg, const struct rc_microvm_plan *plan,
+                            struct agent_config **out, struct rc_error *err);
 void rc_microvm_agent_config_free(struct agent_config *a);
 /* The process's capability sets and no_new_privs as the agent applies them (an absent
  * set is empty). */

@@ -42,4 +42,11 @@ int rc_seccomp_load(const struct oci_seccomp *s, struct rc_error *err);
  * appear before the container process exists). */
 int rc_seccomp_check(const struct oci_seccomp *s, struct rc_error *err);
 
+/* Builds the filter and exports it as the kernel's classic BPF program (struct sock_filter
+ * array, *len bytes, heap) for a process this one does not load it into (a microVM's
+ * agent); *flags gets the SECCOMP_FILTER_FLAG_LOG / _SPEC_ALLOW the profile asks for.
+ * s NULL: no filter (*bpf NULL). */
+int rc_seccomp_export(const struct oci_seccomp *s, uint8_t **bpf, uint32_t *len, uint32_t *flags,
+                      struct rc_error *err);
+
 #endif

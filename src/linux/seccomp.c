@@ -3,11 +3,15 @@
  * load could report (bad architecture, a rule libseccomp refuses) shows up at create
  * time, before the container process exists. */
 #include <errno.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "runcell/process_attrs.h"
 #include "runcell/util.h"
@@ -270,5 +274,47 @@ int rc_seccomp_load(const struct oci_seccomp *s, struct rc_error *err) {
                     "seccomp: load filter (needs CAP_SYS_ADMIN or noNewPrivileges set first)");
     return rc_err(err, -r, "seccomp: load filter");
   }
+  return 0;
+}
+
+int rc_seccomp_export(const struct oci_seccomp *s, uint8_t **bpf, uint32_t *len, uint32_t *flags,
+                      struct rc_error *err) {
+  *bpf = NULL;
+  *len = 0;
+  *flags = 0;
+  if (!s) return 0;
+  if (validate(s, err) < 0) return -1;
+  cleanup_filter scmp_filter_ctx ctx = NULL;
+  size_t n_unknown;
+  if (build_filter(s, &ctx, &n_unknown, err) < 0) return -1;
+  for (size_t i = 0; i < s->n_flags; i++) {
+    if (strcmp(s->flags[i], "SECCOMP_FILTER_FLAG_LOG") == 0) *flags |= SECCOMP_FILTER_FLAG_LOG;
+    if (strcmp(s->flags[i], "SECCOMP_FILTER_FLAG_SPEC_ALLOW") == 0)
+      *flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+  }
+  /* libseccomp 2.5 exports to a file descriptor only (seccomp_export_bpf_mem is 2.6) */
+  int fd = memfd_create("runcell-seccomp", MFD_CLOEXEC);
+  if (fd < 0) return rc_err(err, errno, "seccomp: memfd for the exported filter");
+  int r = seccomp_export_bpf(ctx, fd);
+  if (r < 0) {
+    close(fd);
+    return rc_err(err, -r, "seccomp: export the filter");
+  }
+  off_t size = lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size % 8 != 0 || size > 4096 * 8) {
+    close(fd);
+    return rc_err(err, E2BIG, "seccomp: the filter has %lld bytes, not 1..4096 instructions",
+                  (long long)size);
+  }
+  uint8_t *buf = rc_xcalloc(1, (size_t)size);
+  ssize_t got = pread(fd, buf, (size_t)size, 0);
+  int saved = errno;
+  close(fd);
+  if (got != size) {
+    free(buf);
+    return rc_err(err, got < 0 ? saved : EIO, "seccomp: read the exported filter back");
+  }
+  *bpf = buf;
+  *len = (uint32_t)size;
   return 0;
 }

@@ -38,12 +38,16 @@ static double now_ns(void) {
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static void op_getppid(void) { syscall(SYS_getppid); }
+static void op_getppid(void) {
+  syscall(SYS_getppid);
+}
 static void op_sysinfo(void) {
   struct sysinfo si;
   syscall(SYS_sysinfo, &si);
 }
-static void op_getpgid(void) { syscall(SYS_getpgid, 0); }
+static void op_getpgid(void) {
+  syscall(SYS_getpgid, 0);
+}
 
 /* best of 5 rounds of a calibrated count within budget_ns */
 static double time_op(void (*op)(void), double budget_ns) {
@@ -66,7 +70,9 @@ static double time_op(void (*op)(void), double budget_ns) {
   return best;
 }
 
-static void on_sigsys(int sig, siginfo_t *si, void *uc) { (void)sig, (void)si, (void)uc; }
+static void on_sigsys(int sig, siginfo_t *si, void *uc) {
+  (void)sig, (void)si, (void)uc;
+}
 
 static int install(unsigned action, unsigned flags) {
   struct sock_filter f[] = {
@@ -158,11 +164,14 @@ int main(int argc, char **argv) {
   if (argc < 2) return 2;
   double budget = (argc > 2 ? atof(argv[2]) : 200) * 1e6;
   const char *op = argv[1];
-  if (!strcmp(op, "getppid")) printf("{\"getppid\": %.1f}\n", time_op(op_getppid, budget));
-  else if (!strcmp(op, "sysinfo")) printf("{\"sysinfo\": %.1f}\n", time_op(op_sysinfo, budget));
+  if (!strcmp(op, "getppid"))
+    printf("{\"getppid\": %.1f}\n", time_op(op_getppid, budget));
+  else if (!strcmp(op, "sysinfo"))
+    printf("{\"sysinfo\": %.1f}\n", time_op(op_sysinfo, budget));
   else if (!strcmp(op, "bare_sigsys") || !strcmp(op, "bare_notify") ||
            !strcmp(op, "bare_notify_process"))
     return bare(op, budget);
-  else return 2;
+  else
+    return 2;
   return 0;
 }

@@ -110,7 +110,60 @@ def scenarios():
         "caps": bundle_config(["sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; "
                                "mount -t tmpfs none /mnt 2>/dev/null && echo mount: done "
                                "|| echo mount: refused"]),
+        "security": security_bundle(),
+        "security-wait": security_bundle("wait"),
     }
+
+
+# security.sh: what a process reports about each setting, a line each ("name: value"); with
+# the argument "wait" it then sleeps, so that a process can be exec'd next to it
+SECURITY_PROBE = """#!/bin/sh
+echo oom: $(cat /proc/self/oom_score_adj)
+echo forward: $(cat /proc/sys/net/ipv4/ip_forward)
+(echo 0 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo procsys: written || echo procsys: refused
+echo visible: $(cat /etc/visible)
+echo secret: [$(cat /etc/secret)]
+echo secretdir: [$(ls /etc/secretdir)]
+(echo x > /etc/secretdir/new) 2>/dev/null && echo secretdir-write: done || echo secretdir-write: refused
+(echo x > /srv-ro/new) 2>/dev/null && echo ro-write: done || echo ro-write: refused
+echo ro-read: $(cat /srv-ro/kept)
+d=/tmp/made-$$
+mkdir $d 2>/dev/null && echo mkdir: done || echo mkdir: refused
+touch /tmp/touched-$$ && echo touch: done || echo touch: refused
+grep -E '^Seccomp:' /proc/self/status
+[ "${1:-}" = wait ] && exec sleep 1000
+exit 0
+"""
+
+
+def security_bundle(*probe_args):
+    """security.sh: runc's default masked and read-only paths (most of which this guest
+    kernel lacks: skipped, as runc skips them) plus a masked file and directory and a
+    read-only directory of the image's own, a sysctl, oomScoreAdj and a seccomp profile
+    that refuses mkdir with EPERM."""
+    spec = bundle_config(["sh", "/bin/security-probe", *probe_args])
+    spec["process"]["oomScoreAdj"] = 123
+    spec["linux"] = copy.deepcopy(spec["linux"])
+    spec["linux"]["maskedPaths"] = spec["linux"]["maskedPaths"] + ["/etc/secret", "/etc/secretdir"]
+    spec["linux"]["readonlyPaths"] = spec["linux"]["readonlyPaths"] + ["/srv-ro"]
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    spec["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    }
+    return spec
+
+
+def security_files(rootfs):
+    """The probe, and the image's files security.sh's bundle masks or makes read-only."""
+    (rootfs / "bin" / "security-probe").write_text(SECURITY_PROBE)
+    (rootfs / "etc" / "visible").write_text("shown\n")
+    (rootfs / "etc" / "secret").write_text("host-secret\n")
+    (rootfs / "etc" / "secretdir").mkdir()
+    (rootfs / "etc" / "secretdir" / "key").write_text("k\n")
+    (rootfs / "srv-ro").mkdir()
+    (rootfs / "srv-ro" / "kept").write_text("kept\n")
 
 
 def ticker_bundle():
@@ -215,6 +268,7 @@ def microvm_lane(runcell_bin, tmp_path_factory):
     make_rootfs(rootfs_big)
     (rootfs_big / "block").write_bytes(os.urandom(1000003))
     build_workloads(rootfs)
+    security_files(rootfs)
     bundles = work / "bundles"
     for name, config in scenarios().items():
         (bundles / name).mkdir(parents=True)

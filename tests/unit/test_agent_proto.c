@@ -63,6 +63,22 @@ static void sample_config(struct agent_config *c) {
                                             .inheritable = 1ULL << 40,
                                             .ambient = 5,
                                             .no_new_privs = true};
+  static char *masked[] = {"/proc/kcore", "/sys/firmware", NULL};
+  static char *readonly[] = {"/proc/sys", NULL};
+  static char *sysctls[] = {"net.ipv4.ip_forward=1", "net/ipv4/conf/eth0.100/forwarding=0", NULL};
+  /* ld [nr]; ret ALLOW */
+  static uint8_t bpf[16] = {0x20, 0, 0, 0, 0, 0, 0, 0, 0x06, 0, 0, 0, 0, 0, 0xff, 0x7f};
+  c->security = (struct agent_security){.masked_paths = masked,
+                                        .n_masked_paths = 2,
+                                        .readonly_paths = readonly,
+                                        .n_readonly_paths = 1,
+                                        .sysctls = sysctls,
+                                        .n_sysctls = 2,
+                                        .has_oom_score_adj = true,
+                                        .oom_score_adj = -500,
+                                        .seccomp_flags = AGENT_SECCOMP_FLAG_LOG,
+                                        .seccomp_bpf = bpf,
+                                        .seccomp_bpf_len = sizeof(bpf)};
 }
 
 static void test_config_round_trip(void) {
@@ -102,6 +118,17 @@ static void test_config_round_trip(void) {
   CHECK(pv->bounding == 0x1ffffffffffULL && pv->effective == 0x20000420 &&
         pv->permitted == 0x20000421 && pv->inheritable == 1ULL << 40 && pv->ambient == 5 &&
         pv->no_new_privs);
+  const struct agent_security *sec = &out->security;
+  CHECK(sec->n_masked_paths == 2 && sec->masked_paths[2] == NULL);
+  CHECK_STR_EQ(sec->masked_paths[1], "/sys/firmware");
+  CHECK(sec->n_readonly_paths == 1);
+  CHECK_STR_EQ(sec->readonly_paths[0], "/proc/sys");
+  CHECK(sec->n_sysctls == 2);
+  CHECK_STR_EQ(sec->sysctls[1], "net/ipv4/conf/eth0.100/forwarding=0");
+  CHECK(sec->has_oom_score_adj && sec->oom_score_adj == -500);
+  CHECK(sec->seccomp_flags == AGENT_SECCOMP_FLAG_LOG);
+  CHECK(sec->seccomp_bpf_len == 16 && sec->seccomp_bpf && sec->seccomp_bpf[8] == 0x06 &&
+        sec->seccomp_bpf[15] == 0x7f);
   agent_config_free(out);
 }
 
@@ -121,8 +148,14 @@ static void test_config_truncation_and_stray_bytes(void) {
     agent_config_free(out);
   }
   CHECK(accepted == 0);
-  /* no_new_privs, the last byte, is 0 or 1 and nothing else */
-  uint8_t *nnp = (uint8_t *)f.payload + f.length - 1;
+  /* no_new_privs, the byte before the security settings (3 string arrays of 2, 1 and 2
+   * entries, u8 oom flag, u32 oom, u32 flags, u32 length, 16 filter bytes), is 0 or 1 */
+  size_t security = 0;
+  const char *strs[] = {"/proc/kcore", "/sys/firmware", "/proc/sys", "net.ipv4.ip_forward=1",
+                        "net/ipv4/conf/eth0.100/forwarding=0"};
+  for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) security += 4 + strlen(strs[i]);
+  security += 3 * 4 + 1 + 4 + 4 + 4 + 16;
+  uint8_t *nnp = (uint8_t *)f.payload + f.length - security - 1;
   CHECK(*nnp == 1);
   *nnp = 2;
   struct agent_config *out = NULL;
@@ -175,6 +208,44 @@ static void test_config_validation(void) {
   c.mounts[0].destination = "dev";
   CHECK(agent_config_validate(&c, &err) < 0);
   c.mounts[0].destination = "/dev";
+  /* the security settings: a mask or read-only path must be absolute, a sysctl a plain
+   * name that stays under /proc/sys, oom_score_adj in range, the filter whole instructions */
+  const char *bad_sysctls[] = {"noequals", "=1",    "../../etc/x=1", "net/../x=1", "net..x=1",
+                               "/net/x=1", "a b=1", "net/=1",        ".hidden=1",  "net/./x=1"};
+  for (size_t i = 0; i < sizeof(bad_sysctls) / sizeof(bad_sysctls[0]); i++) {
+    sample_config(&c);
+    char *one[] = {(char *)bad_sysctls[i], NULL};
+    c.security.sysctls = one;
+    c.security.n_sysctls = 1;
+    CHECK(agent_config_validate(&c, &err) < 0);
+    CHECK_CONTAINS(err.msg, "sysctl");
+  }
+  char rel[64];
+  CHECK(agent_sysctl_path("net.ipv4.ip_forward=1", rel, sizeof(rel)) == 0);
+  CHECK_STR_EQ(rel, "net/ipv4/ip_forward");
+  CHECK(agent_sysctl_path("net/ipv4/conf/eth0.100/forwarding=1", rel, sizeof(rel)) == 0);
+  CHECK_STR_EQ(rel, "net/ipv4/conf/eth0.100/forwarding");
+  sample_config(&c);
+  c.security.masked_paths[0] = "proc/kcore";
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "masked path");
+  c.security.masked_paths[0] = "/proc/kcore";
+  sample_config(&c);
+  c.security.readonly_paths[0] = "";
+  CHECK(agent_config_validate(&c, &err) < 0);
+  c.security.readonly_paths[0] = "/proc/sys";
+  sample_config(&c);
+  c.security.oom_score_adj = 1001;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  sample_config(&c);
+  c.security.seccomp_flags = 1; /* TSYNC: not the agent's to set */
+  CHECK(agent_config_validate(&c, &err) < 0);
+  sample_config(&c);
+  c.security.seccomp_bpf_len = 12;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  sample_config(&c);
+  c.security.seccomp_bpf_len = 0; /* a pointer without bytes */
+  CHECK(agent_config_validate(&c, &err) < 0);
   sample_config(&c);
   CHECK(agent_config_validate(&c, &err) == 0);
 }

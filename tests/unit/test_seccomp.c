@@ -2,8 +2,11 @@
  * (a filter cannot be removed), and the child's exit status carries the verdict. The
  * children set no_new_privs first so that loading needs no privilege. */
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -392,13 +395,54 @@ static void test_check_ok_profile(void) {
   CHECK(rc_seccomp_check(NULL, &err) == 0);
 }
 
-UNIT_MAIN("seccomp", UNIT_CASE(test_errno_rule), UNIT_CASE(test_errno_default_eperm),
-          UNIT_CASE(test_arg_condition), UNIT_CASE(test_same_index_or),
-          UNIT_CASE(test_distinct_index_and), UNIT_CASE(test_masked_eq),
-          UNIT_CASE(test_default_errno_allow_list), UNIT_CASE(test_unknown_syscall_skipped),
-          UNIT_CASE(test_rule_equal_to_default_skipped), UNIT_CASE(test_multi_arch_and_flags),
-          UNIT_CASE(test_load_needs_privilege), UNIT_CASE(test_check_listener_path),
-          UNIT_CASE(test_check_notify_action), UNIT_CASE(test_check_bad_arg_index),
-          UNIT_CASE(test_check_bad_op), UNIT_CASE(test_check_bad_action),
-          UNIT_CASE(test_check_flags), UNIT_CASE(test_check_bad_arch),
-          UNIT_CASE(test_check_ok_profile))
+/* The exported program (what a microVM's agent loads with seccomp(2) itself) behaves as
+ * the loaded filter: an errno rule with an argument check, the flags carried aside. */
+static void child_export_loads_raw(void) {
+  struct oci_seccomp_arg args[] = {{.index = 0, .value = 7, .op = SCMP_CMP_EQ}};
+  struct oci_seccomp_syscall calls[] = {{.names = (char *[]){"getpgid", NULL},
+                                         .n_names = 1,
+                                         .action = SCMP_ACT_ERRNO(0),
+                                         .has_errno_ret = true,
+                                         .errno_ret = 77,
+                                         .args = args,
+                                         .n_args = 1}};
+  char *flags[] = {"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_TSYNC", NULL};
+  struct oci_seccomp s = {.default_action = SCMP_ACT_ALLOW,
+                          .syscalls = calls,
+                          .n_syscalls = 1,
+                          .flags = flags,
+                          .n_flags = 2};
+  uint8_t *bpf = NULL;
+  uint32_t len = 0, fl = 0;
+  struct rc_error err = {0};
+  int r = rc_seccomp_export(&s, &bpf, &len, &fl, &err);
+  if (r < 0) fprintf(stderr, "rc_seccomp_export: %s\n", err.msg);
+  CHECK(r == 0);
+  CHECK(bpf && len > 0 && len % sizeof(struct sock_filter) == 0);
+  CHECK(fl == SECCOMP_FILTER_FLAG_LOG); /* TSYNC is not the agent's: dropped */
+  if (r < 0 || !bpf) return;
+  struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)),
+                            .filter = (struct sock_filter *)(void *)bpf};
+  CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+  CHECK(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, fl, &prog) == 0);
+  errno = 0;
+  CHECK(syscall(SYS_getpgid, 7) == -1 && errno == 77);
+  CHECK(syscall(SYS_getpgid, 0) == getpgid(0));
+  free(bpf);
+  CHECK(rc_seccomp_export(NULL, &bpf, &len, &fl, &err) == 0 && bpf == NULL && len == 0);
+}
+
+static void test_export_loads_raw(void) {
+  unit_in_child("exported filter loaded raw", child_export_loads_raw);
+}
+
+UNIT_MAIN("seccomp", UNIT_CASE(test_export_loads_raw), UNIT_CASE(test_errno_rule),
+          UNIT_CASE(test_errno_default_eperm), UNIT_CASE(test_arg_condition),
+          UNIT_CASE(test_same_index_or), UNIT_CASE(test_distinct_index_and),
+          UNIT_CASE(test_masked_eq), UNIT_CASE(test_default_errno_allow_list),
+          UNIT_CASE(test_unknown_syscall_skipped), UNIT_CASE(test_rule_equal_to_default_skipped),
+          UNIT_CASE(test_multi_arch_and_flags), UNIT_CASE(test_load_needs_privilege),
+          UNIT_CASE(test_check_listener_path), UNIT_CASE(test_check_notify_action),
+          UNIT_CASE(test_check_bad_arg_index), UNIT_CASE(test_check_bad_op),
+          UNIT_CASE(test_check_bad_action), UNIT_CASE(test_check_flags),
+          UNIT_CASE(test_check_bad_arch), UNIT_CASE(test_check_ok_profile))

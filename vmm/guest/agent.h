@@ -40,6 +40,15 @@ int agent_setup_network(const struct agent_network *net, struct rc_error *err);
  * container's root at AGENT_ROOT_DIR. */
 int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f);
 
+/* The security settings (agent_security.c). agent_apply_paths: read-only, then masked
+ * paths inside the container's root; agent_apply_sysctls: the guest kernel's sysctls.
+ * In the process itself: agent_set_oom_score_adj, and agent_load_seccomp (which needs
+ * no_new_privs or CAP_SYS_ADMIN); both return -1 with errno. */
+int agent_apply_paths(int rootfd, const struct agent_security *sec, struct rc_error *err);
+int agent_apply_sysctls(const struct agent_security *sec, struct rc_error *err);
+int agent_set_oom_score_adj(const struct agent_security *sec);
+int agent_load_seccomp(const struct agent_security *sec);
+
 /* openat2(rootfd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): path is taken as if the
  * container's root were "/", whatever symlinks it crosses. O_CLOEXEC is added. */
 int agent_open_in_root(int rootfd, const char *path, int flags);

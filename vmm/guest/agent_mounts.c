@@ -371,6 +371,12 @@ int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f) 
     }
   }
   int r = make_default_devices(rootfd, &f->err);
+  if (r == 0) {
+    /* runc's order: sysctls, then read-only paths, then masked paths */
+    f->stage = AGENT_STAGE_SECURITY;
+    r = agent_apply_sysctls(&cfg->security, &f->err);
+    if (r == 0) r = agent_apply_paths(rootfd, &cfg->security, &f->err);
+  }
   close(rootfd);
   if (r < 0) return -1;
   /* the overlay let the mount points be made; now the root becomes what the config says */

@@ -181,6 +181,10 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   if (setsid() < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setsid");
+  /* through the agent's /proc, before the container's root (whose /proc may be masked)
+   * and while lowering or raising it is still allowed */
+  if (agent_set_oom_score_adj(&cfg->security) < 0)
+    child_fail(report, AGENT_STAGE_SECURITY, errno, "set oom_score_adj");
   if (sp->terminal) {
     if (ioctl(slave, TIOCSCTTY, 0) < 0)
       child_fail(report, AGENT_STAGE_PROCESS, errno, "make the terminal the controlling one");
@@ -201,6 +205,11 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
     }
   }
   umask(cfg->has_umask ? (mode_t)cfg->umask : 022);
+  /* runc's order: without no_new_privs the filter needs CAP_SYS_ADMIN to load, so it goes
+   * in before the ids and capabilities change (and must allow what follows); with it, it
+   * goes in last, right before execve */
+  if (!sp->privileges->no_new_privs && agent_load_seccomp(&cfg->security) < 0)
+    child_fail(report, AGENT_STAGE_SECURITY, errno, "load the seccomp filter");
   gid_t groups[AGENT_MAX_GIDS];
   uint32_t n_gids = sp->n_gids < AGENT_MAX_GIDS ? sp->n_gids : AGENT_MAX_GIDS;
   for (uint32_t i = 0; i < n_gids; i++) groups[i] = sp->gids[i];
@@ -219,6 +228,8 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
     child_fail(report, AGENT_STAGE_PROCESS, errno, "set capabilities");
   if (sp->privileges->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     child_fail(report, AGENT_STAGE_PROCESS, errno, "no_new_privs");
+  if (sp->privileges->no_new_privs && agent_load_seccomp(&cfg->security) < 0)
+    child_fail(report, AGENT_STAGE_SECURITY, errno, "load the seccomp filter");
   execve(exe, sp->args, sp->env);
   snprintf(what, sizeof(what), "exec: \"%s\"", sp->args[0]);
   child_fail(report, AGENT_STAGE_EXEC, errno, what);
