@@ -30,9 +30,13 @@ from lane_kernel import LaneError  # noqa: E402
 
 TESTS_DIR = REPO / "tests" / "lanes" / "microvm-tests"
 MICROVM_TESTS = sorted(p for p in TESTS_DIR.glob("*.sh") if p.name != "common.sh")
-# Opt-in (RUNCELL_LANE_EXTRA=1): crash safety and concurrency of microVMs. Both pass on
-# their own, but with them in the lane stdio-scale hung until the lane's deadline in two
-# CI runs (not understood yet; see the session 5 note), so they stay out of the default run.
+# Opt-in (RUNCELL_LANE_EXTRA=1): crash safety and concurrency of microVMs, and stdio-scale
+# (105 MB through the console). Each passes on its own, but sustained console traffic in
+# the nested guest now and then freezes the whole lane guest under QEMU 7.2's TCG (seen
+# in CI runs 14 and 16 and in 2 of 4 stress runs of session 7: QEMU's CPU time stops
+# growing and the guest's own 200 s watchdog never fires, so it is the emulated L1 that
+# stops, not a runcell process waiting); in the default run that takes every later test
+# with it. stdio-volume (4 MiB out, 1 MiB in, byte for byte) stays in the default run.
 EXTRA_DIR = REPO / "tests" / "lanes" / "microvm-extra"
 if os.environ.get("RUNCELL_LANE_EXTRA") == "1":
     MICROVM_TESTS += sorted(EXTRA_DIR.glob("*.sh"))
@@ -112,6 +116,7 @@ def scenarios():
                                "|| echo mount: refused"]),
         "security": security_bundle(),
         "security-wait": security_bundle("wait"),
+        "hostile-image": hostile_image_bundle(),
     }
 
 
@@ -153,6 +158,32 @@ def security_bundle(*probe_args):
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
     }
     return spec
+
+
+def hostile_image_bundle():
+    """hostile-image.sh: a crafted image (hostile_image_files) whose links point at the
+    host's files, and a mount whose destination goes through a link to "/"."""
+    spec = bundle_config(["sh", "-c", "echo leak:[$(cat /leak 2>&1)]; "
+                          "echo passwd:[$(cat /etc/passwd 2>&1)]; "
+                          "echo home:[$HOME]; "
+                          "[ -d /etc/escaped ] && echo escaped-mount:inside; "
+                          "grep -c ' /etc/escaped ' /proc/mounts"])
+    spec["root"] = {"path": "/srv/rootfs-hostile", "readonly": False}
+    spec["process"]["env"] = [e for e in spec["process"]["env"] if not e.startswith("HOME=")]
+    spec["mounts"] = copy.deepcopy(spec["mounts"]) + [
+        {"destination": "/escape/etc/escaped", "type": "tmpfs", "source": "tmpfs",
+         "options": ["size=1m"]}]
+    return spec
+
+
+def hostile_image_files(rootfs):
+    """Links a runtime that resolved paths on the host would follow out of the image:
+    /etc/passwd and /leak to the lane host's /srv/host-secret (absolute and by ..), /escape
+    to "/" (a mount destination goes through it)."""
+    (rootfs / "etc" / "passwd").unlink()
+    os.symlink("/srv/host-secret", rootfs / "etc" / "passwd")
+    os.symlink("../../../../../../srv/host-secret", rootfs / "leak")
+    os.symlink("/", rootfs / "escape")
 
 
 def security_files(rootfs):
@@ -264,6 +295,9 @@ def microvm_lane(runcell_bin, tmp_path_factory):
     shutil.copy2(initrd, guest / "agent.initrd")
     rootfs = work / "rootfs"
     make_rootfs(rootfs)
+    rootfs_hostile = work / "rootfs-hostile"
+    make_rootfs(rootfs_hostile)
+    hostile_image_files(rootfs_hostile)
     rootfs_big = work / "rootfs-big"
     make_rootfs(rootfs_big)
     (rootfs_big / "block").write_bytes(os.urandom(1000003))
@@ -294,7 +328,8 @@ def microvm_lane(runcell_bin, tmp_path_factory):
             (hostile, "/srv/hostile"),
             (helpers / "console-receiver", "/usr/local/bin/console-receiver"),
             (helpers / "subreaper", "/usr/local/bin/subreaper"),
-            (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (rootfs_big, "/srv/rootfs-big"), (bundles, "/srv/bundles"),
+            (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (rootfs_big, "/srv/rootfs-big"),
+            (rootfs_hostile, "/srv/rootfs-hostile"), (bundles, "/srv/bundles"),
             (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests"),
             (image, "/srv/image")] + containerd_tools
     # network.sh: iproute2 (busybox ip makes no veth pairs) and tc, with their libraries

@@ -37,7 +37,11 @@ def qemu_binary():
 
 def command(kernel, initrd, memory_mib=2048, smp=1, append=""):
     cmdline = f"{KERNEL_ARGS} {append}".strip()
-    return [qemu_binary(), *BASE_ARGS, "-m", str(memory_mib), "-smp", str(smp),
+    # a debugging aid: $RUNCELL_LANE_MONITOR names a unix socket for QEMU's monitor, to
+    # look at a guest that stopped making progress (info cpus, info registers)
+    monitor = os.environ.get("RUNCELL_LANE_MONITOR")
+    extra = ["-monitor", f"unix:{monitor},server,nowait"] if monitor else []
+    return [qemu_binary(), *BASE_ARGS, *extra, "-m", str(memory_mib), "-smp", str(smp),
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
 
 

@@ -28,12 +28,28 @@ rm -f /tmp/rss /tmp/bigout-done
   done
 ) </dev/null >/dev/null 2>&1 &
 sampler=$!
+# the output goes through a FIFO into md5sum, and the run is bounded: a run that hangs
+# prints its processes' states and stacks and fails this test instead of holding the
+# whole lane to its deadline (it did, with an idle guest, in CI runs 14 and 16)
+rm -f /tmp/bigout.pipe /tmp/bigout.md5
+mkfifo /tmp/bigout.pipe || fail "mkfifo"
+md5sum </tmp/bigout.pipe >/tmp/bigout.md5 &
+reader=$!
 start=$(date +%s)
-got=$(runcell run mv-bigout 2>/tmp/err </dev/null | md5sum | cut -d' ' -f1)
+bounded 600 mv-bigout sh -c 'exec runcell run mv-bigout >/tmp/bigout.pipe 2>/tmp/err </dev/null'
+rc=$?
 end=$(date +%s)
 touch /tmp/bigout-done
+if [ $rc -eq 124 ]; then
+  runcell delete --force mv-bigout
+  sleep 1
+  kill $reader 2>/dev/null
+fi
+wait $reader
 wait $sampler
 cat /tmp/err
+[ $rc -ne 124 ] || fail "runcell run hung (see above)"
+got=$(cut -d' ' -f1 /tmp/bigout.md5)
 expect_eq "md5 of 105,000,315 bytes of output" "$got" "$want"
 max=$(sort -n /tmp/rss | tail -n 1)
 echo "105 MB in $((end - start)) s; VMM anonymous memory samples (kB): $(tr '\n' ' ' </tmp/rss)"
