@@ -92,8 +92,9 @@ int agent_apply_paths(int rootfd, const struct agent_security *sec, struct rc_er
   return 0;
 }
 
-/* The guest is the container's alone, so every sysctl the config names is written to the
- * guest kernel (the host validated the config as it does for any mode). */
+/* The guest kernel is the container's alone, so every sysctl the config names is written
+ * to it, also those runc refuses because they are not namespaced on a shared host kernel
+ * (kernel.*, vm.*): here they change nothing outside the container. */
 int agent_apply_sysctls(const struct agent_security *sec, struct rc_error *err) {
   for (uint32_t i = 0; i < sec->n_sysctls; i++) {
     const char *entry = sec->sysctls[i];
