@@ -33,7 +33,7 @@ MICROVM_TESTS = sorted(p for p in TESTS_DIR.glob("*.sh") if p.name != "common.sh
 # Opt-in (RUNCELL_LANE_EXTRA=1): crash safety and concurrency of microVMs, and stdio-scale
 # (105 MB through the console). Each passes on its own, but sustained console traffic in
 # the nested guest now and then freezes the whole lane guest under QEMU 7.2's TCG (seen
-# in CI runs 14 and 16 and in 2 of 3 stress runs of session 7: QEMU's CPU time stops
+# in CI runs 14 and 16 and in 2 of 4 stress runs of session 7: QEMU's CPU time stops
 # growing and the guest's own 200 s watchdog never fires, so it is the emulated L1 that
 # stops, not a runcell process waiting); in the default run that takes every later test
 # with it. stdio-volume (4 MiB out, 1 MiB in, byte for byte) stays in the default run.
