@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runcell/sysctl_path.h"
+
 bool agent_msg_from_guest(uint16_t type) {
   return type >= AGENT_MSG_HELLO && type <= AGENT_MSG_STATS_REPLY;
 }
@@ -818,30 +820,10 @@ static int validate_device(const char *what, const char *dev, const char *fstype
   return 0;
 }
 
-/* A sysctl's name as a path under /proc/sys: dots become slashes unless the name has
- * slashes already (then dots belong to names, as in an interface called eth0.100). Every
- * component must be a plain name: the result cannot leave /proc/sys. */
 int agent_sysctl_path(const char *entry, char *out, size_t size) {
   const char *eq = entry ? strchr(entry, '=') : NULL;
-  if (!eq || eq == entry) return -1;
-  size_t n = (size_t)(eq - entry);
-  if (n + 1 > size) return -1;
-  bool slashed = memchr(entry, '/', n) != NULL;
-  for (size_t i = 0; i < n; i++) {
-    char ch = entry[i];
-    if (ch <= ' ' || ch == 0x7f) return -1;
-    out[i] = !slashed && ch == '.' ? '/' : ch;
-  }
-  out[n] = '\0';
-  for (const char *p = out;;) { /* components: not empty, not "." or ".." */
-    const char *slash = strchr(p, '/');
-    size_t len = slash ? (size_t)(slash - p) : strlen(p);
-    if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
-      return -1;
-    if (!slash) break;
-    p = slash + 1;
-  }
-  return 0;
+  if (!eq) return -1;
+  return rc_sysctl_path(entry, (size_t)(eq - entry), out, size);
 }
 
 static int validate_security(const struct agent_security *sec, struct rc_error *err) {

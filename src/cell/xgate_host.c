@@ -111,14 +111,6 @@ static void end_block(struct builder *b, unsigned at) {
 }
 
 /* PROT_EXEC in argument 2: trapped (x86-64) or refused (i386) */
-static void exec_prot(struct builder *b, uint32_t nr, uint32_t action) {
-  unsigned at = block(b, nr);
-  ld(b, ARG_LO(2));
-  set_ret(b, PROT_EXEC, action);
-  ret(b, ALLOW);
-  end_block(b, at);
-}
-
 /* "if the syscall comes from this instruction, let it through" (the other filters still
  * decide); falls through with A clobbered otherwise */
 static void allow_from(struct builder *b, uint64_t ip) {
@@ -127,6 +119,17 @@ static void allow_from(struct builder *b, uint64_t ip) {
   emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(ip >> 32), 0, 3));
   ld(b, offsetof(struct seccomp_data, instruction_pointer));
   eq_ret(b, (uint32_t)(ip & 0xffffffffu), ALLOW);
+}
+
+/* PROT_EXEC in mmap/mprotect's third argument: action, unless the call comes from ip (0:
+ * from anywhere) */
+static void exec_prot(struct builder *b, uint32_t nr, uint64_t ip, uint32_t action) {
+  unsigned at = block(b, nr);
+  if (ip) allow_from(b, ip);
+  ld(b, ARG_LO(2));
+  set_ret(b, PROT_EXEC, action);
+  ret(b, ALLOW);
+  end_block(b, at);
 }
 
 /* the gate's own syscall instruction may make the call; anywhere else: action */
@@ -162,14 +165,8 @@ static int build_filter(struct builder *b, struct rc_error *err) {
   eq_ret(b, FD, ALLOW);
   ret(b, TRAP);
   end_block(b, at);
-  for (uint32_t nr = __NR_mmap; nr; nr = nr == __NR_mmap ? __NR_mprotect : 0) {
-    at = block(b, nr);
-    allow_from(b, RC_XGATE_GATE_IP);
-    ld(b, ARG_LO(2));
-    set_ret(b, PROT_EXEC, TRAP);
-    ret(b, ALLOW);
-    end_block(b, at);
-  }
+  exec_prot(b, __NR_mmap, RC_XGATE_GATE_IP, TRAP);
+  exec_prot(b, __NR_mprotect, RC_XGATE_GATE_IP, TRAP);
   /* the loader's descriptor stays: close pretends, close_range goes around it, dup2/dup3
    * onto it and making it close-on-exec are refused */
   at = block(b, __NR_close);
@@ -219,8 +216,8 @@ static int build_filter(struct builder *b, struct rc_error *err) {
   eq_ret(b, 380 /* pkey_mprotect */, ERRNO(EPERM));
   eq_ret(b, 381 /* pkey_alloc */, ERRNO(ENOSPC));
   eq_ret(b, 382 /* pkey_free */, ERRNO(EINVAL));
-  exec_prot(b, 192 /* mmap2 */, ERRNO(EACCES));
-  exec_prot(b, 125 /* mprotect */, ERRNO(EACCES));
+  exec_prot(b, 192 /* mmap2 */, 0, ERRNO(EACCES));
+  exec_prot(b, 125 /* mprotect */, 0, ERRNO(EACCES));
   for (uint32_t nr = 67 /* sigaction */; nr; nr = nr == 67 ? 174 /* rt_sigaction */ : 0) {
     at = block(b, nr);
     ld(b, ARG_LO(0));

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "runcell/util.h"
@@ -39,25 +38,13 @@ int rc_reexec_from_sealed_copy(char **argv, struct rc_error *err) {
   for (off_t done = 0; done < st.st_size;) {
     ssize_t n = read(exe, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return rc_err(err, n < 0 ? errno : EIO, "copy runcell into a memfd");
-    for (ssize_t w = 0; w < n;) {
-      ssize_t m = write(mem, buf + w, (size_t)(n - w));
-      if (m < 0 && errno == EINTR) continue;
-      if (m <= 0) return rc_err(err, m < 0 ? errno : EIO, "copy runcell into a memfd");
-      w += m;
-    }
+    if (n < 0) return rc_err(err, errno, "read runcell for its sealed copy");
+    if (n == 0) return rc_err(err, EIO, "read runcell for its sealed copy: shorter than its size");
+    if (rc_write_all(mem, buf, (size_t)n) != n)
+      return rc_err(err, errno, "write runcell's sealed copy");
     done += n;
   }
-  /* should anything else still hold a reference to a page for a moment, F_SEAL_WRITE says
-   * EBUSY; such references go away by themselves: try again */
-  int sealed = -1;
-  for (int tries = 0; tries < 100; tries++) {
-    sealed = fcntl(mem, F_ADD_SEALS, CLONE_SEALS);
-    if (sealed == 0 || errno != EBUSY) break;
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL);
-  }
-  if (sealed < 0) return rc_err(err, errno, "seal runcell's copy");
+  if (fcntl(mem, F_ADD_SEALS, CLONE_SEALS) < 0) return rc_err(err, errno, "seal runcell's copy");
   /* An ELF binary can be executed from a close-on-exec fd: the kernel has it open before
    * the fd table is cleaned. */
   fexecve(mem, argv, environ);

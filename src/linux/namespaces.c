@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "runcell/log.h"
+#include "runcell/sysctl_path.h"
 #include "runcell/util.h"
 
 #ifndef CLONE_NEWTIME
@@ -178,15 +179,12 @@ int rc_ns_apply_sysctl(const struct oci_config *cfg, struct rc_error *err) {
   for (size_t i = 0; i < cfg->linux_.n_sysctl; i++) {
     const char *key = cfg->linux_.sysctl[i].key;
     const char *val = cfg->linux_.sysctl[i].value;
-    if (!*key || strstr(key, "..") || key[0] == '.' || key[0] == '/')
+    /* both "net.ipv4.ip_forward" and "net/ipv4/ip_forward" spellings are accepted */
+    char rel[480], path[512];
+    if (rc_sysctl_path(key, strlen(key), rel, sizeof(rel)) < 0)
       return rc_err(err, 0, "invalid sysctl key \"%s\"", key);
     if (check_sysctl_namespace(cfg, key, err) < 0) return -1;
-    char path[512];
-    int n = snprintf(path, sizeof(path), "/proc/sys/%s", key);
-    if (n < 0 || (size_t)n >= sizeof(path)) return rc_err(err, 0, "sysctl key too long");
-    /* Both "net.ipv4.ip_forward" and "net/ipv4/ip_forward" spellings are accepted. */
-    for (char *p = path + 10; *p; p++)
-      if (*p == '.') *p = '/';
+    snprintf(path, sizeof(path), "/proc/sys/%s", rel);
     if (rc_write_file(path, val, strlen(val), err) < 0)
       return rc_err_wrap(err, "set sysctl %s=%s", key, val);
   }

@@ -91,17 +91,20 @@ static const char *arch_label(uint32_t token, char *buf, size_t len) {
   return buf;
 }
 
-/* Filter flags and the libseccomp attribute that sets each. */
+/* Filter flags, the libseccomp attribute that sets each, and the flag a process loading
+ * the exported program itself passes to seccomp(2) (0: not that process's business). */
 static const struct {
   const char *name;
   enum scmp_filter_attr attr; /* _SCMP_FLTATR_MIN: nothing to set */
+  unsigned raw_flag;
 } flag_attrs[] = {
-    {"SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC},
-    {"SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG},
-    {"SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB},
+    /* one thread loads it: nothing to synchronize */
+    {"SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC, 0},
+    {"SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG, SECCOMP_FILTER_FLAG_LOG},
+    {"SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB, SECCOMP_FILTER_FLAG_SPEC_ALLOW},
     /* Only changes how a notification listener waits, and the kernel refuses it without
      * one; listeners are refused below, so it has nothing to act on. */
-    {"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", _SCMP_FLTATR_MIN},
+    {"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", _SCMP_FLTATR_MIN, 0},
 };
 
 static int flag_index(const char *name) {
@@ -287,11 +290,7 @@ int rc_seccomp_export(const struct oci_seccomp *s, uint8_t **bpf, uint32_t *len,
   cleanup_filter scmp_filter_ctx ctx = NULL;
   size_t n_unknown;
   if (build_filter(s, &ctx, &n_unknown, err) < 0) return -1;
-  for (size_t i = 0; i < s->n_flags; i++) {
-    if (strcmp(s->flags[i], "SECCOMP_FILTER_FLAG_LOG") == 0) *flags |= SECCOMP_FILTER_FLAG_LOG;
-    if (strcmp(s->flags[i], "SECCOMP_FILTER_FLAG_SPEC_ALLOW") == 0)
-      *flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
-  }
+  for (size_t i = 0; i < s->n_flags; i++) *flags |= flag_attrs[flag_index(s->flags[i])].raw_flag;
   /* libseccomp 2.5 exports to a file descriptor only (seccomp_export_bpf_mem is 2.6) */
   int fd = memfd_create("runcell-seccomp", MFD_CLOEXEC);
   if (fd < 0) return rc_err(err, errno, "seccomp: memfd for the exported filter");

@@ -247,7 +247,8 @@ def build_hostile_agents(build_dir, out):
         subprocess.run(["gcc", "-static", "-O2", f"-DBEHAVIOUR={behaviour}", "-D_GNU_SOURCE",
                         "-I", str(REPO / "include"),
                         str(REPO / "tests/lanes/hostile/hostile_agent.c"),
-                        str(REPO / "src/agent_proto.c"), str(REPO / "src/error.c"),
+                        str(REPO / "src/agent_proto.c"), str(REPO / "src/sysctl_path.c"),
+                        str(REPO / "src/error.c"),
                         "-o", str(exe)], check=True, capture_output=True)
         subprocess.run([str(make_initrd), str(out / f"{name}.initrd"), str(exe)], check=True,
                        capture_output=True)

@@ -75,7 +75,7 @@ static int masked_path(int rootfd, const char *path, struct rc_error *err) {
   fd_path(fd, p, sizeof(p));
   int r = fstat(fd, &st);
   if (r == 0 && S_ISDIR(st.st_mode))
-    r = mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+    r = mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   else if (r == 0)
     r = mount("/dev/null", p, NULL, MS_BIND, NULL);
   int e = errno;

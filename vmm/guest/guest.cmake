@@ -7,6 +7,7 @@
 # library by compiling src/agent_proto.c (libc only) in.
 file(GLOB RUNCELL_AGENT_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/vmm/guest/*.c)
 add_executable(runcell-agent ${RUNCELL_AGENT_SOURCES} ${CMAKE_SOURCE_DIR}/src/agent_proto.c
+                             ${CMAKE_SOURCE_DIR}/src/sysctl_path.c
                              ${CMAKE_SOURCE_DIR}/src/error.c)
 target_include_directories(runcell-agent PRIVATE ${CMAKE_SOURCE_DIR}/include)
 set_property(TARGET runcell-agent PROPERTY COMPILE_OPTIONS -Wall -Wextra -Werror -Wshadow

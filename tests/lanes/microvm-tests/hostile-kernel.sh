@@ -38,31 +38,17 @@ for n in 1 2 3 4; do
   id=mv-hkernel-$n
   sample_memory "$id" </dev/null >/dev/null 2>&1 &
   sampler=$!
-  RUNCELL_GUEST_KERNEL=/srv/hostile/kernel.elf RUNCELL_MICROVM_BOOT_TIMEOUT_MS=60000 \
-    runcell --log /tmp/hk-$n.log create "$id" </dev/null >/tmp/hk.out 2>/tmp/hk.err &
-  create=$!
-  # a bound of its own: a create still there after 150 s is a hang to diagnose, not a
+  # bounded (common.sh): a create still there after 150 s is a hang to diagnose, not a
   # reason to hold the whole lane until its deadline
-  i=0
-  while kill -0 $create 2>/dev/null && [ $i -lt 300 ]; do
-    sleep 0.5
-    i=$((i + 1))
-  done
-  if kill -0 $create 2>/dev/null; then
-    echo "boot $n: create still running after 150 s; its processes:"
-    for p in /proc/[0-9]*; do
-      tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "runcell.* $id \$" || continue
-      for t in "$p"/task/*; do
-        echo "${p#/proc/} $(cat "$t/comm") $(cut -d' ' -f3 "$t/stat") $(cat "$t/wchan")"
-        head -8 "$t/stack" 2>/dev/null
-      done
-    done
-    tr -c '[:print:]\n' '?' <"/run/runcell/$id/console.log" 2>/dev/null | tail -5
-    kill -9 $create
+  bounded 150 "$id" env RUNCELL_GUEST_KERNEL=/srv/hostile/kernel.elf \
+    RUNCELL_MICROVM_BOOT_TIMEOUT_MS=60000 \
+    runcell --log /tmp/hk-$n.log create "$id" </dev/null >/tmp/hk.out 2>/tmp/hk.err
+  rc=$?
+  if [ $rc -eq 124 ]; then
+    tail -40 /tmp/hk.out # the diagnosis went where create's output goes
+    runcell delete --force "$id" 2>/dev/null
     fail "boot $n: create hung"
   fi
-  wait $create
-  rc=$?
   wait $sampler
   err=$(cat /tmp/hk.err)
   echo "boot $n: create exit $rc: $err"
