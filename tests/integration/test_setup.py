@@ -344,6 +344,18 @@ def test_sysctl_outside_the_containers_namespaces_is_refused(h, bundle):
     assert "net.ipv4.ip_forward" in res.msg, res.describe()
 
 
+@pytest.mark.parametrize("key", ["net/../kernel/msgmax", "net.ipv4..ip_forward", "net/ipv4/",
+                                 "net.ipv4.ip forward"])
+def test_sysctl_key_that_leaves_its_directory_is_refused(h, bundle, key):
+    """Every component must be a plain name: ".." or an empty one would reach another
+    sysctl (or, written as a path, another file) than the key names."""
+    bundle.linux["sysctl"] = {key: "1"}
+    bundle.args("true")
+    res = h.create(bundle)
+    assert res.rc != 0
+    assert "invalid sysctl key" in res.msg, res.describe()
+
+
 def test_proc_and_sys_are_mounted(h, bundle):
     bundle.sh("grep -E ' /(proc|sys) ' /proc/self/mounts | cut -d' ' -f2,3,4")
     lines = sorted(h.output_of(bundle).splitlines())
