@@ -79,6 +79,7 @@ class LaneRun:
     wall_seconds: float = None
     done: bool = False
     timed_out: bool = False
+    frozen: bool = False  # the emulator stopped the guest (lane_qemu.FROZEN_SECONDS)
     qemu_status: int = None
     problems: list = field(default_factory=list)  # failures outside any one test
 
@@ -183,8 +184,14 @@ def run_lane(tests=None, shell_cmds=(), adds=(), modules=(), timeout=DEFAULT_TIM
     run.wall_seconds = console.wall_seconds
     run.host_boot_seconds = console.first_line_seconds.get(f"{prefix}:boot")
     run.timed_out = console.timed_out
+    run.frozen = console.frozen
     run.qemu_status = console.returncode
-    if console.timed_out:
+    if console.frozen:
+        running = [r for r in run.results if r.status == "running"]
+        where = f" while test {running[0].name!r} ran" if running else ""
+        run.problems.append(f"the emulator froze the lane guest{where}: QEMU used no CPU for "
+                            f"{lane_qemu.FROZEN_SECONDS}s")
+    elif console.timed_out:
         running = [r for r in run.results if r.status == "running"]
         where = f" while test {running[0].name!r} ran" if running else ""
         run.problems.append(f"lane timed out after {timeout}s{where}")

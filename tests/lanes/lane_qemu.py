@@ -20,12 +20,30 @@ BASE_ARGS = ["-accel", "tcg", "-cpu", "max", "-machine", "q35", "-nographic", "-
 KERNEL_ARGS = "console=ttyS0 panic=-1"
 
 
+# QEMU 7.2's TCG now and then stops the whole guest for good while a nested guest moves a
+# lot of data (session 7: its CPU time stops growing, the guest's own watchdogs never
+# fire). A running guest always uses some CPU (timer ticks, the lane's own loops), so this
+# long without any is that freeze, not a slow test.
+FROZEN_SECONDS = 90
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class Console(NamedTuple):
     lines: list  # the console's lines, carriage returns stripped
     returncode: int  # QEMU's exit status; None when it was killed at the deadline
-    timed_out: bool
+    timed_out: bool  # at the deadline, or frozen (then `frozen` says so too)
     wall_seconds: float
     first_line_seconds: dict  # marker -> host seconds from QEMU's start to the first line containing it
+    frozen: bool = False  # killed after FROZEN_SECONDS without using any CPU
 
 
 def qemu_binary():
@@ -63,7 +81,8 @@ def run(argv, timeout, on_line=None, markers=(), on_first_output=None):
                             stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=die_with_parent)
     lines, pending, seen = [], b"", {}
-    timed_out = closed = False
+    timed_out = closed = frozen = False
+    last_ticks, last_progress = None, start
 
     def take(line_bytes):
         line = line_bytes.decode("utf-8", "replace").replace("\r", "")
@@ -81,6 +100,12 @@ def run(argv, timeout, on_line=None, markers=(), on_first_output=None):
                 left = start + timeout - time.monotonic()
                 if left <= 0:
                     timed_out = True
+                    break
+                ticks = cpu_ticks(proc.pid)
+                if ticks != last_ticks:
+                    last_ticks, last_progress = ticks, time.monotonic()
+                elif time.monotonic() - last_progress > FROZEN_SECONDS:
+                    timed_out = frozen = True
                     break
                 if not sel.select(timeout=min(left, 1.0)):
                     continue
@@ -108,4 +133,4 @@ def run(argv, timeout, on_line=None, markers=(), on_first_output=None):
         proc.stdout.close()
         returncode = proc.wait()
     return Console(lines, None if timed_out else returncode, timed_out,
-                   time.monotonic() - start, seen)
+                   time.monotonic() - start, seen, frozen)
