@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runcell/log.h"
@@ -106,54 +105,6 @@ static int tree_key(const char *root, char out[33], struct rc_error *err) {
   return 0;
 }
 
-/* Runs argv, with its output captured into out (truncated) for the error message. */
-static int run_tool(char *const argv[], char *out, size_t out_size, struct rc_error *err) {
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) < 0) return rc_err(err, errno, "pipe for %s", argv[0]);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(pipefd[0]);
-    close(pipefd[1]);
-    return rc_err(err, errno, "fork for %s", argv[0]);
-  }
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(pipefd[1], 1) < 0 || dup2(pipefd[1], 2) < 0)
-      _exit(126);
-    execvp(argv[0], argv);
-    dprintf(2, "%s: %s", argv[0], strerror(errno));
-    _exit(errno == ENOENT ? 127 : 126);
-  }
-  close(pipefd[1]);
-  size_t used = 0;
-  char sink[512];
-  for (;;) {
-    char *dst = used + 1 < out_size ? out + used : sink;
-    size_t room = used + 1 < out_size ? out_size - 1 - used : sizeof(sink);
-    ssize_t n = read(pipefd[0], dst, room);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (dst != sink) used += (size_t)n;
-  }
-  out[used] = '\0';
-  close(pipefd[0]);
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return rc_err(err, errno, "wait for %s", argv[0]);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-  /* last line of the tool's output is usually the reason */
-  size_t len = strlen(out);
-  while (len && (out[len - 1] == '\n' || out[len - 1] == ' ')) out[--len] = '\0';
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-    return rc_err(err, ENOENT,
-                  "microVM mode needs %s (Debian package erofs-utils) to make the container's "
-                  "disk images",
-                  argv[0]);
-  return rc_err(err, 0, "%s failed (%s%d): %s", argv[0],
-                WIFEXITED(status) ? "exit status " : "signal ",
-                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), out);
-}
-
 static int mkdir_p(const char *path, mode_t mode, struct rc_error *err) {
   char buf[PATH_MAX];
   snprintf(buf, sizeof(buf), "%s", path);
@@ -181,21 +132,10 @@ static int image_of_dir(const char *src, const char *key_of, char out[PATH_MAX],
     rc_debug("microvm: image %s of %s is cached", out, key_of);
     return 0;
   }
-  /* Built under a name of its own and renamed: concurrent creates of the same rootfs each
-   * build, and the last rename wins with an identical image. */
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, key, (int)getpid());
-  char *argv[] = {(char *)"mkfs.erofs", (char *)"--quiet", tmp, (char *)src, NULL};
-  char output[1024];
-  if (run_tool(argv, output, sizeof(output), err) < 0) {
-    unlink(tmp);
-    return rc_err_wrap(err, "make a disk image of %s", src);
-  }
-  if (rename(tmp, out) < 0) {
-    int e = errno;
-    unlink(tmp);
-    return rc_err(err, e, "store disk image %s", out);
-  }
+  /* Built under a name of its own and renamed into place (rc_microvm_mkfs): concurrent
+   * creates of the same rootfs each build, and the last rename wins with an identical
+   * image. */
+  if (rc_microvm_mkfs(src, out, err) < 0) return rc_err_wrap(err, "make a disk image of %s", src);
   rc_debug("microvm: built image %s of %s", out, src);
   return 0;
 }

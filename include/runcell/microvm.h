@@ -63,6 +63,12 @@ int rc_microvm_size(const struct oci_config *cfg, struct rc_microvm_plan *plan,
 int rc_microvm_disks(const struct oci_config *cfg, const char *rootfs, struct rc_microvm_plan *plan,
                      struct rc_error *err);
 
+/* Builds the erofs image of directory src at dest with mkfs.erofs, confined to the tree (a
+ * mount namespace whose root holds only the tree, read-only, the output directory and the
+ * tool's own files), so a link swapped into the tree while it is read cannot bring a host
+ * file into the image (src/microvm_mkfs.c). */
+int rc_microvm_mkfs(const char *src, const char *dest, struct rc_error *err);
+
 /* All of the above. */
 int rc_microvm_plan(const struct oci_config *cfg, const char *rootfs, struct rc_microvm_plan *plan,
                     struct rc_error *err);

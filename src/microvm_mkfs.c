@@ -1,0 +1,229 @@
+/* Building a microVM's disk image of a directory with mkfs.erofs, confined to that tree.
+ *
+ * The tree may be written by someone else while the image is built: a volume a running
+ * container shares, a rootfs another container writes. mkfs.erofs lists the tree first
+ * and opens each file later by its full path, following links, so a file swapped for a
+ * link to /etc/shadow (or a directory for a link to /) between the two would put the
+ * host's file into the guest's disk: CVE-2021-30465's race on the image path. So the tool
+ * runs in a mount namespace of its own whose root is an empty tmpfs holding only
+ *   /src  the tree, read-only, nodev (a device node swapped in cannot be read), nosuid,
+ *         noexec, without the mounts below it (the image key does not cross them either);
+ *   /out  an empty directory of its own, where the image is written;
+ *   /usr  and the top-level links to it or directories (bin, lib, lib64, ...) read-only:
+ *         the tool's own program and libraries, public package files;
+ *   /etc/ld.so.cache, read-only.
+ * Whatever a link in the tree names resolves there: the host's /etc, /root, /proc, /run,
+ * /var and the other containers' images are not in that world. Its bounding set keeps only
+ * the two capabilities that let it read every file of the tree, with no_new_privs, and it
+ * dies with runcell (a FIFO swapped in blocks its open; killing create ends it). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runcell/log.h"
+#include "runcell/microvm.h"
+#include "runcell/util.h"
+
+#define MKFS "mkfs.erofs"
+
+/* The first executable regular file named MKFS on $PATH (execvp's search, done here
+ * because the tool is started by descriptor from inside the confinement). */
+static int find_tool(char out[PATH_MAX]) {
+  const char *path = getenv("PATH");
+  if (!path || !*path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  while (*path) {
+    size_t n = strcspn(path, ":");
+    if (n > 0 && n + sizeof(MKFS) + 1 < PATH_MAX) {
+      snprintf(out, PATH_MAX, "%.*s/%s", (int)n, path, MKFS);
+      struct stat sb;
+      if (stat(out, &sb) == 0 && S_ISREG(sb.st_mode) && access(out, X_OK) == 0) return 0;
+    }
+    path += n;
+    if (*path == ':') path++;
+  }
+  return -1;
+}
+
+/* In the child: a failed step is printed to the pipe the parent reads and ends it. */
+__attribute__((noreturn)) static void child_fail(const char *what, const char *path) {
+  dprintf(2, "confining " MKFS ": %s %s: %s\n", what, path, strerror(errno));
+  _exit(126);
+}
+
+static void bind_read_only(const char *from, const char *to, unsigned long extra) {
+  if (mount(from, to, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail("bind", from);
+  if (mount(NULL, to, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | extra, NULL) <
+      0)
+    child_fail("make read-only", to);
+}
+
+/* The top-level names a merged-/usr or classic system starts programs through: a link is
+ * copied as a link, a directory bound read-only; anything else is left out. */
+static void add_system_dir(const char *name) {
+  char host[32];
+  snprintf(host, sizeof(host), "/%s", name);
+  struct stat sb;
+  if (lstat(host, &sb) < 0) return;
+  if (S_ISLNK(sb.st_mode)) {
+    char target[PATH_MAX];
+    ssize_t n = readlink(host, target, sizeof(target) - 1);
+    if (n < 0) child_fail("read link", host);
+    target[n] = '\0';
+    if (symlink(target, name) < 0) child_fail("link", name);
+  } else if (S_ISDIR(sb.st_mode)) {
+    if (mkdir(name, 0755) < 0) child_fail("create", name);
+    bind_read_only(host, name, 0);
+  }
+}
+
+/* Runs in the forked child: builds the confinement in staging/root and starts the tool
+ * by descriptor with /src and /out/image as its arguments. Never returns. */
+__attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *staging,
+                                                       const char *src) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail("set", "the parent-death signal");
+  if (unshare(CLONE_NEWNS) < 0) child_fail("unshare", "the mount namespace");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail("make private", "/");
+  char root[PATH_MAX], out[PATH_MAX];
+  snprintf(root, sizeof(root), "%s/root", staging);
+  snprintf(out, sizeof(out), "%s/out", staging);
+  if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") < 0)
+    child_fail("mount tmpfs on", root);
+  if (chdir(root) < 0) child_fail("enter", root);
+  if (mkdir("src", 0755) < 0 || mkdir("out", 0700) < 0 || mkdir("usr", 0755) < 0 ||
+      mkdir("etc", 0755) < 0)
+    child_fail("create directories in", root);
+  /* not MS_REC: what is mounted inside the tree is not part of its image */
+  if (mount(src, "src", NULL, MS_BIND, NULL) < 0) child_fail("bind", src);
+  if (mount(NULL, "src", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            NULL) < 0)
+    child_fail("make read-only", src);
+  if (mount(out, "out", NULL, MS_BIND, NULL) < 0) child_fail("bind", out);
+  if (mount(NULL, "out", NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    child_fail("restrict", out);
+  if (access("/usr", F_OK) == 0) bind_read_only("/usr", "usr", 0);
+  static const char *const system_dirs[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+  for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
+    add_system_dir(system_dirs[i]);
+  if (access("/etc/ld.so.cache", R_OK) == 0) {
+    int fd = open("etc/ld.so.cache", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) child_fail("create", "etc/ld.so.cache");
+    close(fd);
+    bind_read_only("/etc/ld.so.cache", "etc/ld.so.cache", 0);
+  }
+  /* The tmpfs becomes the root and the host's tree is detached from this namespace. An
+   * initramfs root cannot be pivoted away from (EINVAL): there the tmpfs is moved over it
+   * and chrooted into, which holds as well because the tool keeps no CAP_SYS_CHROOT or
+   * CAP_SYS_ADMIN to climb out with and no descriptor of the host's tree. */
+  if (syscall(SYS_pivot_root, ".", ".") == 0) {
+    if (umount2(".", MNT_DETACH) < 0) child_fail("detach", "the host's root");
+  } else if (errno == EINVAL) {
+    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) child_fail("move over /", root);
+    if (chroot(".") < 0) child_fail("chroot into", root);
+  } else {
+    child_fail("pivot_root into", root);
+  }
+  if (chdir("/") < 0) child_fail("enter", "the new root");
+  if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    child_fail("make read-only", "the new root");
+  /* reading every file of the tree whatever its mode is all the tool needs */
+  for (int c = 0; c <= CAP_LAST_CAP; c++) {
+    if (c == CAP_DAC_OVERRIDE || c == CAP_DAC_READ_SEARCH) continue;
+    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+      child_fail("drop from the bounding set", "a capability");
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail("set", "no_new_privs");
+  char *const argv[] = {(char *)MKFS, (char *)"--quiet", (char *)"/out/image", (char *)"/src",
+                        NULL};
+  char *const envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LC_ALL=C", NULL};
+  syscall(SYS_execveat, tool_fd, "", argv, envp, AT_EMPTY_PATH);
+  child_fail("start", MKFS);
+}
+
+/* Runs the confined tool with its output captured into out (truncated), for the error. */
+static int run_confined(int tool_fd, const char *staging, const char *src, char *out,
+                        size_t out_size, struct rc_error *err) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) return rc_err(err, errno, "pipe for %s", MKFS);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return rc_err(err, errno, "fork for %s", MKFS);
+  }
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(pipefd[1], 1) < 0 || dup2(pipefd[1], 2) < 0)
+      _exit(126);
+    confine_and_exec(tool_fd, staging, src);
+  }
+  close(pipefd[1]);
+  size_t used = 0;
+  char sink[512];
+  for (;;) {
+    char *dst = used + 1 < out_size ? out + used : sink;
+    size_t room = used + 1 < out_size ? out_size - 1 - used : sizeof(sink);
+    ssize_t n = read(pipefd[0], dst, room);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (dst != sink) used += (size_t)n;
+  }
+  out[used] = '\0';
+  close(pipefd[0]);
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return rc_err(err, errno, "wait for %s", MKFS);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  /* the last line of the tool's output is usually the reason */
+  size_t len = strlen(out);
+  while (len && (out[len - 1] == '\n' || out[len - 1] == ' ')) out[--len] = '\0';
+  return rc_err(err, 0, "%s failed (%s%d): %s", MKFS,
+                WIFEXITED(status) ? "exit status " : "signal ",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), out);
+}
+
+int rc_microvm_mkfs(const char *src, const char *dest, struct rc_error *err) {
+  char tool[PATH_MAX];
+  if (find_tool(tool) < 0)
+    return rc_err(err, ENOENT,
+                  "microVM mode needs %s (Debian package erofs-utils) to make the container's "
+                  "disk images",
+                  MKFS);
+  cleanup_close int tool_fd = open(tool, O_PATH | O_CLOEXEC);
+  if (tool_fd < 0) return rc_err(err, errno, "open %s", tool);
+
+  /* next to dest, so the finished image is renamed into place on the same filesystem */
+  char staging[PATH_MAX];
+  const char *slash = strrchr(dest, '/');
+  int dir_len = slash ? (int)(slash - dest) : 1;
+  snprintf(staging, sizeof(staging), "%.*s/.build.XXXXXX", dir_len, slash ? dest : ".");
+  if (!mkdtemp(staging)) return rc_err(err, errno, "staging directory for the image of %s", src);
+  char root[PATH_MAX + 8], out[PATH_MAX + 8], image[PATH_MAX + 16];
+  snprintf(root, sizeof(root), "%s/root", staging);
+  snprintf(out, sizeof(out), "%s/out", staging);
+  snprintf(image, sizeof(image), "%s/image", out);
+  int r = -1;
+  if (mkdir(root, 0700) < 0 || mkdir(out, 0700) < 0) {
+    rc_err(err, errno, "staging directory %s", staging);
+  } else {
+    char output[1024];
+    r = run_confined(tool_fd, staging, src, output, sizeof(output), err);
+    if (r == 0 && rename(image, dest) < 0) r = rc_err(err, errno, "store disk image %s", dest);
+  }
+  unlink(image);
+  rmdir(out);
+  rmdir(root);
+  rmdir(staging);
+  return r;
+}
