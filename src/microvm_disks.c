@@ -7,7 +7,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,48 +57,106 @@ static void key_add_entry(struct tree_key *k, const char *rel, const struct stat
   k->b += b;
 }
 
-/* nftw has no context argument: the walk in progress (one at a time, create is single
- * threaded). */
-static struct {
-  struct tree_key key;
-  size_t root_len;
-  int error;
-  char where[PATH_MAX];
-  size_t entries;
-} walk;
+/* The walk is done with descriptors: each directory is opened from its parent's
+ * descriptor with O_NOFOLLOW and checked to be the directory that was listed, so a
+ * directory swapped for a link while the tree is read (a volume a running container
+ * writes) never sends the walk into the host's tree. Mounts inside the tree are not part of
+ * its image (the image is built without them), so entries of another filesystem are left
+ * out. */
+#define TREE_MAX_DEPTH 256
 
-static int walk_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
-  (void)ftw;
-  if (type == FTW_NS || type == FTW_DNR) {
-    walk.error = errno ? errno : EACCES;
-    snprintf(walk.where, sizeof(walk.where), "%s", path);
-    return 1;
+struct tree_walk {
+  struct tree_key key;
+  dev_t dev;
+};
+
+static int walk_dir(struct tree_walk *w, int dirfd, char *rel, size_t rel_len, int depth,
+                    struct rc_error *err) {
+  if (depth > TREE_MAX_DEPTH)
+    return rc_err(err, ELOOP, "read %s for its disk image: deeper than %d directories", rel,
+                  TREE_MAX_DEPTH);
+  int fd = dup(dirfd);
+  if (fd < 0) return rc_err(err, errno, "read %s for its disk image", rel);
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    int e = errno;
+    close(fd);
+    return rc_err(err, e, "read %s for its disk image", rel);
   }
-  const char *rel = strlen(path) > walk.root_len ? path + walk.root_len : "/";
-  char link[PATH_MAX];
-  const char *target = NULL;
-  if (S_ISLNK(sb->st_mode)) {
-    ssize_t n = readlink(path, link, sizeof(link) - 1);
-    if (n >= 0) {
-      link[n] = '\0';
-      target = link;
+  int r = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *de = readdir(d);
+    if (!de) {
+      if (errno) r = rc_err(err, errno, "read %s for its disk image", rel);
+      break;
     }
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    size_t n = strlen(de->d_name);
+    if (rel_len + 1 + n >= PATH_MAX) {
+      r = rc_err(err, ENAMETOOLONG, "read %s/%s for its disk image", rel, de->d_name);
+      break;
+    }
+    /* rel is "/" for the root; its entries are "/name" */
+    size_t base = rel_len == 1 ? 0 : rel_len;
+    rel[base] = '/';
+    memcpy(rel + base + 1, de->d_name, n + 1);
+    size_t child_len = base + 1 + n;
+    struct stat sb;
+    if (fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+      r = rc_err(err, errno, "read %s for its disk image", rel);
+      break;
+    }
+    if (sb.st_dev != w->dev) {
+      rel[rel_len] = '\0';
+      continue;
+    }
+    char link[PATH_MAX];
+    const char *target = NULL;
+    if (S_ISLNK(sb.st_mode)) {
+      ssize_t l = readlinkat(dirfd, de->d_name, link, sizeof(link) - 1);
+      if (l >= 0) {
+        link[l] = '\0';
+        target = link;
+      }
+    }
+    key_add_entry(&w->key, rel, &sb, target);
+    if (S_ISDIR(sb.st_mode)) {
+      int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      struct stat now;
+      if (sub < 0 || fstat(sub, &now) < 0 || now.st_ino != sb.st_ino || now.st_dev != sb.st_dev) {
+        int e = sub < 0 ? errno : EAGAIN;
+        if (sub >= 0) close(sub);
+        r = rc_err(
+            err, e, "read %s for its disk image%s", rel,
+            e == ENOTDIR || e == ELOOP || e == EAGAIN ? ": it changed while it was read" : "");
+        break;
+      }
+      r = walk_dir(w, sub, rel, child_len, depth + 1, err);
+      close(sub);
+      if (r < 0) break;
+    }
+    rel[rel_len] = '\0';
   }
-  key_add_entry(&walk.key, rel, sb, target);
-  walk.entries++;
-  return 0;
+  closedir(d);
+  return r;
 }
 
+/* root is the bundle's path (trusted, followed); below it nothing is followed. A file (a
+ * file bind's source) is its only entry. */
 static int tree_key(const char *root, char out[33], struct rc_error *err) {
-  memset(&walk, 0, sizeof(walk));
-  walk.root_len = strlen(root);
-  /* FTW_PHYS: a symlink in the rootfs is hashed as a link, never followed onto the host;
-   * FTW_MOUNT: what is mounted inside the bundle's rootfs is not part of the image. */
-  if (nftw(root, walk_entry, 64, FTW_PHYS | FTW_MOUNT) != 0) {
-    if (walk.error) return rc_err(err, walk.error, "read %s for its disk image", walk.where);
-    return rc_err(err, errno, "read %s for its disk image", root);
+  cleanup_close int fd = open(root, O_PATH | O_CLOEXEC);
+  struct stat sb;
+  if (fd < 0 || fstat(fd, &sb) < 0) return rc_err(err, errno, "read %s for its disk image", root);
+  struct tree_walk w = {.dev = sb.st_dev};
+  char rel[PATH_MAX] = "/";
+  key_add_entry(&w.key, rel, &sb, NULL);
+  if (S_ISDIR(sb.st_mode)) {
+    cleanup_close int dir = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) return rc_err(err, errno, "read %s for its disk image", root);
+    if (walk_dir(&w, dir, rel, 1, 0, err) < 0) return -1;
   }
-  uint64_t a = walk.key.a, b = walk.key.b;
+  uint64_t a = w.key.a, b = w.key.b;
   fnv(&a, 0x100000001b3ULL, IMAGE_FORMAT, sizeof(IMAGE_FORMAT));
   snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
   return 0;

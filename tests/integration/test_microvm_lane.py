@@ -117,6 +117,10 @@ def scenarios():
         "security": security_bundle(),
         "security-wait": security_bundle("wait"),
         "hostile-image": hostile_image_bundle(),
+        # cve-fd.sh: the process's descriptors (ls's own directory is the 3), its cwd, its root
+        "fdprobe": bundle_config(["sh", "-c", "echo fds: $(ls /proc/self/fd); "
+                                  "echo cwd: $(pwd); echo root: $(ls /); cat marker 2>/dev/null; "
+                                  "echo ran"]),
     }
 
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -204,13 +205,17 @@ static void disks_are_cached_images(void) {
  * mkfs.erofs lists the tree first and opens each file later by path, following links; a
  * link that appears in between must not bring the host's file into the guest's disk. A
  * child swaps vol/decoy (a regular file) with a link to a secret outside the tree
- * (RENAME_EXCHANGE, atomic) as fast as it can while the test builds images of vol; each
- * build must either succeed without the secret or be refused, and a refused build leaves
+ * (RENAME_EXCHANGE, atomic), and vol/sub with a link to a host directory, as fast as it can
+ * while the test builds images of vol; each build must either succeed without the secret or
+ * be refused, nothing may open the host directory (inotify), and a refused build leaves
  * nothing in the cache. The window (mkfs.erofs's lstat and open of the same file) is two
  * adjacent syscalls, so an unconfined build leaks only now and then (by hand, with the
  * open delayed 50 ms by strace's fault injection: 6 of 20 builds carried the secret);
  * image_builder_sees_only_the_tree below shows deterministically that the builder cannot
- * reach the file at any moment. */
+ * reach the file at any moment. The directory swap guards the cache key's walk, which
+ * opens each directory from its parent with O_NOFOLLOW (the nftw walk it replaced
+ * followed a directory that became a link between its lstat and opendir; that window is
+ * narrower still and 120 builds here did not hit it). */
 static void image_build_reads_nothing_outside_the_tree(void) {
   if (!have_mkfs_erofs()) {
     fprintf(stderr, "SKIP image_build_reads_nothing_outside_the_tree: no mkfs.erofs\n");
@@ -237,11 +242,28 @@ static void image_build_reads_nothing_outside_the_tree(void) {
   text[4096] = '\0';
   write_file(decoy, text);
   CHECK(symlink(secret, other) == 0);
+  /* and a directory swapped with a link to a directory of the host, which nothing may open:
+   * inotify reports any open of it */
+  char subdir[PATH_MAX + 8], otherdir[PATH_MAX + 16], hostdir[PATH_MAX + 16], p[PATH_MAX + 32];
+  snprintf(subdir, sizeof(subdir), "%s/sub", vol);
+  snprintf(otherdir, sizeof(otherdir), "%s/otherdir", base);
+  snprintf(hostdir, sizeof(hostdir), "%s/hostdir", base);
+  CHECK(mkdir(subdir, 0755) == 0 && mkdir(hostdir, 0755) == 0);
+  snprintf(p, sizeof(p), "%s/file", subdir);
+  write_file(p, "in the tree");
+  snprintf(p, sizeof(p), "%s/%s", hostdir, marker);
+  write_file(p, marker);
+  CHECK(symlink(hostdir, otherdir) == 0);
+  int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  CHECK(watch >= 0 && inotify_add_watch(watch, hostdir, IN_OPEN | IN_ACCESS) >= 0);
 
   pid_t swapper = fork();
   CHECK(swapper >= 0);
   if (swapper == 0) {
-    for (;;) renameat2(AT_FDCWD, decoy, AT_FDCWD, other, RENAME_EXCHANGE);
+    for (;;) {
+      renameat2(AT_FDCWD, decoy, AT_FDCWD, other, RENAME_EXCHANGE);
+      renameat2(AT_FDCWD, subdir, AT_FDCWD, otherdir, RENAME_EXCHANGE);
+    }
   }
   struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
   CHECK(cfg != NULL);
@@ -277,6 +299,11 @@ static void image_build_reads_nothing_outside_the_tree(void) {
           built, refused, leaked, refused ? "; first refusal: " : "", first_error);
   CHECK(leaked == 0);
   CHECK(built + refused == rounds);
+  char events[4096];
+  ssize_t opened = watch >= 0 ? read(watch, events, sizeof(events)) : -1;
+  if (opened > 0) fprintf(stderr, "the host directory was opened while images were built\n");
+  CHECK(opened < 0 && errno == EAGAIN);
+  if (watch >= 0) close(watch);
   /* refused builds took their staging directories with them */
   char images[PATH_MAX + 16];
   snprintf(images, sizeof(images), "%s/images", cache);

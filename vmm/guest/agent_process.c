@@ -173,6 +173,27 @@ static int join_root(int mntns) {
   return chdir("/");
 }
 
+/* The working directory, resolved inside the container's root with magic links refused: a
+ * plain chdir would follow /proc/self/fd/N to a descriptor the agent holds here (still open
+ * until exec), /proc/self/cwd or /proc/1/root, and start the process outside its root
+ * (CVE-2024-21626's path). Runs as the process's own ids, so search permission is theirs. */
+static int enter_cwd(const char *cwd) {
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return -1;
+  int dir = agent_open_in_root(root, cwd, O_PATH | O_DIRECTORY);
+  int e = errno;
+  close(root);
+  if (dir < 0) {
+    errno = e;
+    return -1;
+  }
+  int r = fchdir(dir);
+  e = errno;
+  close(dir);
+  errno = e;
+  return r;
+}
+
 static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const char *exe, int slave,
                                             const int pipes[3][2], int report) {
   const struct agent_config *cfg = sp->cfg;
@@ -219,8 +240,11 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
   if (setgid(sp->gid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setgid");
   if (setuid(sp->uid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setuid");
 
-  if (chdir(sp->cwd) < 0) {
-    snprintf(what, sizeof(what), "chdir to cwd \"%s\"", sp->cwd);
+  if (enter_cwd(sp->cwd) < 0) {
+    snprintf(what, sizeof(what), "chdir to cwd \"%s\"%s", sp->cwd,
+             errno == ELOOP ? " (a link loop, or a /proc link, which could lead out of the "
+                              "container's root and is not followed)"
+                            : "");
     child_fail(report, AGENT_STAGE_PROCESS, errno, what);
   }
   /* the working directory as the new uid, before the final sets (runc's order) */
