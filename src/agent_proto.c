@@ -492,6 +492,7 @@ int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, str
     put_str_array(m, mt->options, mt->n_options);
   }
   put_privileges(m, &cfg->privileges);
+  agent_put_u64(m, cfg->pids_limit);
   const struct agent_security *sec = &cfg->security;
   put_str_array(m, sec->masked_paths, sec->n_masked_paths);
   put_str_array(m, sec->readonly_paths, sec->n_readonly_paths);
@@ -766,6 +767,7 @@ static void decode_config_fields(struct agent_cursor *c, struct agent_config *cf
     mt->options = get_str_array(c, 256, &mt->n_options);
   }
   get_privileges(c, &cfg->privileges);
+  cfg->pids_limit = agent_get_u64(c);
   struct agent_security *sec = &cfg->security;
   sec->masked_paths = get_str_array(c, AGENT_MAX_PATHS, &sec->n_masked_paths);
   sec->readonly_paths = get_str_array(c, AGENT_MAX_PATHS, &sec->n_readonly_paths);

@@ -86,6 +86,9 @@ int rc_microvm_agent_config(const struct oci_config *cfg, const struct rc_microv
     a->winsize = (struct agent_winsize){.rows = (uint16_t)p->console_height,
                                         .cols = (uint16_t)p->console_width};
   a->hostname = cfg->hostname ? cfg->hostname : (char *)"";
+  if (cfg->has_linux && cfg->linux_.has_resources && cfg->linux_.resources.has_pids_limit &&
+      cfg->linux_.resources.pids_limit > 0)
+    a->pids_limit = (uint64_t)cfg->linux_.resources.pids_limit;
   a->rootfs_device = (char *)"serial:rootfs";
   a->rootfs_fstype = (char *)plan->disks[0].fstype;
   a->rootfs_read_only = cfg->root_readonly;

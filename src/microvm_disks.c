@@ -34,6 +34,16 @@ static void fnv(uint64_t *h, uint64_t prime, const void *data, size_t n) {
   }
 }
 
+/* Words byte by byte, low byte first (their bytes in memory on x86, so keys did not change
+ * when this replaced hashing the array's memory, which clang-analyzer cannot follow). */
+static void fnv_words(uint64_t *h, uint64_t prime, const uint64_t *words, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    for (int byte = 0; byte < 8; byte++) {
+      *h ^= (unsigned char)(words[i] >> (8 * byte));
+      *h *= prime;
+    }
+}
+
 /* One entry's record. Entries are summed, so the order a directory lists them in does
  * not matter. */
 static void key_add_entry(struct tree_key *k, const char *rel, const struct stat *sb,
@@ -47,8 +57,8 @@ static void key_add_entry(struct tree_key *k, const char *rel, const struct stat
                        (uint64_t)sb->st_ctim.tv_nsec, (uint64_t)sb->st_ino};
   fnv(&a, pa, rel, strlen(rel) + 1);
   fnv(&b, pb, rel, strlen(rel) + 1);
-  fnv(&a, pa, fields, sizeof(fields));
-  fnv(&b, pb, fields, sizeof(fields));
+  fnv_words(&a, pa, fields, sizeof(fields) / sizeof(fields[0]));
+  fnv_words(&b, pb, fields, sizeof(fields) / sizeof(fields[0]));
   if (link) {
     fnv(&a, pa, link, strlen(link));
     fnv(&b, pb, link, strlen(link));
@@ -146,11 +156,12 @@ static int walk_dir(struct tree_walk *w, int dirfd, char *rel, size_t rel_len, i
  * file bind's source) is its only entry. */
 static int tree_key(const char *root, char out[33], struct rc_error *err) {
   cleanup_close int fd = open(root, O_PATH | O_CLOEXEC);
+  if (fd < 0) return rc_err(err, errno, "read %s for its disk image", root);
   struct stat sb;
-  if (fd < 0 || fstat(fd, &sb) < 0) return rc_err(err, errno, "read %s for its disk image", root);
+  if (fstat(fd, &sb) < 0) return rc_err(err, errno, "read %s for its disk image", root);
   struct tree_walk w = {.dev = sb.st_dev};
   char rel[PATH_MAX] = "/";
-  key_add_entry(&w.key, rel, &sb, NULL);
+  key_add_entry(&w.key, "/", &sb, NULL);
   if (S_ISDIR(sb.st_mode)) {
     cleanup_close int dir = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) return rc_err(err, errno, "read %s for its disk image", root);

@@ -30,6 +30,7 @@
  * Version 3: CONFIG and EXEC end with the process's privileges (agent_privileges).
  * Version 4: CONFIG ends with the rest of the container's security settings: masked and
  * read-only paths, sysctls, oom_score_adj and the seccomp filter (agent_security).
+ * Version 5: CONFIG carries the pids limit (a guest cgroup for the container's processes).
  * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
  * AGENT_STDIO_WINDOW bytes per stream and process unacknowledged; the receiver sends
  * CREDIT as it writes the data out, so neither side buffers more than a window of each.
@@ -45,7 +46,7 @@
 #include "runcell/error.h"
 
 #define AGENT_PROTO_MAGIC 0x4c434352u /* "RCCL" as little-endian bytes */
-#define AGENT_PROTO_VERSION 4
+#define AGENT_PROTO_VERSION 5
 #define AGENT_FRAME_HEADER_SIZE 12
 #define AGENT_FRAME_MAX_PAYLOAD (64u * 1024u)
 #define AGENT_FRAME_MAX (AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX_PAYLOAD)
@@ -317,6 +318,9 @@ struct agent_config {
   struct agent_mount *mounts;
   uint32_t n_mounts;
   struct agent_privileges privileges;
+  /* > 0: pids.max of the guest cgroup every process of the container (its own and exec'd
+   * ones) runs in, as linux.resources.pids.limit is under runc; 0: no limit */
+  uint64_t pids_limit;
   struct agent_security security;
 };
 

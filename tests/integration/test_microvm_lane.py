@@ -117,11 +117,22 @@ def scenarios():
         "security": security_bundle(),
         "security-wait": security_bundle("wait"),
         "hostile-image": hostile_image_bundle(),
+        "forkbomb": forkbomb_bundle(),
         # cve-fd.sh: the process's descriptors (ls's own directory is the 3), its cwd, its root
         "fdprobe": bundle_config(["sh", "-c", "echo fds: $(ls /proc/self/fd); "
                                   "echo cwd: $(pwd); echo root: $(ls /); cat marker 2>/dev/null; "
                                   "echo ran"]),
     }
+
+
+def forkbomb_bundle():
+    """exhaustion.sh: a pids limit of 40; a background shell forks sleepers until a fork
+    fails (its errors to /dev/null: console traffic is what the lane emulator dislikes)."""
+    spec = bundle_config(["sh", "-c", "(exec 2>/dev/null; while :; do (exec sleep 1000) & done) & "
+                          "exec sleep 1000"])
+    spec["linux"] = copy.deepcopy(spec["linux"])
+    spec["linux"].setdefault("resources", {})["pids"] = {"limit": 40}
+    return spec
 
 
 # security.sh: what a process reports about each setting, a line each ("name: value"); with

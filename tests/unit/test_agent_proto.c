@@ -63,6 +63,7 @@ static void sample_config(struct agent_config *c) {
                                             .inheritable = 1ULL << 40,
                                             .ambient = 5,
                                             .no_new_privs = true};
+  c->pids_limit = 0x100000040ULL; /* both halves */
   static char *masked[] = {"/proc/kcore", "/sys/firmware", NULL};
   static char *readonly[] = {"/proc/sys", NULL};
   static char *sysctls[] = {"net.ipv4.ip_forward=1", "net/ipv4/conf/eth0.100/forwarding=0", NULL};
@@ -118,6 +119,7 @@ static void test_config_round_trip(void) {
   CHECK(pv->bounding == 0x1ffffffffffULL && pv->effective == 0x20000420 &&
         pv->permitted == 0x20000421 && pv->inheritable == 1ULL << 40 && pv->ambient == 5 &&
         pv->no_new_privs);
+  CHECK(out->pids_limit == 0x100000040ULL);
   const struct agent_security *sec = &out->security;
   CHECK(sec->n_masked_paths == 2 && sec->masked_paths[2] == NULL);
   CHECK_STR_EQ(sec->masked_paths[1], "/sys/firmware");
@@ -148,13 +150,14 @@ static void test_config_truncation_and_stray_bytes(void) {
     agent_config_free(out);
   }
   CHECK(accepted == 0);
-  /* no_new_privs, the byte before the security settings (3 string arrays of 2, 1 and 2
-   * entries, u8 oom flag, u32 oom, u32 flags, u32 length, 16 filter bytes), is 0 or 1 */
+  /* no_new_privs, the byte before the pids limit (u64) and the security settings (3 string
+   * arrays of 2, 1 and 2 entries, u8 oom flag, u32 oom, u32 flags, u32 length, 16 filter
+   * bytes), is 0 or 1 */
   size_t security = 0;
   const char *strs[] = {"/proc/kcore", "/sys/firmware", "/proc/sys", "net.ipv4.ip_forward=1",
                         "net/ipv4/conf/eth0.100/forwarding=0"};
   for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) security += 4 + strlen(strs[i]);
-  security += 3 * 4 + 1 + 4 + 4 + 4 + 16;
+  security += 8 + 3 * 4 + 1 + 4 + 4 + 4 + 16;
   uint8_t *nnp = (uint8_t *)f.payload + f.length - security - 1;
   CHECK(*nnp == 1);
   *nnp = 2;

@@ -47,6 +47,12 @@ int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f);
 int agent_apply_paths(int rootfd, const struct agent_security *sec, struct rc_error *err);
 int agent_apply_sysctls(const struct agent_security *sec, struct rc_error *err);
 int agent_set_oom_score_adj(const struct agent_security *sec);
+
+/* The pids limit (agent_cgroup.c): agent_setup_cgroup makes the guest cgroup at CONFIG
+ * (nothing without a limit); agent_join_cgroup moves the calling process into it (a child,
+ * first thing; 0 without a limit). */
+int agent_setup_cgroup(const struct agent_config *cfg, struct rc_error *err);
+int agent_join_cgroup(void);
 int agent_load_seccomp(const struct agent_security *sec);
 
 /* openat2(rootfd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): path is taken as if the

@@ -224,6 +224,9 @@ static int configure(struct agent_channel *ch, struct agent_config **cfgp,
   set_failure(f, AGENT_STAGE_CONFIG);
   if (agent_decode_config(&fr, cfgp, &f->err) < 0) return -1;
   const struct agent_config *cfg = *cfgp;
+  /* before the container's own cgroup mount, which is read-only: cgroup2 has one
+   * superblock, and a read-only first mount would make the agent's read-only too */
+  if (agent_setup_cgroup(cfg, &f->err) < 0) return -1;
   if (agent_build_rootfs(cfg, f) < 0) return -1;
   if (cfg->hostname && cfg->hostname[0] && sethostname(cfg->hostname, strlen(cfg->hostname)) < 0) {
     set_failure(f, AGENT_STAGE_HOSTNAME);

@@ -201,6 +201,9 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+  /* before it can fork: its children are counted from the start */
+  if (agent_join_cgroup() < 0)
+    child_fail(report, AGENT_STAGE_PROCESS, errno, "join the container's pids cgroup");
   if (setsid() < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setsid");
   /* through the agent's /proc, before the container's root (whose /proc may be masked)
    * and while lowering or raising it is still allowed */
