@@ -451,6 +451,15 @@ static void put_str_array(struct agent_msg *m, char *const *v, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) agent_put_str(m, v[i]);
 }
 
+static void put_rlimits(struct agent_msg *m, const struct agent_rlimit *r, uint32_t n) {
+  agent_put_u32(m, n);
+  for (uint32_t i = 0; i < n; i++) {
+    agent_put_u32(m, r[i].type);
+    agent_put_u64(m, r[i].soft);
+    agent_put_u64(m, r[i].hard);
+  }
+}
+
 static void put_volume(struct agent_msg *m, const struct agent_volume *v) {
   agent_put_str(m, v->device);
   agent_put_str(m, v->fstype);
@@ -469,12 +478,7 @@ int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, str
   for (uint32_t i = 0; i < cfg->n_additional_gids; i++) agent_put_u32(m, cfg->additional_gids[i]);
   agent_put_u8(m, cfg->has_umask);
   agent_put_u32(m, cfg->umask);
-  agent_put_u32(m, cfg->n_rlimits);
-  for (uint32_t i = 0; i < cfg->n_rlimits; i++) {
-    agent_put_u32(m, cfg->rlimits[i].type);
-    agent_put_u64(m, cfg->rlimits[i].soft);
-    agent_put_u64(m, cfg->rlimits[i].hard);
-  }
+  put_rlimits(m, cfg->rlimits, cfg->n_rlimits);
   agent_put_u8(m, cfg->terminal);
   agent_put_u16(m, cfg->winsize.rows);
   agent_put_u16(m, cfg->winsize.cols);
@@ -691,6 +695,25 @@ static bool get_bool(struct agent_cursor *c) {
   return b != 0;
 }
 
+/* The rlimits array (heap, one spare entry); false when the cursor went bad. */
+static bool get_rlimits(struct agent_cursor *c, struct agent_rlimit **out, uint32_t *n_out) {
+  uint32_t n = get_count(c, 20, AGENT_MAX_RLIMIT_TYPE);
+  if (c->bad) return false;
+  struct agent_rlimit *r = calloc((size_t)n + 1, sizeof(*r));
+  if (!r) {
+    c->bad = true;
+    return false;
+  }
+  *out = r;
+  *n_out = n;
+  for (uint32_t i = 0; i < n; i++) {
+    r[i].type = agent_get_u32(c);
+    r[i].soft = agent_get_u64(c);
+    r[i].hard = agent_get_u64(c);
+  }
+  return !c->bad;
+}
+
 static void get_privileges(struct agent_cursor *c, struct agent_privileges *p) {
   p->bounding = agent_get_u64(c);
   p->effective = agent_get_u64(c);
@@ -718,19 +741,7 @@ static void decode_config_fields(struct agent_cursor *c, struct agent_config *cf
   for (uint32_t i = 0; i < n; i++) cfg->additional_gids[i] = agent_get_u32(c);
   cfg->has_umask = get_bool(c);
   cfg->umask = agent_get_u32(c);
-  n = get_count(c, 20, AGENT_MAX_RLIMIT_TYPE);
-  if (c->bad) return;
-  cfg->rlimits = calloc((size_t)n + 1, sizeof(*cfg->rlimits));
-  if (!cfg->rlimits) {
-    c->bad = true;
-    return;
-  }
-  cfg->n_rlimits = n;
-  for (uint32_t i = 0; i < n; i++) {
-    cfg->rlimits[i].type = agent_get_u32(c);
-    cfg->rlimits[i].soft = agent_get_u64(c);
-    cfg->rlimits[i].hard = agent_get_u64(c);
-  }
+  if (!get_rlimits(c, &cfg->rlimits, &cfg->n_rlimits)) return;
   cfg->terminal = get_bool(c);
   cfg->winsize.rows = agent_get_u16(c);
   cfg->winsize.cols = agent_get_u16(c);
@@ -855,6 +866,19 @@ static int validate_security(const struct agent_security *sec, struct rc_error *
   return 0;
 }
 
+static int validate_rlimits(const char *what, const struct agent_rlimit *rl, uint32_t n,
+                            struct rc_error *err) {
+  if (n > AGENT_MAX_RLIMIT_TYPE) return rc_err(err, EINVAL, "%s: too many rlimits", what);
+  for (uint32_t i = 0; i < n; i++) {
+    const struct agent_rlimit *r = &rl[i];
+    if (r->type >= AGENT_MAX_RLIMIT_TYPE)
+      return rc_err(err, EINVAL, "%s: rlimit type %u unknown", what, r->type);
+    if (r->soft > r->hard)
+      return rc_err(err, EINVAL, "%s: rlimit %u soft limit above the hard one", what, r->type);
+  }
+  return 0;
+}
+
 int agent_config_validate(const struct agent_config *cfg, struct rc_error *err) {
   if (!cfg->args || cfg->n_args == 0 || !cfg->args[0] || cfg->args[0][0] == '\0')
     return rc_err(err, EINVAL, "config: process.args is empty");
@@ -871,15 +895,7 @@ int agent_config_validate(const struct agent_config *cfg, struct rc_error *err) 
     return rc_err(err, EINVAL, "config: more than %u additional groups", AGENT_MAX_GIDS);
   if (cfg->has_umask && cfg->umask > 0777)
     return rc_err(err, EINVAL, "config: umask %o out of range", cfg->umask);
-  if (cfg->n_rlimits > AGENT_MAX_RLIMIT_TYPE)
-    return rc_err(err, EINVAL, "config: too many rlimits");
-  for (uint32_t i = 0; i < cfg->n_rlimits; i++) {
-    const struct agent_rlimit *r = &cfg->rlimits[i];
-    if (r->type >= AGENT_MAX_RLIMIT_TYPE)
-      return rc_err(err, EINVAL, "config: rlimit type %u unknown", r->type);
-    if (r->soft > r->hard)
-      return rc_err(err, EINVAL, "config: rlimit %u soft limit above the hard one", r->type);
-  }
+  if (validate_rlimits("config", cfg->rlimits, cfg->n_rlimits, err) < 0) return -1;
   if (cfg->hostname && strlen(cfg->hostname) > AGENT_MAX_HOSTNAME)
     return rc_err(err, EINVAL, "config: hostname longer than %u", AGENT_MAX_HOSTNAME);
   if (validate_device("config: rootfs", cfg->rootfs_device, cfg->rootfs_fstype, err) < 0) return -1;
@@ -1060,7 +1076,9 @@ int agent_exec_validate(const struct agent_exec *e, struct rc_error *err) {
     return rc_err(err, EINVAL, "exec: cwd \"%s\" is not absolute", e->cwd ? e->cwd : "");
   if (e->n_additional_gids > AGENT_MAX_GIDS)
     return rc_err(err, EINVAL, "exec: more than %u additional groups", AGENT_MAX_GIDS);
-  return 0;
+  if (e->has_umask && e->umask > 0777)
+    return rc_err(err, EINVAL, "exec: umask %o out of range", e->umask);
+  return validate_rlimits("exec", e->rlimits, e->n_rlimits, err);
 }
 
 int agent_encode_exec(struct agent_msg *m, const struct agent_exec *e, struct rc_error *err) {
@@ -1078,6 +1096,9 @@ int agent_encode_exec(struct agent_msg *m, const struct agent_exec *e, struct rc
   agent_put_u16(m, e->winsize.rows);
   agent_put_u16(m, e->winsize.cols);
   put_privileges(m, &e->privileges);
+  put_rlimits(m, e->rlimits, e->n_rlimits);
+  agent_put_u8(m, e->has_umask);
+  agent_put_u32(m, e->umask);
   if (agent_msg_end(m, err) < 0) return rc_err_wrap(err, "exec process");
   return 0;
 }
@@ -1108,6 +1129,10 @@ int agent_decode_exec(const struct agent_frame *f, struct agent_exec **out, stru
   e->winsize.rows = agent_get_u16(&c);
   e->winsize.cols = agent_get_u16(&c);
   get_privileges(&c, &e->privileges);
+  if (get_rlimits(&c, &e->rlimits, &e->n_rlimits)) {
+    e->has_umask = get_bool(&c);
+    e->umask = agent_get_u32(&c);
+  }
   if (agent_cursor_finish(&c, "EXEC", err) < 0 || agent_exec_validate(e, err) < 0) {
     agent_exec_free(e);
     return -1;
@@ -1122,6 +1147,7 @@ void agent_exec_free(struct agent_exec *e) {
   free_str_array(e->env);
   free(e->cwd);
   free(e->additional_gids);
+  free(e->rlimits);
   free(e);
 }
 

@@ -80,19 +80,40 @@ struct tree_walk {
   dev_t dev;
 };
 
-static int walk_dir(struct tree_walk *w, int dirfd, char *rel, size_t rel_len, int depth,
+/* The record of one entry of directory d (its name in rel). A link's target is read here,
+ * so its buffer lives only while it is hashed. */
+static int walk_entry(struct tree_walk *w, int dfd, const char *name, const char *rel,
+                      struct stat *sb) {
+  if (fstatat(dfd, name, sb, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+  if (sb->st_dev != w->dev) return 0;
+  char link[PATH_MAX];
+  const char *target = NULL;
+  if (S_ISLNK(sb->st_mode)) {
+    ssize_t l = readlinkat(dfd, name, link, sizeof(link) - 1);
+    if (l >= 0) {
+      link[l] = '\0';
+      target = link;
+    }
+  }
+  key_add_entry(&w->key, rel, sb, target);
+  return 0;
+}
+
+/* Walks directory fd (taken over: closed here) whose path in the tree is rel. */
+static int walk_dir(struct tree_walk *w, int fd, char *rel, size_t rel_len, int depth,
                     struct rc_error *err) {
-  if (depth > TREE_MAX_DEPTH)
-    return rc_err(err, ELOOP, "read %s for its disk image: deeper than %d directories", rel,
-                  TREE_MAX_DEPTH);
-  int fd = dup(dirfd);
-  if (fd < 0) return rc_err(err, errno, "read %s for its disk image", rel);
   DIR *d = fdopendir(fd);
   if (!d) {
     int e = errno;
     close(fd);
     return rc_err(err, e, "read %s for its disk image", rel);
   }
+  if (depth > TREE_MAX_DEPTH) {
+    closedir(d);
+    return rc_err(err, ELOOP, "read %s for its disk image: deeper than %d directories", rel,
+                  TREE_MAX_DEPTH);
+  }
+  int dfd = dirfd(d);
   int r = 0;
   for (;;) {
     errno = 0;
@@ -103,47 +124,35 @@ static int walk_dir(struct tree_walk *w, int dirfd, char *rel, size_t rel_len, i
     }
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
     size_t n = strlen(de->d_name);
-    if (rel_len + 1 + n >= PATH_MAX) {
+    /* rel is "/" for the root; its entries are "/name" */
+    size_t base = rel_len == 1 ? 0 : rel_len;
+    if (base + 1 + n >= PATH_MAX) {
       r = rc_err(err, ENAMETOOLONG, "read %s/%s for its disk image", rel, de->d_name);
       break;
     }
-    /* rel is "/" for the root; its entries are "/name" */
-    size_t base = rel_len == 1 ? 0 : rel_len;
     rel[base] = '/';
     memcpy(rel + base + 1, de->d_name, n + 1);
-    size_t child_len = base + 1 + n;
     struct stat sb;
-    if (fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-      r = rc_err(err, errno, "read %s for its disk image", rel);
-      break;
-    }
-    if (sb.st_dev != w->dev) {
+    if (walk_entry(w, dfd, de->d_name, rel, &sb) < 0) {
+      /* removed while the tree is read (a volume in use): not part of this image */
+      if (errno != ENOENT) r = rc_err(err, errno, "read %s for its disk image", rel);
       rel[rel_len] = '\0';
+      if (r < 0) break;
       continue;
     }
-    char link[PATH_MAX];
-    const char *target = NULL;
-    if (S_ISLNK(sb.st_mode)) {
-      ssize_t l = readlinkat(dirfd, de->d_name, link, sizeof(link) - 1);
-      if (l >= 0) {
-        link[l] = '\0';
-        target = link;
-      }
-    }
-    key_add_entry(&w->key, rel, &sb, target);
-    if (S_ISDIR(sb.st_mode)) {
-      int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (S_ISDIR(sb.st_mode) && sb.st_dev == w->dev) {
+      int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       struct stat now;
       if (sub < 0 || fstat(sub, &now) < 0 || now.st_ino != sb.st_ino || now.st_dev != sb.st_dev) {
         int e = sub < 0 ? errno : EAGAIN;
         if (sub >= 0) close(sub);
-        r = rc_err(
-            err, e, "read %s for its disk image%s", rel,
-            e == ENOTDIR || e == ELOOP || e == EAGAIN ? ": it changed while it was read" : "");
+        r = rc_err(err, e, "read %s for its disk image%s", rel,
+                   e == ENOTDIR || e == ELOOP || e == EAGAIN || e == ENOENT
+                       ? ": it changed while it was read"
+                       : "");
         break;
       }
-      r = walk_dir(w, sub, rel, child_len, depth + 1, err);
-      close(sub);
+      r = walk_dir(w, sub, rel, base + 1 + n, depth + 1, err);
       if (r < 0) break;
     }
     rel[rel_len] = '\0';
@@ -163,7 +172,7 @@ static int tree_key(const char *root, char out[33], struct rc_error *err) {
   char rel[PATH_MAX] = "/";
   key_add_entry(&w.key, "/", &sb, NULL);
   if (S_ISDIR(sb.st_mode)) {
-    cleanup_close int dir = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) return rc_err(err, errno, "read %s for its disk image", root);
     if (walk_dir(&w, dir, rel, 1, 0, err) < 0) return -1;
   }

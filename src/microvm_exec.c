@@ -28,7 +28,8 @@
 #include "runcell/util.h"
 
 /* The process's description as the agent takes it, borrowed from p. */
-static void exec_of(const struct oci_process *p, struct agent_exec *e, uint32_t *gids) {
+static void exec_of(const struct oci_process *p, struct agent_exec *e, uint32_t *gids,
+                    struct agent_rlimit *rlimits) {
   memset(e, 0, sizeof(*e));
   e->args = p->args;
   e->n_args = (uint32_t)p->n_args;
@@ -45,6 +46,14 @@ static void exec_of(const struct oci_process *p, struct agent_exec *e, uint32_t 
   if (p->has_console_size)
     e->winsize = (struct agent_winsize){(uint16_t)p->console_height, (uint16_t)p->console_width};
   rc_microvm_privileges(p, &e->privileges);
+  for (size_t i = 0; i < p->n_rlimits && i < AGENT_MAX_RLIMIT_TYPE; i++)
+    rlimits[i] = (struct agent_rlimit){.type = (uint32_t)p->rlimits[i].type,
+                                       .soft = p->rlimits[i].soft,
+                                       .hard = p->rlimits[i].hard};
+  e->rlimits = rlimits;
+  e->n_rlimits = (uint32_t)p->n_rlimits; /* at most the buffer: checked by the caller */
+  e->has_umask = p->user.has_umask;
+  e->umask = p->user.umask;
 }
 
 /* ---- The stand-in ---------------------------------------------------------------------- */
@@ -182,9 +191,12 @@ int rc_microvm_exec(const struct rc_exec_opts *o, const struct oci_state *st,
                   st->id);
   if (p->user.n_additional_gids > AGENT_MAX_GIDS)
     return rc_err(err, 0, "exec: more than %u additional groups", AGENT_MAX_GIDS);
+  if (p->n_rlimits > AGENT_MAX_RLIMIT_TYPE)
+    return rc_err(err, 0, "exec: more than %u rlimits", AGENT_MAX_RLIMIT_TYPE);
   uint32_t gids[AGENT_MAX_GIDS];
+  struct agent_rlimit rlimits[AGENT_MAX_RLIMIT_TYPE];
   struct agent_exec e;
-  exec_of(p, &e, gids);
+  exec_of(p, &e, gids, rlimits);
   cleanup_free struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
   if (agent_encode_exec(m, &e, err) < 0) return -1;
   /* the agent's EXEC payload under the control request's type */

@@ -9,17 +9,19 @@
  *   /src  the tree, read-only, nodev (a device node swapped in cannot be read), nosuid,
  *         noexec, without the mounts below it (the image key does not cross them either);
  *   /out  an empty directory of its own, where the image is written;
- *   /usr  and the top-level links to it or directories (bin, lib, lib64, ...) read-only:
- *         the tool's own program and libraries, public package files;
+ *   /usr  and the top-level links to it or directories (bin, lib, lib64, ...) read-only
+ *         all the way down: the tool's own program and libraries, public package files;
  *   /etc/ld.so.cache, read-only.
  * Whatever a link in the tree names resolves there: the host's /etc, /root, /proc, /run,
- * /var and the other containers' images are not in that world. Its bounding set keeps only
- * the two capabilities that let it read every file of the tree, with no_new_privs, and it
- * dies with runcell (a FIFO swapped in blocks its open; killing create ends it). */
+ * /var and the other containers' images are not in that world. It holds no descriptor of
+ * runcell's but its stdio, its capabilities are cut to the two that let it read every file
+ * of the tree (bounding, inheritable and ambient sets), with no_new_privs, it dies with
+ * runcell, and it has a deadline: a FIFO swapped into the tree blocks its open for good. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runcell/log.h"
@@ -37,6 +40,14 @@
 #include "runcell/util.h"
 
 #define MKFS "mkfs.erofs"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* How long one image may take before the tool is stopped; a very large tree on slow
+ * storage may need RUNCELL_MICROVM_IMAGE_TIMEOUT_S raised. */
+#define DEFAULT_TIMEOUT_S 600
 
 /* The first executable regular file named MKFS on $PATH (execvp's search, done here
  * because the tool is started by descriptor from inside the confinement). */
@@ -62,10 +73,12 @@ __attribute__((noreturn)) static void child_fail(const char *what, const char *p
   _exit(126);
 }
 
-static void bind_read_only(const char *from, const char *to, unsigned long extra) {
+/* Read-only, nosuid and nodev down the whole tree: a remount would change only the top
+ * mount and leave, say, a separate /usr/local writable. */
+static void bind_read_only(const char *from, const char *to) {
   if (mount(from, to, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail("bind", from);
-  if (mount(NULL, to, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | extra, NULL) <
-      0)
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, to, AT_RECURSIVE, &attr, sizeof(attr)) < 0)
     child_fail("make read-only", to);
 }
 
@@ -84,15 +97,20 @@ static void add_system_dir(const char *name) {
     if (symlink(target, name) < 0) child_fail("link", name);
   } else if (S_ISDIR(sb.st_mode)) {
     if (mkdir(name, 0755) < 0) child_fail("create", name);
-    bind_read_only(host, name, 0);
+    bind_read_only(host, name);
   }
 }
 
 /* Runs in the forked child: builds the confinement in staging/root and starts the tool
  * by descriptor with /src and /out/image as its arguments. Never returns. */
 __attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *staging,
-                                                       const char *src) {
+                                                       const char *src, pid_t parent) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail("set", "the parent-death signal");
+  if (getppid() != parent) _exit(126); /* runcell died before the signal was armed */
+  /* what runcell inherited without close-on-exec (a caller's leaked descriptors) must not
+   * reach the tool: one of a host directory would undo the confinement */
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    child_fail("close", "inherited descriptors");
   if (unshare(CLONE_NEWNS) < 0) child_fail("unshare", "the mount namespace");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail("make private", "/");
   char root[PATH_MAX], out[PATH_MAX];
@@ -112,7 +130,7 @@ __attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *
   if (mount(out, "out", NULL, MS_BIND, NULL) < 0) child_fail("bind", out);
   if (mount(NULL, "out", NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail("restrict", out);
-  if (access("/usr", F_OK) == 0) bind_read_only("/usr", "usr", 0);
+  if (access("/usr", F_OK) == 0) bind_read_only("/usr", "usr");
   static const char *const system_dirs[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
   for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
     add_system_dir(system_dirs[i]);
@@ -120,7 +138,7 @@ __attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *
     int fd = open("etc/ld.so.cache", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) child_fail("create", "etc/ld.so.cache");
     close(fd);
-    bind_read_only("/etc/ld.so.cache", "etc/ld.so.cache", 0);
+    bind_read_only("/etc/ld.so.cache", "etc/ld.so.cache");
   }
   /* The tmpfs becomes the root and the host's tree is detached from this namespace. An
    * initramfs root cannot be pivoted away from (EINVAL): there the tmpfs is moved over it
@@ -137,12 +155,22 @@ __attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *
   if (chdir("/") < 0) child_fail("enter", "the new root");
   if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail("make read-only", "the new root");
-  /* reading every file of the tree whatever its mode is all the tool needs */
-  for (int c = 0; c <= CAP_LAST_CAP; c++) {
+  /* Reading every file of the tree whatever its mode is all the tool needs. Root's exec
+   * gives it the bounding set plus the inheritable set, which is emptied too (a runcell
+   * started with inheritable or ambient capabilities would pass them on). Up to 63: the
+   * running kernel may know more capabilities than these headers (EINVAL past its last). */
+  for (int c = 0; c < 64; c++) {
     if (c == CAP_DAC_OVERRIDE || c == CAP_DAC_READ_SEARCH) continue;
     if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
       child_fail("drop from the bounding set", "a capability");
   }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+    child_fail("clear", "the ambient capabilities");
+  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+  struct __user_cap_data_struct caps[2];
+  if (syscall(SYS_capget, &hdr, caps) < 0) child_fail("read", "the capability sets");
+  caps[0].inheritable = caps[1].inheritable = 0;
+  if (syscall(SYS_capset, &hdr, caps) < 0) child_fail("clear", "the inheritable capabilities");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail("set", "no_new_privs");
   char *const argv[] = {(char *)MKFS, (char *)"--quiet", (char *)"/out/image", (char *)"/src",
                         NULL};
@@ -151,11 +179,20 @@ __attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *
   child_fail("start", MKFS);
 }
 
-/* Runs the confined tool with its output captured into out (truncated), for the error. */
+static int timeout_seconds(void) {
+  const char *v = getenv("RUNCELL_MICROVM_IMAGE_TIMEOUT_S");
+  char *end = NULL;
+  long n = v ? strtol(v, &end, 10) : 0;
+  return v && *v && end && !*end && n > 0 && n <= 86400 ? (int)n : DEFAULT_TIMEOUT_S;
+}
+
+/* Runs the confined tool with its output captured into out (truncated), for the error,
+ * and stops it at the deadline. */
 static int run_confined(int tool_fd, const char *staging, const char *src, char *out,
                         size_t out_size, struct rc_error *err) {
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) return rc_err(err, errno, "pipe for %s", MKFS);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     close(pipefd[0]);
@@ -166,24 +203,46 @@ static int run_confined(int tool_fd, const char *staging, const char *src, char 
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(pipefd[1], 1) < 0 || dup2(pipefd[1], 2) < 0)
       _exit(126);
-    confine_and_exec(tool_fd, staging, src);
+    confine_and_exec(tool_fd, staging, src, parent);
   }
   close(pipefd[1]);
+  int limit = timeout_seconds();
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  bool timed_out = false;
   size_t used = 0;
   char sink[512];
   for (;;) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long left_ms = (long long)limit * 1000 - ((long long)(now.tv_sec - start.tv_sec) * 1000 +
+                                                   (now.tv_nsec - start.tv_nsec) / 1000000);
+    if (left_ms <= 0) {
+      timed_out = true;
+      break;
+    }
+    struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
+    int ready = poll(&p, 1, left_ms > 1000000 ? 1000000 : (int)left_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue; /* the deadline is checked above */
     char *dst = used + 1 < out_size ? out + used : sink;
     size_t room = used + 1 < out_size ? out_size - 1 - used : sizeof(sink);
     ssize_t n = read(pipefd[0], dst, room);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n <= 0) break; /* end of output: the tool exited (or closed it) */
     if (dst != sink) used += (size_t)n;
   }
   out[used] = '\0';
   close(pipefd[0]);
+  if (timed_out) kill(pid, SIGKILL);
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return rc_err(err, errno, "wait for %s", MKFS);
+  if (timed_out)
+    return rc_err(err, ETIMEDOUT,
+                  "%s did not finish the image of %s within %d s and was stopped (a FIFO in "
+                  "the tree blocks it; a very large tree may need RUNCELL_MICROVM_IMAGE_TIMEOUT_S "
+                  "raised)",
+                  MKFS, src, limit);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
   /* the last line of the tool's output is usually the reason */
   size_t len = strlen(out);

@@ -30,7 +30,8 @@
  * Version 3: CONFIG and EXEC end with the process's privileges (agent_privileges).
  * Version 4: CONFIG ends with the rest of the container's security settings: masked and
  * read-only paths, sysctls, oom_score_adj and the seccomp filter (agent_security).
- * Version 5: CONFIG carries the pids limit (a guest cgroup for the container's processes).
+ * Version 5: CONFIG carries the pids limit (a guest cgroup for the container's processes);
+ * EXEC ends with the process's own rlimits and umask.
  * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
  * AGENT_STDIO_WINDOW bytes per stream and process unacknowledged; the receiver sends
  * CREDIT as it writes the data out, so neither side buffers more than a window of each.
@@ -389,6 +390,11 @@ struct agent_exec {
   uint32_t n_additional_gids;
   bool terminal;
   struct agent_winsize winsize; /* initial size when terminal */
+  /* the process's own (runc exec applies the --process file's, else the container's) */
+  struct agent_rlimit *rlimits;
+  uint32_t n_rlimits;
+  bool has_umask;
+  uint32_t umask; /* <= 0777 */
 };
 
 /* args present, env "NAME=value", absolute cwd, groups count (proc is not checked: the

@@ -5,6 +5,7 @@
  *   root: NAME...                            the entries of its /
  *   caps: HEX                                its effective capabilities
  *   unshare: ok | error MESSAGE              whether it could make a mount namespace
+ *   fds: N...                                the descriptors above 2 it was started with
  * Static, so that it runs wherever it is started. */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +19,10 @@
 
 int main(int argc, char **argv) {
   if (argc != 4) return 2;
+  char inherited[512] = "";
+  size_t used = 0;
+  for (int fd = 3; fd < 1024 && used + 8 < sizeof(inherited); fd++)
+    if (fcntl(fd, F_GETFD) >= 0) used += (size_t)snprintf(inherited + used, 8, " %d", fd);
   FILE *out = fopen(argv[2], "w");
   if (!out) return 3;
   char list[4096];
@@ -55,6 +60,7 @@ int main(int argc, char **argv) {
   if (syscall(SYS_capget, &hdr, data) == 0)
     fprintf(out, "caps: %llx\n",
             (unsigned long long)data[1].effective << 32 | (unsigned long long)data[0].effective);
+  fprintf(out, "fds:%s\n", inherited);
   if (unshare(CLONE_NEWNS) == 0)
     fprintf(out, "unshare: ok\n");
   else

@@ -407,6 +407,13 @@ static void sample_exec(struct agent_exec *e) {
   e->winsize = (struct agent_winsize){30, 100};
   e->privileges = (struct agent_privileges){
       .bounding = 1ULL << 40 | 1, .effective = 1, .permitted = 1, .no_new_privs = true};
+  static struct agent_rlimit rlimits[2];
+  rlimits[0] = (struct agent_rlimit){.type = 7, .soft = 123, .hard = 456}; /* NOFILE */
+  rlimits[1] = (struct agent_rlimit){.type = 6, .soft = 1ULL << 40, .hard = ~0ULL};
+  e->rlimits = rlimits;
+  e->n_rlimits = 2;
+  e->has_umask = true;
+  e->umask = 027;
 }
 
 static void test_exec_round_trip_and_refusals(void) {
@@ -429,6 +436,10 @@ static void test_exec_round_trip_and_refusals(void) {
     CHECK(out->privileges.bounding == (1ULL << 40 | 1) && out->privileges.effective == 1 &&
           out->privileges.permitted == 1 && out->privileges.inheritable == 0 &&
           out->privileges.no_new_privs);
+    CHECK(out->n_rlimits == 2 && out->rlimits[0].type == 7 && out->rlimits[0].soft == 123 &&
+          out->rlimits[0].hard == 456 && out->rlimits[1].soft == 1ULL << 40 &&
+          out->rlimits[1].hard == ~0ULL);
+    CHECK(out->has_umask && out->umask == 027);
     agent_exec_free(out);
   }
   /* every strict prefix fails, as does one byte more */
@@ -459,15 +470,27 @@ static void test_exec_round_trip_and_refusals(void) {
   in.env = bad_env;
   in.n_env = 1;
   CHECK(agent_encode_exec(&msg, &in, &err) < 0);
+  sample_exec(&in);
+  in.umask = 01000;
+  CHECK(agent_encode_exec(&msg, &in, &err) < 0);
+  CHECK_CONTAINS(err.msg, "umask");
+  sample_exec(&in);
+  in.rlimits[0].soft = 457;
+  CHECK(agent_encode_exec(&msg, &in, &err) < 0);
+  CHECK_CONTAINS(err.msg, "soft limit above the hard one");
+  sample_exec(&in);
+  in.rlimits[1].type = AGENT_MAX_RLIMIT_TYPE;
+  CHECK(agent_encode_exec(&msg, &in, &err) < 0);
+  CHECK_CONTAINS(err.msg, "unknown");
   /* a terminal or no_new_privs flag that is not 0 or 1 (the flag, two u16s, five u64s
-   * and a byte end the frame), a billion groups */
+   * and a byte, then 49 bytes of rlimits and umask end the frame), a billion groups */
   sample_exec(&in);
   CHECK(agent_encode_exec(&msg, &in, &err) == 0);
-  msg.bytes[msg.len - 46] = 2;
+  msg.bytes[msg.len - 46 - 49] = 2;
   f = frame_of(&msg);
   CHECK(agent_decode_exec(&f, &out, &err) < 0 && out == NULL);
   CHECK(agent_encode_exec(&msg, &in, &err) == 0);
-  msg.bytes[msg.len - 1] = 2;
+  msg.bytes[msg.len - 1 - 49] = 2;
   f = frame_of(&msg);
   CHECK(agent_decode_exec(&f, &out, &err) < 0 && out == NULL);
   agent_msg_begin(&msg, AGENT_MSG_EXEC);

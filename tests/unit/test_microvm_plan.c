@@ -299,6 +299,8 @@ static void image_build_reads_nothing_outside_the_tree(void) {
           built, refused, leaked, refused ? "; first refusal: " : "", first_error);
   CHECK(leaked == 0);
   CHECK(built + refused == rounds);
+  CHECK(built > 0); /* the builder works at all under a changing tree */
+  CHECK(strstr(first_error, "confining") == NULL);
   char events[4096];
   ssize_t opened = watch >= 0 ? read(watch, events, sizeof(events)) : -1;
   if (opened > 0) fprintf(stderr, "the host directory was opened while images were built\n");
@@ -323,20 +325,39 @@ static void image_build_reads_nothing_outside_the_tree(void) {
  * takes mkfs.erofs's place on PATH and reports, in the "image", what it could open, the
  * entries of its root, its capabilities and whether it could make a mount namespace. A
  * link swapped into the tree could name any of the paths it tries. */
-static void image_builder_sees_only_the_tree(void) {
+/* Puts tests/helpers/image_tool_probe.c (built next to this test) first on PATH as
+ * mkfs.erofs, through a link in dir; returns the old PATH to give back to restore_path
+ * (NULL: the probe is missing, a failure recorded). */
+static char *probe_on_path(const char *dir) {
   char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   CHECK(n > 0);
-  if (n <= 0) return;
+  if (n <= 0) return NULL;
   self[n] = '\0';
-  char probe[PATH_MAX + 32];
+  char probe[PATH_MAX + 32], link[PATH_MAX + 32];
   snprintf(probe, sizeof(probe), "%.*s/runcell-image-tool-probe", (int)(strrchr(self, '/') - self),
            self);
   if (access(probe, X_OK) != 0) {
-    fprintf(stderr, "FAIL image_builder_sees_only_the_tree: %s is not built\n", probe);
+    fprintf(stderr, "%s is not built\n", probe);
     CHECK(access(probe, X_OK) == 0);
-    return;
+    return NULL;
   }
+  snprintf(link, sizeof(link), "%s/mkfs.erofs", dir);
+  CHECK(mkdir(dir, 0755) == 0 && symlink(probe, link) == 0);
+  const char *old = getenv("PATH");
+  char *saved = strdup(old ? old : "/usr/bin:/bin");
+  char path[PATH_MAX * 2];
+  snprintf(path, sizeof(path), "%s:%s", dir, saved);
+  setenv("PATH", path, 1);
+  return saved;
+}
+
+static void restore_path(char *saved) {
+  setenv("PATH", saved, 1);
+  free(saved);
+}
+
+static void image_builder_sees_only_the_tree(void) {
   char base[] = "/tmp/runcell-unit-probe-XXXXXX";
   CHECK(mkdtemp(base) != NULL);
   char cache[PATH_MAX], vol[PATH_MAX], secret[PATH_MAX], tools[PATH_MAX], p[PATH_MAX + 32];
@@ -345,7 +366,7 @@ static void image_builder_sees_only_the_tree(void) {
   snprintf(secret, sizeof(secret), "%s/secret", base);
   snprintf(tools, sizeof(tools), "%s/tools", base);
   setenv("RUNCELL_CACHE_DIR", cache, 1);
-  CHECK(mkdir(vol, 0755) == 0 && mkdir(tools, 0755) == 0);
+  CHECK(mkdir(vol, 0755) == 0);
   char marker[64];
   snprintf(marker, sizeof(marker), "RUNCELL-HOST-SECRET-%d", (int)getpid());
   write_file(secret, marker);
@@ -356,20 +377,18 @@ static void image_builder_sees_only_the_tree(void) {
            "%s\n%s/inside\n/src/inside\n/etc/passwd\n/proc/1/environ\n/dev/null\n", secret, vol);
   snprintf(p, sizeof(p), "%s/.probe", vol);
   write_file(p, list);
-  snprintf(p, sizeof(p), "%s/mkfs.erofs", tools);
-  CHECK(symlink(probe, p) == 0);
-  const char *old_path = getenv("PATH");
-  char path[PATH_MAX * 2];
-  snprintf(path, sizeof(path), "%s:%s", tools, old_path ? old_path : "/usr/bin:/bin");
-  char *saved = old_path ? strdup(old_path) : NULL;
-  setenv("PATH", path, 1);
+  char *saved = probe_on_path(tools);
+  if (!saved) return;
 
   struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
   struct rc_microvm_plan plan = {0};
   struct rc_error err = {0};
+  /* a descriptor of a host directory runcell's caller leaked (no close-on-exec) */
+  int leaked = open(base, O_RDONLY | O_DIRECTORY);
+  CHECK(leaked >= 0);
   int r = cfg ? rc_microvm_disks(cfg, vol, &plan, &err) : -1;
-  if (saved) setenv("PATH", saved, 1);
-  free(saved);
+  if (leaked >= 0) close(leaked);
+  restore_path(saved);
   if (r < 0) fprintf(stderr, "disks: %s\n", err.msg);
   CHECK(r == 0);
   char report[8192] = "";
@@ -411,10 +430,54 @@ static void image_builder_sees_only_the_tree(void) {
            (1ULL << 1) | (1ULL << 2)); /* CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH */
   CHECK_CONTAINS(report, caps);
   CHECK_CONTAINS(report, "unshare: error Operation not permitted");
+  CHECK_CONTAINS(report, "\nfds:\n");
+  oci_config_free(cfg);
+  CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+}
+
+/* A FIFO swapped into the tree blocks the builder's open for good (nodev does not cover
+ * FIFOs): the build is stopped at its deadline with the reason, the tool killed, nothing
+ * left in the cache. The probe in mkfs.erofs's place opens the tree's FIFO as mkfs.erofs
+ * would open a file that became one. */
+static void image_build_has_a_deadline(void) {
+  char base[] = "/tmp/runcell-unit-fifo-XXXXXX";
+  CHECK(mkdtemp(base) != NULL);
+  char cache[PATH_MAX], vol[PATH_MAX], tools[PATH_MAX], p[PATH_MAX + 32];
+  snprintf(cache, sizeof(cache), "%s/cache", base);
+  snprintf(vol, sizeof(vol), "%s/vol", base);
+  snprintf(tools, sizeof(tools), "%s/tools", base);
+  setenv("RUNCELL_CACHE_DIR", cache, 1);
+  CHECK(mkdir(vol, 0755) == 0);
+  snprintf(p, sizeof(p), "%s/fifo", vol);
+  CHECK(mkfifo(p, 0644) == 0);
+  snprintf(p, sizeof(p), "%s/.probe", vol);
+  write_file(p, "/src/fifo\n");
+  char *saved = probe_on_path(tools);
+  if (!saved) return;
+  setenv("RUNCELL_MICROVM_IMAGE_TIMEOUT_S", "2", 1);
+  struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
+  struct rc_microvm_plan plan = {0};
+  struct rc_error err = {0};
+  int r = cfg ? rc_microvm_disks(cfg, vol, &plan, &err) : 0;
+  unsetenv("RUNCELL_MICROVM_IMAGE_TIMEOUT_S");
+  restore_path(saved);
+  CHECK(r < 0);
+  CHECK_CONTAINS(err.msg, "did not finish the image of");
+  CHECK_CONTAINS(err.msg, "within 2 s and was stopped");
+  char images[PATH_MAX + 16];
+  snprintf(images, sizeof(images), "%s/images", cache);
+  DIR *d = opendir(images);
+  CHECK(d != NULL);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    fprintf(stderr, "left in the image cache: %s\n", e->d_name);
+    CHECK(!"an entry left in the image cache");
+  }
+  if (d) closedir(d);
   oci_config_free(cfg);
   CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
 }
 
 UNIT_MAIN("microvm_plan", UNIT_CASE(size_from_limits), UNIT_CASE(disks_are_cached_images),
           UNIT_CASE(image_build_reads_nothing_outside_the_tree),
-          UNIT_CASE(image_builder_sees_only_the_tree))
+          UNIT_CASE(image_builder_sees_only_the_tree), UNIT_CASE(image_build_has_a_deadline))

@@ -53,6 +53,9 @@ int agent_set_oom_score_adj(const struct agent_security *sec);
  * first thing; 0 without a limit). */
 int agent_setup_cgroup(const struct agent_config *cfg, struct rc_error *err);
 int agent_join_cgroup(void);
+/* Whether the pids limit's cgroup exists (the container's cgroup mounts are then
+ * read-only: they show it). */
+bool agent_cgroup_limited(void);
 int agent_load_seccomp(const struct agent_security *sec);
 
 /* openat2(rootfd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): path is taken as if the

@@ -48,6 +48,10 @@ int agent_setup_cgroup(const struct agent_config *cfg, struct rc_error *err) {
   return 0;
 }
 
+bool agent_cgroup_limited(void) {
+  return configured;
+}
+
 int agent_join_cgroup(void) {
   if (!configured) return 0;
   return write_file(CGROUP_DIR "/cgroup.procs", "0");

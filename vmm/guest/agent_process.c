@@ -30,8 +30,12 @@
 
 /* What the child needs to become the process: the container's process or an EXEC'd one. */
 struct spawn_spec {
-  const struct agent_config *cfg; /* rlimits and umask: the container's */
+  const struct agent_config *cfg; /* the container's: its security settings */
   const struct agent_privileges *privileges;
+  const struct agent_rlimit *rlimits; /* the process's own */
+  uint32_t n_rlimits;
+  bool has_umask;
+  uint32_t umask;
   char *const *args;
   char *const *env;
   uint32_t n_env;
@@ -220,15 +224,15 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
   }
   if ((sp->mntns >= 0 ? join_root(sp->mntns) : enter_root()) < 0)
     child_fail(report, AGENT_STAGE_ROOTFS, errno, "enter the container root");
-  for (uint32_t i = 0; i < cfg->n_rlimits; i++) {
-    const struct agent_rlimit *r = &cfg->rlimits[i];
+  for (uint32_t i = 0; i < sp->n_rlimits; i++) {
+    const struct agent_rlimit *r = &sp->rlimits[i];
     struct rlimit rl = {.rlim_cur = r->soft, .rlim_max = r->hard};
     if (setrlimit((int)r->type, &rl) < 0) {
       snprintf(what, sizeof(what), "setrlimit %u", r->type);
       child_fail(report, AGENT_STAGE_PROCESS, errno, what);
     }
   }
-  umask(cfg->has_umask ? (mode_t)cfg->umask : 022);
+  umask(sp->has_umask ? (mode_t)sp->umask : 022);
   /* runc's order: without no_new_privs the filter needs CAP_SYS_ADMIN to load, so it goes
    * in before the ids and capabilities change (and must allow what follows); with it, it
    * goes in last, right before execve */
@@ -381,6 +385,10 @@ int agent_spawn(const struct agent_config *cfg, struct agent_stdio *io, pid_t *p
                 struct agent_failure *f) {
   struct spawn_spec sp = {.cfg = cfg,
                           .privileges = &cfg->privileges,
+                          .rlimits = cfg->rlimits,
+                          .n_rlimits = cfg->n_rlimits,
+                          .has_umask = cfg->has_umask,
+                          .umask = cfg->umask,
                           .args = cfg->args,
                           .env = cfg->env,
                           .n_env = cfg->n_env,
@@ -403,6 +411,10 @@ int agent_spawn_exec(const struct agent_config *cfg, const struct agent_exec *e,
                      struct agent_failure *f) {
   struct spawn_spec sp = {.cfg = cfg,
                           .privileges = &e->privileges,
+                          .rlimits = e->rlimits,
+                          .n_rlimits = e->n_rlimits,
+                          .has_umask = e->has_umask,
+                          .umask = e->umask,
                           .args = e->args,
                           .env = e->env,
                           .n_env = e->n_env,

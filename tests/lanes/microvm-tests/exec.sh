@@ -43,6 +43,17 @@ cat >/tmp/exec-proc.json <<'EOF'
 EOF
 out=$(runcell exec --process /tmp/exec-proc.json "$id")
 expect_eq "exec --process" "$out" "$(printf 'from-file\n/root')"
+# the process's own rlimits and umask (runc applies the --process file's; without one, the
+# container's: NOFILE 1024 in the bundle, umask 0022)
+cat >/tmp/exec-limits.json <<'EOF'
+{"args": ["sh", "-c", "echo $(ulimit -Sn) $(ulimit -Hn) $(umask)"], "cwd": "/",
+ "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0, "umask": 23},
+ "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]}
+EOF
+expect_eq "exec --process rlimits and umask" \
+  "$(runcell exec --process /tmp/exec-limits.json "$id")" "123 456 0027"
+expect_eq "exec's rlimits and umask without --process" \
+  "$(runcell exec "$id" sh -c 'echo $(ulimit -Sn) $(ulimit -Hn) $(umask)')" "1024 1024 0022"
 
 err=$(runcell exec "$id" nope 2>&1) && fail "exec of a missing binary succeeded"
 expect_contains "missing binary" "$err" 'exec: "nope": executable file not found in $PATH'
