@@ -822,11 +822,12 @@ static int validate_device(const char *what, const char *dev, const char *fstype
                            struct rc_error *err) {
   if (!dev || !fstype) return rc_err(err, EINVAL, "%s: missing device or filesystem type", what);
   const char *name = NULL;
-  if (strncmp(dev, "/dev/", 5) == 0) name = dev + 5;
-  if (strncmp(dev, "serial:", 7) == 0) name = dev + 7;
-  /* one plain name: the device cannot point outside /dev */
-  if (!name || name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||
-      strcmp(name, "..") == 0)
+  size_t len = strlen(dev);
+  if (len > 5 && strncmp(dev, "/dev/", 5) == 0) name = dev + 5;
+  if (len > 7 && strncmp(dev, "serial:", 7) == 0) name = dev + 7;
+  /* one plain name (not empty: longer than its prefix): the device cannot point outside
+   * /dev */
+  if (!name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
     return rc_err(err, EINVAL, "%s: device \"%s\" is neither /dev/NAME nor serial:NAME", what, dev);
   if (fstype[0] == '\0' || strchr(fstype, ','))
     return rc_err(err, EINVAL, "%s: bad filesystem type \"%s\"", what, fstype);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runcell/util.h"
@@ -44,7 +45,19 @@ int rc_reexec_from_sealed_copy(char **argv, struct rc_error *err) {
       return rc_err(err, errno, "write runcell's sealed copy");
     done += n;
   }
-  if (fcntl(mem, F_ADD_SEALS, CLONE_SEALS) < 0) return rc_err(err, errno, "seal runcell's copy");
+  /* F_SEAL_WRITE fails with EBUSY while any page of the copy holds a reference besides the
+   * page cache's, and the kernel itself waits only ~150 ms for those to go (after draining
+   * the per-CPU LRU batches). Some transient reference outlived that now and then in CI
+   * under load (the lane's emulator beside it), with read/write as well as with sendfile;
+   * the cause was not pinned down, so the seal is retried for up to ~3 s before create
+   * fails with the error. */
+  for (int attempt = 0;; attempt++) {
+    if (fcntl(mem, F_ADD_SEALS, CLONE_SEALS) == 0) break;
+    if (errno != EBUSY || attempt == 6) return rc_err(err, errno, "seal runcell's copy");
+    long ms = attempt < 5 ? 50L << attempt : 999L; /* 50, 100, ... 800, 999 ms */
+    struct timespec pause = {.tv_nsec = ms * 1000000L};
+    nanosleep(&pause, NULL);
+  }
   /* An ELF binary can be executed from a close-on-exec fd: the kernel has it open before
    * the fd table is cleaned. */
   fexecve(mem, argv, environ);

@@ -48,6 +48,10 @@ int agent_apply_paths(int rootfd, const struct agent_security *sec, struct rc_er
 int agent_apply_sysctls(const struct agent_security *sec, struct rc_error *err);
 int agent_set_oom_score_adj(const struct agent_security *sec);
 
+/* Writes text to a kernel file in one write (agent_files.c); flags are added to O_WRONLY.
+ * -1 with errno on failure (EIO for a short write). */
+int agent_write_text(const char *path, const char *text, int flags);
+
 /* The pids limit (agent_cgroup.c): agent_setup_cgroup makes the guest cgroup at CONFIG
  * (nothing without a limit); agent_join_cgroup moves the calling process into it (a child,
  * first thing; 0 without a limit). */

@@ -4,13 +4,11 @@
  * its own: a cgroup (cgroup v2, mounted where only the agent sees it) with that pids.max,
  * which the container's process and every exec'd one join before anything else. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "agent.h"
 
@@ -19,30 +17,19 @@
 
 static bool configured;
 
-static int write_file(const char *path, const char *text) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = write(fd, text, strlen(text));
-  int e = errno;
-  close(fd);
-  if (n == (ssize_t)strlen(text)) return 0;
-  errno = n < 0 ? e : EIO;
-  return -1;
-}
-
 int agent_setup_cgroup(const struct agent_config *cfg, struct rc_error *err) {
   if (cfg->pids_limit == 0) return 0;
   if (mkdir(CGROUP_MOUNT, 0700) < 0 && errno != EEXIST)
     return rc_err(err, errno, "pids limit: create %s", CGROUP_MOUNT);
   if (mount("cgroup2", CGROUP_MOUNT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     return rc_err(err, errno, "pids limit: mount cgroup2 on %s", CGROUP_MOUNT);
-  if (write_file(CGROUP_MOUNT "/cgroup.subtree_control", "+pids") < 0)
+  if (agent_write_text(CGROUP_MOUNT "/cgroup.subtree_control", "+pids", 0) < 0)
     return rc_err(err, errno, "pids limit: enable the pids controller");
   if (mkdir(CGROUP_DIR, 0755) < 0 && errno != EEXIST)
     return rc_err(err, errno, "pids limit: create %s", CGROUP_DIR);
   char limit[32];
   snprintf(limit, sizeof(limit), "%" PRIu64, cfg->pids_limit);
-  if (write_file(CGROUP_DIR "/pids.max", limit) < 0)
+  if (agent_write_text(CGROUP_DIR "/pids.max", limit, 0) < 0)
     return rc_err(err, errno, "pids limit: write pids.max %s", limit);
   configured = true;
   return 0;
@@ -54,5 +41,5 @@ bool agent_cgroup_limited(void) {
 
 int agent_join_cgroup(void) {
   if (!configured) return 0;
-  return write_file(CGROUP_DIR "/cgroup.procs", "0");
+  return agent_write_text(CGROUP_DIR "/cgroup.procs", "0", 0);
 }

@@ -103,13 +103,8 @@ int agent_apply_sysctls(const struct agent_security *sec, struct rc_error *err) 
       return rc_err(err, EINVAL, "sysctl \"%s\" is not name=value", entry);
     snprintf(path, sizeof(path), "/proc/sys/%s", rel);
     const char *value = strchr(entry, '=') + 1;
-    int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return rc_err(err, errno, "sysctl %s", rel);
-    size_t n = strlen(value);
-    ssize_t w = write(fd, value, n);
-    int e = errno;
-    close(fd);
-    if (w != (ssize_t)n) return rc_err(err, w < 0 ? e : EIO, "sysctl %s = \"%s\"", rel, value);
+    if (agent_write_text(path, value, O_NOFOLLOW) < 0)
+      return rc_err(err, errno, "sysctl %s = \"%s\"", rel, value);
   }
   return 0;
 }
@@ -117,14 +112,8 @@ int agent_apply_sysctls(const struct agent_security *sec, struct rc_error *err) 
 int agent_set_oom_score_adj(const struct agent_security *sec) {
   if (!sec->has_oom_score_adj) return 0;
   char buf[16];
-  int n = snprintf(buf, sizeof(buf), "%d", sec->oom_score_adj);
-  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t w = write(fd, buf, (size_t)n);
-  int e = errno;
-  close(fd);
-  errno = e;
-  return w == n ? 0 : -1;
+  snprintf(buf, sizeof(buf), "%d", sec->oom_score_adj);
+  return agent_write_text("/proc/self/oom_score_adj", buf, 0);
 }
 
 int agent_load_seccomp(const struct agent_security *sec) {
