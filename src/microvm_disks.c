@@ -7,7 +7,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +184,36 @@ static int tree_key(const char *root, char out[33], struct rc_error *err) {
   return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+  (void)sb;
+  (void)ftw;
+  return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Staging directories (".build.PID.*" of rc_microvm_mkfs, ".bind.PID.*" of a file bind's
+ * copy) whose runcell is gone: one killed while it built an image left a partial image
+ * there, as large as the tree. The images directory is root's alone (0700), so what is in
+ * it is runcell's own; a live process with that pid keeps its directory. */
+static void sweep_abandoned(const char *images) {
+  DIR *d = opendir(images);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));) {
+    const char *rest = NULL;
+    if (strncmp(e->d_name, ".build.", 7) == 0) rest = e->d_name + 7;
+    if (strncmp(e->d_name, ".bind.", 6) == 0) rest = e->d_name + 6;
+    if (!rest) continue;
+    char *end = NULL;
+    long pid = strtol(rest, &end, 10);
+    if (pid <= 0 || !end || *end != '.' || pid == getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", images, e->d_name);
+    if (nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS) == 0)
+      rc_debug("microvm: removed %s, left by runcell %ld", path, pid);
+  }
+  closedir(d);
+}
+
 static int mkdir_p(const char *path, mode_t mode, struct rc_error *err) {
   char buf[PATH_MAX];
   snprintf(buf, sizeof(buf), "%s", path);
@@ -204,6 +236,7 @@ static int image_of_dir(const char *src, const char *key_of, char out[PATH_MAX],
   char dir[PATH_MAX];
   snprintf(dir, sizeof(dir), "%s/images", rc_microvm_cache_dir());
   if (mkdir_p(dir, 0700, err) < 0) return -1;
+  sweep_abandoned(dir);
   snprintf(out, PATH_MAX, "%s/%s.erofs", dir, key);
   if (access(out, R_OK) == 0) {
     rc_debug("microvm: image %s of %s is cached", out, key_of);

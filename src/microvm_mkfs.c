@@ -266,7 +266,9 @@ int rc_microvm_mkfs(const char *src, const char *dest, struct rc_error *err) {
   char staging[PATH_MAX];
   const char *slash = strrchr(dest, '/');
   int dir_len = slash ? (int)(slash - dest) : 1;
-  snprintf(staging, sizeof(staging), "%.*s/.build.XXXXXX", dir_len, slash ? dest : ".");
+  /* the pid lets a later create remove it if this one is killed (microvm_disks.c) */
+  snprintf(staging, sizeof(staging), "%.*s/.build.%d.XXXXXX", dir_len, slash ? dest : ".",
+           (int)getpid());
   if (!mkdtemp(staging)) return rc_err(err, errno, "staging directory for the image of %s", src);
   char root[PATH_MAX + 8], out[PATH_MAX + 8], image[PATH_MAX + 16];
   snprintf(root, sizeof(root), "%s/root", staging);

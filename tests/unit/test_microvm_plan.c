@@ -478,6 +478,48 @@ static void image_build_has_a_deadline(void) {
   CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
 }
 
+/* A runcell killed while it built an image leaves its staging directory (and a partial
+ * image, as large as the tree); the next build removes those whose runcell is gone, and
+ * keeps one whose process lives. */
+static void abandoned_builds_are_swept(void) {
+  if (!have_mkfs_erofs()) {
+    fprintf(stderr, "SKIP abandoned_builds_are_swept: no mkfs.erofs\n");
+    return;
+  }
+  char base[] = "/tmp/runcell-unit-sweep-XXXXXX";
+  CHECK(mkdtemp(base) != NULL);
+  char cache[PATH_MAX], vol[PATH_MAX], images[PATH_MAX + 8], p[PATH_MAX + 64];
+  snprintf(cache, sizeof(cache), "%s/cache", base);
+  snprintf(vol, sizeof(vol), "%s/vol", base);
+  snprintf(images, sizeof(images), "%s/images", cache);
+  setenv("RUNCELL_CACHE_DIR", cache, 1);
+  CHECK(mkdir(vol, 0755) == 0 && mkdir(cache, 0700) == 0 && mkdir(images, 0700) == 0);
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  CHECK(dead > 0 && waitpid(dead, NULL, 0) == dead);
+  char dead_build[PATH_MAX + 64], dead_bind[PATH_MAX + 64], live[PATH_MAX + 64];
+  snprintf(dead_build, sizeof(dead_build), "%s/.build.%d.aaaaaa", images, (int)dead);
+  snprintf(dead_bind, sizeof(dead_bind), "%s/.bind.%d.bbbbbb", images, (int)dead);
+  snprintf(live, sizeof(live), "%s/.build.%d.cccccc", images, (int)getppid());
+  CHECK(mkdir(dead_build, 0700) == 0 && mkdir(dead_bind, 0700) == 0 && mkdir(live, 0700) == 0);
+  snprintf(p, sizeof(p), "%s/out", dead_build);
+  CHECK(mkdir(p, 0700) == 0);
+  snprintf(p, sizeof(p), "%s/out/image", dead_build);
+  write_file(p, "partial image");
+  snprintf(p, sizeof(p), "%s/hosts", dead_bind);
+  write_file(p, "a copy");
+  struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
+  struct rc_microvm_plan plan = {0};
+  struct rc_error err = {0};
+  CHECK(cfg && rc_microvm_disks(cfg, vol, &plan, &err) == 0);
+  CHECK(access(dead_build, F_OK) != 0 && errno == ENOENT);
+  CHECK(access(dead_bind, F_OK) != 0 && errno == ENOENT);
+  CHECK(access(live, F_OK) == 0);
+  oci_config_free(cfg);
+  CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+}
+
 UNIT_MAIN("microvm_plan", UNIT_CASE(size_from_limits), UNIT_CASE(disks_are_cached_images),
           UNIT_CASE(image_build_reads_nothing_outside_the_tree),
-          UNIT_CASE(image_builder_sees_only_the_tree), UNIT_CASE(image_build_has_a_deadline))
+          UNIT_CASE(image_builder_sees_only_the_tree), UNIT_CASE(image_build_has_a_deadline),
+          UNIT_CASE(abandoned_builds_are_swept))
