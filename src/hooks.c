@@ -59,12 +59,6 @@ static void tail_append(struct hook_run *r, const char *buf, size_t n) {
   r->tail_len += n;
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs in the forked child: only async-signal-safe calls until execve, because the
  * parent may have had other threads holding libc locks at fork time. */
 static _Noreturn void hook_child(const struct oci_hook *hook, int in_r, int out_w, int exec_w) {
@@ -180,7 +174,7 @@ static void kill_and_reap(struct hook_run *r, int *status) {
  * failure of our own (err set, hook killed). */
 static int supervise(struct hook_run *r, const struct oci_hook *hook, int *status,
                      struct rc_error *err) {
-  int64_t deadline = hook->has_timeout ? now_ms() + (int64_t)hook->timeout * 1000 : 0;
+  int64_t deadline = hook->has_timeout ? rc_now_ms() + (int64_t)hook->timeout * 1000 : 0;
   for (;;) {
     struct pollfd pfd[3];
     nfds_t n = 0;
@@ -200,7 +194,7 @@ static int supervise(struct hook_run *r, const struct oci_hook *hook, int *statu
 
     int timeout = -1;
     if (hook->has_timeout) {
-      int64_t left = deadline - now_ms();
+      int64_t left = deadline - rc_now_ms();
       if (left <= 0) {
         kill_and_reap(r, status);
         return 1;

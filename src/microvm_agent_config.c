@@ -29,6 +29,13 @@ void rc_microvm_privileges(const struct oci_process *p, struct agent_privileges 
   };
 }
 
+void rc_microvm_rlimits(const struct oci_process *p, struct agent_rlimit *out) {
+  for (size_t i = 0; i < p->n_rlimits; i++)
+    out[i] = (struct agent_rlimit){.type = (uint32_t)p->rlimits[i].type,
+                                   .soft = p->rlimits[i].soft,
+                                   .hard = p->rlimits[i].hard};
+}
+
 /* linux.maskedPaths, readonlyPaths, sysctl, process.oomScoreAdj and linux.seccomp, as the
  * agent applies them (the filter compiled here: the guest has no libseccomp). */
 static int security(const struct oci_config *cfg, struct agent_security *sec,
@@ -77,10 +84,7 @@ int rc_microvm_agent_config(const struct oci_config *cfg, const struct rc_microv
   a->umask = p->user.umask;
   a->n_rlimits = (uint32_t)p->n_rlimits;
   a->rlimits = rc_xcalloc(p->n_rlimits + 1, sizeof(*a->rlimits));
-  for (size_t i = 0; i < p->n_rlimits; i++)
-    a->rlimits[i] = (struct agent_rlimit){.type = (uint32_t)p->rlimits[i].type,
-                                          .soft = p->rlimits[i].soft,
-                                          .hard = p->rlimits[i].hard};
+  rc_microvm_rlimits(p, a->rlimits);
   a->terminal = p->terminal;
   if (p->has_console_size)
     a->winsize = (struct agent_winsize){.rows = (uint16_t)p->console_height,

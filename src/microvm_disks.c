@@ -144,14 +144,17 @@ static int walk_dir(struct tree_walk *w, int fd, char *rel, size_t rel_len, int 
     }
     if (S_ISDIR(sb.st_mode) && sb.st_dev == w->dev) {
       int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub < 0 && errno == ENOENT) { /* removed since it was listed, as above */
+        rel[rel_len] = '\0';
+        continue;
+      }
       struct stat now;
       if (sub < 0 || fstat(sub, &now) < 0 || now.st_ino != sb.st_ino || now.st_dev != sb.st_dev) {
         int e = sub < 0 ? errno : EAGAIN;
         if (sub >= 0) close(sub);
-        r = rc_err(err, e, "read %s for its disk image%s", rel,
-                   e == ENOTDIR || e == ELOOP || e == EAGAIN || e == ENOENT
-                       ? ": it changed while it was read"
-                       : "");
+        r = rc_err(
+            err, e, "read %s for its disk image%s", rel,
+            e == ENOTDIR || e == ELOOP || e == EAGAIN ? ": it changed while it was read" : "");
         break;
       }
       r = walk_dir(w, sub, rel, base + 1 + n, depth + 1, err);
@@ -214,19 +217,6 @@ static void sweep_abandoned(const char *images) {
   closedir(d);
 }
 
-static int mkdir_p(const char *path, mode_t mode, struct rc_error *err) {
-  char buf[PATH_MAX];
-  snprintf(buf, sizeof(buf), "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, mode) < 0 && errno != EEXIST) return rc_err(err, errno, "create %s", buf);
-    *p = '/';
-  }
-  if (mkdir(buf, mode) < 0 && errno != EEXIST) return rc_err(err, errno, "create %s", buf);
-  return 0;
-}
-
 /* The cached image of directory src (built when missing) into out; the cache key is taken
  * over the tree at key_of (src itself, or for a file bind the file the copy came from). */
 static int image_of_dir(const char *src, const char *key_of, char out[PATH_MAX],
@@ -235,7 +225,7 @@ static int image_of_dir(const char *src, const char *key_of, char out[PATH_MAX],
   if (tree_key(key_of, key, err) < 0) return -1;
   char dir[PATH_MAX];
   snprintf(dir, sizeof(dir), "%s/images", rc_microvm_cache_dir());
-  if (mkdir_p(dir, 0700, err) < 0) return -1;
+  if (rc_mkdir_p(dir, 0700, err) < 0) return -1;
   sweep_abandoned(dir);
   snprintf(out, PATH_MAX, "%s/%s.erofs", dir, key);
   if (access(out, R_OK) == 0) {
@@ -283,7 +273,7 @@ static int image_of_file(const char *src, char out[PATH_MAX], char name[NAME_MAX
            (int)getpid());
   char parent[PATH_MAX];
   snprintf(parent, sizeof(parent), "%s/images", rc_microvm_cache_dir());
-  if (mkdir_p(parent, 0700, err) < 0) return -1;
+  if (rc_mkdir_p(parent, 0700, err) < 0) return -1;
   if (!mkdtemp(staging)) return rc_err(err, errno, "staging directory for %s", src);
   int r = -1;
   cleanup_close int dfd = open(staging, O_PATH | O_DIRECTORY | O_CLOEXEC);

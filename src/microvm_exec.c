@@ -46,12 +46,9 @@ static void exec_of(const struct oci_process *p, struct agent_exec *e, uint32_t 
   if (p->has_console_size)
     e->winsize = (struct agent_winsize){(uint16_t)p->console_height, (uint16_t)p->console_width};
   rc_microvm_privileges(p, &e->privileges);
-  for (size_t i = 0; i < p->n_rlimits && i < AGENT_MAX_RLIMIT_TYPE; i++)
-    rlimits[i] = (struct agent_rlimit){.type = (uint32_t)p->rlimits[i].type,
-                                       .soft = p->rlimits[i].soft,
-                                       .hard = p->rlimits[i].hard};
+  rc_microvm_rlimits(p, rlimits); /* the caller checked they fit */
   e->rlimits = rlimits;
-  e->n_rlimits = (uint32_t)p->n_rlimits; /* at most the buffer: checked by the caller */
+  e->n_rlimits = (uint32_t)p->n_rlimits;
   e->has_umask = p->user.has_umask;
   e->umask = p->user.umask;
 }

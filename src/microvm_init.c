@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/capability.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -33,6 +32,7 @@
 #include "runcell/microvm_control.h"
 #include "runcell/microvm_net.h"
 #include "runcell/namespaces.h"
+#include "runcell/process_attrs.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
@@ -143,12 +143,6 @@ static double ms_between(uint64_t from_ns, uint64_t to_ns) {
   return to_ns > from_ns ? (double)(to_ns - from_ns) / 1e6 : 0.0;
 }
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The end of the guest's console log, for an error about a guest that did not come up:
  * its last lines, one per " | ", as much as fits in size (the end is what tells why).
  * Only printable ASCII gets through (anything else becomes '?', control characters go):
@@ -248,7 +242,7 @@ static int await_frame(struct vm *vm, struct agent_frame *f, uint64_t deadline,
     if (r < 0) return rc_err_wrap(err, "microVM: agent %s", while_doing);
     if (r > 0) return 0;
     if (flush_agent(vm, err) < 0) return -1;
-    uint64_t now = now_ms();
+    uint64_t now = (uint64_t)rc_now_ms();
     if (now >= deadline)
       return rc_err(err, ETIMEDOUT, "microVM: no answer from the guest agent %s within %d ms",
                     while_doing, timeout_ms());
@@ -362,7 +356,7 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   live_machine = vm->machine;
   if (vmm_machine_start(vm->machine, err) < 0) return rc_err_wrap(err, "microVM");
 
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms();
+  uint64_t deadline = (uint64_t)rc_now_ms() + (uint64_t)timeout_ms();
   struct agent_frame f;
   if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0) return -1;
   struct agent_hello hello;
@@ -655,15 +649,7 @@ static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
  * descriptors are open. Every capability goes (bounding set included) and no exec can
  * give any back, so a guest that took over the VMM holds an unprivileged process. */
 static int drop_privileges(struct rc_error *err) {
-  for (int c = 0; c <= CAP_LAST_CAP; c++)
-    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-      return rc_err(err, errno, "microVM: drop capability %d from the bounding set", c);
-  cap_t none = cap_init();
-  if (!none) return rc_err(err, errno, "microVM: cap_init");
-  int r = cap_set_proc(none);
-  int e = errno;
-  cap_free(none);
-  if (r < 0) return rc_err(err, e, "microVM: drop capabilities");
+  if (rc_caps_reduce_to(0, err) < 0) return rc_err_wrap(err, "microVM: drop capabilities");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return rc_err(err, errno, "microVM: no_new_privs");
   return 0;
@@ -764,8 +750,8 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   agent_encode_empty(&m, AGENT_MSG_START);
   struct agent_frame f;
   if (send_frame(&vm, &m, &err) < 0 ||
-      expect(&vm, AGENT_MSG_STARTED, &f, now_ms() + (uint64_t)timeout_ms(), "while starting",
-             &err) < 0)
+      expect(&vm, AGENT_MSG_STARTED, &f, (uint64_t)rc_now_ms() + (uint64_t)timeout_ms(),
+             "while starting", &err) < 0)
     fail(conn, &err);
   uint32_t guest_pid = 0;
   if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);

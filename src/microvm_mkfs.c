@@ -15,7 +15,7 @@
  * Whatever a link in the tree names resolves there: the host's /etc, /root, /proc, /run,
  * /var and the other containers' images are not in that world. It holds no descriptor of
  * runcell's but its stdio, its capabilities are cut to the two that let it read every file
- * of the tree (bounding, inheritable and ambient sets), with no_new_privs, it dies with
+ * of the tree (rc_caps_reduce_to), with no_new_privs, it dies with
  * runcell, and it has a deadline: a FIFO swapped into the tree blocks its open for good. */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,11 +32,11 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "runcell/log.h"
 #include "runcell/microvm.h"
+#include "runcell/process_attrs.h"
 #include "runcell/util.h"
 
 #define MKFS "mkfs.erofs"
@@ -155,22 +155,15 @@ __attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *
   if (chdir("/") < 0) child_fail("enter", "the new root");
   if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail("make read-only", "the new root");
-  /* Reading every file of the tree whatever its mode is all the tool needs. Root's exec
-   * gives it the bounding set plus the inheritable set, which is emptied too (a runcell
-   * started with inheritable or ambient capabilities would pass them on). Up to 63: the
-   * running kernel may know more capabilities than these headers (EINVAL past its last). */
-  for (int c = 0; c < 64; c++) {
-    if (c == CAP_DAC_OVERRIDE || c == CAP_DAC_READ_SEARCH) continue;
-    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-      child_fail("drop from the bounding set", "a capability");
+  /* Reading every file of the tree whatever its mode is all the tool needs; root's exec
+   * would otherwise give it the whole bounding set (and any inheritable capabilities
+   * runcell was started with) */
+  struct rc_error cap_err = {0};
+  if (rc_caps_reduce_to(UINT64_C(1) << CAP_DAC_OVERRIDE | UINT64_C(1) << CAP_DAC_READ_SEARCH,
+                        &cap_err) < 0) {
+    dprintf(2, "confining " MKFS ": %s\n", cap_err.msg);
+    _exit(126);
   }
-  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-    child_fail("clear", "the ambient capabilities");
-  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
-  struct __user_cap_data_struct caps[2];
-  if (syscall(SYS_capget, &hdr, caps) < 0) child_fail("read", "the capability sets");
-  caps[0].inheritable = caps[1].inheritable = 0;
-  if (syscall(SYS_capset, &hdr, caps) < 0) child_fail("clear", "the inheritable capabilities");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail("set", "no_new_privs");
   char *const argv[] = {(char *)MKFS, (char *)"--quiet", (char *)"/out/image", (char *)"/src",
                         NULL};
@@ -207,15 +200,12 @@ static int run_confined(int tool_fd, const char *staging, const char *src, char 
   }
   close(pipefd[1]);
   int limit = timeout_seconds();
-  struct timespec start, now;
-  clock_gettime(CLOCK_MONOTONIC, &start);
+  int64_t deadline = rc_now_ms() + (int64_t)limit * 1000;
   bool timed_out = false;
   size_t used = 0;
   char sink[512];
   for (;;) {
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long long left_ms = (long long)limit * 1000 - ((long long)(now.tv_sec - start.tv_sec) * 1000 +
-                                                   (now.tv_nsec - start.tv_nsec) / 1000000);
+    int64_t left_ms = deadline - rc_now_ms();
     if (left_ms <= 0) {
       timed_out = true;
       break;

@@ -215,6 +215,12 @@ int rc_parse_signal(const char *s) {
   return -1;
 }
 
+int64_t rc_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void rc_rfc3339_now(char *buf, size_t len) {
   struct timespec ts;
   struct tm tm;

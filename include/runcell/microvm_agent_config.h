@@ -15,5 +15,7 @@ void rc_microvm_agent_config_free(struct agent_config *a);
 /* The process's capability sets and no_new_privs as the agent applies them (an absent
  * set is empty). */
 void rc_microvm_privileges(const struct oci_process *p, struct agent_privileges *out);
+/* The process's rlimits as the agent takes them, into out (room for p->n_rlimits). */
+void rc_microvm_rlimits(const struct oci_process *p, struct agent_rlimit *out);
 
 #endif

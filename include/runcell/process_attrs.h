@@ -24,6 +24,12 @@ int rc_apply_personality(const struct oci_linux *l, struct rc_error *err);
  * object is given means: drop them all, as the spec says absent sets are empty). */
 int rc_caps_drop_bounding(const struct oci_process *p, struct rc_error *err);
 
+/* For runcell's own helpers (the VMM once its workload runs, the confined image builder),
+ * not a container's process: leaves the capabilities in keep and nothing it could regain
+ * (bounding set cut to keep, ambient and inheritable emptied, effective and permitted cut
+ * to keep). Works without /proc (the last capability is then probed). */
+int rc_caps_reduce_to(uint64_t keep, struct rc_error *err);
+
 /* setgroups(additionalGids), setgid, setuid keeping capabilities across the uid change
  * (PR_SET_KEEPCAPS), then sets effective/permitted/inheritable and raises ambient.
  * Must run after rc_caps_drop_bounding. */

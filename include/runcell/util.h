@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -65,6 +66,8 @@ char *rc_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int rc_parse_signal(const char *s);
 /* RFC 3339 timestamp with nanoseconds in UTC, e.g. 2024-01-02T03:04:05.123456789Z. */
 void rc_rfc3339_now(char *buf, size_t len);
+/* CLOCK_MONOTONIC in milliseconds, for deadlines. */
+int64_t rc_now_ms(void);
 /* Closes every fd >= from except those listed. */
 void rc_close_fds_from(int from);
 

@@ -58,11 +58,8 @@ static int first_cap(uint64_t mask) {
   return mask ? __builtin_ctzll(mask) : -1;
 }
 
-int rc_caps_drop_bounding(const struct oci_process *p, struct rc_error *err) {
-  const struct oci_capabilities *c = &p->capabilities;
-  /* An absent capabilities object or bounding set is an empty set (spec), so everything
-   * goes. */
-  uint64_t keep = p->has_capabilities && c->has_bounding ? c->bounding : 0;
+/* Drops from the bounding set every capability the kernel knows that keep lacks. */
+static int drop_bounding_except(uint64_t keep, struct rc_error *err) {
   int last = kernel_last_cap();
   for (int cap = 0; cap <= last; cap++) {
     if (keep & (UINT64_C(1) << cap)) continue;
@@ -76,6 +73,13 @@ int rc_caps_drop_bounding(const struct oci_process *p, struct rc_error *err) {
     return rc_err(err, errno, "drop %s from the bounding set", name);
   }
   return 0;
+}
+
+int rc_caps_drop_bounding(const struct oci_process *p, struct rc_error *err) {
+  const struct oci_capabilities *c = &p->capabilities;
+  /* An absent capabilities object or bounding set is an empty set (spec), so everything
+   * goes. */
+  return drop_bounding_except(p->has_capabilities && c->has_bounding ? c->bounding : 0, err);
 }
 
 struct cap_sets {
@@ -123,6 +127,21 @@ static int capset_raw(const struct cap_sets *s, struct rc_error *err) {
                 "set capabilities effective=0x%" PRIx64 " permitted=0x%" PRIx64
                 " inheritable=0x%" PRIx64,
                 s->effective, s->permitted, s->inheritable);
+}
+
+int rc_caps_reduce_to(uint64_t keep, struct rc_error *err) {
+  if (drop_bounding_except(keep, err) < 0) return -1;
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+    return rc_err(err, errno, "clear the ambient capabilities");
+  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct cur[_LINUX_CAPABILITY_U32S_3];
+  memset(cur, 0, sizeof(cur));
+  if (capget(&hdr, cur) < 0) return rc_err(err, errno, "read the capability sets");
+  struct cap_sets s = {
+      .effective = ((uint64_t)cur[1].effective << 32 | cur[0].effective) & keep,
+      .permitted = ((uint64_t)cur[1].permitted << 32 | cur[0].permitted) & keep,
+  };
+  return capset_raw(&s, err);
 }
 
 /* Checks what the kernel would refuse later, before anything is changed, so that the

@@ -60,12 +60,6 @@ static void trim_right(char *s) {
   while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
 }
 
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(long ms) {
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
@@ -141,13 +135,13 @@ static bool content_matches(const char *content, const char *want) {
 
 int rc_cg_wait_for(const struct rc_cg_dir *d, const char *file, const char *want, int timeout_ms,
                    struct rc_error *err) {
-  long long deadline = now_ms() + timeout_ms;
+  long long deadline = rc_now_ms() + timeout_ms;
   long delay = 1;
   for (;;) {
     cleanup_free char *content = NULL;
     if (rc_cg_read(d, file, &content, err) < 0) return -1;
     if (content_matches(content, want)) return 0;
-    if (now_ms() >= deadline)
+    if (rc_now_ms() >= deadline)
       return rc_err(err, ETIMEDOUT,
                     "cgroup %s: %s did not reach \"%s\" within %d ms (reads \"%s\")", d->path, file,
                     want, timeout_ms, content);
@@ -1070,7 +1064,7 @@ static int freeze_within(const char *path, bool freeze, int timeout_ms, struct r
   } else {
     /* v1 can stall in FREEZING while a task sits in an uninterruptible sleep; writing
      * the state again retries the tasks that were missed. */
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = rc_now_ms() + timeout_ms;
     const char *want = freeze ? "FROZEN" : "THAWED";
     long delay = 1;
     for (;;) {
@@ -1078,7 +1072,7 @@ static int freeze_within(const char *path, bool freeze, int timeout_ms, struct r
       cleanup_free char *state = NULL;
       if ((r = rc_cg_read(&d, "freezer.state", &state, err)) < 0) break;
       if (strcmp(state, want) == 0) break;
-      if (now_ms() >= deadline) {
+      if (rc_now_ms() >= deadline) {
         r = rc_err(err, ETIMEDOUT,
                    "cgroup %s: freezer.state did not reach %s within %d ms "
                    "(reads %s)",
@@ -1154,7 +1148,7 @@ static int remove_tree(const char *dir, const char *path, long long deadline,
   long delay = 10;
   for (;;) {
     if (rmdir(dir) == 0 || errno == ENOENT) return 0;
-    if (errno != EBUSY || now_ms() >= deadline)
+    if (errno != EBUSY || rc_now_ms() >= deadline)
       return rc_err(err, errno, "cgroup %s: remove %s", path, dir);
     sleep_ms(delay);
     if (delay < 100) delay *= 2;
@@ -1166,7 +1160,7 @@ int rc_cgroup_destroy(const char *cgroup_path, struct rc_error *err) {
   if (canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
   /* One budget for all hierarchies: once the tasks are gone every rmdir succeeds. */
-  long long deadline = now_ms() + 1000;
+  long long deadline = rc_now_ms() + 1000;
   int ret = 0;
   struct rc_error one;
   for (size_t i = 0; i < l->n; i++) {

@@ -365,8 +365,18 @@ def microvm_lane(runcell_bin, tmp_path_factory):
             # for lane_qemu.FROZEN_SECONDS; a runcell hang leaves the guest running and is
             # caught by the scripts' own bounds): one more run, and the freeze is printed
             print(f"microVM lane: {run.problems[0]}; running the lane again")
+            failed_before = [r for r in run.results
+                             if r.status == "not ok" and r.reason != "did not finish"]
             run = lane.run_lane(log=lambda msg: None, tests=MICROVM_TESTS, adds=adds,
                                 modules=NETWORK_MODULES, timeout=LANE_TIMEOUT)
+            # a test that failed before the freeze failed: passing on the rerun does not
+            # wash that out
+            for first in failed_before:
+                again = run.result(first.name)
+                if again.passed:
+                    again.status = "not ok"
+                    again.reason = f"failed in the run that froze ({first.reason or 'not ok'})"
+                    again.output = first.output + ["--- passed on the rerun ---"] + again.output
         return run
     except LaneError as e:
         pytest.fail(f"the lane could not be prepared: {e}", pytrace=False)

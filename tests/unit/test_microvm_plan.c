@@ -200,6 +200,47 @@ static void disks_are_cached_images(void) {
   CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
 }
 
+/* One case's work directory: base (removed by tree_case_done), the image cache in it (set
+ * as RUNCELL_CACHE_DIR) and the tree vol, with a config whose root is vol. */
+struct tree_case {
+  char base[64];
+  char cache[PATH_MAX], vol[PATH_MAX];
+  struct oci_config *cfg;
+};
+
+static bool tree_case_init(struct tree_case *t, const char *name) {
+  memset(t, 0, sizeof(*t));
+  snprintf(t->base, sizeof(t->base), "/tmp/runcell-unit-%s-XXXXXX", name);
+  CHECK(mkdtemp(t->base) != NULL);
+  snprintf(t->cache, sizeof(t->cache), "%s/cache", t->base);
+  snprintf(t->vol, sizeof(t->vol), "%s/vol", t->base);
+  setenv("RUNCELL_CACHE_DIR", t->cache, 1);
+  CHECK(mkdir(t->vol, 0755) == 0);
+  t->cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
+  CHECK(t->cfg != NULL);
+  return t->cfg != NULL;
+}
+
+static void tree_case_done(struct tree_case *t) {
+  oci_config_free(t->cfg);
+  CHECK(nftw(t->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+}
+
+/* Nothing in the image cache: the images a case built were removed by it, and a refused
+ * or stopped build took its staging directory with it. */
+static void check_image_cache_empty(const struct tree_case *t) {
+  char images[PATH_MAX + 16];
+  snprintf(images, sizeof(images), "%s/images", t->cache);
+  DIR *d = opendir(images);
+  CHECK(d != NULL);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    fprintf(stderr, "left in the image cache: %s\n", e->d_name);
+    CHECK(!"an entry left in the image cache");
+  }
+  if (d) closedir(d);
+}
+
 /* The race of CVE-2021-30465 on the image path: a volume another container writes is
  * turned into a disk while that container swaps a file for a link to a host file.
  * mkfs.erofs lists the tree first and opens each file later by path, following links; a
@@ -221,16 +262,13 @@ static void image_build_reads_nothing_outside_the_tree(void) {
     fprintf(stderr, "SKIP image_build_reads_nothing_outside_the_tree: no mkfs.erofs\n");
     return;
   }
-  char base[] = "/tmp/runcell-unit-swap-XXXXXX";
-  CHECK(mkdtemp(base) != NULL);
-  char cache[PATH_MAX], vol[PATH_MAX], secret[PATH_MAX], other[PATH_MAX], decoy[PATH_MAX + 8];
-  snprintf(cache, sizeof(cache), "%s/cache", base);
-  snprintf(vol, sizeof(vol), "%s/vol", base);
+  struct tree_case t;
+  if (!tree_case_init(&t, "swap")) return;
+  const char *base = t.base, *vol = t.vol;
+  char secret[PATH_MAX], other[PATH_MAX], decoy[PATH_MAX + 8];
   snprintf(secret, sizeof(secret), "%s/secret", base);
   snprintf(other, sizeof(other), "%s/other", base);
   snprintf(decoy, sizeof(decoy), "%s/decoy", vol);
-  setenv("RUNCELL_CACHE_DIR", cache, 1);
-  CHECK(mkdir(vol, 0755) == 0);
   /* both 4 KiB: the builder reads as many bytes as the listing said the file had */
   char marker[64];
   snprintf(marker, sizeof(marker), "RUNCELL-HOST-SECRET-%d-", (int)getpid());
@@ -265,15 +303,13 @@ static void image_build_reads_nothing_outside_the_tree(void) {
       renameat2(AT_FDCWD, subdir, AT_FDCWD, otherdir, RENAME_EXCHANGE);
     }
   }
-  struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
-  CHECK(cfg != NULL);
   int built = 0, refused = 0, leaked = 0;
   char first_error[512] = "";
   const int rounds = 40;
-  for (int i = 0; cfg && i < rounds; i++) {
+  for (int i = 0; i < rounds; i++) {
     struct rc_microvm_plan plan = {0};
     struct rc_error err = {0};
-    if (rc_microvm_disks(cfg, vol, &plan, &err) < 0) {
+    if (rc_microvm_disks(t.cfg, vol, &plan, &err) < 0) {
       /* a link the builder met where a file was listed: a refused build is correct */
       if (!refused++) snprintf(first_error, sizeof(first_error), "%s", err.msg);
       continue;
@@ -306,25 +342,10 @@ static void image_build_reads_nothing_outside_the_tree(void) {
   if (opened > 0) fprintf(stderr, "the host directory was opened while images were built\n");
   CHECK(opened < 0 && errno == EAGAIN);
   if (watch >= 0) close(watch);
-  /* refused builds took their staging directories with them */
-  char images[PATH_MAX + 16];
-  snprintf(images, sizeof(images), "%s/images", cache);
-  DIR *d = opendir(images);
-  CHECK(d != NULL);
-  for (struct dirent *e; d && (e = readdir(d));) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    fprintf(stderr, "left in the image cache: %s\n", e->d_name);
-    CHECK(!"an entry left in the image cache");
-  }
-  if (d) closedir(d);
-  oci_config_free(cfg);
-  CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+  check_image_cache_empty(&t);
+  tree_case_done(&t);
 }
 
-/* What the image builder can reach, whatever the timing: tests/helpers/image_tool_probe.c
- * takes mkfs.erofs's place on PATH and reports, in the "image", what it could open, the
- * entries of its root, its capabilities and whether it could make a mount namespace. A
- * link swapped into the tree could name any of the paths it tries. */
 /* Puts tests/helpers/image_tool_probe.c (built next to this test) first on PATH as
  * mkfs.erofs, through a link in dir; returns the old PATH to give back to restore_path
  * (NULL: the probe is missing, a failure recorded). */
@@ -357,16 +378,18 @@ static void restore_path(char *saved) {
   free(saved);
 }
 
+/* What the image builder can reach, whatever the timing: tests/helpers/image_tool_probe.c
+ * takes mkfs.erofs's place on PATH and reports, in the "image", what it could open, the
+ * entries of its root, its capabilities, whether it could make a mount namespace and the
+ * descriptors it was started with. A link swapped into the tree could name any of the
+ * paths it tries. */
 static void image_builder_sees_only_the_tree(void) {
-  char base[] = "/tmp/runcell-unit-probe-XXXXXX";
-  CHECK(mkdtemp(base) != NULL);
-  char cache[PATH_MAX], vol[PATH_MAX], secret[PATH_MAX], tools[PATH_MAX], p[PATH_MAX + 32];
-  snprintf(cache, sizeof(cache), "%s/cache", base);
-  snprintf(vol, sizeof(vol), "%s/vol", base);
+  struct tree_case t;
+  if (!tree_case_init(&t, "probe")) return;
+  const char *base = t.base, *vol = t.vol;
+  char secret[PATH_MAX], tools[PATH_MAX], p[PATH_MAX + 32];
   snprintf(secret, sizeof(secret), "%s/secret", base);
   snprintf(tools, sizeof(tools), "%s/tools", base);
-  setenv("RUNCELL_CACHE_DIR", cache, 1);
-  CHECK(mkdir(vol, 0755) == 0);
   char marker[64];
   snprintf(marker, sizeof(marker), "RUNCELL-HOST-SECRET-%d", (int)getpid());
   write_file(secret, marker);
@@ -378,15 +401,16 @@ static void image_builder_sees_only_the_tree(void) {
   snprintf(p, sizeof(p), "%s/.probe", vol);
   write_file(p, list);
   char *saved = probe_on_path(tools);
-  if (!saved) return;
-
-  struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
+  if (!saved) {
+    tree_case_done(&t);
+    return;
+  }
   struct rc_microvm_plan plan = {0};
   struct rc_error err = {0};
   /* a descriptor of a host directory runcell's caller leaked (no close-on-exec) */
   int leaked = open(base, O_RDONLY | O_DIRECTORY);
   CHECK(leaked >= 0);
-  int r = cfg ? rc_microvm_disks(cfg, vol, &plan, &err) : -1;
+  int r = rc_microvm_disks(t.cfg, vol, &plan, &err);
   if (leaked >= 0) close(leaked);
   restore_path(saved);
   if (r < 0) fprintf(stderr, "disks: %s\n", err.msg);
@@ -431,8 +455,7 @@ static void image_builder_sees_only_the_tree(void) {
   CHECK_CONTAINS(report, caps);
   CHECK_CONTAINS(report, "unshare: error Operation not permitted");
   CHECK_CONTAINS(report, "\nfds:\n");
-  oci_config_free(cfg);
-  CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+  tree_case_done(&t);
 }
 
 /* A FIFO swapped into the tree blocks the builder's open for good (nodev does not cover
@@ -440,42 +463,30 @@ static void image_builder_sees_only_the_tree(void) {
  * left in the cache. The probe in mkfs.erofs's place opens the tree's FIFO as mkfs.erofs
  * would open a file that became one. */
 static void image_build_has_a_deadline(void) {
-  char base[] = "/tmp/runcell-unit-fifo-XXXXXX";
-  CHECK(mkdtemp(base) != NULL);
-  char cache[PATH_MAX], vol[PATH_MAX], tools[PATH_MAX], p[PATH_MAX + 32];
-  snprintf(cache, sizeof(cache), "%s/cache", base);
-  snprintf(vol, sizeof(vol), "%s/vol", base);
-  snprintf(tools, sizeof(tools), "%s/tools", base);
-  setenv("RUNCELL_CACHE_DIR", cache, 1);
-  CHECK(mkdir(vol, 0755) == 0);
-  snprintf(p, sizeof(p), "%s/fifo", vol);
+  struct tree_case t;
+  if (!tree_case_init(&t, "fifo")) return;
+  char tools[PATH_MAX], p[PATH_MAX + 32];
+  snprintf(tools, sizeof(tools), "%s/tools", t.base);
+  snprintf(p, sizeof(p), "%s/fifo", t.vol);
   CHECK(mkfifo(p, 0644) == 0);
-  snprintf(p, sizeof(p), "%s/.probe", vol);
+  snprintf(p, sizeof(p), "%s/.probe", t.vol);
   write_file(p, "/src/fifo\n");
   char *saved = probe_on_path(tools);
-  if (!saved) return;
+  if (!saved) {
+    tree_case_done(&t);
+    return;
+  }
   setenv("RUNCELL_MICROVM_IMAGE_TIMEOUT_S", "2", 1);
-  struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
   struct rc_microvm_plan plan = {0};
   struct rc_error err = {0};
-  int r = cfg ? rc_microvm_disks(cfg, vol, &plan, &err) : 0;
+  int r = rc_microvm_disks(t.cfg, t.vol, &plan, &err);
   unsetenv("RUNCELL_MICROVM_IMAGE_TIMEOUT_S");
   restore_path(saved);
   CHECK(r < 0);
   CHECK_CONTAINS(err.msg, "did not finish the image of");
   CHECK_CONTAINS(err.msg, "within 2 s and was stopped");
-  char images[PATH_MAX + 16];
-  snprintf(images, sizeof(images), "%s/images", cache);
-  DIR *d = opendir(images);
-  CHECK(d != NULL);
-  for (struct dirent *e; d && (e = readdir(d));) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    fprintf(stderr, "left in the image cache: %s\n", e->d_name);
-    CHECK(!"an entry left in the image cache");
-  }
-  if (d) closedir(d);
-  oci_config_free(cfg);
-  CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+  check_image_cache_empty(&t);
+  tree_case_done(&t);
 }
 
 /* A runcell killed while it built an image leaves its staging directory (and a partial
@@ -486,14 +497,11 @@ static void abandoned_builds_are_swept(void) {
     fprintf(stderr, "SKIP abandoned_builds_are_swept: no mkfs.erofs\n");
     return;
   }
-  char base[] = "/tmp/runcell-unit-sweep-XXXXXX";
-  CHECK(mkdtemp(base) != NULL);
-  char cache[PATH_MAX], vol[PATH_MAX], images[PATH_MAX + 8], p[PATH_MAX + 64];
-  snprintf(cache, sizeof(cache), "%s/cache", base);
-  snprintf(vol, sizeof(vol), "%s/vol", base);
-  snprintf(images, sizeof(images), "%s/images", cache);
-  setenv("RUNCELL_CACHE_DIR", cache, 1);
-  CHECK(mkdir(vol, 0755) == 0 && mkdir(cache, 0700) == 0 && mkdir(images, 0700) == 0);
+  struct tree_case t;
+  if (!tree_case_init(&t, "sweep")) return;
+  char images[PATH_MAX + 8], p[PATH_MAX + 64];
+  snprintf(images, sizeof(images), "%s/images", t.cache);
+  CHECK(mkdir(t.cache, 0700) == 0 && mkdir(images, 0700) == 0);
   pid_t dead = fork();
   if (dead == 0) _exit(0);
   CHECK(dead > 0 && waitpid(dead, NULL, 0) == dead);
@@ -508,15 +516,13 @@ static void abandoned_builds_are_swept(void) {
   write_file(p, "partial image");
   snprintf(p, sizeof(p), "%s/hosts", dead_bind);
   write_file(p, "a copy");
-  struct oci_config *cfg = parse("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"vol\"}}");
   struct rc_microvm_plan plan = {0};
   struct rc_error err = {0};
-  CHECK(cfg && rc_microvm_disks(cfg, vol, &plan, &err) == 0);
+  CHECK(rc_microvm_disks(t.cfg, t.vol, &plan, &err) == 0);
   CHECK(access(dead_build, F_OK) != 0 && errno == ENOENT);
   CHECK(access(dead_bind, F_OK) != 0 && errno == ENOENT);
   CHECK(access(live, F_OK) == 0);
-  oci_config_free(cfg);
-  CHECK(nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+  tree_case_done(&t);
 }
 
 UNIT_MAIN("microvm_plan", UNIT_CASE(size_from_limits), UNIT_CASE(disks_are_cached_images),

@@ -248,11 +248,12 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
   if (setuid(sp->uid) < 0) child_fail(report, AGENT_STAGE_PROCESS, errno, "setuid");
 
   if (enter_cwd(sp->cwd) < 0) {
+    int e = errno;
     snprintf(what, sizeof(what), "chdir to cwd \"%s\"%s", sp->cwd,
-             errno == ELOOP ? " (a link loop, or a /proc link, which could lead out of the "
-                              "container's root and is not followed)"
-                            : "");
-    child_fail(report, AGENT_STAGE_PROCESS, errno, what);
+             e == ELOOP ? " (a link loop, or a /proc link, which could lead out of the "
+                          "container's root and is not followed)"
+                        : "");
+    child_fail(report, AGENT_STAGE_PROCESS, e, what);
   }
   /* the working directory as the new uid, before the final sets (runc's order) */
   if (set_capabilities(sp->privileges) < 0)
