@@ -343,8 +343,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   /* The guest kernel's console: kept with the state, so that a guest that fails to boot
    * can say why (create quotes its end; the VMM bounds how much is written). */
   if (microvm) {
-    vm_console_log = openat(dir.dirfd, "console.log",
-                            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    vm_console_log =
+        openat(dir.dirfd, "console.log", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (vm_console_log < 0) {
       rc_err(err, errno, "create the guest console log");
       goto out;

@@ -150,11 +150,11 @@ static double ms_between(uint64_t from_ns, uint64_t to_ns) {
 static void console_tail(const struct vm *vm, char *out, size_t size) {
   out[0] = '\0';
   if (vm->console_log < 0 || size < 8) return;
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", vm->console_log);
-  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* read through the descriptor the guest's console writes to (open for reading too):
+   * the jailed VMM has no path to the file */
+  int fd = vm->console_log;
   struct stat sb;
-  if (fd < 0 || fstat(fd, &sb) < 0 || sb.st_size == 0) return;
+  if (fstat(fd, &sb) < 0 || sb.st_size == 0) return;
   char buf[1024];
   off_t from = sb.st_size > (off_t)sizeof(buf) - 1 ? sb.st_size - (off_t)sizeof(buf) + 1 : 0;
   ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
@@ -645,16 +645,6 @@ static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
   }
 }
 
-/* Once the workload runs, the VMM needs no privilege: its KVM, disk, console and channel
- * descriptors are open. Every capability goes (bounding set included) and no exec can
- * give any back, so a guest that took over the VMM holds an unprivileged process. */
-static int drop_privileges(struct rc_error *err) {
-  if (rc_caps_reduce_to(0, err) < 0) return rc_err_wrap(err, "microVM: drop capabilities");
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    return rc_err(err, errno, "microVM: no_new_privs");
-  return 0;
-}
-
 /* Exits as the workload did. A signal is re-raised where that gives the same wait status
  * (not as PID 1 of a pid namespace, which the kernel shields from its own signals); else
  * 128 + signal, which is what a shell and containerd's shim report anyway. */
@@ -707,6 +697,9 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
     rc_err(&err, errno, "chdir /");
     fail(sync, &err);
   }
+  /* still one thread: the mount namespace made here is every later thread's */
+  struct rc_microvm_jail jail;
+  if (rc_microvm_jail_prepare(&jail, &err) < 0) fail(sync, &err);
 
   sigset_t forwarded;
   int sigfd = forward_signals(&forwarded, &err);
@@ -757,7 +750,9 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);
   rc_info("microvm phases: start-to-workload %.3f ms (guest pid %u)", ms_between(t_start, now_ns()),
           guest_pid);
-  if (drop_privileges(&err) < 0 || rc_microvm_jail_syscalls(&err) < 0) fail(conn, &err);
+  /* the workload runs: the VMM needs no privilege and no path from here on */
+  if (rc_microvm_jail_enter(&jail, &err) < 0 || rc_microvm_jail_syscalls(&err) < 0)
+    fail(conn, &err);
   close(conn); /* start returns: the container runs */
   if (vm.tty >= 0) (void)send_winsize(&vm, &err);
   struct rc_vmctl_agent link = {

@@ -37,6 +37,7 @@
 #include "runcell/log.h"
 #include "runcell/microvm.h"
 #include "runcell/process_attrs.h"
+#include "runcell/rootfs.h"
 #include "runcell/util.h"
 
 #define MKFS "mkfs.erofs"
@@ -140,19 +141,13 @@ __attribute__((noreturn)) static void confine_and_exec(int tool_fd, const char *
     close(fd);
     bind_read_only("/etc/ld.so.cache", "etc/ld.so.cache");
   }
-  /* The tmpfs becomes the root and the host's tree is detached from this namespace. An
-   * initramfs root cannot be pivoted away from (EINVAL): there the tmpfs is moved over it
-   * and chrooted into, which holds as well because the tool keeps no CAP_SYS_CHROOT or
-   * CAP_SYS_ADMIN to climb out with and no descriptor of the host's tree. */
-  if (syscall(SYS_pivot_root, ".", ".") == 0) {
-    if (umount2(".", MNT_DETACH) < 0) child_fail("detach", "the host's root");
-  } else if (errno == EINVAL) {
-    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) child_fail("move over /", root);
-    if (chroot(".") < 0) child_fail("chroot into", root);
-  } else {
-    child_fail("pivot_root into", root);
+  /* The tmpfs becomes the root and the host's tree is detached from this namespace (or,
+   * on an initramfs, left below a chroot the tool has no capability to climb out of). */
+  struct rc_error root_err = {0};
+  if (rc_rootfs_enter_cwd(&root_err) < 0) {
+    dprintf(2, "confining " MKFS ": %s\n", root_err.msg);
+    _exit(126);
   }
-  if (chdir("/") < 0) child_fail("enter", "the new root");
   if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail("make read-only", "the new root");
   /* Reading every file of the tree whatever its mode is all the tool needs; root's exec

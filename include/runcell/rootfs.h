@@ -31,6 +31,14 @@ int rc_rootfs_prepare(const struct rc_rootfs_opts *o, struct rc_error *err);
  * process's / and cwd are the container's root. */
 int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err);
 
+/* For runcell's own confined processes (the image builder, the jailed VMM), in a mount
+ * namespace of their own whose mounts are private: makes the mount the process stands in
+ * (its cwd, a mount point) the namespace's root. pivot_root(".", ".") with the old root
+ * detached, or where / is an initramfs (pivot_root answers EINVAL) the mount moved over /
+ * and chrooted into, which confines as well for a process that keeps no CAP_SYS_ADMIN or
+ * CAP_SYS_CHROOT and no descriptor of the old tree. Leaves the cwd at the new /. */
+int rc_rootfs_enter_cwd(struct rc_error *err);
+
 /* Opens path (absolute, in container terms) inside the root dirfd with
  * RESOLVE_IN_ROOT semantics (falls back to a component-by-component walk that refuses to
  * leave the root where openat2 is missing). flags as for openat. */

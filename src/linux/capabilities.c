@@ -129,19 +129,31 @@ static int capset_raw(const struct cap_sets *s, struct rc_error *err) {
                 s->effective, s->permitted, s->inheritable);
 }
 
-int rc_caps_reduce_to(uint64_t keep, struct rc_error *err) {
-  if (drop_bounding_except(keep, err) < 0) return -1;
-  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-    return rc_err(err, errno, "clear the ambient capabilities");
+static int held_sets(uint64_t *effective, uint64_t *permitted, struct rc_error *err) {
   struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
   struct __user_cap_data_struct cur[_LINUX_CAPABILITY_U32S_3];
   memset(cur, 0, sizeof(cur));
   if (capget(&hdr, cur) < 0) return rc_err(err, errno, "read the capability sets");
-  struct cap_sets s = {
-      .effective = ((uint64_t)cur[1].effective << 32 | cur[0].effective) & keep,
-      .permitted = ((uint64_t)cur[1].permitted << 32 | cur[0].permitted) & keep,
-  };
+  *effective = (uint64_t)cur[1].effective << 32 | cur[0].effective;
+  *permitted = (uint64_t)cur[1].permitted << 32 | cur[0].permitted;
+  return 0;
+}
+
+/* The bounding set cut to bounding, ambient and inheritable emptied, effective and
+ * permitted cut to held. */
+static int reduce(uint64_t bounding, uint64_t held, struct rc_error *err) {
+  if (drop_bounding_except(bounding, err) < 0) return -1;
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+    return rc_err(err, errno, "clear the ambient capabilities");
+  struct cap_sets s = {0};
+  if (held_sets(&s.effective, &s.permitted, err) < 0) return -1;
+  s.effective &= held;
+  s.permitted &= held;
   return capset_raw(&s, err);
+}
+
+int rc_caps_reduce_to(uint64_t keep, struct rc_error *err) {
+  return reduce(keep, keep, err);
 }
 
 /* Checks what the kernel would refuse later, before anything is changed, so that the
@@ -174,6 +186,21 @@ static int switch_user(const struct oci_user *u, bool setgroups_allowed, struct 
     return rc_err(err, errno, "setresgid to gid %u", (unsigned)u->gid);
   if (setresuid(u->uid, u->uid, u->uid) < 0)
     return rc_err(err, errno, "setresuid to uid %u", (unsigned)u->uid);
+  return 0;
+}
+
+int rc_caps_leave_root(uid_t uid, gid_t gid, bool setgroups_allowed, struct rc_error *err) {
+  /* the bounding set first: dropping from it needs CAP_SETPCAP, which the id change takes */
+  if (reduce(0, ~UINT64_C(0), err) < 0) return -1;
+  /* keeping capabilities across the change would defeat it */
+  if (set_keepcaps(0, err) < 0) return -1;
+  struct oci_user u = {.uid = uid, .gid = gid};
+  if (switch_user(&u, setgroups_allowed, err) < 0) return -1;
+  uint64_t effective = 0, permitted = 0;
+  if (held_sets(&effective, &permitted, err) < 0) return -1;
+  if (effective | permitted)
+    return rc_err(err, 0, "capabilities survived the change to uid %u (securebits?)",
+                  (unsigned)uid);
   return 0;
 }
 

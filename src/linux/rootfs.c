@@ -135,6 +135,22 @@ static int move_root(const char *root, struct rc_error *err) {
   return 0;
 }
 
+int rc_rootfs_enter_cwd(struct rc_error *err) {
+  if (syscall(SYS_pivot_root, ".", ".") == 0) {
+    /* the old root is stacked on the cwd now; the namespace is private, so detaching it
+     * reaches no peer */
+    if (umount2(".", MNT_DETACH) < 0) return rc_err(err, errno, "detach the old root");
+  } else if (errno == EINVAL) {
+    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+      return rc_err(err, errno, "move the new root over /");
+    if (chroot(".") < 0) return rc_err(err, errno, "chroot into the new root");
+  } else {
+    return rc_err(err, errno, "pivot_root into the new root");
+  }
+  if (chdir("/") < 0) return rc_err(err, errno, "chdir to the new root");
+  return 0;
+}
+
 /* Opens a masked/readonly path in the new root; 0 with *fd = -1 when it does not exist
  * (those are ignored, as the spec's defaults list paths some kernels lack). */
 static int open_optional(int rootfd, const char *path, int *fd, struct rc_error *err) {

@@ -13,14 +13,28 @@ pid=$(echo "$st" | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
 [ -n "$pid" ] && [ -d "/proc/$pid" ] || fail "no VMM process for pid '$pid'"
 runcell start "$id" || fail "start"
 expect_contains "state after start" "$(runcell state "$id")" '"status": "running"'
-# the running VMM holds no capability and cannot gain any
-expect_eq "VMM CapEff" "$(sed -n 's/^CapEff:\t//p' "/proc/$pid/status")" 0000000000000000
+# The running VMM is jailed on every thread — the vCPU and I/O threads run the device
+# models, so they are what a hostile guest would take over: no capability (they are per
+# thread), nobody's uid, no_new_privs, an empty root with nothing mounted in its namespace
+# but that root, and the syscall allow-list.
 expect_eq "VMM CapBnd" "$(sed -n 's/^CapBnd:\t//p' "/proc/$pid/status")" 0000000000000000
-expect_eq "VMM NoNewPrivs" "$(sed -n 's/^NoNewPrivs:\t//p' "/proc/$pid/status")" 1
-# ... and runs under its syscall allow-list, on every thread (vCPUs included)
+threads=0
 for task in /proc/$pid/task/*; do
+  threads=$((threads + 1))
+  for set in CapEff CapPrm CapAmb; do
+    expect_eq "VMM thread $task $set" "$(sed -n "s/^$set:\t//p" "$task/status")" 0000000000000000
+  done
+  expect_eq "VMM thread $task uids" "$(sed -n 's/^Uid:\t//p' "$task/status")" \
+    "65534	65534	65534	65534"
+  expect_eq "VMM thread $task gids" "$(sed -n 's/^Gid:\t//p' "$task/status")" \
+    "65534	65534	65534	65534"
+  expect_eq "VMM thread $task NoNewPrivs" "$(sed -n 's/^NoNewPrivs:\t//p' "$task/status")" 1
   expect_eq "seccomp mode of VMM thread $task" "$(sed -n 's/^Seccomp:\t//p' "$task/status")" 2
+  expect_eq "VMM thread $task root entries" "$(ls -A "$task/root/" | wc -l)" 0
 done
+[ "$threads" -ge 3 ] || fail "the VMM has $threads threads (expected the main one, a vCPU, I/O)"
+expect_eq "VMM mounts" "$(wc -l <"/proc/$pid/mountinfo")" 1
+expect_contains "VMM root mount" "$(cat "/proc/$pid/mountinfo")" " / / ro,"
 # exec reaches the guest (tests/lanes/microvm-tests/exec.sh has the rest), and the jailed
 # VMM serves it
 expect_eq "exec into the running microVM" "$(runcell exec "$id" echo exec-ok 2>&1)" exec-ok
