@@ -24,6 +24,7 @@
 #include "runcell/log.h"
 #include "runcell/microvm.h"
 #include "runcell/microvm_control.h"
+#include "runcell/microvm_net.h"
 #include "runcell/mode.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
@@ -505,6 +506,10 @@ out:
       if (rc_cgroup_destroy(cgpath, &cleanup_err) < 0)
         rc_warn("cleanup after failed create: %s", cleanup_err.msg);
     }
+    /* a network namespace by path outlives the VMM with runcell's tc redirects on its
+     * interface: the jailed VMM cannot remove them itself */
+    if (microvm && rc_microvm_net_release(cfg, &cleanup_err) < 0)
+      rc_warn("cleanup after failed create: %s", cleanup_err.msg);
     if (dir.dirfd >= 0 && rc_state_dir_remove(&dir, &cleanup_err) < 0)
       rc_warn("cleanup after failed create: %s", cleanup_err.msg);
     if (out->console_master >= 0) close(out->console_master);

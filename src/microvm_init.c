@@ -19,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +88,7 @@ struct vm {
   bool exited;
   struct agent_exit exit;
   struct rc_vmctl *ctl; /* the control socket: exec, ps (src/microvm_control.c) */
+  struct rc_microvm_jail jail;
 };
 
 /* The machine once its vCPUs run: every way out of this process stops them first. */
@@ -354,7 +356,21 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   vm->stopped = vmm_machine_stopped_fd(vm->machine);
   uint64_t t_created = now_ns();
   live_machine = vm->machine;
+  /* The config is encoded before the jail: compiling linux.seccomp exports through a
+   * memfd, which the jailed VMM cannot make. */
+  struct agent_config *ac = NULL;
+  cleanup_free struct agent_msg *config = rc_xcalloc(1, sizeof(*config));
+  int encoded = rc_microvm_agent_config(vm->cfg, plan, &ac, err);
+  if (encoded == 0) encoded = agent_encode_config(config, ac, err);
+  rc_microvm_agent_config_free(ac);
+  if (encoded < 0) return rc_err_wrap(err, "microVM: the container's config for the guest");
   if (vmm_machine_start(vm->machine, err) < 0) return rc_err_wrap(err, "microVM");
+  /* Every thread exists now and the guest has read nothing of the container's yet (the
+   * agent reads the config and mounts the images only when told below): the VMM is
+   * jailed before it does. The network's undoing passes to create's own clean-up
+   * (rc_microvm_net_release), as the jailed VMM can open no netlink socket. */
+  if (rc_microvm_jail_enter(&vm->jail, err) < 0 || rc_microvm_jail_syscalls(err) < 0) return -1;
+  net_made = false;
 
   uint64_t deadline = (uint64_t)rc_now_ms() + (uint64_t)timeout_ms();
   struct agent_frame f;
@@ -365,14 +381,8 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
   if (vm_net.present && send_network(vm, err) < 0) return -1;
 
-  struct agent_config *ac = NULL;
-  struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
-  int r = rc_microvm_agent_config(vm->cfg, plan, &ac, err);
-  if (r == 0) r = agent_encode_config(m, ac, err);
-  rc_microvm_agent_config_free(ac);
-  if (r == 0) r = send_frame(vm, m, err);
-  free(m);
-  if (r < 0) return rc_err_wrap(err, "microVM: the container's config for the guest");
+  if (send_frame(vm, config, err) < 0)
+    return rc_err_wrap(err, "microVM: the container's config for the guest");
   if (expect(vm, AGENT_MSG_CONFIGURED, &f, deadline, "while setting up the container", err) < 0)
     return -1;
   /* The phases the benchmark (tests/bench/microvm_phases.py) reads from the log. */
@@ -662,6 +672,93 @@ __attribute__((noreturn)) static void exit_like(const struct agent_exit *e) {
   halt_and_exit(agent_exit_status(e));
 }
 
+/* The startContainer hooks run in the container's namespaces, on the host, when `start`
+ * comes; by then the VMM is jailed (no root, no path to any file). A helper forked before
+ * the jail, still in the container's mount namespace and privileged, waits for the VMM to
+ * ask, runs them, answers with the result and exits. It exists only when the bundle has
+ * such hooks, holds none of the VMM's descriptors but its two pipes, and dies with the
+ * VMM. */
+struct start_hooks_helper {
+  pid_t pid;
+  int ask, answer;
+};
+
+struct start_hooks_answer {
+  int rc;
+  int code;
+  char msg[RC_ERROR_MAX];
+};
+
+static int start_hooks_helper_fork(const struct rc_init_ctx *ctx, struct start_hooks_helper *h,
+                                   struct rc_error *err) {
+  *h = (struct start_hooks_helper){.pid = -1, .ask = -1, .answer = -1};
+  if (ctx->cfg->hooks.n_start_container == 0) return 0;
+  int ask[2], answer[2];
+  if (pipe2(ask, O_CLOEXEC) < 0) return rc_err(err, errno, "startContainer hooks: pipe");
+  if (pipe2(answer, O_CLOEXEC) < 0) {
+    close(ask[0]);
+    close(ask[1]);
+    return rc_err(err, errno, "startContainer hooks: pipe");
+  }
+  pid_t vmm = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    rc_err(err, errno, "startContainer hooks: fork");
+  } else if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != vmm) _exit(0);
+    /* create waits for the end of the sync socket, start connects to the VMM: this
+     * process must hold neither */
+    int held[] = {ctx->sync_fd,        ctx->start_fd, ctx->control_fd, ctx->console_fd,
+                  ctx->vm_console_log, ask[1],        answer[0]};
+    for (size_t i = 0; i < RC_ARRAY_SIZE(held); i++)
+      if (held[i] >= 0) close(held[i]);
+    char c;
+    ssize_t n;
+    while ((n = read(ask[0], &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) _exit(0); /* the VMM went away before start */
+    struct rc_error e = {0};
+    struct start_hooks_answer a = {.rc = rc_init_start_container_hooks(ctx, &e), .code = e.code};
+    snprintf(a.msg, sizeof(a.msg), "%s", e.msg);
+    _exit(write(answer[1], &a, sizeof(a)) == (ssize_t)sizeof(a) ? 0 : 1);
+  }
+  close(ask[0]);
+  close(answer[1]);
+  if (pid < 0) {
+    close(ask[1]);
+    close(answer[0]);
+    return -1;
+  }
+  *h = (struct start_hooks_helper){.pid = pid, .ask = ask[1], .answer = answer[0]};
+  return 0;
+}
+
+static int start_hooks_helper_run(struct start_hooks_helper *h, struct rc_error *err) {
+  if (h->pid < 0) return 0;
+  char c = 's';
+  struct start_hooks_answer a = {0};
+  size_t got = 0;
+  if (write(h->ask, &c, 1) == 1) {
+    while (got < sizeof(a)) {
+      ssize_t n = read(h->answer, (char *)&a + got, sizeof(a) - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += (size_t)n;
+    }
+  }
+  close(h->ask);
+  close(h->answer);
+  while (waitpid(h->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  h->pid = -1;
+  if (got != sizeof(a))
+    return rc_err(err, 0, "startContainer hooks: their runner ended without an answer");
+  a.msg[sizeof(a.msg) - 1] = '\0';
+  if (a.rc < 0) return rc_err(err, a.code, "%s", a.msg);
+  return 0;
+}
+
 void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   struct rc_error err = {0};
   const struct oci_config *cfg = ctx->cfg;
@@ -697,9 +794,12 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
     rc_err(&err, errno, "chdir /");
     fail(sync, &err);
   }
+  /* The startContainer hooks need the container's namespaces as they are and privilege
+   * when `start` comes, after the VMM is jailed: a helper forked now runs them then. */
+  struct start_hooks_helper hooks_helper;
+  if (start_hooks_helper_fork(ctx, &hooks_helper, &err) < 0) fail(sync, &err);
   /* still one thread: the mount namespace made here is every later thread's */
-  struct rc_microvm_jail jail;
-  if (rc_microvm_jail_prepare(&jail, &err) < 0) fail(sync, &err);
+  if (rc_microvm_jail_prepare(&vm.jail, &err) < 0) fail(sync, &err);
 
   sigset_t forwarded;
   int sigfd = forward_signals(&forwarded, &err);
@@ -737,7 +837,7 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   int conn = -1;
   if (rc_wait_for_start(ctx->start_fd, &conn, &err) < 0) halt_and_exit(1);
   close(ctx->start_fd);
-  if (rc_init_start_container_hooks(ctx, &err) < 0) fail(conn, &err);
+  if (start_hooks_helper_run(&hooks_helper, &err) < 0) fail(conn, &err);
   uint64_t t_start = now_ns();
   struct agent_msg m;
   agent_encode_empty(&m, AGENT_MSG_START);
@@ -750,9 +850,6 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);
   rc_info("microvm phases: start-to-workload %.3f ms (guest pid %u)", ms_between(t_start, now_ns()),
           guest_pid);
-  /* the workload runs: the VMM needs no privilege and no path from here on */
-  if (rc_microvm_jail_enter(&jail, &err) < 0 || rc_microvm_jail_syscalls(&err) < 0)
-    fail(conn, &err);
   close(conn); /* start returns: the container runs */
   if (vm.tty >= 0) (void)send_winsize(&vm, &err);
   struct rc_vmctl_agent link = {

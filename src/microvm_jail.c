@@ -1,6 +1,8 @@
-/* The VMM's jail, entered when the workload starts (before that the VMM runs only the
- * trusted guest kernel and agent, and the startContainer hooks need the host): what a
- * guest that took over the VMM would hold is what Firecracker's jailer leaves —
+/* The VMM's jail, entered as soon as its threads exist — the vCPUs have just started the
+ * guest kernel, which has read nothing of the container's yet (the agent mounts its
+ * images only when the VMM sends the config) — so that a guest that takes over the VMM
+ * holds what Firecracker's jailer leaves (startContainer hooks, which need the host, run
+ * from a helper forked before it: src/microvm_init.c):
  *  - an empty, read-only root: the VMM's mount namespace (its own since it was one
  *    thread) holds nothing but a tmpfs, so no path leads to the host's files;
  *  - a uid of its own and no capability on any thread: capabilities are per thread and
@@ -114,6 +116,11 @@ int rc_microvm_jail_syscalls(struct rc_error *err) {
   /* signals only to this process: the vCPU kick, raising the workload's signal at the end */
   const struct scmp_arg_cmp self = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = (uint64_t)getpid()};
   if (add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &self, "tgkill", err) < 0) goto out;
+  /* the startContainer hooks' runner, the VMM's only child (no clone is allowed) */
+  if (add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(wait4), 0, NULL, "wait4", err) < 0) goto out;
+  /* create's end: the VMM outlives runcell create from then on */
+  const struct scmp_arg_cmp pdeathsig = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = PR_SET_PDEATHSIG};
+  if (add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, &pdeathsig, "prctl", err) < 0) goto out;
   /* fallocate only to punch holes (the balloon handing guest memory back to the host),
    * never to allocate or grow a file */
   const struct scmp_arg_cmp punch = {

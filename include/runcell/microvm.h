@@ -83,8 +83,9 @@ struct rc_microvm_jail {
 /* While the VMM is one thread: a private mount namespace of its own, which the threads it
  * starts share. */
 int rc_microvm_jail_prepare(struct rc_microvm_jail *j, struct rc_error *err);
-/* When the workload runs: an empty read-only root, RC_MICROVM_VMM_UID with no
- * capabilities on every thread, no_new_privs. */
+/* Once every thread of the VMM exists and before the guest reads anything of the
+ * container's: an empty read-only root, RC_MICROVM_VMM_UID with no capabilities on every
+ * thread, no_new_privs. */
 int rc_microvm_jail_enter(const struct rc_microvm_jail *j, struct rc_error *err);
 /* Then the VMM's syscall allow-list on every thread of the process; a syscall outside it
  * kills the VMM (an open fails with EACCES). */

@@ -118,11 +118,28 @@ def scenarios():
         "security-wait": security_bundle("wait"),
         "hostile-image": hostile_image_bundle(),
         "forkbomb": forkbomb_bundle(),
+        # hooks.sh: createContainer and startContainer hooks, and one that fails
+        "hooks": hooks_bundle(fail_start=False),
+        "hooks-fail": hooks_bundle(fail_start=True),
         # cve-fd.sh: the process's descriptors (ls's own directory is the 3), its cwd, its root
         "fdprobe": bundle_config(["sh", "-c", "echo fds: $(ls /proc/self/fd); "
                                   "echo cwd: $(pwd); echo root: $(ls /); cat marker 2>/dev/null; "
                                   "echo ran"]),
     }
+
+
+def hooks_bundle(fail_start):
+    """hooks.sh: the hooks that run on the lane host in the container's (the VMM's)
+    namespaces; each keeps the state it was given under /tmp/hooks."""
+    spec = bundle_config(["sh", "-c", "echo sleeping; exec sleep 1000"])
+    save = "cat > /tmp/hooks/{}.json"
+    spec["hooks"] = {
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", save.format("create")]}],
+        "startContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", "echo the hook says no >&2; exit 3" if fail_start
+            else save.format("start")]}],
+    }
+    return spec
 
 
 def forkbomb_bundle():

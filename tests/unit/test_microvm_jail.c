@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -220,7 +221,7 @@ static void every_thread_is_jailed(void) {
 
 /* ---- the filter: what it kills, what it lets through ------------------------------------- */
 
-enum attempt { TGKILL_OTHER, TIOCSTI_INJECT, NEW_SOCKET, EXECVE, ALLOWED_CALLS };
+enum attempt { TGKILL_OTHER, TIOCSTI_INJECT, NEW_SOCKET, EXECVE, DUMPABLE, ALLOWED_CALLS };
 
 static int attempt_under_filter(enum attempt a) {
   fflush(NULL);
@@ -245,6 +246,9 @@ static int attempt_under_filter(enum attempt a) {
       case EXECVE:
         syscall(SYS_execve, "/bin/true", (char *[]){"true", NULL}, (char *[]){NULL});
         break;
+      case DUMPABLE: /* would open the VMM to ptrace by its uid */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        break;
       case ALLOWED_CALLS: {
         struct winsize ws;
         /* allowed requests answer (ENOTTY on a pipe is an answer); a signal to itself */
@@ -252,6 +256,9 @@ static int attempt_under_filter(enum attempt a) {
         if (syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), 0) < 0) syscall(SYS_exit_group, 6);
         if (openat(AT_FDCWD, "/", O_RDONLY | O_DIRECTORY) >= 0 || errno != EACCES)
           syscall(SYS_exit_group, 7);
+        /* create's end (the parent-death signal off), reaping the hooks' runner */
+        if (prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0) syscall(SYS_exit_group, 8);
+        if (waitpid(-1, NULL, WNOHANG) >= 0 || errno != ECHILD) syscall(SYS_exit_group, 9);
         syscall(SYS_exit_group, 0);
       }
     }
@@ -269,7 +276,8 @@ static void filter_kills_what_a_vmm_never_does(void) {
   } kills[] = {{TGKILL_OTHER, "a signal to another process"},
                {TIOCSTI_INJECT, "an ioctl outside the list"},
                {NEW_SOCKET, "a new socket"},
-               {EXECVE, "execve"}};
+               {EXECVE, "execve"},
+               {DUMPABLE, "prctl(PR_SET_DUMPABLE)"}};
   for (size_t i = 0; i < sizeof(kills) / sizeof(kills[0]); i++) {
     int st = attempt_under_filter(kills[i].a);
     if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS))
