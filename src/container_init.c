@@ -268,7 +268,7 @@ void rc_hook_state_json(const struct rc_init_ctx *ctx, enum oci_status status, c
       .id = (char *)ctx->id,
       .status = status,
       /* as runc: the pid as the container sees it (its init is 1 in a new pid namespace) */
-      .pid = getpid(),
+      .pid = ctx->hook_pid > 0 ? ctx->hook_pid : getpid(),
       .bundle = (char *)ctx->bundle,
       .annotations = ctx->cfg->annotations,
       .n_annotations = ctx->cfg->n_annotations,

@@ -33,6 +33,7 @@ struct rc_init_ctx {
    * kernel's console goes to (-1 for none). */
   const struct rc_microvm_plan *microvm;
   int vm_console_log;
+  pid_t hook_pid; /* the pid hooks are told, when not the caller's own (microVM start hooks) */
 };
 
 /* The cgroup resources a container gets (create and restore): the config's, with an allow

@@ -88,7 +88,6 @@ struct vm {
   bool exited;
   struct agent_exit exit;
   struct rc_vmctl *ctl; /* the control socket: exec, ps (src/microvm_control.c) */
-  struct rc_microvm_jail jail;
 };
 
 /* The machine once its vCPUs run: every way out of this process stops them first. */
@@ -369,8 +368,8 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
    * agent reads the config and mounts the images only when told below): the VMM is
    * jailed before it does. The network's undoing passes to create's own clean-up
    * (rc_microvm_net_release), as the jailed VMM can open no netlink socket. */
-  if (rc_microvm_jail_enter(&vm->jail, err) < 0 || rc_microvm_jail_syscalls(err) < 0) return -1;
   net_made = false;
+  if (rc_microvm_jail_enter(err) < 0 || rc_microvm_jail_syscalls(err) < 0) return -1;
 
   uint64_t deadline = (uint64_t)rc_now_ms() + (uint64_t)timeout_ms();
   struct agent_frame f;
@@ -718,9 +717,13 @@ static int start_hooks_helper_fork(const struct rc_init_ctx *ctx, struct start_h
     while ((n = read(ask[0], &c, 1)) < 0 && errno == EINTR) {
     }
     if (n != 1) _exit(0); /* the VMM went away before start */
+    /* the state the hooks get names the container's process, the VMM, as at create */
+    struct rc_init_ctx as_vmm = *ctx;
+    as_vmm.hook_pid = vmm;
     struct rc_error e = {0};
-    struct start_hooks_answer a = {.rc = rc_init_start_container_hooks(ctx, &e), .code = e.code};
-    snprintf(a.msg, sizeof(a.msg), "%s", e.msg);
+    struct start_hooks_answer a = {.rc = rc_init_start_container_hooks(&as_vmm, &e),
+                                   .code = e.code};
+    memcpy(a.msg, e.msg, sizeof(a.msg));
     _exit(write(answer[1], &a, sizeof(a)) == (ssize_t)sizeof(a) ? 0 : 1);
   }
   close(ask[0]);
@@ -754,8 +757,13 @@ static int start_hooks_helper_run(struct start_hooks_helper *h, struct rc_error 
   h->pid = -1;
   if (got != sizeof(a))
     return rc_err(err, 0, "startContainer hooks: their runner ended without an answer");
-  a.msg[sizeof(a.msg) - 1] = '\0';
-  if (a.rc < 0) return rc_err(err, a.code, "%s", a.msg);
+  if (a.rc < 0) {
+    /* the runner's error as it was made (its text already ends with the errno's) */
+    err->code = a.code;
+    memcpy(err->msg, a.msg, sizeof(err->msg));
+    err->msg[sizeof(err->msg) - 1] = '\0';
+    return -1;
+  }
   return 0;
 }
 
@@ -799,7 +807,7 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   struct start_hooks_helper hooks_helper;
   if (start_hooks_helper_fork(ctx, &hooks_helper, &err) < 0) fail(sync, &err);
   /* still one thread: the mount namespace made here is every later thread's */
-  if (rc_microvm_jail_prepare(&vm.jail, &err) < 0) fail(sync, &err);
+  if (rc_microvm_jail_prepare(&err) < 0) fail(sync, &err);
 
   sigset_t forwarded;
   int sigfd = forward_signals(&forwarded, &err);

@@ -5,9 +5,11 @@
  * from a helper forked before it: src/microvm_init.c):
  *  - an empty, read-only root: the VMM's mount namespace (its own since it was one
  *    thread) holds nothing but a tmpfs, so no path leads to the host's files;
- *  - a uid of its own and no capability on any thread: capabilities are per thread and
- *    the vCPU and I/O threads (those that run the device models) exist by then, so the
- *    change of uid (which glibc makes on every thread) is what takes them all;
+ *  - no capability on any thread: capabilities are per thread, so the vCPU and I/O
+ *    threads (those that run the device models) start without them
+ *    (vmm_thread_start) and the main thread drops its own here; it stays uid 0, which only
+ *    root can signal (a shared unprivileged uid would let every host process of that uid
+ *    stop or kill it), and the filter keeps it from signalling anyone but itself;
  *  - a syscall allow-list on every thread: KVM and terminal ioctls by request number,
  *    I/O on the descriptors it already holds, memory and thread housekeeping, signals to
  *    itself only, and nothing else (no new sockets or files, no exec, no mounts, no
@@ -31,23 +33,16 @@
 #include "runcell/rootfs.h"
 #include "runcell/util.h"
 
-int rc_microvm_jail_prepare(struct rc_microvm_jail *j, struct rc_error *err) {
-  *j = (struct rc_microvm_jail){.setgroups_allowed = true};
+int rc_microvm_jail_prepare(struct rc_error *err) {
   /* Always a namespace of its own, even when the container shares the host's: the root
    * change below must move no process but the VMM. */
   if (unshare(CLONE_NEWNS) < 0) return rc_err(err, errno, "microVM: a mount namespace for the VMM");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
     return rc_err(err, errno, "microVM: make the VMM's mounts private");
-  /* a user namespace may deny setgroups; then the VMM keeps the groups it has there */
-  cleanup_free char *sg = NULL;
-  struct rc_error ignore;
-  if (rc_read_file("/proc/self/setgroups", 64, &sg, NULL, &ignore) == 0 &&
-      strncmp(sg, "deny", 4) == 0)
-    j->setgroups_allowed = false;
   return 0;
 }
 
-int rc_microvm_jail_enter(const struct rc_microvm_jail *j, struct rc_error *err) {
+int rc_microvm_jail_enter(struct rc_error *err) {
   /* The new root is a tmpfs with nothing in it. It is mounted on /dev — any directory of
    * this private namespace would do, and every host has that one — and the mount it
    * covers goes with the old root. */
@@ -58,11 +53,9 @@ int rc_microvm_jail_enter(const struct rc_microvm_jail *j, struct rc_error *err)
   if (rc_rootfs_enter_cwd(err) < 0) return rc_err_wrap(err, "microVM: the VMM's empty root");
   if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     return rc_err(err, errno, "microVM: make the VMM's root read-only");
-  if (rc_caps_leave_root(RC_MICROVM_VMM_UID, RC_MICROVM_VMM_GID, j->setgroups_allowed, err) < 0)
-    return rc_err_wrap(err,
-                       "microVM: the VMM's user %u (is it mapped in the container's user "
-                       "namespace?)",
-                       (unsigned)RC_MICROVM_VMM_UID);
+  /* this thread's capabilities; the vCPU and I/O threads started without theirs
+   * (vmm_thread_start) */
+  if (rc_caps_drop_this_thread(err) < 0) return rc_err_wrap(err, "microVM: drop capabilities");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return rc_err(err, errno, "microVM: no_new_privs");
   return 0;
@@ -72,7 +65,7 @@ static const char *const allowed[] = {
     /* I/O on held descriptors: the agent channel, stdio, disks, eventfds, signalfd */
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "sendmsg", "recvmsg", "sendto", "recvfrom", "poll", "ppoll", "fsync", "fdatasync",
-    "lseek", "fcntl", "close", "fstat", "newfstatat", "statx",
+    "lseek", "close", "fstat", "newfstatat", "statx",
     /* the control socket (src/microvm_control.c): callers of exec and ps, whose stdio
      * descriptors arrive by SCM_RIGHTS (recvmsg) */
     "accept4", "accept",
@@ -113,6 +106,18 @@ int rc_microvm_jail_syscalls(struct rc_error *err) {
         .arg = 1, .op = SCMP_CMP_MASKED_EQ, .datum_a = 0xffffffffU, .datum_b = allowed_ioctls[i]};
     if (add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &req, "ioctl", err) < 0) goto out;
   }
+  /* fcntl for its flags only: F_SETOWN/F_SETSIG with O_ASYNC would have the kernel send
+   * any signal to any process the VMM may signal */
+  static const int fcntl_cmds[] = {F_GETFL, F_GETFD, F_SETFD};
+  for (size_t i = 0; i < RC_ARRAY_SIZE(fcntl_cmds); i++) {
+    const struct scmp_arg_cmp cmd = {
+        .arg = 1, .op = SCMP_CMP_EQ, .datum_a = (uint64_t)fcntl_cmds[i]};
+    if (add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, &cmd, "fcntl", err) < 0) goto out;
+  }
+  const struct scmp_arg_cmp setfl[] = {
+      {.arg = 1, .op = SCMP_CMP_EQ, .datum_a = F_SETFL},
+      {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = O_ASYNC, .datum_b = 0}};
+  if (add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 2, setfl, "fcntl", err) < 0) goto out;
   /* signals only to this process: the vCPU kick, raising the workload's signal at the end */
   const struct scmp_arg_cmp self = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = (uint64_t)getpid()};
   if (add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &self, "tgkill", err) < 0) goto out;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runcell/vmm/thread.h"
 #include "vmm/boot.h"
 #include "vmm/cpu.h"
 #include "vmm/kvm.h"
@@ -321,9 +322,10 @@ int vmm_machine_start(struct vmm_machine *m, struct rc_error *err) {
   int r = 0;
   for (unsigned i = 0; i < m->n_vcpus; i++) {
     struct vmm_vcpu *v = &m->vcpus[i];
-    int e = pthread_create(&v->thread, NULL, vmm_vcpu_thread, v);
-    if (e != 0) {
-      r = rc_err(err, e, "start vCPU %u's thread", i);
+    /* the guest's exits, device models included, are handled on this thread: what a
+     * guest that broke one would hold; it starts without capabilities */
+    if (vmm_thread_start(&v->thread, vmm_vcpu_thread, v, err) < 0) {
+      r = rc_err_wrap(err, "start vCPU %u's thread", i);
       break;
     }
     pthread_mutex_lock(&m->stop_lock);

@@ -73,20 +73,13 @@ int rc_microvm_mkfs(const char *src, const char *dest, struct rc_error *err);
 int rc_microvm_plan(const struct oci_config *cfg, const char *rootfs, struct rc_microvm_plan *plan,
                     struct rc_error *err);
 
-/* The VMM's jail (src/microvm_jail.c). The user it runs as once the workload runs:
- * nobody's, as gVisor's sandbox. */
-#define RC_MICROVM_VMM_UID 65534
-#define RC_MICROVM_VMM_GID 65534
-struct rc_microvm_jail {
-  bool setgroups_allowed; /* false in a user namespace that denies setgroups */
-};
-/* While the VMM is one thread: a private mount namespace of its own, which the threads it
- * starts share. */
-int rc_microvm_jail_prepare(struct rc_microvm_jail *j, struct rc_error *err);
-/* Once every thread of the VMM exists and before the guest reads anything of the
- * container's: an empty read-only root, RC_MICROVM_VMM_UID with no capabilities on every
- * thread, no_new_privs. */
-int rc_microvm_jail_enter(const struct rc_microvm_jail *j, struct rc_error *err);
+/* The VMM's jail (src/microvm_jail.c). While the VMM is one thread: a private mount
+ * namespace of its own, which the threads it starts share. */
+int rc_microvm_jail_prepare(struct rc_error *err);
+/* Once every thread of the VMM exists (each gave up its capabilities as it began) and
+ * before the guest reads anything of the container's: an empty read-only root, no
+ * capabilities on this thread either, no_new_privs. */
+int rc_microvm_jail_enter(struct rc_error *err);
 /* Then the VMM's syscall allow-list on every thread of the process; a syscall outside it
  * kills the VMM (an open fails with EACCES). */
 int rc_microvm_jail_syscalls(struct rc_error *err);

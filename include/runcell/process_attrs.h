@@ -30,12 +30,11 @@ int rc_caps_drop_bounding(const struct oci_process *p, struct rc_error *err);
  * to keep). Works without /proc (the last capability is then probed). */
 int rc_caps_reduce_to(uint64_t keep, struct rc_error *err);
 
-/* For a runcell process with threads (the VMM) that no longer needs root: empties the
- * bounding, ambient and inheritable sets, then switches every thread to uid/gid with no
- * supplementary groups (glibc makes each id change on all threads), which clears each
- * thread's permitted and effective sets — capset would change only the calling thread's.
- * Fails if any capability survives on this thread. setgroups_allowed as below. */
-int rc_caps_leave_root(uid_t uid, gid_t gid, bool setgroups_allowed, struct rc_error *err);
+/* For a thread of a runcell process that never needs privilege (the VMM's vCPU and I/O
+ * threads): empties this thread's capability sets, bounding set included. Capabilities
+ * are per thread: the main thread's drop does not reach threads that already exist, so
+ * each such thread calls this first. Nothing to do when the thread holds none. */
+int rc_caps_drop_this_thread(struct rc_error *err);
 
 /* setgroups(additionalGids), setgid, setuid keeping capabilities across the uid change
  * (PR_SET_KEEPCAPS), then sets effective/permitted/inheritable and raises ambient.

@@ -189,19 +189,11 @@ static int switch_user(const struct oci_user *u, bool setgroups_allowed, struct 
   return 0;
 }
 
-int rc_caps_leave_root(uid_t uid, gid_t gid, bool setgroups_allowed, struct rc_error *err) {
-  /* the bounding set first: dropping from it needs CAP_SETPCAP, which the id change takes */
-  if (reduce(0, ~UINT64_C(0), err) < 0) return -1;
-  /* keeping capabilities across the change would defeat it */
-  if (set_keepcaps(0, err) < 0) return -1;
-  struct oci_user u = {.uid = uid, .gid = gid};
-  if (switch_user(&u, setgroups_allowed, err) < 0) return -1;
+int rc_caps_drop_this_thread(struct rc_error *err) {
   uint64_t effective = 0, permitted = 0;
   if (held_sets(&effective, &permitted, err) < 0) return -1;
-  if (effective | permitted)
-    return rc_err(err, 0, "capabilities survived the change to uid %u (securebits?)",
-                  (unsigned)uid);
-  return 0;
+  if (permitted == 0) return 0; /* an unprivileged runcell: nothing to give up */
+  return reduce(0, 0, err);
 }
 
 static int raise_ambient(uint64_t ambient, struct rc_error *err) {

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runcell/vmm/thread.h"
 #include "virtio_dev.h"
 
 #define RX_QUEUE 0             /* receiveq0: host to guest */
@@ -209,9 +210,10 @@ static int start_thread(struct vmm_virtio_dev *dev, struct rc_error *err) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int r = pthread_create(&c->thread, NULL, io_thread, dev);
+  /* it moves guest-written bytes: it starts without capabilities */
+  int r = vmm_thread_start(&c->thread, io_thread, dev, err);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (r != 0) return rc_err(err, r, "virtio-console: start the I/O thread");
+  if (r < 0) return rc_err_wrap(err, "virtio-console: start the I/O thread");
   c->thread_started = true;
   pthread_setname_np(c->thread, "virtio-console");
   return 0;

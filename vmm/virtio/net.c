@@ -28,6 +28,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "runcell/vmm/thread.h"
 #include "virtio_dev.h"
 
 #define RX_QUEUE 0 /* receiveq1: host to guest */
@@ -197,9 +198,10 @@ static int start_thread(struct vmm_virtio_dev *dev, struct rc_error *err) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int r = pthread_create(&n->thread, NULL, io_thread, dev);
+  /* it moves guest-written bytes: it starts without capabilities */
+  int r = vmm_thread_start(&n->thread, io_thread, dev, err);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (r != 0) return rc_err(err, r, "virtio-net: start the I/O thread");
+  if (r < 0) return rc_err_wrap(err, "virtio-net: start the I/O thread");
   n->thread_started = true;
   pthread_setname_np(n->thread, "virtio-net");
   return 0;

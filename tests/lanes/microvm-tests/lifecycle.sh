@@ -14,23 +14,18 @@ pid=$(echo "$st" | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
 runcell start "$id" || fail "start"
 expect_contains "state after start" "$(runcell state "$id")" '"status": "running"'
 # The running VMM is jailed on every thread — the vCPU and I/O threads run the device
-# models, so they are what a hostile guest would take over: no capability (they are per
-# thread), nobody's uid, no_new_privs, an empty root with nothing mounted in its namespace
-# but that root, and the syscall allow-list.
-expect_eq "VMM CapBnd" "$(sed -n 's/^CapBnd:\t//p' "/proc/$pid/status")" 0000000000000000
+# models, so they are what a hostile guest would take over: no capability, bounding set
+# included (they are per thread), no_new_privs, the syscall allow-list, an empty root
+# with nothing mounted in its namespace but that root.
 threads=0
 for task in /proc/$pid/task/*; do
   threads=$((threads + 1))
-  for set in CapEff CapPrm CapAmb; do
+  for set in CapEff CapPrm CapAmb CapBnd; do
     expect_eq "VMM thread $task $set" "$(sed -n "s/^$set:\t//p" "$task/status")" 0000000000000000
   done
-  expect_eq "VMM thread $task uids" "$(sed -n 's/^Uid:\t//p' "$task/status")" \
-    "65534	65534	65534	65534"
-  expect_eq "VMM thread $task gids" "$(sed -n 's/^Gid:\t//p' "$task/status")" \
-    "65534	65534	65534	65534"
   expect_eq "VMM thread $task NoNewPrivs" "$(sed -n 's/^NoNewPrivs:\t//p' "$task/status")" 1
   expect_eq "seccomp mode of VMM thread $task" "$(sed -n 's/^Seccomp:\t//p' "$task/status")" 2
-  expect_eq "VMM thread $task root entries" "$(ls -A "$task/root/" | wc -l)" 0
+  expect_eq "VMM thread $task root" "$(ls -A "$task/root/" 2>&1)" ""
 done
 [ "$threads" -ge 3 ] || fail "the VMM has $threads threads (expected the main one, a vCPU, I/O)"
 expect_eq "VMM mounts" "$(wc -l <"/proc/$pid/mountinfo")" 1
