@@ -672,11 +672,11 @@ __attribute__((noreturn)) static void exit_like(const struct agent_exit *e) {
 }
 
 /* The startContainer hooks run in the container's namespaces, on the host, when `start`
- * comes; by then the VMM is jailed (no root, no path to any file). A helper forked before
- * the jail, still in the container's mount namespace and privileged, waits for the VMM to
- * ask, runs them, answers with the result and exits. It exists only when the bundle has
- * such hooks, holds none of the VMM's descriptors but its two pipes, and dies with the
- * VMM. */
+ * comes; by then the VMM is jailed (no capability, no path to any file). A helper forked
+ * before the jail, still in the container's mount namespace and privileged, waits for the
+ * VMM to ask, runs them, answers with the result and exits. It exists only when the bundle
+ * has such hooks, holds none of the VMM's sockets or its console log (the container's
+ * stdio it keeps, as the VMM did when it ran the hooks itself), and dies with the VMM. */
 struct start_hooks_helper {
   pid_t pid;
   int ask, answer;
@@ -752,11 +752,17 @@ static int start_hooks_helper_run(struct start_hooks_helper *h, struct rc_error 
   }
   close(h->ask);
   close(h->answer);
-  while (waitpid(h->pid, NULL, 0) < 0 && errno == EINTR) {
+  int status = 0;
+  while (waitpid(h->pid, &status, 0) < 0 && errno == EINTR) {
   }
   h->pid = -1;
-  if (got != sizeof(a))
-    return rc_err(err, 0, "startContainer hooks: their runner ended without an answer");
+  if (got != sizeof(a)) {
+    if (WIFSIGNALED(status))
+      return rc_err(err, 0, "startContainer hooks: their runner was killed by signal %d",
+                    WTERMSIG(status));
+    return rc_err(err, 0, "startContainer hooks: their runner exited %d without an answer",
+                  WEXITSTATUS(status));
+  }
   if (a.rc < 0) {
     /* the runner's error as it was made (its text already ends with the errno's) */
     err->code = a.code;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <semaphore.h>
+#include <stdbool.h>
 
 #include "runcell/process_attrs.h"
 

@@ -100,55 +100,56 @@ int rc_rootfs_prepare(const struct rc_rootfs_opts *o, struct rc_error *err) {
   return rc_setup_dev(&c, err);
 }
 
-static int pivot(const char *root, struct rc_error *err) {
-  cleanup_close int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  if (oldroot < 0) return rc_err(err, errno, "pivot_root: open /");
-  cleanup_close int newroot = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  if (newroot < 0) return rc_err(err, errno, "pivot_root: open %s", root);
-  if (fchdir(newroot) < 0) return rc_err(err, errno, "pivot_root: chdir %s", root);
-  /* pivot_root(".", ".") stacks the old root on top of the new one, so no directory for it
-   * is needed inside the rootfs (which may be read-only) */
-  if (syscall(SYS_pivot_root, ".", ".") < 0) {
-    int e = errno;
-    if (e == EINVAL) return rc_err(err, e, "pivot_root (is / an initramfs? then use --no-pivot)");
-    return rc_err(err, e, "pivot_root");
-  }
-  /* Step onto the old root and detach it. It becomes slave first so the unmount cannot
-   * propagate to a peer (the host) when / was shared. */
-  if (fchdir(oldroot) < 0) return rc_err(err, errno, "pivot_root: chdir to old root");
+/* Makes the mount at the cwd the root of this mount namespace. pivot_root(".", ".") stacks
+ * the old root on top of the new one, so no directory for it is needed inside the new
+ * root (which may be read-only); the old root becomes slave, so that detaching it cannot
+ * propagate to a peer (the host) when / was shared, and is detached. *pivoted says
+ * whether pivot_root itself succeeded (it answers EINVAL where / is an initramfs). */
+static int pivot_cwd(bool *pivoted, struct rc_error *err) {
+  *pivoted = false;
+  if (syscall(SYS_pivot_root, ".", ".") < 0) return rc_err(err, errno, "pivot_root");
+  *pivoted = true;
   if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
-    return rc_err(err, errno, "pivot_root: make old root rslave");
-  if (umount2(".", MNT_DETACH) < 0) return rc_err(err, errno, "pivot_root: unmount old root");
+    return rc_err(err, errno, "pivot_root: make the old root rslave");
+  if (umount2(".", MNT_DETACH) < 0) return rc_err(err, errno, "pivot_root: detach the old root");
   if (chdir("/") < 0) return rc_err(err, errno, "chdir /");
   return 0;
 }
 
-/* --no-pivot: the rootfs mount is moved over / and chrooted into. The host's other mounts
- * stay in the namespace, out of reach below the chroot (as with runc --no-pivot, which is
- * meant for a / that cannot be pivoted, e.g. an initramfs). */
+/* The mount at the cwd moved over / and chrooted into: the old root's mounts stay in the
+ * namespace, out of reach below the chroot for a process without CAP_SYS_CHROOT (as with
+ * runc --no-pivot, which is meant for a / that cannot be pivoted, e.g. an initramfs). */
+static int move_cwd(struct rc_error *err) {
+  if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+    return rc_err(err, errno, "move the new root onto /");
+  if (chroot(".") < 0) return rc_err(err, errno, "chroot into the new root");
+  if (chdir("/") < 0) return rc_err(err, errno, "chdir /");
+  return 0;
+}
+
+static int pivot(const char *root, struct rc_error *err) {
+  if (chdir(root) < 0) return rc_err(err, errno, "pivot_root: chdir %s", root);
+  bool pivoted;
+  if (pivot_cwd(&pivoted, err) < 0) {
+    if (!pivoted && err->code == EINVAL)
+      return rc_err(err, EINVAL, "pivot_root (is / an initramfs? then use --no-pivot)");
+    return -1;
+  }
+  return 0;
+}
+
+/* --no-pivot */
 static int move_root(const char *root, struct rc_error *err) {
   if (chdir(root) < 0) return rc_err(err, errno, "chdir %s", root);
-  if (mount(root, "/", NULL, MS_MOVE, NULL) < 0)
-    return rc_err(err, errno, "move rootfs %s onto /", root);
-  if (chroot(".") < 0) return rc_err(err, errno, "chroot %s", root);
-  if (chdir("/") < 0) return rc_err(err, errno, "chdir /");
+  if (move_cwd(err) < 0) return rc_err_wrap(err, "rootfs %s", root);
   return 0;
 }
 
 int rc_rootfs_enter_cwd(struct rc_error *err) {
-  if (syscall(SYS_pivot_root, ".", ".") == 0) {
-    /* the old root is stacked on the cwd now; the namespace is private, so detaching it
-     * reaches no peer */
-    if (umount2(".", MNT_DETACH) < 0) return rc_err(err, errno, "detach the old root");
-  } else if (errno == EINVAL) {
-    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
-      return rc_err(err, errno, "move the new root over /");
-    if (chroot(".") < 0) return rc_err(err, errno, "chroot into the new root");
-  } else {
-    return rc_err(err, errno, "pivot_root into the new root");
-  }
-  if (chdir("/") < 0) return rc_err(err, errno, "chdir to the new root");
-  return 0;
+  bool pivoted;
+  if (pivot_cwd(&pivoted, err) == 0) return 0;
+  if (pivoted || err->code != EINVAL) return -1;
+  return move_cwd(err);
 }
 
 /* Opens a masked/readonly path in the new root; 0 with *fd = -1 when it does not exist

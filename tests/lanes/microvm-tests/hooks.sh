@@ -31,6 +31,7 @@ runner=$(cat /proc/$pid/task/*/children | tr -d ' ')
 # it waits, holding none of the VMM's descriptors but its pipes (its stdio is the
 # container's, as the VMM's own was when it ran the hooks itself)
 expect_eq "the runner's state" "$(sed -n 's/^State:\t//p' "/proc/$runner/status" | cut -c1)" S
+[ -n "$(ls "/proc/$runner/fd")" ] || fail "the runner holds no descriptor (has it exited?)"
 for fd in /proc/$runner/fd/*; do
   case $(readlink "$fd") in
     *console.log* | *control* | socket:*) fail "the runner holds $(readlink "$fd")" ;;
