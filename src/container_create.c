@@ -212,8 +212,9 @@ const struct oci_resources *rc_effective_resources(const struct oci_config *cfg,
   return copy;
 }
 
-/* Creates the container's cgroup with its resources and moves pid into it. */
-static int join_cgroup(const struct oci_config *cfg, const char *cgpath, pid_t pid, bool microvm,
+/* Creates the container's cgroup with its resources; the init joins it itself (see
+ * rc_cgroup_join_open). */
+static int make_cgroup(const struct oci_config *cfg, const char *cgpath, bool microvm,
                        struct rc_error *err) {
   struct oci_resources res_copy;
   struct oci_device_cgroup *owned_rules = NULL;
@@ -239,7 +240,7 @@ static int join_cgroup(const struct oci_config *cfg, const char *cgpath, pid_t p
     vm_res.devices = vm_rules;
     res = &vm_res;
   }
-  int r = rc_cgroup_create(cgpath, res, pid, err);
+  int r = rc_cgroup_create(cgpath, res, 0, err);
   free(owned_rules);
   free(vm_rules);
   return r;
@@ -277,6 +278,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   size_t n_annotations = 0;
   struct rc_microvm_plan *microvm = NULL;
   int vm_console_log = -1;
+  struct rc_cgroup_join *cgroup_join = NULL;
 
   if (validate_for_create(o, cfg, err) < 0) goto out;
   if (choose_mode(o->id, cfg, &mode, err) < 0) goto out;
@@ -351,6 +353,11 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       goto out;
     }
   }
+  /* Made before the init exists, which then joins it on its own: see rc_cgroup_join_open
+   * for the grace period this saves. */
+  if (make_cgroup(cfg, cgpath, microvm != NULL, err) < 0) goto out;
+  cgroup_made = true;
+  if (rc_cgroup_join_open(cgpath, &cgroup_join, err) < 0) goto out;
   if (rc_ns_prepare_parent(cfg, ns_fds, saved_ns, err) < 0) goto out;
 
   struct rc_init_ctx ctx = {
@@ -375,11 +382,12 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .views_fuse = views_fuse,
       .microvm = microvm,
       .vm_console_log = vm_console_log,
+      .cgroup_join = cgroup_join,
   };
   memcpy(ctx.ns_fds, ns_fds, sizeof(ns_fds));
 
   fflush(NULL);
-  pid = (pid_t)syscall(SYS_clone, (unsigned long)ctx.clone_flags | SIGCHLD, 0, 0, 0, 0);
+  pid = rc_cgroup_clone((unsigned long)ctx.clone_flags, cgroup_join);
   if (pid < 0) {
     rc_err(err, errno, "clone container init");
     goto out;
@@ -390,6 +398,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     rc_init_main(&ctx);
   }
   rc_ns_restore_parent(saved_ns);
+  rc_cgroup_join_free(cgroup_join);
+  cgroup_join = NULL;
   close(sv[1]);
   sv[1] = -1;
   if (console >= 0) close(console);
@@ -399,21 +409,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   st.pid_start_time = rc_pid_start_time(pid);
   write_state(&dir, &st);
 
-  /* Moving a process into a v1 cgroup waits for an RCU grace period (~10 ms here), the
-   * largest single cost of a start. The init may build its mounts meanwhile: it forks
-   * nothing and runs no hook before the HOOKS step, which waits for the cgroup. With a new
-   * cgroup namespace it must be in its cgroup before it unshares, so it waits. */
-  bool cgroup_first = oci_config_namespace(cfg, OCI_NS_CGROUP) != NULL;
-  if (cgroup_first) {
-    if (join_cgroup(cfg, cgpath, pid, microvm != NULL, err) < 0) goto out;
-    cgroup_made = true;
-  }
   if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
-  if (!cgroup_first) {
-    if (join_cgroup(cfg, cgpath, pid, microvm != NULL, err) < 0) goto out;
-    cgroup_made = true;
-  }
 
   {
     /* A cell with file views: the init has mounted the views filesystem and waits until
@@ -522,6 +519,7 @@ out:
   if (control_fd >= 0) close(control_fd);
   if (vm_console_log >= 0) close(vm_console_log);
   free(microvm);
+  rc_cgroup_join_free(cgroup_join);
   if (console >= 0) close(console);
   if (console_pair[0] >= 0) close(console_pair[0]);
   if (console_pair[1] >= 0) close(console_pair[1]);

@@ -78,6 +78,7 @@ struct exec_child {
   bool new_userns;
   /* the container is a cell with its gate on: so is every process exec'd in it */
   const struct rc_gate_program *gate;
+  struct rc_cgroup_join *cgroup_join; /* the process's way into the container's cgroups */
 };
 
 __attribute__((noreturn)) static void child_fail(int fd, struct rc_error *err) {
@@ -94,6 +95,7 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *c
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   /* CVE-2019-5736: runtime code runs inside the container until exec */
   prctl(PR_SET_DUMPABLE, 0);
+  if (c->cgroup_join && rc_cgroup_join_self(c->cgroup_join, &err) < 0) child_fail(c->sync_fd, &err);
   if (rc_sync_expect(c->sync_fd, RC_SYNC_GO, "wait for the cgroup", &err) < 0) _exit(127);
   if (c->p->terminal && setsid() < 0) {
     rc_err(&err, errno, "setsid");
@@ -157,6 +159,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
   int rc = -1;
   int pidfd = -1, sv[2] = {-1, -1}, console = -1, console_pair[2] = {-1, -1};
   pid_t helper = -1, pid = -1;
+  struct rc_cgroup_join *cgroup_join = NULL;
 
   switch (st->status) {
     case OCI_STATUS_RUNNING:
@@ -207,6 +210,15 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     rc_err(err, errno, "socketpair");
     goto out;
   }
+  /* The process joins the container's cgroups itself (rc_cgroup_join_open says why), except
+   * the v2 one when it enters a cgroup namespace of the container's: from there the
+   * runtime's cgroup is out of sight and the kernel refuses the move, so the runtime
+   * makes it. */
+  bool v2_by_runtime = (flags & CLONE_NEWCGROUP) != 0;
+  if (st->cgroup_path && rc_cgroup_exists(st->cgroup_path)) {
+    if (rc_cgroup_join_open(st->cgroup_path, &cgroup_join, err) < 0) goto out;
+    if (v2_by_runtime) rc_cgroup_join_leave_v2(cgroup_join);
+  }
   struct exec_child c = {.cfg = o->cfg,
                          .p = p,
                          .sync_fd = sv[1],
@@ -215,7 +227,8 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                          .new_userns = (flags & CLONE_NEWUSER) != 0,
                          .gate = !rc_state_gate_on(st) ? NULL
                                  : rc_state_xgate(st)  ? rc_xgate_gate()
-                                                       : &rc_gate_builtin_routed};
+                                                       : &rc_gate_builtin_routed,
+                         .cgroup_join = cgroup_join};
   fflush(NULL);
   helper = fork();
   if (helper < 0) {
@@ -231,7 +244,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     }
     /* CLONE_PARENT: the process is the runtime's child, not the helper's, so the runtime
      * can wait for it; a new pid namespace only takes effect for a new process. */
-    pid_t child = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    pid_t child = rc_cgroup_clone(CLONE_PARENT, cgroup_join);
     if (child < 0) {
       rc_err(&herr, errno, "clone the exec'd process");
       child_fail(sv[1], &herr);
@@ -266,9 +279,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     }
     pid = (pid_t)m.code;
   }
-  if (st->cgroup_path && rc_cgroup_exists(st->cgroup_path) &&
-      rc_cgroup_enter(st->cgroup_path, pid, err) < 0)
-    goto out;
+  if (cgroup_join && v2_by_runtime && rc_cgroup_enter_v2(st->cgroup_path, pid, err) < 0) goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
   /* EOF: exec closed the connection; a message: the error that kept it from exec'ing, or
    * the listener of its gate for the cell kernel that must serve it (then go on). */
@@ -294,6 +305,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
   out->pid = pid;
   rc = 0;
 out:
+  rc_cgroup_join_free(cgroup_join);
   if (rc < 0 && pid > 0) {
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "container_internal.h"
+#include "runcell/cgroups.h"
 #include "runcell/gate.h"
 #include "runcell/hooks.h"
 #include "runcell/namespaces.h"
@@ -424,6 +425,8 @@ void rc_init_main(struct rc_init_ctx *ctx) {
   prctl(PR_SET_DUMPABLE, 0);
 
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for parent", &err) < 0) _exit(1);
+  /* First: a new cgroup namespace (entered next) is rooted at the cgroup we are in. */
+  if (ctx->cgroup_join && rc_cgroup_join_self(ctx->cgroup_join, &err) < 0) fail(sync, &err);
 
   if (rc_init_enter_namespaces(ctx, &err) < 0) fail(sync, &err);
   if (setup_keyring(ctx, &err) < 0) fail(sync, &err);

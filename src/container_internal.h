@@ -34,6 +34,7 @@ struct rc_init_ctx {
   const struct rc_microvm_plan *microvm;
   int vm_console_log;
   pid_t hook_pid; /* the pid hooks are told, when not the caller's own (microVM start hooks) */
+  struct rc_cgroup_join *cgroup_join; /* the init's way into its cgroups (NULL: none) */
 };
 
 /* The cgroup resources a container gets (create and restore): the config's, with an allow

@@ -26,6 +26,7 @@
 
 #include "container_internal.h"
 #include "runcell/agent_proto.h"
+#include "runcell/cgroups.h"
 #include "runcell/hooks.h"
 #include "runcell/log.h"
 #include "runcell/microvm.h"
@@ -798,6 +799,8 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
                                     .cap = AGENT_STDIO_WINDOW + AGENT_FRAME_MAX};
 
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for parent", &err) < 0) _exit(1);
+  /* The VMM's cgroup; first, as the container init does it. */
+  if (ctx->cgroup_join && rc_cgroup_join_self(ctx->cgroup_join, &err) < 0) fail(sync, &err);
   if (rc_init_enter_namespaces(ctx, &err) < 0) fail(sync, &err);
 
   if (rc_sync_send(sync, RC_SYNC_HOOKS, &err) < 0) _exit(1);

@@ -37,11 +37,43 @@ int rc_cgroup_systemd_unsupported(const char *what, const char *advice, struct r
  * it created. resources may be NULL. */
 int rc_cgroup_create(const char *path, const struct oci_resources *resources, pid_t pid,
                      struct rc_error *err);
+/* A new process's own way into a container's cgroups, taken instead of being moved in by
+ * the runtime. Moving another process into a v1 cgroup (writing its pid to cgroup.procs)
+ * takes the kernel's threadgroup lock for writing, which waits for an RCU grace period:
+ * 10-16 ms here, the largest single cost of a create. A task that writes "0" (itself) to
+ * a v1 hierarchy's `tasks` file skips that lock, and a process cloned with clone3's
+ * CLONE_INTO_CGROUP is born in its v2 cgroup; either way one thread moves, which for a
+ * just-cloned process is all of it.
+ *
+ * The runtime opens the handle (after rc_cgroup_create with no pid), clones with
+ * rc_cgroup_join_clone_fd as the v2 target, and the child calls rc_cgroup_join_self before
+ * it does anything else. */
+struct rc_cgroup_join;
+int rc_cgroup_join_open(const char *path, struct rc_cgroup_join **out, struct rc_error *err);
+/* The v2 cgroup directory for CLONE_INTO_CGROUP, or -1 (no v2 hierarchy). */
+int rc_cgroup_join_clone_fd(const struct rc_cgroup_join *j);
+/* In the child of a clone3 that placed it with CLONE_INTO_CGROUP: the v2 part is done. */
+void rc_cgroup_join_placed_by_clone(struct rc_cgroup_join *j);
+/* The v2 part is the runtime's (rc_cgroup_enter_v2): for a process that enters the
+ * container's cgroup namespace, from which its own cgroup is out of sight. */
+void rc_cgroup_join_leave_v2(struct rc_cgroup_join *j);
+/* In the child, single-threaded: joins every hierarchy not yet joined. The error names
+ * the hierarchy and the file (v2's no-internal-process rule explained). Closes the
+ * handle's descriptors either way; the memory is the caller's to free. */
+int rc_cgroup_join_self(struct rc_cgroup_join *j, struct rc_error *err);
+void rc_cgroup_join_free(struct rc_cgroup_join *j);
+/* clone(2) for a container's first process: with a join handle, clone3 places the child
+ * in its v2 cgroup (falling back to plain clone where clone3 or CLONE_INTO_CGROUP is
+ * refused: an old kernel, a seccomp profile, the no-internal-process rule — the child's
+ * write then says which). Returns as fork does. */
+pid_t rc_cgroup_clone(unsigned long flags, struct rc_cgroup_join *j);
 /* Applies (or re-applies, for update) resources to an existing cgroup. Resources the
  * host cannot enforce give an error naming the file, never silence. */
 int rc_cgroup_apply(const char *path, const struct oci_resources *resources, struct rc_error *err);
-/* Adds pid to the existing cgroup in every hierarchy (for exec). */
+/* Adds pid to the existing cgroup in every hierarchy. */
 int rc_cgroup_enter(const char *path, pid_t pid, struct rc_error *err);
+/* Adds pid to the existing cgroup in the v2 hierarchy only (none: nothing to do). */
+int rc_cgroup_enter_v2(const char *path, pid_t pid, struct rc_error *err);
 /* Lists the pids in the container cgroup (recursively). Caller frees *pids. */
 int rc_cgroup_pids(const char *path, pid_t **pids, size_t *n, struct rc_error *err);
 /* Sends sig to every process in the cgroup (for kill --all and delete --force). */

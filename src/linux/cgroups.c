@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/sched.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -856,6 +859,19 @@ static int enable_level(const char *dir, size_t level, bool leaf, void *ctx) {
   return 0;
 }
 
+/* v2's refusal to put a process beside children that have controllers enabled says only
+ * EBUSY: say what it means. */
+static void explain_v2_busy(struct rc_error *err) {
+  if (err->code != EBUSY) return;
+  char msg[RC_ERROR_MAX];
+  snprintf(msg, sizeof(msg), "%s", err->msg);
+  rc_err(err, 0,
+         "%s (cgroup v2 allows no processes in a cgroup whose children have "
+         "controllers enabled)",
+         msg);
+  err->code = EBUSY;
+}
+
 static int write_pid(const struct rc_cg_hier *h, const char *dir_path, const char *path, pid_t pid,
                      struct rc_error *err) {
   cleanup_free char *dir = hier_dir(h, dir_path);
@@ -866,15 +882,7 @@ static int write_pid(const struct rc_cg_hier *h, const char *dir_path, const cha
   snprintf(buf, sizeof(buf), "%d", (int)pid);
   int r = rc_cg_write(&d, "cgroup.procs", buf, NULL, err);
   close_dir(&d);
-  if (r < 0 && h->v2 && err->code == EBUSY) {
-    char msg[RC_ERROR_MAX];
-    snprintf(msg, sizeof(msg), "%s", err->msg);
-    rc_err(err, 0,
-           "%s (cgroup v2 allows no processes in a cgroup whose children have "
-           "controllers enabled)",
-           msg);
-    err->code = EBUSY;
-  }
+  if (r < 0 && h->v2) explain_v2_busy(err);
   return r;
 }
 
@@ -932,14 +940,114 @@ out:
   return ret;
 }
 
-int rc_cgroup_enter(const char *cgroup_path, pid_t pid, struct rc_error *err) {
+static int enter(const char *cgroup_path, pid_t pid, bool v2_only, struct rc_error *err) {
   cleanup_free char *path = NULL;
   if (canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
   if (l->n == 0) return rc_err(err, ENOENT, "cgroup %s: no cgroup hierarchy is mounted", path);
   for (size_t i = 0; i < l->n; i++)
-    if (write_pid(&l->hiers[i], path, path, pid, err) < 0) return -1;
+    if ((!v2_only || l->hiers[i].v2) && write_pid(&l->hiers[i], path, path, pid, err) < 0)
+      return -1;
   return 0;
+}
+
+int rc_cgroup_enter(const char *cgroup_path, pid_t pid, struct rc_error *err) {
+  return enter(cgroup_path, pid, false, err);
+}
+
+int rc_cgroup_enter_v2(const char *cgroup_path, pid_t pid, struct rc_error *err) {
+  return enter(cgroup_path, pid, true, err);
+}
+
+struct rc_cgroup_join {
+  struct rc_cg_dir v1[MAX_HIERS]; /* each v1 hierarchy's cgroup directory */
+  size_t n_v1;
+  struct rc_cg_dir v2;        /* the v2 one (.fd -1: none) */
+  bool v2_placed;             /* the clone put the child there */
+  bool v2_left;               /* the runtime moves it there */
+  char *paths[MAX_HIERS + 1]; /* the directories' paths, owned (the dirs borrow them) */
+  size_t n_paths;
+};
+
+static void join_close(struct rc_cgroup_join *j) {
+  for (size_t i = 0; i < j->n_v1; i++) close_dir(&j->v1[i]);
+  j->n_v1 = 0;
+  close_dir(&j->v2);
+}
+
+void rc_cgroup_join_free(struct rc_cgroup_join *j) {
+  if (!j) return;
+  join_close(j);
+  for (size_t i = 0; i < j->n_paths; i++) free(j->paths[i]);
+  free(j);
+}
+
+int rc_cgroup_join_open(const char *cgroup_path, struct rc_cgroup_join **out,
+                        struct rc_error *err) {
+  *out = NULL;
+  cleanup_free char *path = NULL;
+  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  const struct rc_cg_layout *l = rc_cg_layout();
+  if (l->n == 0) return rc_err(err, ENOENT, "cgroup %s: no cgroup hierarchy is mounted", path);
+  struct rc_cgroup_join *j = rc_xcalloc(1, sizeof(*j));
+  j->v2.fd = -1;
+  for (size_t i = 0; i < l->n; i++) {
+    char *dir = hier_dir(&l->hiers[i], path);
+    struct rc_cg_dir d = {.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .path = dir};
+    j->paths[j->n_paths++] = dir;
+    if (d.fd < 0) {
+      rc_err(err, errno, "cgroup %s: open %s", path, dir);
+      rc_cgroup_join_free(j);
+      return -1;
+    }
+    if (l->hiers[i].v2)
+      j->v2 = d;
+    else
+      j->v1[j->n_v1++] = d;
+  }
+  *out = j;
+  return 0;
+}
+
+int rc_cgroup_join_clone_fd(const struct rc_cgroup_join *j) {
+  return j && !j->v2_left ? j->v2.fd : -1;
+}
+
+void rc_cgroup_join_leave_v2(struct rc_cgroup_join *j) {
+  if (j) j->v2_left = true;
+}
+
+void rc_cgroup_join_placed_by_clone(struct rc_cgroup_join *j) {
+  if (j) j->v2_placed = true;
+}
+
+int rc_cgroup_join_self(struct rc_cgroup_join *j, struct rc_error *err) {
+  int ret = 0;
+  /* "0" is the writer itself; in a v1 `tasks` file it moves just this thread, which is
+   * the whole of a process that has not made threads yet. */
+  for (size_t i = 0; i < j->n_v1 && ret == 0; i++)
+    ret = rc_cg_write(&j->v1[i], "tasks", "0", NULL, err);
+  if (ret == 0 && j->v2.fd >= 0 && !j->v2_placed && !j->v2_left) {
+    ret = rc_cg_write(&j->v2, "cgroup.procs", "0", NULL, err);
+    if (ret < 0) explain_v2_busy(err);
+  }
+  join_close(j);
+  return ret;
+}
+
+pid_t rc_cgroup_clone(unsigned long flags, struct rc_cgroup_join *j) {
+  int target = rc_cgroup_join_clone_fd(j);
+  if (target >= 0) {
+    struct clone_args args = {
+        .flags = flags | CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)target};
+    long pid = syscall(SYS_clone3, &args, sizeof(args));
+    if (pid == 0) rc_cgroup_join_placed_by_clone(j);
+    if (pid >= 0) return (pid_t)pid;
+    /* Refused (old kernel, a seccomp profile that hides clone3, the no-internal-process
+     * rule): clone as before; the child's own write into cgroup.procs says what is wrong
+     * if anything is. */
+  }
+  return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 }
 
 bool rc_cgroup_exists(const char *cgroup_path) {

@@ -97,6 +97,16 @@ def mountinfo():
     return result
 
 
+def fs_type(path):
+    """The type of the filesystem path is on, from the mount table (longest prefix)."""
+    path = os.path.realpath(path)
+    best, kind = "", "?"
+    for mp, fstype, _ in mountinfo():
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+            best, kind = mp, fstype
+    return kind
+
+
 def mounts_under(path):
     path = str(path).rstrip("/")
     return [mp for mp, _, _ in mountinfo() if mp == path or mp.startswith(path + "/")]
@@ -246,6 +256,7 @@ class Session:
         self.tag = "bn" + secrets.token_hex(3)
         self.work = None
         self.state_base = None
+        self.state_fs = None
         self.runtimes = []  # the available ones, in RUNTIME_ORDER
         self.info = {}  # name -> {"available": bool, "description", "binary", "reason"...}
         self.ids = {}  # runtime name -> [container ids handed out]
@@ -259,7 +270,22 @@ class Session:
         self.work = tempfile.mkdtemp(prefix="runcell-bench-")
         os.chmod(self.work, 0o755)
         self.state_base = tempfile.mkdtemp(prefix="runcell-bench-", dir="/run")
+        self.state_fs = self._state_on_tmpfs()
         return self
+
+    def _state_on_tmpfs(self):
+        """The state roots live where a runtime's do on a real node: /run, a tmpfs. Where
+        /run is not one (a development VM whose / holds it), a tmpfs is mounted on the
+        state base: on a disk, runcell's durable state writes (fsync) and runc's (none)
+        would be compared instead of the runtimes. Says which."""
+        if fs_type(self.state_base) == "tmpfs":
+            return "tmpfs (/run)"
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=256m", "tmpfs",
+                            self.state_base], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError("mount a tmpfs for the state roots on %s: %s" % (
+                self.state_base, r.stderr.strip()))
+        return "tmpfs (mounted by the suite: /run here is %s)" % fs_type("/run")
 
     def _on_signal(self, signum, frame):
         raise SystemExit("bench: interrupted by signal %d" % signum)

@@ -66,6 +66,7 @@ def markdown(results, charts_note):
         "- machine: %s, %d cores (%s), %s memory, kernel %s, %s cgroups" % (
             mach["os"], mach["cores"], mach["cpu"], mach["memory"], mach["kernel"],
             mach["cgroups"]),
+        "- state roots: %s" % meta.get("state_fs", "?"),
         "- load average before / after: %s / %s" % (meta["loadavg_before"],
                                                      meta["loadavg_after"]),
         "- setting: `%s` (%.0f s); command: `%s`" % (meta["setting"], meta["duration_s"],

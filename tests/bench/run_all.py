@@ -119,8 +119,8 @@ def main():
     failures = results["failures"]
     try:
         with Session(a.runcell, wanted, {"runc": a.runc, "runsc": a.runsc}) as s:
-            results["meta"].update(tag=s.tag, state_base=s.state_base, work=s.work,
-                                   runcell=s.runcell)
+            results["meta"].update(tag=s.tag, state_base=s.state_base, state_fs=s.state_fs,
+                                   work=s.work, runcell=s.runcell)
             runtimes = s.discover()
             results["runtimes"] = s.info
             for name, info in s.info.items():

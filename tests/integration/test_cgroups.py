@@ -172,3 +172,53 @@ def test_cgroup_mount_inside_the_container(h, bundle):
         assert fstype in ("tmpfs", "cgroup", "cgroup2"), line
         if fstype != "tmpfs":
             assert "ro" in opts.split(","), line
+
+
+# --- how processes get into the container's cgroup
+#
+# The init and every exec'd process join the container's cgroups themselves (a v1
+# hierarchy by writing "0" to its `tasks` file, v2 by being cloned into it with clone3's
+# CLONE_INTO_CGROUP), which spares the RCU grace period that moving another process costs.
+# A process that enters the container's cgroup namespace cannot see its own cgroup, so
+# there the runtime moves it into the v2 hierarchy. Each way must end with the process in
+# the container's cgroup in every hierarchy the host has, and nowhere else.
+
+
+def _host_hierarchies():
+    """The hierarchy keys of /proc/self/cgroup: "" (v2) and each v1 controller set."""
+    return set(proc_cgroups(os.getpid()))
+
+
+@pytest.mark.parametrize("namespaces", [(), ("cgroup",), ("cgroup", "user")],
+                         ids=["host-cgroupns", "cgroupns", "cgroupns+userns"])
+def test_init_and_exec_join_every_hierarchy(h, bundle, namespaces):
+    if "user" in namespaces:
+        from test_namespaces import _userns_bundle
+        _userns_bundle(bundle)
+    for ns in namespaces:
+        bundle.set_namespace(ns)
+    cid = h.new_id()
+    path = f"/{CGROUP_TEST_PARENT}/{cid}"
+    bundle.linux["cgroupsPath"] = path
+    bundle.args("sleep", "60")
+    res = h.create(bundle, cid)
+    assert res.rc == 0, res.describe()
+    init = h.state(cid)["pid"]
+    want = {key: path for key in _host_hierarchies()}
+    assert proc_cgroups(init) == want, "init after create"
+    h.start_ok(cid)
+    res = h("exec", "--detach", "--pid-file", str(h.workdir / f"{cid}.pid"), cid, "sleep", "50")
+    assert res.rc == 0, res.describe()
+    pid = int((h.workdir / f"{cid}.pid").read_text())
+    h.note_pid(pid)
+    assert proc_cgroups(pid) == want, "exec'd process"
+    if "cgroup" in namespaces:
+        # joined before the namespace was made: the namespace's root is the container's
+        # cgroup, so inside it every hierarchy shows "/"
+        res = h("exec", cid, "cat", "/proc/self/cgroup")
+        assert res.rc == 0, res.describe()
+        inside = {line.split(":", 2)[2] for line in res.out.splitlines()}
+        assert inside == {"/"}, res.out
+    assert h.delete(cid, force=True).rc == 0
+    assert not process_alive(pid) and not process_alive(init)
+    assert not cgroup_dirs_named(cid), "cgroup left after delete"
