@@ -1038,8 +1038,11 @@ int rc_cgroup_join_self(struct rc_cgroup_join *j, struct rc_error *err) {
 pid_t rc_cgroup_clone(unsigned long flags, struct rc_cgroup_join *j) {
   int target = rc_cgroup_join_clone_fd(j);
   if (target >= 0) {
-    struct clone_args args = {
-        .flags = flags | CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)target};
+    /* clone3 refuses an exit signal with CLONE_PARENT: the child then signals the
+     * grandparent with the caller's own exit signal, as clone does. */
+    struct clone_args args = {.flags = flags | CLONE_INTO_CGROUP,
+                              .exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD,
+                              .cgroup = (uint64_t)target};
     long pid = syscall(SYS_clone3, &args, sizeof(args));
     if (pid == 0) rc_cgroup_join_placed_by_clone(j);
     if (pid >= 0) return (pid_t)pid;
