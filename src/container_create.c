@@ -357,7 +357,9 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
    * for the grace period this saves. */
   if (make_cgroup(cfg, cgpath, microvm != NULL, err) < 0) goto out;
   cgroup_made = true;
-  if (rc_cgroup_join_open(cgpath, &cgroup_join, err) < 0) goto out;
+  /* A microVM's VMM is moved by the runtime as before: with the VMM joining itself the
+   * QEMU lane's guest hung in hostile-kernel twice (not yet understood, see the notes). */
+  if (!microvm && rc_cgroup_join_open(cgpath, &cgroup_join, err) < 0) goto out;
   if (rc_ns_prepare_parent(cfg, ns_fds, saved_ns, err) < 0) goto out;
 
   struct rc_init_ctx ctx = {
@@ -409,6 +411,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   st.pid_start_time = rc_pid_start_time(pid);
   write_state(&dir, &st);
 
+  if (microvm && rc_cgroup_enter(cgpath, pid, err) < 0) goto out;
   if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
 
