@@ -46,14 +46,9 @@ int rc_cgroup_create(const char *path, const struct oci_resources *resources, pi
  * just-cloned process is all of it.
  *
  * The runtime opens the handle (after rc_cgroup_create with no pid), clones with
- * rc_cgroup_join_clone_fd as the v2 target, and the child calls rc_cgroup_join_self before
- * it does anything else. */
+ * rc_cgroup_clone, and the child calls rc_cgroup_join_self before it does anything else. */
 struct rc_cgroup_join;
 int rc_cgroup_join_open(const char *path, struct rc_cgroup_join **out, struct rc_error *err);
-/* The v2 cgroup directory for CLONE_INTO_CGROUP, or -1 (no v2 hierarchy). */
-int rc_cgroup_join_clone_fd(const struct rc_cgroup_join *j);
-/* In the child of a clone3 that placed it with CLONE_INTO_CGROUP: the v2 part is done. */
-void rc_cgroup_join_placed_by_clone(struct rc_cgroup_join *j);
 /* The v2 part is the runtime's (rc_cgroup_enter_v2): for a process that enters the
  * container's cgroup namespace, from which its own cgroup is out of sight. */
 void rc_cgroup_join_leave_v2(struct rc_cgroup_join *j);

@@ -1009,16 +1009,13 @@ int rc_cgroup_join_open(const char *cgroup_path, struct rc_cgroup_join **out,
   return 0;
 }
 
-int rc_cgroup_join_clone_fd(const struct rc_cgroup_join *j) {
+/* The v2 cgroup directory for CLONE_INTO_CGROUP, or -1 (none, or the runtime's to do). */
+static int join_clone_fd(const struct rc_cgroup_join *j) {
   return j && !j->v2_left ? j->v2.fd : -1;
 }
 
 void rc_cgroup_join_leave_v2(struct rc_cgroup_join *j) {
   if (j) j->v2_left = true;
-}
-
-void rc_cgroup_join_placed_by_clone(struct rc_cgroup_join *j) {
-  if (j) j->v2_placed = true;
 }
 
 int rc_cgroup_join_self(struct rc_cgroup_join *j, struct rc_error *err) {
@@ -1036,7 +1033,7 @@ int rc_cgroup_join_self(struct rc_cgroup_join *j, struct rc_error *err) {
 }
 
 pid_t rc_cgroup_clone(unsigned long flags, struct rc_cgroup_join *j) {
-  int target = rc_cgroup_join_clone_fd(j);
+  int target = join_clone_fd(j);
   if (target >= 0) {
     /* clone3 refuses an exit signal with CLONE_PARENT: the child then signals the
      * grandparent with the caller's own exit signal, as clone does. */
@@ -1044,7 +1041,7 @@ pid_t rc_cgroup_clone(unsigned long flags, struct rc_cgroup_join *j) {
                               .exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD,
                               .cgroup = (uint64_t)target};
     long pid = syscall(SYS_clone3, &args, sizeof(args));
-    if (pid == 0) rc_cgroup_join_placed_by_clone(j);
+    if (pid == 0) j->v2_placed = true; /* the child's copy: its v2 part is done */
     if (pid >= 0) return (pid_t)pid;
     /* Refused (old kernel, a seccomp profile that hides clone3, the no-internal-process
      * rule): clone as before; the child's own write into cgroup.procs says what is wrong

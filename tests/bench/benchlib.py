@@ -288,7 +288,12 @@ class Session:
         self.work = tempfile.mkdtemp(prefix="runcell-bench-")
         os.chmod(self.work, 0o755)
         self.state_base = tempfile.mkdtemp(prefix="runcell-bench-", dir="/run")
-        self.state_fs = self._state_on_tmpfs()
+        try:
+            self.state_fs = self._state_on_tmpfs()
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: undo what it made here
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def _state_on_tmpfs(self):
