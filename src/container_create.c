@@ -420,11 +420,16 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   {
     /* A cell with file views: the init has mounted the views filesystem and waits until
      * the cell kernel serves it. */
-    int t = rc_sync_recv(sv[0], "set up container", err);
+    int views_root = -1;
+    int t = rc_sync_recv_fd(sv[0], "set up container", &views_root, err);
     if (t == RC_SYNC_VIEWS && views_fuse >= 0) {
-      struct rc_cell_kernel_fds fds = {
-          .listener = -1, .fuse = views_fuse, .control = control_pair[1]};
+      struct rc_cell_kernel_fds fds = {.listener = -1,
+                                       .fuse = views_fuse,
+                                       .control = control_pair[1],
+                                       .views_root = views_root,
+                                       .init_pidfd = pidfd};
       int r = rc_cell_kernel_spawn(&fds, cgpath, pid, err);
+      if (views_root >= 0) close(views_root);
       close(views_fuse);
       views_fuse = -1;
       close(control_pair[1]);
@@ -433,6 +438,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       control_pair[0] = -1;
       if (r < 0 || rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
       t = rc_sync_recv(sv[0], "set up container", err);
+    } else if (views_root >= 0) {
+      close(views_root);
     }
     if (t < 0) goto out;
     if (t != RC_SYNC_HOOKS) {
@@ -463,7 +470,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
         close(kernel_control);
         kernel_control = -1;
       } else {
-        struct rc_cell_kernel_fds fds = {.listener = listener, .fuse = -1, .control = -1};
+        struct rc_cell_kernel_fds fds = {
+            .listener = listener, .fuse = -1, .control = -1, .views_root = -1, .init_pidfd = -1};
         r = rc_cell_kernel_spawn(&fds, cgpath, pid, err);
       }
       close(listener);

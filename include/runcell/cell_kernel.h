@@ -19,6 +19,12 @@ struct rc_cell_kernel_fds {
   int fuse;     /* the views filesystem (the init's cell kernel only) */
   int control;  /* a socket on which the listener arrives later (it exists only once the
                  * init has installed its gate, after the views are mounted) */
+  /* The views filesystem's root and a pidfd of the container's init: the cell kernel holds
+   * the filesystem open until the init has exited, so that the last unmount (a FUSE
+   * superblock's teardown: RCU grace periods, a writeback flush) happens in the cell
+   * kernel afterwards rather than in the init's exit, which `run` and the shim wait for. */
+  int views_root;
+  int init_pidfd;
 };
 
 /* Starts a detached cell kernel for the cell whose cgroup is cgroup_path and whose init is

@@ -130,12 +130,23 @@ static void serve_sched_getaffinity(int listener, const char *cgroup_path,
   resp->val = r == 0 ? got : 0;
 }
 
+/* Whether every process of the listener's filter is gone. */
+static bool listener_hung_up(int listener) {
+  struct pollfd p = {.fd = listener, .events = POLLIN};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
 /* Answers one routed syscall; false when the listener is finished with. */
 static bool serve_notification(int listener, const char *cgroup_path, struct seccomp_notif *req,
                                size_t req_size, struct seccomp_notif_resp *resp, size_t resp_size) {
   memset(req, 0, req_size);
-  if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0)
-    return errno == EINTR || errno == ENOENT; /* ENOENT: the caller died meanwhile */
+  if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {
+    if (errno == EINTR) return true;
+    /* ENOENT: a caller died while its request waited, or the filter has no process left,
+     * after which newer kernels (6.18 here) fail every RECV at once: that must end the
+     * loop, or the thread spins on a CPU (the cell's own teardown needs it). */
+    return errno == ENOENT && !listener_hung_up(listener);
+  }
   memset(resp, 0, resp_size);
   resp->id = req->id;
   if (req->data.nr == SYS_sysinfo)
@@ -214,9 +225,11 @@ static bool start_listener(int listener, const char *cgroup_path, int ended) {
 /* The main loop: the views filesystem, the control socket on which the listener arrives,
  * and the listener's hang-up. Each source is dropped when it is finished; the cell kernel
  * ends (the process, the listener's thread with it) when none is left. A listener whose
- * every process is gone hangs up but leaves a thread blocked in RECV: the listener is not
- * closed under it, the process's exit ends both. */
-static void serve(int listener, int fuse, int control, const char *cgroup_path, pid_t init_pid) {
+ * every process is gone hangs up; its thread sees that and ends (newer kernels wake a
+ * blocked RECV then). Where the thread stays blocked in RECV instead, the listener is not
+ * closed under it, and the process's exit ends both. */
+static void serve(int listener, int fuse, int control, int views_root, int init_pidfd,
+                  const char *cgroup_path, pid_t init_pid) {
   int ended = eventfd(0, EFD_CLOEXEC);
   if (listener >= 0 && (ended < 0 || !start_listener(listener, cgroup_path, ended))) {
     close(listener);
@@ -225,13 +238,21 @@ static void serve(int listener, int fuse, int control, const char *cgroup_path, 
   struct rc_views_server *views =
       fuse >= 0 ? rc_views_server_new(fuse, cgroup_path, init_pid) : NULL;
   while (listener >= 0 || fuse >= 0 || control >= 0) {
-    struct pollfd p[4] = {{.fd = listener, .events = 0},
+    struct pollfd p[5] = {{.fd = listener, .events = 0},
                           {.fd = fuse, .events = POLLIN},
                           {.fd = control, .events = POLLIN},
-                          {.fd = listener >= 0 ? ended : -1, .events = POLLIN}};
-    if (poll(p, 4, -1) < 0) {
+                          {.fd = listener >= 0 ? ended : -1, .events = POLLIN},
+                          {.fd = init_pidfd, .events = POLLIN}};
+    if (poll(p, 5, -1) < 0) {
       if (errno == EINTR) continue;
       break;
+    }
+    if (p[4].revents) {
+      /* The init has exited: let go of the views filesystem. If nothing else of the cell
+       * has it mounted any more, it ends here, and the fuse fd then reports so. */
+      close(views_root);
+      close(init_pidfd);
+      views_root = init_pidfd = -1;
     }
     if (p[3].revents & POLLIN) { /* the thread gave the listener up */
       close(listener);
@@ -259,6 +280,8 @@ static void serve(int listener, int fuse, int control, const char *cgroup_path, 
   }
   rc_views_server_free(views);
   if (ended >= 0) close(ended);
+  if (views_root >= 0) close(views_root);
+  if (init_pidfd >= 0) close(init_pidfd);
 }
 
 int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgroup_path,
@@ -277,11 +300,15 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     /* Nothing of the runtime's stays open: not the state directory (its lock), not the
-     * container's stdio. What it serves moves to fds 3, 4 and 5. */
-    int keep[3] = {fds->listener, fds->fuse, fds->control};
-    int moved[3];
-    for (int i = 0; i < 3; i++) moved[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : -1;
-    for (int i = 0; i < 3; i++)
+     * container's stdio. What it serves moves to fds 3 to 7. The views root is held only
+     * with a pidfd that says when to let it go. */
+    enum { N = 5 };
+    bool hold_views = fds->views_root >= 0 && fds->init_pidfd >= 0;
+    int keep[N] = {fds->listener, fds->fuse, fds->control, hold_views ? fds->views_root : -1,
+                   hold_views ? fds->init_pidfd : -1};
+    int moved[N];
+    for (int i = 0; i < N; i++) moved[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : -1;
+    for (int i = 0; i < N; i++)
       if (moved[i] >= 0 && (dup2(moved[i], 3 + i) < 0 || close(moved[i]) < 0)) _exit(1);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
@@ -289,12 +316,14 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
       dup2(null, 1);
       dup2(null, 2);
     }
-    syscall(SYS_close_range, 6, ~0U, 0);
-    for (int i = 0; i < 3; i++)
-      if (moved[i] < 0) close(3 + i);
+    syscall(SYS_close_range, 3 + N, ~0U, 0);
+    int at[N];
+    for (int i = 0; i < N; i++) {
+      at[i] = moved[i] >= 0 ? 3 + i : -1;
+      if (at[i] < 0) close(3 + i);
+    }
     prctl(PR_SET_NAME, "runcell-cellk");
-    serve(moved[0] >= 0 ? 3 : -1, moved[1] >= 0 ? 4 : -1, moved[2] >= 0 ? 5 : -1, cgroup_path,
-          init_pid);
+    serve(at[0], at[1], at[2], at[3], at[4], cgroup_path, init_pid);
     _exit(0);
   }
   int status = 0;

@@ -296,3 +296,43 @@ def test_cell_kernels_end_with_the_cell(h, bundle):
     while mine & cell_kernel_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not mine & cell_kernel_pids(), "cell kernels outlived their cell"
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system, every thread) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_cell_kernel_idles_once_its_listener_hangs_up(h, bundle):
+    """Without a pid namespace, a process exec'd into the cell can outlive the init: the
+    init's cell kernel then still serves the views filesystem (that process has it mounted)
+    while the init's gate listener has hung up. On kernels that fail RECV at once on such a
+    listener, a listener thread that retried it spun a CPU until the cell ended; it must
+    end instead, and the cell kernel sit idle."""
+    import time
+
+    before = cell_kernel_pids()
+    as_cell(bundle)
+    bundle.drop_namespace("pid")
+    bundle.args("sleep", "60")
+    cid = h.run_detached(bundle)
+    res = h("exec", "--detach", cid, "sleep", "60")
+    assert res.rc == 0, res.describe()
+    mine = cell_kernel_pids() - before
+    assert len(mine) == 2, f"expected the init's and the exec's cell kernels, found {mine}"
+    assert h.kill(cid, "KILL").rc == 0
+    h.wait_status(cid, "stopped")
+    time.sleep(0.2)  # let the init's cell kernel see the hang-up
+    alive = mine & cell_kernel_pids()
+    assert alive, "both cell kernels ended although the exec'd process still uses the views"
+    used = {pid: cpu_seconds(pid) for pid in alive}
+    time.sleep(1.0)
+    spent = {pid: cpu_seconds(pid) - used[pid] for pid in alive if pid in cell_kernel_pids()}
+    assert all(s < 0.3 for s in spent.values()), f"a cell kernel kept a CPU busy: {spent}"
+    assert h("delete", "--force", cid).rc == 0
+    deadline = time.monotonic() + 10
+    while mine & cell_kernel_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not mine & cell_kernel_pids(), "cell kernels outlived their cell"
