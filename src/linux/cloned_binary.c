@@ -5,6 +5,7 @@
  * container, so what such a process finds is an immutable anonymous copy. */
 #include "runcell/cloned_binary.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -24,6 +25,48 @@ bool rc_running_from_sealed_copy(void) {
   return seals >= 0 && (seals & CLONE_SEALS) == CLONE_SEALS;
 }
 
+size_t rc_elf_exec_extent(const unsigned char *head, size_t head_len, size_t file_size) {
+  Elf64_Ehdr eh;
+  if (head_len < sizeof(eh)) return file_size;
+  memcpy(&eh, head, sizeof(eh));
+  if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+      eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum == PN_XNUM)
+    return file_size;
+  if (eh.e_phoff < sizeof(eh) || eh.e_phoff > head_len ||
+      (head_len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum)
+    return file_size; /* (written so that no sum can wrap) */
+  uint64_t extent = eh.e_phoff + (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr);
+  for (size_t i = 0; i < eh.e_phnum; i++) {
+    Elf64_Phdr ph;
+    memcpy(&ph, head + eh.e_phoff + i * sizeof(ph), sizeof(ph));
+    if (ph.p_filesz > file_size || ph.p_offset > file_size - ph.p_filesz) return file_size;
+    if (ph.p_offset + ph.p_filesz > extent) extent = ph.p_offset + ph.p_filesz;
+  }
+  return (size_t)extent;
+}
+
+/* The part of runcell its copy needs (rc_elf_exec_extent), with the section header table
+ * dropped from the ELF header when it is cut off, so that a tool reading the copy finds
+ * none rather than one past its end. */
+static size_t copy_extent(int exe, size_t size, unsigned char *head, size_t head_cap,
+                          size_t *head_len) {
+  ssize_t n;
+  do n = pread(exe, head, head_cap, 0);
+  while (n < 0 && errno == EINTR);
+  *head_len = n > 0 ? (size_t)n : 0;
+  size_t extent = rc_elf_exec_extent(head, *head_len, size);
+  if (extent < size) {
+    Elf64_Ehdr eh;
+    memcpy(&eh, head, sizeof(eh));
+    eh.e_shoff = 0;
+    eh.e_shnum = 0;
+    eh.e_shstrndx = SHN_UNDEF;
+    memcpy(head, &eh, sizeof(eh));
+  }
+  if (*head_len > extent) *head_len = extent;
+  return extent;
+}
+
 int rc_reexec_from_sealed_copy(char **argv, struct rc_error *err) {
   if (rc_running_from_sealed_copy()) return 0;
   cleanup_close int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
@@ -35,15 +78,22 @@ int rc_reexec_from_sealed_copy(char **argv, struct rc_error *err) {
   /* read and write, not sendfile: sendfile moves the pages through a pipe whose buffers
    * can still reference them when the seals are added, and F_SEAL_WRITE then fails with
    * EBUSY (seen in CI) */
-  static char buf[1 << 16];
-  for (off_t done = 0; done < st.st_size;) {
-    ssize_t n = read(exe, buf, sizeof(buf));
+  static unsigned char buf[1 << 16];
+  size_t head_len = 0;
+  size_t size = copy_extent(exe, (size_t)st.st_size, buf, sizeof(buf), &head_len);
+  if (rc_write_all(mem, buf, head_len) != (ssize_t)head_len)
+    return rc_err(err, errno, "write runcell's sealed copy");
+  if (lseek(exe, (off_t)head_len, SEEK_SET) < 0)
+    return rc_err(err, errno, "read runcell for its sealed copy");
+  for (size_t done = head_len; done < size;) {
+    size_t want = size - done < sizeof(buf) ? size - done : sizeof(buf);
+    ssize_t n = read(exe, buf, want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return rc_err(err, errno, "read runcell for its sealed copy");
     if (n == 0) return rc_err(err, EIO, "read runcell for its sealed copy: shorter than its size");
     if (rc_write_all(mem, buf, (size_t)n) != n)
       return rc_err(err, errno, "write runcell's sealed copy");
-    done += n;
+    done += (size_t)n;
   }
   /* F_SEAL_WRITE fails with EBUSY while any page of the copy holds a reference besides the
    * page cache's, and the kernel itself waits only ~150 ms for those to go (after draining
