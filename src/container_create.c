@@ -384,6 +384,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .views_dirfd = views_dirfd,
       .views_path = views_path,
       .views_fuse = views_fuse,
+      .views_control = control_pair[0],
       .microvm = microvm,
       .vm_console_log = vm_console_log,
       .cgroup_join = cgroup_join,
@@ -417,30 +418,23 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
 
+  if (views_fuse >= 0) {
+    /* A cell with file views: its cell kernel starts while the init sets up (which mounts
+     * the views filesystem and sends its root to the cell kernel itself, on the control
+     * socket), so that nobody waits for the other. */
+    struct rc_cell_kernel_fds fds = {
+        .listener = -1, .fuse = views_fuse, .control = control_pair[1], .init_pidfd = pidfd};
+    int r = rc_cell_kernel_spawn(&fds, cgpath, pid, err);
+    close(views_fuse);
+    views_fuse = -1;
+    close(control_pair[1]);
+    control_pair[1] = -1;
+    kernel_control = control_pair[0];
+    control_pair[0] = -1;
+    if (r < 0) goto out;
+  }
   {
-    /* A cell with file views: the init has mounted the views filesystem and waits until
-     * the cell kernel serves it. */
-    int views_root = -1;
-    int t = rc_sync_recv_fd(sv[0], "set up container", &views_root, err);
-    if (t == RC_SYNC_VIEWS && views_fuse >= 0) {
-      struct rc_cell_kernel_fds fds = {.listener = -1,
-                                       .fuse = views_fuse,
-                                       .control = control_pair[1],
-                                       .views_root = views_root,
-                                       .init_pidfd = pidfd};
-      int r = rc_cell_kernel_spawn(&fds, cgpath, pid, err);
-      if (views_root >= 0) close(views_root);
-      close(views_fuse);
-      views_fuse = -1;
-      close(control_pair[1]);
-      control_pair[1] = -1;
-      kernel_control = control_pair[0];
-      control_pair[0] = -1;
-      if (r < 0 || rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
-      t = rc_sync_recv(sv[0], "set up container", err);
-    } else if (views_root >= 0) {
-      close(views_root);
-    }
+    int t = rc_sync_recv(sv[0], "set up container", err);
     if (t < 0) goto out;
     if (t != RC_SYNC_HOOKS) {
       rc_err(err, 0, "set up container: unexpected sync message %d", t);
@@ -466,12 +460,12 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     if (t == RC_SYNC_LISTENER && listener >= 0) {
       int r = 0;
       if (kernel_control >= 0) {
-        r = rc_send_fd(kernel_control, listener, "gate listener", err);
+        r = rc_sync_send_fd(kernel_control, RC_SYNC_LISTENER, listener, err);
         close(kernel_control);
         kernel_control = -1;
       } else {
         struct rc_cell_kernel_fds fds = {
-            .listener = listener, .fuse = -1, .control = -1, .views_root = -1, .init_pidfd = -1};
+            .listener = listener, .fuse = -1, .control = -1, .init_pidfd = -1};
         r = rc_cell_kernel_spawn(&fds, cgpath, pid, err);
       }
       close(listener);

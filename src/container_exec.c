@@ -289,7 +289,7 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     int t = rc_sync_recv_fd(sv[0], "exec", &listener, &child);
     if (t == RC_SYNC_LISTENER && listener >= 0) {
       struct rc_cell_kernel_fds fds = {
-          .listener = listener, .fuse = -1, .control = -1, .views_root = -1, .init_pidfd = -1};
+          .listener = listener, .fuse = -1, .control = -1, .init_pidfd = -1};
       int r = rc_cell_kernel_spawn(&fds, st->cgroup_path ? st->cgroup_path : "/", st->pid, err);
       close(listener);
       if (r < 0) goto out;

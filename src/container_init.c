@@ -252,15 +252,18 @@ static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
   if (rc_views_mount(ctx->views_dirfd, ctx->views_fuse, err) < 0) return -1;
   close(ctx->views_fuse);
   ctx->views_fuse = -1;
-  /* The mount's root goes to the cell kernel with the request to start it: while it holds
-   * the views filesystem open, the container's exit does not tear the filesystem down
-   * (a FUSE superblock's end waits for RCU grace periods and the writeback flush, ~2 ms
-   * here); the cell kernel lets go once the init is gone, off the container's exit. */
+  /* The mount's root goes to the cell kernel (started by the runtime meanwhile), which
+   * then serves the filesystem; the lookups below wait for it in the kernel. While it
+   * holds the root, the container's exit does not tear the filesystem down (a FUSE
+   * superblock's end waits for RCU grace periods and the writeback flush, ~2 ms here); it
+   * lets go once the init is gone, off the container's exit. */
   cleanup_close int root = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (root < 0) return rc_err(err, errno, "cell views: open %s", ctx->views_path);
-  if (rc_sync_send_fd(ctx->sync_fd, RC_SYNC_VIEWS, root, err) < 0) return -1;
+  if (rc_sync_send_fd(ctx->views_control, RC_SYNC_VIEWS, root, err) < 0)
+    return rc_err_wrap(err, "cell views: hand the views to the cell kernel");
+  close(ctx->views_control);
+  ctx->views_control = -1;
   int r;
-  if (rc_sync_expect(ctx->sync_fd, RC_SYNC_GO, "wait for the cell kernel", err) < 0) return -1;
   cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
   r = rc_views_bind(ctx->views_path, rootfd, ctx->no_pivot, err);

@@ -29,6 +29,7 @@ struct rc_init_ctx {
   int views_dirfd;        /* staging directory for the cell's file views, or -1 for none */
   const char *views_path; /* its path: the init reopens it in its own mount namespace */
   int views_fuse;         /* /dev/fuse for them, opened by the runtime */
+  int views_control;      /* the cell kernel's control socket: the views root goes there */
   /* microVM mode: what the VM is made of (NULL for a cell), and the file the guest
    * kernel's console goes to (-1 for none). */
   const struct rc_microvm_plan *microvm;

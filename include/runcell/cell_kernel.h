@@ -16,14 +16,16 @@
 /* What a cell kernel serves; -1 for what it does not. */
 struct rc_cell_kernel_fds {
   int listener; /* a gate's seccomp listener */
-  int fuse;     /* the views filesystem (the init's cell kernel only) */
-  int control;  /* a socket on which the listener arrives later (it exists only once the
-                 * init has installed its gate, after the views are mounted) */
-  /* The views filesystem's root and a pidfd of the container's init: the cell kernel holds
-   * the filesystem open until the init has exited, so that the last unmount (a FUSE
-   * superblock's teardown: RCU grace periods, a writeback flush) happens in the cell
-   * kernel afterwards rather than in the init's exit, which `run` and the shim wait for. */
-  int views_root;
+  int fuse;     /* /dev/fuse of the views filesystem (the init's cell kernel only) */
+  /* A socket on which what exists only later arrives (rc_sync messages with an fd):
+   * RC_SYNC_VIEWS, the views filesystem's root, from the init once it has mounted it (the
+   * fuse fd is served from then on), and RC_SYNC_LISTENER, the gate's listener, from the
+   * runtime once the init has installed its gate. */
+  int control;
+  /* A pidfd of the container's init: the cell kernel holds the views root until the init
+   * has exited, so that the filesystem's last unmount (a FUSE superblock's teardown: RCU
+   * grace periods, a writeback flush, ~2 ms) happens in the cell kernel afterwards rather
+   * than in the init's exit, which `run` and the shim wait for. */
   int init_pidfd;
 };
 

@@ -15,9 +15,9 @@ enum rc_sync_type {
   RC_SYNC_ERROR,    /* either way: errno + message */
   RC_SYNC_START,    /* start -> init over the start socket */
   RC_SYNC_PID,      /* exec helper -> runtime: the new process's pid in code */
-  RC_SYNC_LISTENER, /* child -> parent: the gate's seccomp listener fd (cells whose
-                     * routed syscalls the cell kernel serves) */
-  RC_SYNC_VIEWS,    /* child -> parent: the cell's views filesystem fd (/dev/fuse) */
+  RC_SYNC_LISTENER, /* child -> parent, then parent -> cell kernel: the gate's seccomp
+                     * listener fd (cells whose routed syscalls the cell kernel serves) */
+  RC_SYNC_VIEWS,    /* init -> cell kernel: the views filesystem is mounted; its root */
 };
 
 struct rc_sync_msg {

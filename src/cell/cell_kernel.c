@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runcell/terminal.h"
+#include "runcell/sync.h"
 #include "runcell/util.h"
 #include "runcell/views.h"
 
@@ -222,27 +222,62 @@ static bool start_listener(int listener, const char *cgroup_path, int ended) {
   return ok;
 }
 
-/* The main loop: the views filesystem, the control socket on which the listener arrives,
- * and the listener's hang-up. Each source is dropped when it is finished; the cell kernel
- * ends (the process, the listener's thread with it) when none is left. A listener whose
- * every process is gone hangs up; its thread sees that and ends (newer kernels wake a
- * blocked RECV then). Where the thread stays blocked in RECV instead, the listener is not
- * closed under it, and the process's exit ends both. */
-static void serve(int listener, int fuse, int control, int views_root, int init_pidfd,
-                  const char *cgroup_path, pid_t init_pid) {
-  int ended = eventfd(0, EFD_CLOEXEC);
-  if (listener >= 0 && (ended < 0 || !start_listener(listener, cgroup_path, ended))) {
-    close(listener);
-    listener = -1;
+/* The main loop: the views filesystem, the control socket, the listener's hang-up and the
+ * init's exit. Each source is dropped when it is finished; the cell kernel ends (the
+ * process, the listener's thread with it) when none is left. A listener whose every
+ * process is gone hangs up; its thread sees that and ends (newer kernels wake a blocked
+ * RECV then). Where the thread stays blocked in RECV instead, the listener is not closed
+ * under it, and the process's exit ends both. */
+struct sources {
+  int listener, fuse, control, init_pidfd;
+  int views_root; /* held from RC_SYNC_VIEWS until the init has exited */
+  bool mounted;   /* the fuse fd has a filesystem (it reports an error until then) */
+};
+
+/* A message on the control socket: the views root (the fuse fd is mounted: serve it) or
+ * the gate's listener (the last message). Anything else, or the socket's end, closes it;
+ * a views filesystem that was never mounted is given up with it. */
+static void take_control_message(struct sources *s, short revents, const char *cgroup_path,
+                                 pid_t init_pid, int ended, struct rc_views_server **views) {
+  int got = -1;
+  struct rc_error ignore;
+  int t = (revents & POLLIN) ? rc_sync_recv_fd(s->control, "cell kernel", &got, &ignore) : -1;
+  if (t == RC_SYNC_VIEWS && got >= 0 && s->fuse >= 0 && !s->mounted) {
+    s->mounted = true;
+    *views = rc_views_server_new(s->fuse, cgroup_path, init_pid);
+    if (s->init_pidfd >= 0)
+      s->views_root = got;
+    else
+      close(got); /* nothing would say when to let it go */
+    return;
   }
-  struct rc_views_server *views =
-      fuse >= 0 ? rc_views_server_new(fuse, cgroup_path, init_pid) : NULL;
-  while (listener >= 0 || fuse >= 0 || control >= 0) {
-    struct pollfd p[5] = {{.fd = listener, .events = 0},
-                          {.fd = fuse, .events = POLLIN},
-                          {.fd = control, .events = POLLIN},
-                          {.fd = listener >= 0 ? ended : -1, .events = POLLIN},
-                          {.fd = init_pidfd, .events = POLLIN}};
+  if (t == RC_SYNC_LISTENER && got >= 0 && s->listener < 0 && ended >= 0 &&
+      start_listener(got, cgroup_path, ended)) {
+    s->listener = got;
+    got = -1;
+  }
+  if (got >= 0) close(got);
+  close(s->control);
+  s->control = -1;
+  if (!s->mounted && s->fuse >= 0) {
+    close(s->fuse);
+    s->fuse = -1;
+  }
+}
+
+static void serve(struct sources s, const char *cgroup_path, pid_t init_pid) {
+  int ended = eventfd(0, EFD_CLOEXEC);
+  if (s.listener >= 0 && (ended < 0 || !start_listener(s.listener, cgroup_path, ended))) {
+    close(s.listener);
+    s.listener = -1;
+  }
+  struct rc_views_server *views = NULL;
+  while (s.listener >= 0 || s.fuse >= 0 || s.control >= 0) {
+    struct pollfd p[5] = {{.fd = s.listener, .events = 0},
+                          {.fd = s.mounted ? s.fuse : -1, .events = POLLIN},
+                          {.fd = s.control, .events = POLLIN},
+                          {.fd = s.listener >= 0 ? ended : -1, .events = POLLIN},
+                          {.fd = s.views_root >= 0 ? s.init_pidfd : -1, .events = POLLIN}};
     if (poll(p, 5, -1) < 0) {
       if (errno == EINTR) continue;
       break;
@@ -250,38 +285,28 @@ static void serve(int listener, int fuse, int control, int views_root, int init_
     if (p[4].revents) {
       /* The init has exited: let go of the views filesystem. If nothing else of the cell
        * has it mounted any more, it ends here, and the fuse fd then reports so. */
-      close(views_root);
-      close(init_pidfd);
-      views_root = init_pidfd = -1;
+      close(s.views_root);
+      s.views_root = -1;
     }
     if (p[3].revents & POLLIN) { /* the thread gave the listener up */
-      close(listener);
-      listener = -1;
+      close(s.listener);
+      s.listener = -1;
     } else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
-      listener = -1; /* every process is gone: its thread stays in RECV until the exit */
+      s.listener = -1; /* every process is gone: its thread may stay in RECV until the exit */
     if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) {
       if (rc_views_server_handle(views) < 0) {
         /* unmounted everywhere: the cell's mount namespace is gone */
-        close(fuse);
-        fuse = -1;
+        close(s.fuse);
+        s.fuse = -1;
       }
     }
-    if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
-      int got = -1;
-      struct rc_error ignore;
-      if ((p[2].revents & POLLIN) && rc_recv_fd(control, &got, &ignore) == 0 && got >= 0 &&
-          listener < 0 && ended >= 0 && start_listener(got, cgroup_path, ended))
-        listener = got;
-      else if (got >= 0)
-        close(got);
-      close(control);
-      control = -1;
-    }
+    if (p[2].revents & (POLLIN | POLLHUP | POLLERR))
+      take_control_message(&s, p[2].revents, cgroup_path, init_pid, ended, &views);
   }
   rc_views_server_free(views);
   if (ended >= 0) close(ended);
-  if (views_root >= 0) close(views_root);
-  if (init_pidfd >= 0) close(init_pidfd);
+  if (s.views_root >= 0) close(s.views_root);
+  if (s.init_pidfd >= 0) close(s.init_pidfd);
 }
 
 int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgroup_path,
@@ -300,12 +325,9 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     /* Nothing of the runtime's stays open: not the state directory (its lock), not the
-     * container's stdio. What it serves moves to fds 3 to 7. The views root is held only
-     * with a pidfd that says when to let it go. */
-    enum { N = 5 };
-    bool hold_views = fds->views_root >= 0 && fds->init_pidfd >= 0;
-    int keep[N] = {fds->listener, fds->fuse, fds->control, hold_views ? fds->views_root : -1,
-                   hold_views ? fds->init_pidfd : -1};
+     * container's stdio. What it serves moves to fds 3 to 6. */
+    enum { N = 4 };
+    int keep[N] = {fds->listener, fds->fuse, fds->control, fds->init_pidfd};
     int moved[N];
     for (int i = 0; i < N; i++) moved[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : -1;
     for (int i = 0; i < N; i++)
@@ -323,7 +345,13 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
       if (at[i] < 0) close(3 + i);
     }
     prctl(PR_SET_NAME, "runcell-cellk");
-    serve(at[0], at[1], at[2], at[3], at[4], cgroup_path, init_pid);
+    struct sources s = {.listener = at[0],
+                        .fuse = at[1],
+                        .control = at[2],
+                        .init_pidfd = at[3],
+                        .views_root = -1,
+                        .mounted = false};
+    serve(s, cgroup_path, init_pid);
     _exit(0);
   }
   int status = 0;
