@@ -6,7 +6,11 @@ import sys
 
 from benchlib import REFERENCE, RUNTIME_ORDER, summarize
 
-COLUMNS = ["host"] + RUNTIME_ORDER
+# Columns that are not runtimes of the suite: shown where a benchmark measured them.
+# "runc+seccomp" (syscalls.py) follows runc.
+EXTRA_COLUMNS = ("host", "runc+seccomp")
+COLUMNS = ["host"] + [c for rt in RUNTIME_ORDER
+                      for c in ([rt, "runc+seccomp"] if rt == "runc" else [rt])]
 
 
 def add_summaries(results):
@@ -38,12 +42,17 @@ def _columns(results, bench):
     runtime in the suite's order, available or not (an unavailable one says so)."""
     measured = {rt for m in bench["metrics"].values() for rt in m["samples"]}
     cols = ["host"] if "host" in measured else []
-    return cols + [rt for rt in RUNTIME_ORDER if rt in results["runtimes"]]
+    for rt in RUNTIME_ORDER:
+        if rt in results["runtimes"]:
+            cols.append(rt)
+        if rt == "runc" and "runc+seccomp" in measured:
+            cols.append("runc+seccomp")
+    return cols
 
 
 def _cell(results, bench, key, rt):
     info = results["runtimes"].get(rt, {})
-    if rt != "host" and not info.get("available"):
+    if rt not in EXTRA_COLUMNS and not info.get("available"):
         return "n/a"
     if rt in bench["errors"]:
         return "**failed**"
@@ -127,7 +136,8 @@ def charts(results, outdir):
                     "python3-matplotlib, and run the suite with /usr/bin/python3)." %
                     sys.executable)
     colors = {"host": "#888888", "runcell": "#1f77b4", "runcell-native": "#17becf",
-              "runc": "#ff7f0e", "runsc": "#2ca02c", "runcell-microvm": "#9467bd"}
+              "runc": "#ff7f0e", "runc+seccomp": "#d62728", "runsc": "#2ca02c",
+              "runcell-microvm": "#9467bd"}
     files = []
     for bkey, bench in results["benchmarks"].items():
         metrics = [(k, m) for k, m in bench["metrics"].items() if bench["summary"].get(k)]

@@ -4,12 +4,17 @@ container of each runtime, alternated run by run.
 
 sysinfo is the syscall a cell routes: the gate hands it to the cell kernel (a seccomp user
 notification served by a process outside the cell), so in the `runcell` column it costs a
-round trip to that process; everywhere else it is an ordinary syscall."""
+round trip to that process; everywhere else it is an ordinary syscall.
+
+The `runc+seccomp` column is runc with the default seccomp profile Docker and podman give
+every container (seccomp_profile.py): bare runc runs no filter at all, which is not how
+containers run, and any filter costs the seccomp entry path on every syscall."""
 import json
 import os
 import shutil
 import subprocess
 
+import seccomp_profile
 from benchlib import HERE, BenchError, Benchmark, random_bytes
 
 OPS = [
@@ -24,6 +29,15 @@ OPS = [
 class Host:
     """The host, as a runtime-like column: the program run with no container."""
     name = "host"
+
+
+class WithDefaultProfile:
+    """runc, as a column of its own, running a bundle with the engines' default profile."""
+    name = "runc+seccomp"
+
+    def __init__(self, runc, bundle):
+        self.runc = runc
+        self.bundle = bundle
 
 
 def build(session):
@@ -65,6 +79,24 @@ def run(session, runtimes, p):
     bundle = session.busybox_bundle("syscalls", ["/syscall_bench", "bench-data", budget],
                                     edit=add_files)
     rootfs = os.path.join(bundle, "rootfs")
+    columns = [Host()] + list(runtimes)
+    runc = next((rt for rt in runtimes if rt.name == "runc"), None)
+    profile = seccomp_profile.find_profile()
+    if runc and profile:
+        def add_profile(cfg, path):
+            add_files(cfg, path)
+            seccomp_profile.apply(cfg, profile)
+        profiled = session.busybox_bundle("syscalls-seccomp",
+                                          ["/syscall_bench", "bench-data", budget],
+                                          edit=add_profile)
+        columns.insert(columns.index(runc) + 1, WithDefaultProfile(runc, profiled))
+        bench.note("runc+seccomp: runc with %s (Docker's default profile, as podman's "
+                   "containers-common ships it) converted for the bundle's capabilities"
+                   % profile)
+    elif runc:
+        bench.note("runc+seccomp not measured: no default seccomp profile at %s (Debian's "
+                   "golang-github-containers-common, which podman depends on, installs one)"
+                   % " or ".join(seccomp_profile.PROFILE_PATHS))
 
     def one(rt, i):
         if rt.name == "host":
@@ -73,11 +105,14 @@ def run(session, runtimes, p):
             if r.returncode != 0:
                 raise BenchError("host: syscall_bench failed: %s" % r.stderr.decode()[-500:])
             out = r.stdout.decode()
+        elif isinstance(rt, WithDefaultProfile):
+            cid = session.new_id(rt.runc, "sys")
+            out = rt.runc.call("run", "--bundle", rt.bundle, cid, capture=True, timeout=600)[1]
         else:
             cid = session.new_id(rt, "sys")
             out = rt.call("run", "--bundle", bundle, cid, capture=True, timeout=600)[1]
         for key, value in parse(out, rt.name).items():
             bench.add(key, rt.name, value)
 
-    bench.alternate([Host()] + list(runtimes), p["reps"], one)
+    bench.alternate(columns, p["reps"], one)
     return bench

@@ -118,7 +118,17 @@ def test_quick_measures_every_available_runtime(quick):
             runc_median = bench["summary"][key]["runc"]["median"]
             if runc_median:
                 assert bench["summary"][key]["runc"]["ratio_to_runc"] == pytest.approx(1.0)
-    assert "host" in results["benchmarks"]["syscalls"]["metrics"]["getppid"]["samples"]
+    syscalls = results["benchmarks"]["syscalls"]
+    assert "host" in syscalls["metrics"]["getppid"]["samples"]
+    # runc with the engines' default seccomp profile, where runc and the profile exist;
+    # otherwise the benchmark says why it is missing
+    if results["runtimes"]["runc"]["available"]:
+        if "runc+seccomp" in syscalls["metrics"]["getppid"]["samples"]:
+            assert all(syscalls["summary"][key]["runc+seccomp"]["median"] > 0
+                       for key in syscalls["metrics"])
+            assert any(n.startswith("runc+seccomp: runc with ") for n in syscalls["notes"])
+        else:
+            assert any(n.startswith("runc+seccomp not measured") for n in syscalls["notes"])
     # the cell's routed syscall is measured; the other runtimes' sysinfo is a plain syscall
     assert results["benchmarks"]["syscalls"]["summary"]["sysinfo"]["runcell"]["median"] > 0
 
@@ -196,3 +206,23 @@ def test_bad_usage_is_refused(runcell_bin, tmp_path):
     r = run_suite(tmp_path / "out", "--runcell", runcell_bin, "--runtimes", "crun")
     assert r.returncode == 2 and "unknown runtime 'crun'" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_default_seccomp_profile_is_enforced_under_runc(runc_h, bundle):
+    """The syscall benchmark's runc+seccomp column runs runc with the engines' default
+    profile converted to config.json (tests/bench/seccomp_profile.py): the filter must
+    load and be in force, or the column would be bare runc under another name."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "bench"))
+    import seccomp_profile
+
+    profile = seccomp_profile.find_profile()
+    if profile is None:
+        pytest.skip("no default seccomp profile installed (%s)" % seccomp_profile.PROFILE_PATHS)
+    bundle.args("grep", "^Seccomp", "/proc/self/status")
+    bundle.config.get("linux", {}).pop("seccomp", None)
+    assert "Seccomp:\t0" in runc_h.output_of(bundle)  # no filter: the check can fail
+    seccomp_profile.apply(bundle.config, profile)
+    out = runc_h.output_of(bundle)
+    assert "Seccomp:\t2" in out and "Seccomp_filters:\t1" in out, out
