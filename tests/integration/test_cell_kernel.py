@@ -336,3 +336,29 @@ def test_cell_kernel_idles_once_its_listener_hangs_up(h, bundle):
     while mine & cell_kernel_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not mine & cell_kernel_pids(), "cell kernels outlived their cell"
+
+
+@pytest.mark.parametrize("failing", ["before-views", "after-views"])
+def test_failed_create_leaves_no_cell_kernel(h, bundle, tmp_path, failing):
+    """The cell kernel starts while the init sets up. A create that fails before the init
+    has mounted the views (a bind mount of a missing source) or after it handed them over
+    (a failing createRuntime hook) must not leave it behind: it exits when the control
+    socket closes with no views mounted, or once the init is gone and the views with it."""
+    import time
+
+    before = cell_kernel_pids()
+    as_cell(bundle)
+    bundle.args("true")
+    if failing == "before-views":
+        bundle.bind(tmp_path / "missing", "/mnt")
+    else:
+        bundle.config["hooks"] = {"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    cid = h.new_id()
+    res = h.create(bundle, cid)
+    assert res.rc != 0, res.describe()
+    deadline = time.monotonic() + 10
+    while cell_kernel_pids() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not cell_kernel_pids() - before, "a failed create left its cell kernel"
+    assert h("state", cid).rc != 0
