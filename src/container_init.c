@@ -233,8 +233,9 @@ int rc_wait_for_start(int listen_fd, int *conn_out, struct rc_error *err) {
 }
 
 /* The cell's file views: the views filesystem is mounted here, in the container's mount
- * namespace only; the parent then starts the cell kernel on its /dev/fuse fd, and each
- * file is bound over its place in the rootfs (lookups need the cell kernel serving). */
+ * namespace only, on the /dev/fuse fd the cell kernel (started by the runtime) serves once
+ * it gets the mount's root from here; each file is then bound over its place in the
+ * rootfs. */
 static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
   /* The fd the runtime opened names the directory in the host's mount namespace, where
    * this process cannot mount: look it up again here, and check it is the same one. */
@@ -252,21 +253,21 @@ static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
   if (rc_views_mount(ctx->views_dirfd, ctx->views_fuse, err) < 0) return -1;
   close(ctx->views_fuse);
   ctx->views_fuse = -1;
-  /* The mount's root goes to the cell kernel (started by the runtime meanwhile), which
-   * then serves the filesystem; the lookups below wait for it in the kernel. While it
-   * holds the root, the container's exit does not tear the filesystem down (a FUSE
-   * superblock's end waits for RCU grace periods and the writeback flush, ~2 ms here); it
-   * lets go once the init is gone, off the container's exit. */
+  /* The mount's root (by path: the mount is on top of the staging directory) goes to the
+   * cell kernel (started by the runtime meanwhile), which then serves the filesystem; the
+   * lookups of rc_views_bind wait for it in the kernel. While it holds the root, the
+   * container's exit does not tear the filesystem down (a FUSE superblock's end waits for
+   * RCU grace periods and the writeback flush, ~2 ms here); it lets go once the init is
+   * gone, off the container's exit. */
   cleanup_close int root = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (root < 0) return rc_err(err, errno, "cell views: open %s", ctx->views_path);
   if (rc_sync_send_fd(ctx->views_control, RC_SYNC_VIEWS, root, err) < 0)
     return rc_err_wrap(err, "cell views: hand the views to the cell kernel");
   close(ctx->views_control);
   ctx->views_control = -1;
-  int r;
   cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
-  r = rc_views_bind(ctx->views_path, rootfd, ctx->no_pivot, err);
+  int r = rc_views_bind(root, ctx->views_path, rootfd, ctx->no_pivot, err);
   close(ctx->views_dirfd);
   ctx->views_dirfd = -1;
   return r;

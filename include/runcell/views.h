@@ -47,11 +47,13 @@ char *rc_view_render(enum rc_view v, const struct rc_view_input *in);
  * by the runtime: the container's device rules would refuse the init), on staging (a
  * directory, in the container's own mount namespace). */
 int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err);
-/* Container init, once the cell kernel serves fuse_fd: bind-mounts each view (from the
- * views filesystem mounted at staging_path) over its target inside the rootfs (targets
- * resolved inside it; missing ones are skipped), then detaches the staging mount when
- * detach_staging (without pivot_root, which drops it with the old root). */
-int rc_views_bind(const char *staging_path, int rootfd, bool detach_staging, struct rc_error *err);
+/* Container init, once the cell kernel has the views: checks that views (the root of the
+ * filesystem mounted at staging_path) is the views filesystem, bind-mounts each view over
+ * its target inside the rootfs (targets resolved inside it; missing ones are skipped),
+ * then detaches the staging mount when detach_staging (without pivot_root, which drops it
+ * with the old root). */
+int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_staging,
+                  struct rc_error *err);
 
 /* Cell kernel: serves one request from the FUSE fd. Returns 0, or -1 when the
  * filesystem is gone (unmounted everywhere: the cell has ended). */

@@ -63,12 +63,10 @@ int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err) {
   return 0;
 }
 
-int rc_views_bind(const char *staging_path, int rootfd, bool detach_staging, struct rc_error *err) {
-  /* by path: the mount is on top of the staging directory */
-  cleanup_close int views = open(staging_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_staging,
+                  struct rc_error *err) {
   struct statfs fs;
-  if (views < 0 || fstatfs(views, &fs) < 0)
-    return rc_err(err, errno, "cell views: open the views filesystem");
+  if (fstatfs(views, &fs) < 0) return rc_err(err, errno, "cell views: statfs %s", staging_path);
   if (fs.f_type != FUSE_SUPER_MAGIC)
     return rc_err(err, 0, "cell views: %s is not the views filesystem", staging_path);
   for (int v = 0; v < RC_VIEW_COUNT; v++) {
