@@ -208,6 +208,19 @@ static int guest_stopped_error(struct vm *vm, const char *while_doing, struct rc
                 *detail ? ": " : "", detail, *tail ? "; guest console: " : "", tail);
 }
 
+/* A boot that failed with the machine still running (garbage or the wrong message on the
+ * agent channel, no answer in time): the console's last words go with the error, as they
+ * do when the machine stops, since they are what says how far the guest got. */
+static int with_console_tail(const struct vm *vm, struct rc_error *err) {
+  if (strstr(err->msg, "; guest console: ")) return -1; /* guest_stopped_error's own */
+  char tail[480];
+  console_tail(vm, tail, sizeof(tail));
+  size_t n = strlen(err->msg);
+  if (*tail && n < sizeof(err->msg) - 1)
+    snprintf(err->msg + n, sizeof(err->msg) - n, "; guest console: %s", tail);
+  return -1;
+}
+
 /* Queues a frame for the agent (written as the channel takes it). */
 static int send_frame(struct vm *vm, struct agent_msg *m, struct rc_error *err) {
   if (agent_msg_end(m, err) < 0) return -1;
@@ -374,9 +387,13 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
 
   uint64_t deadline = (uint64_t)rc_now_ms() + (uint64_t)timeout_ms();
   struct agent_frame f;
-  if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0) return -1;
+  if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0)
+    return with_console_tail(vm, err);
   struct agent_hello hello;
-  if (agent_decode_hello(&f, &hello, err) < 0) return rc_err_wrap(err, "microVM: agent HELLO");
+  if (agent_decode_hello(&f, &hello, err) < 0) {
+    rc_err_wrap(err, "microVM: agent HELLO");
+    return with_console_tail(vm, err);
+  }
   uint64_t t_hello = now_ns();
   rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
   if (vm_net.present && send_network(vm, err) < 0) return -1;
@@ -384,7 +401,7 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   if (send_frame(vm, config, err) < 0)
     return rc_err_wrap(err, "microVM: the container's config for the guest");
   if (expect(vm, AGENT_MSG_CONFIGURED, &f, deadline, "while setting up the container", err) < 0)
-    return -1;
+    return with_console_tail(vm, err);
   /* The phases the benchmark (tests/bench/microvm_phases.py) reads from the log. */
   uint64_t entry = vmm_machine_first_entry_ns(vm->machine);
   rc_info(

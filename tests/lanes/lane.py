@@ -190,7 +190,7 @@ def run_lane(tests=None, shell_cmds=(), adds=(), modules=(), timeout=DEFAULT_TIM
         running = [r for r in run.results if r.status == "running"]
         where = f" while test {running[0].name!r} ran" if running else ""
         run.problems.append(f"the emulator froze the lane guest{where}: QEMU used no CPU for "
-                            f"{lane_qemu.FROZEN_SECONDS}s")
+                            f"{lane_qemu.FROZEN_SECONDS}s; its threads: {console.freeze_report}")
     elif console.timed_out:
         running = [r for r in run.results if r.status == "running"]
         where = f" while test {running[0].name!r} ran" if running else ""

@@ -6,6 +6,8 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import NamedTuple
 
 from lane_kernel import LaneError
@@ -25,6 +27,10 @@ KERNEL_ARGS = "console=ttyS0 panic=-1"
 # fire). A running guest always uses some CPU (timer ticks, the lane's own loops), so this
 # long without any is that freeze, not a slow test.
 FROZEN_SECONDS = 90
+# What QEMU's threads were blocked in at each freeze, kept across runs (the harness runs
+# the lane again after a freeze, and a passing re-run would otherwise lose the evidence).
+FREEZE_DIR = Path(os.environ.get("RUNCELL_CACHE_DIR") or "/var/cache/runcell") / "lane" / "freezes"
+FREEZES_KEPT = 10
 
 
 def cpu_ticks(pid):
@@ -44,6 +50,7 @@ class Console(NamedTuple):
     wall_seconds: float
     first_line_seconds: dict  # marker -> host seconds from QEMU's start to the first line containing it
     frozen: bool = False  # killed after FROZEN_SECONDS without using any CPU
+    freeze_report: str = ""  # then: the file holding what QEMU's threads were blocked in
 
 
 def qemu_binary():
@@ -61,6 +68,51 @@ def command(kernel, initrd, memory_mib=2048, smp=1, append=""):
     extra = ["-monitor", f"unix:{monitor},server,nowait"] if monitor else []
     return [qemu_binary(), *BASE_ARGS, *extra, "-m", str(memory_mib), "-smp", str(smp),
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
+
+
+def qemu_threads(pid):
+    """Each thread of a frozen QEMU: state, wait channel, the syscall it is in and its
+    kernel stack, then gdb's backtraces of all of them where gdb is installed."""
+    out = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name)):
+        def read(name):
+            try:
+                return (task / name).read_text(errors="replace").strip()
+            except OSError as e:
+                return f"({e.strerror})"
+        stat = read("stat")
+        state = stat.rsplit(")", 1)[1].split()[0] if ")" in stat else "?"
+        out.append(f"thread {task.name} {read('comm')}: state {state}, wchan {read('wchan')}, "
+                   f"syscall {read('syscall')}")
+        out += ["    " + line for line in read("stack").splitlines()]
+    gdb = shutil.which("gdb")
+    if gdb:
+        try:
+            r = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 15"],
+                               capture_output=True, text=True, timeout=60)
+            out += ["gdb:"] + r.stdout.splitlines()[-300:]
+        except subprocess.TimeoutExpired:
+            out.append("gdb: no answer in 60 s")
+    return "\n".join(out)
+
+
+def save_freeze_report(pid, lines):
+    """Writes qemu_threads and the console's last lines to FREEZE_DIR (keeping the newest
+    FREEZES_KEPT); returns the file's path, or a note of why there is none."""
+    try:
+        text = qemu_threads(pid)
+    except OSError as e:
+        text = f"QEMU's threads could not be read: {e}"
+    text += "\n\nlast console lines:\n" + "\n".join(lines[-80:]) + "\n"
+    try:
+        FREEZE_DIR.mkdir(parents=True, exist_ok=True)
+        path = FREEZE_DIR / f"freeze-{datetime.now():%Y%m%d-%H%M%S}-{pid}.txt"
+        path.write_text(text)
+        for old in sorted(FREEZE_DIR.glob("freeze-*.txt"))[:-FREEZES_KEPT]:
+            old.unlink()
+        return str(path)
+    except OSError as e:
+        return f"(not saved: {e})"
 
 
 def die_with_parent():
@@ -82,6 +134,7 @@ def run(argv, timeout, on_line=None, markers=(), on_first_output=None):
                             preexec_fn=die_with_parent)
     lines, pending, seen = [], b"", {}
     timed_out = closed = frozen = False
+    freeze_report = ""
     last_ticks, last_progress = None, start
 
     def take(line_bytes):
@@ -106,6 +159,7 @@ def run(argv, timeout, on_line=None, markers=(), on_first_output=None):
                     last_ticks, last_progress = ticks, time.monotonic()
                 elif time.monotonic() - last_progress > FROZEN_SECONDS:
                     timed_out = frozen = True
+                    freeze_report = save_freeze_report(proc.pid, lines)
                     break
                 if not sel.select(timeout=min(left, 1.0)):
                     continue
@@ -133,4 +187,4 @@ def run(argv, timeout, on_line=None, markers=(), on_first_output=None):
         proc.stdout.close()
         returncode = proc.wait()
     return Console(lines, None if timed_out else returncode, timed_out,
-                   time.monotonic() - start, seen, frozen)
+                   time.monotonic() - start, seen, frozen, freeze_report)
