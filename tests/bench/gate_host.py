@@ -5,18 +5,25 @@ native container (gate off), and in the native container the bare round trips th
 targets compare with: a SIGSYS through the program's own RET_TRAP filter, and a seccomp
 user notification answered on the same CPU by a thread of the same process
 (bare_notify) and by another process (bare_notify_process: the notify supervisor is one,
-so every answer switches address spaces twice).
+so every answer switches address spaces twice). Where the CPU has protection keys (the
+pku flag), an xgate cell is measured in the same run, against the bare SIGSYS round trip.
+A native container with the default seccomp profile Docker and podman apply (column
+"profile", see seccomp_profile.py) shows what an allowed syscall costs as engines run
+containers, next to the bare native one.
 
     tests/bench/gate_host.py [--runcell build/runcell] [--ms 300] [--rounds 5] [--out DIR]
+                             [--probe PATH] [--profile seccomp.json]
 
 Run as root. Placements alternate op by op and round by round; the table shows each
-path's median over the rounds, and the ratios are taken between those medians. The xgate
-placement needs protection keys, which this machine lacks: tests/bench/xgate_lane.py
-measures it in the MPK lane."""
+path's median over the rounds, and the ratios are taken between those medians. --probe
+takes a gate_roundtrip built elsewhere (statically) for a machine without a compiler.
+Where the CPU has no protection keys, tests/bench/xgate_lane.py measures the xgate
+placement in the MPK lane (emulated, so only its ratios mean anything)."""
 import argparse
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,10 +35,19 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from helpers import default_spec, make_rootfs  # noqa: E402
+import seccomp_profile  # noqa: E402
 
 PLACEMENTS = {"notify": {"run.runcell.placement": "notify"}, "native": {"run.runcell.gate": "off"}}
 OPS = {"notify": ["getppid", "sysinfo"],
        "native": ["getppid", "sysinfo", "bare_sigsys", "bare_notify", "bare_notify_process"]}
+
+
+def cpu_has_pku():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return "pku" in line.split()
+    return False
 
 
 def main():
@@ -40,7 +56,16 @@ def main():
     ap.add_argument("--ms", type=int, default=300, help="time budget per measurement")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--probe", default=None, help="a static gate_roundtrip built elsewhere")
+    ap.add_argument("--profile", default=seccomp_profile.find_profile(),
+                    help="the engines' default seccomp profile (containers-common's seccomp.json)")
     args = ap.parse_args()
+    if args.profile:
+        PLACEMENTS["profile"] = {"run.runcell.gate": "off"}
+        OPS["profile"] = ["getppid", "sysinfo"]
+    if cpu_has_pku():
+        PLACEMENTS["xgate"] = {"run.runcell.placement": "xgate"}
+        OPS["xgate"] = ["getppid", "sysinfo"]
     if os.geteuid() != 0:
         print("gate_host: run as root (it starts containers)", file=sys.stderr)
         return 2
@@ -52,14 +77,20 @@ def main():
         work = Path(tmp)
         rootfs = work / "rootfs"
         make_rootfs(rootfs)
-        subprocess.run(["gcc", "-O2", "-static", "-pthread", "-o", str(rootfs / "bin" / "gate_roundtrip"),
-                        str(HERE / "gate_roundtrip.c")], check=True)
+        if args.probe:
+            shutil.copy2(args.probe, rootfs / "bin" / "gate_roundtrip")
+        else:
+            subprocess.run(["gcc", "-O2", "-static", "-pthread", "-o",
+                            str(rootfs / "bin" / "gate_roundtrip"), str(HERE / "gate_roundtrip.c")],
+                           check=True)
         try:
             for name, ann in PLACEMENTS.items():
                 spec = default_spec()
                 spec["root"] = {"path": str(rootfs), "readonly": True}
                 spec["annotations"] = ann
                 spec["process"]["args"] = ["sleep", "100000"]
+                if name == "profile":
+                    seccomp_profile.apply(spec, args.profile)
                 bundle = work / ("bundle-" + name)
                 bundle.mkdir()
                 (bundle / "config.json").write_text(json.dumps(spec))
@@ -90,12 +121,34 @@ def main():
         ("routed sysinfo, notify / bare user-notification round trip (answering process)",
          n["sysinfo"] / nat["bare_notify_process"], ""),
     ]
-    print(f"| ns per call (median of {args.rounds}) | notify cell | native |\n|---|---|---|")
+    x, prof = med.get("xgate"), med.get("profile")
+    if x:
+        rows[1:1] = [("allowed syscall (getppid), xgate cell / native", x["getppid"] / nat["getppid"], "≤ 1.05"),
+                     ("routed sysinfo, xgate / bare SIGSYS round trip", x["sysinfo"] / nat["bare_sigsys"], "≤ 2")]
+    if prof:
+        rows[1:1] = [("allowed syscall (getppid), notify cell / native with the default profile",
+                      n["getppid"] / prof["getppid"], "")]
+        if x:
+            rows.insert(3, ("allowed syscall (getppid), xgate cell / native with the default profile",
+                            x["getppid"] / prof["getppid"], ""))
+    columns = [("notify cell", n)] + ([("xgate cell", x)] if x else []) + [("native", nat)] \
+        + ([("native + default profile", prof)] if prof else [])
+    print(f"| ns per call (median of {args.rounds}) | " + " | ".join(c for c, _ in columns) + " |\n"
+          + "|---" * (len(columns) + 1) + "|")
+
+    def row(label, op):
+        cells = [f"{m[op]:.0f}" if op in m else "" for _, m in columns]
+        print(f"| {label} | " + " | ".join(cells) + " |")
     for op in ("getppid", "sysinfo"):
-        print(f"| {op} | {n[op]:.0f} | {nat[op]:.0f} |")
-    print(f"| bare SIGSYS round trip | | {nat['bare_sigsys']:.0f} |")
-    print(f"| bare user-notification round trip, answering thread | | {nat['bare_notify']:.0f} |")
-    print(f"| bare user-notification round trip, answering process | | {nat['bare_notify_process']:.0f} |\n")
+        row(op, op)
+    row("bare SIGSYS round trip", "bare_sigsys")
+    row("bare user-notification round trip, answering thread", "bare_notify")
+    row("bare user-notification round trip, answering process", "bare_notify_process")
+    print()
+    if not x:
+        print("(no xgate column: this CPU has no protection keys; tests/bench/xgate_lane.py)\n")
+    if not prof:
+        print("(no default-profile column: no seccomp.json; install containers-common or pass --profile)\n")
     print("| ratio | measured | target |\n|---|---|---|")
     for what, ratio, target in rows:
         print(f"| {what} | {ratio:.2f} | {target} |")

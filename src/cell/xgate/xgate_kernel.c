@@ -572,7 +572,20 @@ static int emulate_xrstor(ucontext_t *uc, uint64_t start, uint64_t op) {
       bv &= ~2ull;
     }
   }
-  if (rfbm & 6) memcpy(x + 24, src + 24, 4); /* MXCSR */
+  if (rfbm & 6) {
+    /* MXCSR. The standard form loads it whenever SSE or AVX is requested; the compacted
+     * form only with the SSE state (XSTATE_BV[1]), and sets 0x1f80 otherwise. That case is
+     * common: in a signal handler the SSE state is initial, so the dynamic loader's XSAVEC
+     * saves no SSE and leaves MXCSR's bytes unwritten (whatever was on its stack; QEMU's
+     * emulation writes them anyway, real CPUs do not). Copying them put reserved bits in
+     * the frame, and the kernel's XRSTOR of the frame failed the sigreturn. */
+    uint32_t mxcsr = 0x1f80, mask;
+    if (!compacted || (src_bv & 2)) memcpy(&mxcsr, src + 24, 4);
+    memcpy(&mask, x + 28, 4); /* MXCSR_MASK, as the kernel's XSAVE wrote it */
+    if (!mask) mask = 0xffbf;
+    if (mxcsr & ~mask) return -1; /* the CPU's XRSTOR faults on it too */
+    memcpy(x + 24, &mxcsr, 4);
+  }
   for (int i = 2; i < 63; i++) {
     if (!(rfbm & (1ull << i))) continue;
     if (!(sw.xfeatures & (1ull << i))) {

@@ -66,6 +66,21 @@ for probe in /bin/probe-static /bin/probe-dyn; do
     "mount=1 unshare=1 bpf=1 packet=97 ptrace=1 io_uring=38 keyctl=1"
   expect "$probe own SIGSYS handler" "$(x xgate $probe sigsys)" "sigill"
   expect "$probe fp" "$(x xgate $probe fp)" "fp 3.141593 2.718282"
+  # XRSTOR's compacted form as the CPU runs it (no gate), and as the gate emulates it
+  native_xrstor=$(x native $probe xrstor)
+  case $native_xrstor in
+    "xrstor init=0x1f80 loaded=0x1fa0" | "xrstor no-xsavec") echo "ok: $probe xrstor native: $native_xrstor" ;;
+    *) fail "$probe xrstor native: $native_xrstor" ;;
+  esac
+  expect "$probe xrstor xgate" "$(x xgate $probe xrstor)" "$native_xrstor"
+  # the emulation on its own, against the SDM's rule for the compacted form (the only
+  # check of it where the CPU, like the lane's, has no XSAVEC)
+  expect "$probe xrstor emulated" "$(x xgate $probe xrstor-emulated)" "xrstor init=0x1f80 loaded=0x1fa0"
+  # the dynamic loader's XRSTOR in a signal handler, where the SSE state is initial (its
+  # XSAVEC then leaves MXCSR unwritten): the fault handler's printf binds lazily
+  expect "$probe write-kernel xgate, twice" "$(x xgate $probe write-kernel $KDATA; x xgate $probe write-kernel $KDATA)" \
+    "fault pkuerr
+fault pkuerr"
   expect "$probe posix_spawn x100" "$(x xgate $probe spawn)" "spawned 100"
   expect "$probe exec /proc/self/exe" "$(x xgate $probe exec-self)" "mem_mib=256 cpus=$WANT_CPUS"
 done

@@ -16,6 +16,13 @@
  *   exec-self             execve("/proc/self/exe", "views"): the views line again
  *   spawn                 100 posix_spawns of /bin/true (vfork children exec through the
  *                         gate with the parent's memory): "spawned 100"
+ *   xrstor                XRSTOR of compacted areas it built itself (SSE requested), the
+ *                         area's MXCSR bytes 0xdeadbeef with XSTATE_BV[1] = 0 and 0x1fa0
+ *                         with it set: "xrstor init=0x1f80 loaded=0x1fa0" on a CPU (the
+ *                         first is the initial value, the bytes ignored), "xrstor
+ *                         no-xsavec" where the CPU has no compacted form
+ *   xrstor-emulated       the same without asking the CPU: under xgate the emulation runs
+ *                         it whatever the CPU (the lane's emulated CPU has no XSAVEC)
  *   neutralized           in the executable mappings of the dynamic loader and libc:
  *                         "xrstor=N wrpkru=N ud2=N" (XRSTOR (%rsp)-relative and WRPKRU
  *                         byte sequences left, and UD2s standing in their place) */
@@ -89,6 +96,38 @@ static long gate_call(uintptr_t insn, long nr, long a, long b, long c) {
       : [insn] "r"(insn), "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
       : "rcx", "r11", "memory");
   return ret;
+}
+
+/* What XRSTOR of a compacted area requesting SSE alone loads into MXCSR, with the SSE
+ * state marked absent (XSTATE_BV[1] = 0, as XSAVEC leaves it for SSE in its initial state)
+ * and present. Under xgate the XRSTOR is neutralized and emulated; without the gate the CPU
+ * runs it, which is what the emulation must match. */
+static void xrstor_mxcsr(int ask_cpu) {
+  unsigned a, b, c, d;
+  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0xd), "c"(1));
+  if (ask_cpu && !(a & 2)) {
+    printf("xrstor no-xsavec\n");
+    return;
+  }
+  static unsigned char area[4096] __attribute__((aligned(64)));
+  unsigned got[2];
+  const unsigned init_mxcsr = 0x1f80;
+  for (int k = 0; k < 2; k++) {
+    memset(area, 0, sizeof(area));
+    uint32_t bytes = k ? 0x1fa0 : 0xdeadbeef;
+    uint64_t bv = k ? 2 : 0, comp = (1ull << 63) | 2;
+    memcpy(area + 24, &bytes, 4);
+    memcpy(area + 512, &bv, 8);
+    memcpy(area + 520, &comp, 8);
+    __asm__ volatile("xrstor64 %0"
+                     :
+                     : "m"(*(unsigned char(*)[4096])area), "a"(2), "d"(0)
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+                       "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory");
+    __asm__ volatile("stmxcsr %0" : "=m"(got[k]));
+    __asm__ volatile("ldmxcsr %0" : : "m"(init_mxcsr));
+  }
+  printf("xrstor init=%#x loaded=%#x\n", got[0], got[1]);
 }
 
 static unsigned rdpkru(void) {
@@ -187,6 +226,8 @@ int main(int argc, char **argv) {
     signal(SIGSYS, on_sigill); /* prints "sigill": the name is the handler's, not the signal's */
     raise(SIGSYS);
     printf("own handler did not run\n");
+  } else if (!strcmp(cmd, "xrstor") || !strcmp(cmd, "xrstor-emulated")) {
+    xrstor_mxcsr(!strcmp(cmd, "xrstor"));
   } else if (!strcmp(cmd, "fp")) {
     volatile double a = 3.14159265, b = 2.71828183;
     char buf[64];
