@@ -106,7 +106,7 @@ static json_t *id_mapping(unsigned long host_id) {
   return a;
 }
 
-static json_t *linux_json(bool rootless) {
+static json_t *linux_json(bool rootless, bool cgroup_ns) {
   json_t *l = json_object();
   if (rootless) {
     /* Maps container root to the user running `spec`, the only id an unprivileged user
@@ -123,14 +123,19 @@ static json_t *linux_json(bool rootless) {
     json_object_set_new(res, "devices", devices);
     json_object_set_new(l, "resources", res);
   }
-  /* Rootless containers cannot set up networking, so they share the host's. */
-  static const char *const ns_root[] = {"pid", "network", "ipc", "uts", "mount"};
-  static const char *const ns_rootless[] = {"pid", "ipc", "uts", "mount", "user"};
-  const char *const *ns = rootless ? ns_rootless : ns_root;
+  /* runc's order: pid, network, ipc, uts, mount, then a cgroup namespace on a cgroup v2
+   * host (the container's /sys/fs/cgroup is then its own cgroup, not the host's tree);
+   * rootless drops the network namespace (it cannot set one up, so it shares the host's)
+   * and appends a user namespace. */
+  static const char *const ns_names[] = {"pid", "network", "ipc", "uts", "mount", "cgroup", "user"};
   json_t *namespaces = json_array();
-  for (size_t i = 0; i < 5; i++) {
+  for (size_t i = 0; i < RC_ARRAY_SIZE(ns_names); i++) {
+    if ((rootless && !strcmp(ns_names[i], "network")) ||
+        (!cgroup_ns && !strcmp(ns_names[i], "cgroup")) ||
+        (!rootless && !strcmp(ns_names[i], "user")))
+      continue;
     json_t *o = json_object();
-    json_object_set_new(o, "type", json_string(ns[i]));
+    json_object_set_new(o, "type", json_string(ns_names[i]));
     json_array_append_new(namespaces, o);
   }
   json_object_set_new(l, "namespaces", namespaces);
@@ -157,7 +162,7 @@ static char *tabs_for_spaces(const char *s) {
   return out;
 }
 
-char *oci_default_spec(bool rootless) {
+char *oci_default_spec(bool rootless, bool cgroup_ns) {
   json_t *spec = json_object();
   json_object_set_new(spec, "ociVersion", json_string(OCI_VERSION));
   json_object_set_new(spec, "process", process_json());
@@ -174,7 +179,7 @@ char *oci_default_spec(bool rootless) {
     json_array_append_new(ms, mount_json(m, rootless));
   }
   json_object_set_new(spec, "mounts", ms);
-  json_object_set_new(spec, "linux", linux_json(rootless));
+  json_object_set_new(spec, "linux", linux_json(rootless, cgroup_ns));
 
   char *text = json_dumps(spec, JSON_INDENT(1));
   json_decref(spec);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runcell/cgroups.h"
 #include "runcell/cli.h"
 #include "runcell/oci.h"
 #include "runcell/util.h"
@@ -38,7 +39,7 @@ static int run_spec(struct rc_global *g, int argc, char **argv, struct rc_error 
     if (errno == EEXIST) return rc_err(err, 0, "File %s exists. Remove it first", path);
     return rc_err(err, errno, "create %s", path);
   }
-  cleanup_free char *json = oci_default_spec(rootless);
+  cleanup_free char *json = oci_default_spec(rootless, rc_cgroup_mode() == RC_CGROUP_UNIFIED);
   if (rc_write_all(fd, json, strlen(json)) < 0 || rc_write_all(fd, "\n", 1) < 0)
     return rc_err(err, errno, "write %s", path);
   return 0;

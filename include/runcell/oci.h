@@ -336,8 +336,9 @@ const char *oci_cap_name(int cap);
 int oci_cap_last(void); /* highest capability number this build knows */
 
 /* The default config.json that `runcell spec` writes (like runc's). rootless selects the
- * variant with a user namespace. Returns a heap string (pretty-printed JSON). */
-char *oci_default_spec(bool rootless);
+ * variant with a user namespace; cgroup_ns adds a cgroup namespace, as runc does on a
+ * cgroup v2 host. Returns a heap string (pretty-printed JSON). */
+char *oci_default_spec(bool rootless, bool cgroup_ns);
 
 /* The OCI features document (`runcell features`). Heap string. */
 char *oci_features_json(void);

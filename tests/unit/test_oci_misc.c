@@ -324,8 +324,8 @@ static void test_features(void) {
   json_decref(f);
 }
 
-static struct oci_config *parse_default(bool rootless) {
-  char *text = oci_default_spec(rootless);
+static struct oci_config *parse_default(bool rootless, bool cgroup_ns) {
+  char *text = oci_default_spec(rootless, cgroup_ns);
   CHECK(text != NULL);
   if (!text) return NULL;
   /* Laid out like runc's: one tab per level. */
@@ -339,7 +339,7 @@ static struct oci_config *parse_default(bool rootless) {
 }
 
 static void test_default_spec(void) {
-  struct oci_config *cfg = parse_default(false);
+  struct oci_config *cfg = parse_default(false, false);
   if (!cfg) return;
   CHECK_STR_EQ(cfg->oci_version, OCI_VERSION);
   CHECK(cfg->has_process && cfg->process.terminal && cfg->process.n_args == 1);
@@ -361,13 +361,29 @@ static void test_default_spec(void) {
   CHECK(oci_config_namespace(cfg, OCI_NS_NETWORK) != NULL);
   CHECK(oci_config_namespace(cfg, OCI_NS_USER) == NULL);
   CHECK(cfg->linux_.n_namespaces == 5);
+  CHECK(oci_config_namespace(cfg, OCI_NS_CGROUP) == NULL);
   CHECK(cfg->linux_.has_resources && cfg->linux_.resources.n_devices == 1 &&
         !cfg->linux_.resources.devices[0].allow);
   CHECK(cfg->linux_.n_masked_paths == 10 && cfg->linux_.n_readonly_paths == 5);
   CHECK(cfg->linux_.n_uid_mappings == 0);
   oci_config_free(cfg);
 
-  cfg = parse_default(true);
+  /* a cgroup v2 host's: the same five, then a cgroup namespace (as runc's spec there) */
+  cfg = parse_default(false, true);
+  if (!cfg) return;
+  CHECK(cfg->linux_.n_namespaces == 6);
+  if (cfg->linux_.n_namespaces == 6) CHECK(cfg->linux_.namespaces[5].type == OCI_NS_CGROUP);
+  oci_config_free(cfg);
+
+  cfg = parse_default(true, true); /* runc's ToRootless appends the user namespace last */
+  if (!cfg) return;
+  CHECK(cfg->linux_.n_namespaces == 6);
+  if (cfg->linux_.n_namespaces == 6)
+    CHECK(cfg->linux_.namespaces[4].type == OCI_NS_CGROUP &&
+          cfg->linux_.namespaces[5].type == OCI_NS_USER);
+  oci_config_free(cfg);
+
+  cfg = parse_default(true, false);
   if (!cfg) return;
   CHECK(oci_config_namespace(cfg, OCI_NS_USER) != NULL);
   CHECK(oci_config_namespace(cfg, OCI_NS_NETWORK) == NULL);
