@@ -123,19 +123,23 @@ static json_t *linux_json(bool rootless, bool cgroup_ns) {
     json_object_set_new(res, "devices", devices);
     json_object_set_new(l, "resources", res);
   }
-  /* runc's order: pid, network, ipc, uts, mount, then a cgroup namespace on a cgroup v2
-   * host (the container's /sys/fs/cgroup is then its own cgroup, not the host's tree);
-   * rootless drops the network namespace (it cannot set one up, so it shares the host's)
-   * and appends a user namespace. */
-  static const char *const ns_names[] = {"pid", "network", "ipc", "uts", "mount", "cgroup", "user"};
+  /* runc's order: pid, network, ipc, uts, mount; then a cgroup namespace on a cgroup v2
+   * host (the container's /sys/fs/cgroup is then its own cgroup, not the host's tree).
+   * Rootless drops the network namespace (it cannot set one up, so it shares the host's)
+   * and appends a user namespace, as runc's ToRootless. */
+  const char *names[7];
+  size_t n = 0;
+  names[n++] = "pid";
+  if (!rootless) names[n++] = "network";
+  names[n++] = "ipc";
+  names[n++] = "uts";
+  names[n++] = "mount";
+  if (cgroup_ns) names[n++] = "cgroup";
+  if (rootless) names[n++] = "user";
   json_t *namespaces = json_array();
-  for (size_t i = 0; i < RC_ARRAY_SIZE(ns_names); i++) {
-    if ((rootless && !strcmp(ns_names[i], "network")) ||
-        (!cgroup_ns && !strcmp(ns_names[i], "cgroup")) ||
-        (!rootless && !strcmp(ns_names[i], "user")))
-      continue;
+  for (size_t i = 0; i < n; i++) {
     json_t *o = json_object();
-    json_object_set_new(o, "type", json_string(ns_names[i]));
+    json_object_set_new(o, "type", json_string(names[i]));
     json_array_append_new(namespaces, o);
   }
   json_object_set_new(l, "namespaces", namespaces);

@@ -88,7 +88,8 @@ struct vm {
   uint32_t out_in_flight[2];  /* received and not yet credited: at most a window */
   bool exited;
   struct agent_exit exit;
-  struct rc_vmctl *ctl; /* the control socket: exec, ps (src/microvm_control.c) */
+  struct rc_vmctl *ctl;  /* the control socket: exec, ps (src/microvm_control.c) */
+  bool console_in_error; /* append_console_tail has run (once is enough) */
 };
 
 /* The machine once its vCPUs run: every way out of this process stops them first. */
@@ -190,35 +191,34 @@ static void console_tail(const struct vm *vm, char *out, size_t size) {
   snprintf(out, size, "%s", t);
 }
 
-/* The machine stopped while we waited for the agent: why, with the console's last words. */
-static int guest_stopped_error(struct vm *vm, const char *while_doing, struct rc_error *err) {
-  char detail[256] = "";
-  enum vmm_stop_reason r = vmm_machine_wait(vm->machine, detail, sizeof(detail));
+/* Appends "; guest console: <its last words>" to the error (once): what says how far the
+ * guest got, whether the machine stopped or the boot failed with it still running. */
+static int append_console_tail(struct vm *vm, struct rc_error *err) {
+  if (vm->console_in_error) return -1;
+  vm->console_in_error = true;
   char tail[480]; /* with the rest, within an error message */
-  console_tail(vm, tail, sizeof(tail));
-  /* the first device the guest broke, if any: often the reason it could not go on */
-  const char *fault = NULL;
-  if (vmm_machine_device_faults(vm->machine, &fault, 1) == 1 && !*detail)
-    snprintf(detail, sizeof(detail), "the guest broke a device: %s", fault);
-  return rc_err(err, 0, "microVM: the guest stopped %s (%s%s%s)%s%s", while_doing,
-                r == VMM_STOP_RESET      ? "it reset or powered off"
-                : r == VMM_STOP_SHUTDOWN ? "shutdown"
-                : r == VMM_STOP_FAULT    ? "fault"
-                                         : "stopped",
-                *detail ? ": " : "", detail, *tail ? "; guest console: " : "", tail);
-}
-
-/* A boot that failed with the machine still running (garbage or the wrong message on the
- * agent channel, no answer in time): the console's last words go with the error, as they
- * do when the machine stops, since they are what says how far the guest got. */
-static int with_console_tail(const struct vm *vm, struct rc_error *err) {
-  if (strstr(err->msg, "; guest console: ")) return -1; /* guest_stopped_error's own */
-  char tail[480];
   console_tail(vm, tail, sizeof(tail));
   size_t n = strlen(err->msg);
   if (*tail && n < sizeof(err->msg) - 1)
     snprintf(err->msg + n, sizeof(err->msg) - n, "; guest console: %s", tail);
   return -1;
+}
+
+/* The machine stopped while we waited for the agent: why, with the console's last words. */
+static int guest_stopped_error(struct vm *vm, const char *while_doing, struct rc_error *err) {
+  char detail[256] = "";
+  enum vmm_stop_reason r = vmm_machine_wait(vm->machine, detail, sizeof(detail));
+  /* the first device the guest broke, if any: often the reason it could not go on */
+  const char *fault = NULL;
+  if (vmm_machine_device_faults(vm->machine, &fault, 1) == 1 && !*detail)
+    snprintf(detail, sizeof(detail), "the guest broke a device: %s", fault);
+  rc_err(err, 0, "microVM: the guest stopped %s (%s%s%s)", while_doing,
+         r == VMM_STOP_RESET      ? "it reset or powered off"
+         : r == VMM_STOP_SHUTDOWN ? "shutdown"
+         : r == VMM_STOP_FAULT    ? "fault"
+                                  : "stopped",
+         *detail ? ": " : "", detail);
+  return append_console_tail(vm, err);
 }
 
 /* Queues a frame for the agent (written as the channel takes it). */
@@ -387,21 +387,25 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
 
   uint64_t deadline = (uint64_t)rc_now_ms() + (uint64_t)timeout_ms();
   struct agent_frame f;
-  if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0)
-    return with_console_tail(vm, err);
+  /* From here every failure is the guest's doing or shows how far it got (garbage or the
+   * wrong message on the agent channel, no answer in time, a stop): the console's tail
+   * goes with each (agent_failed). */
+  if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0) goto agent_failed;
   struct agent_hello hello;
   if (agent_decode_hello(&f, &hello, err) < 0) {
     rc_err_wrap(err, "microVM: agent HELLO");
-    return with_console_tail(vm, err);
+    goto agent_failed;
   }
   uint64_t t_hello = now_ns();
   rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
-  if (vm_net.present && send_network(vm, err) < 0) return -1;
+  if (vm_net.present && send_network(vm, err) < 0) goto agent_failed;
 
-  if (send_frame(vm, config, err) < 0)
-    return rc_err_wrap(err, "microVM: the container's config for the guest");
+  if (send_frame(vm, config, err) < 0) {
+    rc_err_wrap(err, "microVM: the container's config for the guest");
+    goto agent_failed;
+  }
   if (expect(vm, AGENT_MSG_CONFIGURED, &f, deadline, "while setting up the container", err) < 0)
-    return with_console_tail(vm, err);
+    goto agent_failed;
   /* The phases the benchmark (tests/bench/microvm_phases.py) reads from the log. */
   uint64_t entry = vmm_machine_first_entry_ns(vm->machine);
   rc_info(
@@ -410,6 +414,8 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
       ms_between(t_begin, t_created), ms_between(t_begin, entry), ms_between(entry, t_hello),
       ms_between(t_hello, now_ns()));
   return 0;
+agent_failed:
+  return append_console_tail(vm, err);
 }
 
 /* A terminal: the pty's master goes to the console socket (as runc does); the VMM keeps

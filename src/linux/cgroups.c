@@ -600,6 +600,17 @@ static int ctrl_dir(const char *path, const char *controller, const char *what, 
   return open_dir(h, path, d, err);
 }
 
+/* net_cls and net_prio exist only in v1, and a cgroup v2 host (most Kubernetes nodes) has
+ * neither: as runc does, a setting for one is then left out (true), with a warning. Where
+ * v1 is in use a missing controller stays an error (ctrl_dir's), as it is for runc. */
+static bool v1_only_left_out(const struct rc_cg_layout *l, const char *path, const char *controller,
+                             const char *what) {
+  if (l->mode != RC_CGROUP_UNIFIED || rc_cg_find(l, controller)) return false;
+  rc_warn("cgroup %s: %s is ignored: the host has no %s controller (cgroup v2 has none)", path,
+          what, controller);
+  return true;
+}
+
 static void close_dir(struct rc_cg_dir *d) {
   if (d->fd >= 0) close(d->fd);
   d->fd = -1;
@@ -718,34 +729,18 @@ static int apply_resources(const char *path, const struct oci_resources *r, bool
       goto out;
     close_dir(&d);
   }
-  /* net_cls and net_prio exist only in v1, and a cgroup v2 host (most Kubernetes nodes)
-   * has neither: as runc does, the settings are then left out, with a warning here. Where
-   * v1 is in use a missing controller is an error, as it is for runc. */
-  bool unified = l->mode == RC_CGROUP_UNIFIED;
-  if (r->has_network && r->has_class_id) {
-    if (unified && !rc_cg_find(l, "net_cls")) {
-      rc_warn(
-          "cgroup %s: linux.resources.network.classID is ignored: the host has no net_cls "
-          "controller (cgroup v2 has none)",
-          path);
-    } else {
-      if (ctrl_dir(path, "net_cls", "linux.resources.network.classID", &d, &v2, err) < 0) goto out;
-      if (rc_cg_v1_net_cls(&d, r->class_id, err) < 0) goto out;
-      close_dir(&d);
-    }
+  if (r->has_network && r->has_class_id &&
+      !v1_only_left_out(l, path, "net_cls", "linux.resources.network.classID")) {
+    if (ctrl_dir(path, "net_cls", "linux.resources.network.classID", &d, &v2, err) < 0) goto out;
+    if (rc_cg_v1_net_cls(&d, r->class_id, err) < 0) goto out;
+    close_dir(&d);
   }
-  if (r->has_network && r->n_net_priorities) {
-    if (unified && !rc_cg_find(l, "net_prio")) {
-      rc_warn(
-          "cgroup %s: linux.resources.network.priorities are ignored: the host has no "
-          "net_prio controller (cgroup v2 has none)",
-          path);
-    } else {
-      if (ctrl_dir(path, "net_prio", "linux.resources.network.priorities", &d, &v2, err) < 0)
-        goto out;
-      if (rc_cg_v1_net_prio(&d, r->net_priorities, r->n_net_priorities, err) < 0) goto out;
-      close_dir(&d);
-    }
+  if (r->has_network && r->n_net_priorities &&
+      !v1_only_left_out(l, path, "net_prio", "linux.resources.network.priorities")) {
+    if (ctrl_dir(path, "net_prio", "linux.resources.network.priorities", &d, &v2, err) < 0)
+      goto out;
+    if (rc_cg_v1_net_prio(&d, r->net_priorities, r->n_net_priorities, err) < 0) goto out;
+    close_dir(&d);
   }
   if (r->n_rdma) {
     if (ctrl_dir(path, "rdma", "linux.resources.rdma", &d, &v2, err) < 0) goto out;

@@ -60,16 +60,17 @@ def main():
     ap.add_argument("--profile", default=seccomp_profile.find_profile(),
                     help="the engines' default seccomp profile (containers-common's seccomp.json)")
     args = ap.parse_args()
+    placements, ops = dict(PLACEMENTS), dict(OPS)
     if args.profile:
-        PLACEMENTS["profile"] = {"run.runcell.gate": "off"}
-        OPS["profile"] = ["getppid", "sysinfo"]
+        placements["profile"] = {"run.runcell.gate": "off"}
+        ops["profile"] = ["getppid", "sysinfo"]
     if cpu_has_pku():
-        PLACEMENTS["xgate"] = {"run.runcell.placement": "xgate"}
-        OPS["xgate"] = ["getppid", "sysinfo"]
+        placements["xgate"] = {"run.runcell.placement": "xgate"}
+        ops["xgate"] = ["getppid", "sysinfo"]
     if os.geteuid() != 0:
         print("gate_host: run as root (it starts containers)", file=sys.stderr)
         return 2
-    samples = {name: {op: [] for op in OPS[name]} for name in PLACEMENTS}
+    samples = {name: {op: [] for op in ops[name]} for name in placements}
     ids = {}
     root = tempfile.mkdtemp(prefix="runcell-gate-state-")
     rc = [args.runcell, "--root", root]
@@ -84,7 +85,7 @@ def main():
                             str(rootfs / "bin" / "gate_roundtrip"), str(HERE / "gate_roundtrip.c")],
                            check=True)
         try:
-            for name, ann in PLACEMENTS.items():
+            for name, ann in placements.items():
                 spec = default_spec()
                 spec["root"] = {"path": str(rootfs), "readonly": True}
                 spec["annotations"] = ann
@@ -97,9 +98,9 @@ def main():
                 ids[name] = f"gate-{name}-{secrets.token_hex(3)}"
                 subprocess.run(rc + ["run", "--detach", "--bundle", str(bundle), ids[name]], check=True)
             for _ in range(args.rounds):
-                for op in OPS["native"]:
-                    for name in PLACEMENTS:
-                        if op not in OPS[name]:
+                for op in ops["native"]:
+                    for name in placements:
+                        if op not in ops[name]:
                             continue
                         r = subprocess.run(rc + ["exec", ids[name], "/bin/gate_roundtrip", op, str(args.ms)],
                                            capture_output=True, text=True, timeout=120)
@@ -113,24 +114,21 @@ def main():
                 subprocess.run(rc + ["delete", "--force", cid], capture_output=True)
             os.rmdir(root) if not os.listdir(root) else None
     med = {name: {op: statistics.median(v) for op, v in ops.items()} for name, ops in samples.items()}
-    n, nat = med["notify"], med["native"]
-    rows = [
-        ("allowed syscall (getppid), notify cell / native", n["getppid"] / nat["getppid"], "≤ 1.05"),
-        ("routed sysinfo, notify / bare user-notification round trip (answering thread)",
-         n["sysinfo"] / nat["bare_notify"], "≤ 1.5"),
-        ("routed sysinfo, notify / bare user-notification round trip (answering process)",
-         n["sysinfo"] / nat["bare_notify_process"], ""),
-    ]
-    x, prof = med.get("xgate"), med.get("profile")
-    if x:
-        rows[1:1] = [("allowed syscall (getppid), xgate cell / native", x["getppid"] / nat["getppid"], "≤ 1.05"),
-                     ("routed sysinfo, xgate / bare SIGSYS round trip", x["sysinfo"] / nat["bare_sigsys"], "≤ 2")]
+    n, nat, x, prof = med["notify"], med["native"], med.get("xgate"), med.get("profile")
+    rows = [("allowed syscall (getppid), notify cell / native", n["getppid"] / nat["getppid"], "≤ 1.05")]
     if prof:
-        rows[1:1] = [("allowed syscall (getppid), notify cell / native with the default profile",
-                      n["getppid"] / prof["getppid"], "")]
-        if x:
-            rows.insert(3, ("allowed syscall (getppid), xgate cell / native with the default profile",
-                            x["getppid"] / prof["getppid"], ""))
+        rows.append(("allowed syscall (getppid), notify cell / native with the default profile",
+                     n["getppid"] / prof["getppid"], ""))
+    if x:
+        rows.append(("allowed syscall (getppid), xgate cell / native", x["getppid"] / nat["getppid"], "≤ 1.05"))
+        if prof:
+            rows.append(("allowed syscall (getppid), xgate cell / native with the default profile",
+                         x["getppid"] / prof["getppid"], ""))
+        rows.append(("routed sysinfo, xgate / bare SIGSYS round trip", x["sysinfo"] / nat["bare_sigsys"], "≤ 2"))
+    rows += [("routed sysinfo, notify / bare user-notification round trip (answering thread)",
+              n["sysinfo"] / nat["bare_notify"], "≤ 1.5"),
+             ("routed sysinfo, notify / bare user-notification round trip (answering process)",
+              n["sysinfo"] / nat["bare_notify_process"], "")]
     columns = [("notify cell", n)] + ([("xgate cell", x)] if x else []) + [("native", nat)] \
         + ([("native + default profile", prof)] if prof else [])
     print(f"| ns per call (median of {args.rounds}) | " + " | ".join(c for c, _ in columns) + " |\n"

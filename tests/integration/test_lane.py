@@ -7,6 +7,7 @@ here. Two more boots check the lane's own failure paths: a hung guest is killed 
 deadline, and a guest that stops without reporting `done` fails the run.
 Skipped when qemu-system-x86_64 is not installed.
 """
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -76,6 +77,22 @@ def test_lane_fails_when_the_guest_stops_without_done():
     run = _run_lane(shell_cmds=["echo going-down; poweroff -f; sleep 30"], timeout=60)
     assert not run.timed_out and not run.done and not run.ok
     assert any("before reporting done" in p for p in run.problems), run.problems
+
+
+def test_a_frozen_emulator_is_killed_and_leaves_what_its_threads_were_in(tmp_path, monkeypatch):
+    """The freeze watchdog on a stand-in for a frozen QEMU (no QEMU needed): a process that
+    prints a line and then uses no CPU is killed after FROZEN_SECONDS, and the report names
+    its thread, its state and wait channel, and the console's last line."""
+    monkeypatch.setattr(lane.lane_qemu, "FROZEN_SECONDS", 2)
+    monkeypatch.setattr(lane.lane_qemu, "FREEZE_DIR", tmp_path / "freezes")
+    console = lane.lane_qemu.run(["sh", "-c", "echo still-here; exec sleep 120"], timeout=100)
+    assert console.frozen and console.timed_out and console.returncode is None
+    assert console.wall_seconds < 90, console.wall_seconds
+    report = Path(console.freeze_report)
+    assert report.parent == tmp_path / "freezes", console.freeze_report
+    text = report.read_text()
+    assert re.search(r"^thread \d+ sleep: state S, wchan \S+, syscall ", text, re.M), text
+    assert text.rstrip().endswith("last console lines:\nstill-here"), text
 
 
 def test_results_need_this_runs_prefix():

@@ -489,7 +489,7 @@ def test_network_priorities(h, runc_h, workdir):
                                                                "net_prio.ifpriomap") or "")})
     if version_of("net_prio") is None and HOST_CGROUP2_UNIFIED:
         assert out["runcell"][1] == {"prio": False}
-        warned(h, workdir, res, "linux.resources.network.priorities are ignored: the host has no "
+        warned(h, workdir, res, "linux.resources.network.priorities is ignored: the host has no "
                "net_prio")
     elif version_of("net_prio") is None:
         says(h, out["runcell"][0], "network.priorities is set but the host has no net_prio controller")

@@ -583,7 +583,9 @@ static int emulate_xrstor(ucontext_t *uc, uint64_t start, uint64_t op) {
     if (!compacted || (src_bv & 2)) memcpy(&mxcsr, src + 24, 4);
     memcpy(&mask, x + 28, 4); /* MXCSR_MASK, as the kernel's XSAVE wrote it */
     if (!mask) mask = 0xffbf;
-    if (mxcsr & ~mask) return -1; /* the CPU's XRSTOR faults on it too */
+    /* reserved bits: the CPU's XRSTOR would fault (#GP); refused, so the program gets the
+     * SIGILL (its handler, or death) rather than a frame sigreturn cannot load */
+    if (mxcsr & ~mask) return -1;
     memcpy(x + 24, &mxcsr, 4);
   }
   for (int i = 2; i < 63; i++) {
