@@ -282,6 +282,11 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
 
   if (validate_for_create(o, cfg, err) < 0) goto out;
   if (choose_mode(o->id, cfg, &mode, err) < 0) goto out;
+  if (mode.mode == RC_MODE_MICROVM && o->preserve_fds > 0) {
+    /* as for exec: the caller's descriptors are on the host, the process in the guest */
+    rc_err(err, 0, "cannot create container %s: --preserve-fds does not reach a microVM", o->id);
+    goto out;
+  }
   annotations = rc_state_annotations(cfg, &mode, &n_annotations);
   if (resolve_rootfs(cfg, bundle, &rootfs, err) < 0) goto out;
   if (mode.mode == RC_MODE_MICROVM) {

@@ -825,6 +825,13 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   /* The VMM's cgroup; first, as the container init does it. */
   if (ctx->cgroup_join && rc_cgroup_join_self(ctx->cgroup_join, &err) < 0) fail(sync, &err);
   if (rc_init_enter_namespaces(ctx, &err) < 0) fail(sync, &err);
+  /* The VMM never execs, so close-on-exec protects nothing here: whatever the runtime held
+   * when it cloned (its own pid and time namespaces, kept to restore them; the far end of
+   * a console pair; --preserve-fds is refused for a microVM) goes now, leaving a guest
+   * that took the VMM over only what the VMM needs. */
+  const int needed[] = {
+      sync, ctx->start_fd, ctx->control_fd, ctx->console_fd, ctx->vm_console_log, rc_log_fd()};
+  rc_close_fds_except(needed, RC_ARRAY_SIZE(needed));
 
   if (rc_sync_send(sync, RC_SYNC_HOOKS, &err) < 0) _exit(1);
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for createRuntime hooks", &err) < 0) _exit(1);

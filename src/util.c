@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -249,6 +250,25 @@ void rc_close_fds_from(int from) {
     if (fd >= from && fd != dfd && fd <= INT_MAX) close((int)fd);
   }
   closedir(d);
+}
+
+static int compare_fds(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+void rc_close_fds_except(const int *keep, size_t n) {
+  int sorted[64] = {0};
+  size_t k = 0;
+  for (size_t i = 0; i < n && k < RC_ARRAY_SIZE(sorted); i++)
+    if (keep[i] > 2) sorted[k++] = keep[i];
+  qsort(sorted, k, sizeof(int), compare_fds);
+  unsigned from = 3;
+  for (size_t i = 0; i < k; i++) {
+    if ((unsigned)sorted[i] > from) (void)syscall(SYS_close_range, from, sorted[i] - 1, 0);
+    from = (unsigned)sorted[i] + 1;
+  }
+  (void)syscall(SYS_close_range, from, ~0U, 0);
 }
 
 int rc_write_pid_file(const char *path, pid_t pid, struct rc_error *err) {

@@ -68,7 +68,10 @@ int rc_parse_signal(const char *s);
 void rc_rfc3339_now(char *buf, size_t len);
 /* CLOCK_MONOTONIC in milliseconds, for deadlines. */
 int64_t rc_now_ms(void);
-/* Closes every fd >= from except those listed. */
+/* Closes every fd >= from. */
 void rc_close_fds_from(int from);
+/* Closes every fd above stdio except the n listed in keep (negative entries ignored): for
+ * a process that never execs, where close-on-exec does not help. */
+void rc_close_fds_except(const int *keep, size_t n);
 
 #endif

@@ -1,8 +1,11 @@
 /* Helpers and the command-line parser. */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runcell/cli.h"
@@ -117,6 +120,38 @@ static void cli_parses_runc_styles(void) {
   CHECK_STR_EQ(e.msg, "\"start\" requires exactly 1 argument(s)");
 }
 
+/* The VMM's way of dropping what runcell held when it cloned it: only the listed fds
+ * stay, in any order, with gaps and duplicates among them. */
+static void close_fds_except_keeps_only_the_listed(void) {
+  int fds[8];
+  for (int i = 0; i < 8; i++) fds[i] = open("/dev/null", O_RDONLY);
+  for (int i = 0; i < 8; i++) CHECK(fds[i] > 2);
+  bool stdio_open[3];
+  for (int fd = 0; fd < 3; fd++) stdio_open[fd] = fcntl(fd, F_GETFD) >= 0;
+  /* run in a child: the harness's own descriptors must survive */
+  pid_t pid = fork();
+  if (pid == 0) {
+    int keep[] = {fds[6], -1, fds[1], fds[6], fds[3]};
+    rc_close_fds_except(keep, sizeof(keep) / sizeof(keep[0]));
+    int bad = 0;
+    for (int i = 0; i < 8; i++) {
+      bool open_now = fcntl(fds[i], F_GETFD) >= 0;
+      if (open_now != (i == 1 || i == 3 || i == 6)) bad = 1;
+    }
+    /* stdio is never touched, and nothing else is left */
+    for (int fd = 0; fd < 3; fd++)
+      if ((fcntl(fd, F_GETFD) >= 0) != stdio_open[fd]) bad = 1;
+    for (int fd = 3; fd < 1024; fd++)
+      if (fd != fds[1] && fd != fds[3] && fd != fds[6] && fcntl(fd, F_GETFD) >= 0) bad = 1;
+    _exit(bad);
+  }
+  int status = -1;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (int i = 0; i < 8; i++) CHECK(fcntl(fds[i], F_GETFD) >= 0);
+  for (int i = 0; i < 8; i++) close(fds[i]);
+}
+
 UNIT_MAIN("util_cli", UNIT_CASE(signals_parse_in_every_spelling), UNIT_CASE(errors_carry_context),
           UNIT_CASE(rfc3339_is_well_formed), UNIT_CASE(atomic_write_replaces_file),
-          UNIT_CASE(cli_parses_runc_styles))
+          UNIT_CASE(cli_parses_runc_styles), UNIT_CASE(close_fds_except_keeps_only_the_listed))
