@@ -84,8 +84,11 @@ static int name_filter(scmp_filter_ctx *out, bool routed, struct rc_error *err) 
 enum {
   LBL_X86_64,
   LBL_I386,
+  LBL_SOCKETCALL,
   LBL_IOCTL,
   LBL_SOCKET,
+  LBL_SOCKET_INET,
+  LBL_SOCKET_NETLINK,
   LBL_SOCKETPAIR,
   LBL_CLONE,
   LBL_PERSONALITY,
@@ -159,7 +162,21 @@ static int build_argument_filter(struct prog *p, struct rc_error *err) {
   p->label[LBL_X86_64] = p->len;
   dispatch(p, 16, 41, 53, 56, 135);
   p->label[LBL_I386] = p->len;
+  /* socketcall: libseccomp turns the name filter's socket rules into socketcall rules on
+   * the sub-call number, so allowing socket(2) would allow socketcall(SYS_SOCKET) with
+   * whatever family, type and protocol sit in its argument block, in memory where no
+   * filter can read them. Nothing is made through it: SYS_SOCKET and SYS_SOCKETPAIR are
+   * refused here (as if the multiplexer were not built); the other sub-calls act on
+   * sockets that exist and go on to the name filter. */
+  load(p, offsetof(struct seccomp_data, nr));
+  if_eq_goto(p, 102, LBL_SOCKETCALL);
   dispatch(p, 54, 359, 360, 120, 136);
+
+  p->label[LBL_SOCKETCALL] = p->len;
+  load(p, ARG_LO(0));
+  if_eq_ret(p, 1 /* SYS_SOCKET */, RET_ERRNO(ENOSYS));
+  if_eq_ret(p, 8 /* SYS_SOCKETPAIR */, RET_ERRNO(ENOSYS));
+  ret(p, RET_ALLOW);
 
   p->label[LBL_IOCTL] = p->len;
   load(p, ARG_LO(1));
@@ -174,10 +191,18 @@ static int build_argument_filter(struct prog *p, struct rc_error *err) {
   p->label[LBL_SOCKET] = p->len;
   load(p, ARG_LO(0));
   if_eq_ret(p, 1 /* AF_UNIX */, RET_ALLOW);
-  if_eq_ret(p, 2 /* AF_INET */, RET_ALLOW);
   if_eq_ret(p, 10 /* AF_INET6 */, RET_ALLOW);
-  emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 16 /* AF_NETLINK */, 1, 0));
+  if_eq_goto(p, 2 /* AF_INET */, LBL_SOCKET_INET);
+  if_eq_goto(p, 16 /* AF_NETLINK */, LBL_SOCKET_NETLINK);
   ret(p, RET_ERRNO(EAFNOSUPPORT));
+  /* AF_INET with the old SOCK_PACKET type: the kernel still makes an AF_PACKET socket of
+   * it (__sock_create), raw frames in and out; refused as the packet family is */
+  p->label[LBL_SOCKET_INET] = p->len;
+  load(p, ARG_LO(1));
+  emit(p, (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf /* SOCK_TYPE_MASK */));
+  if_eq_ret(p, 10 /* SOCK_PACKET */, RET_ERRNO(EAFNOSUPPORT));
+  ret(p, RET_ALLOW);
+  p->label[LBL_SOCKET_NETLINK] = p->len;
   load(p, ARG_LO(2));
   if_eq_ret(p, 0 /* NETLINK_ROUTE */, RET_ALLOW);
   ret(p, RET_ERRNO(EPROTONOSUPPORT));

@@ -100,8 +100,12 @@ static const struct rc_gate_rule rules[] = {
     D("sysfs", EPERM, "obsolete"),
     D("_sysctl", EPERM, "obsolete"),
     D("socketcall", ENOSYS,
-      "32-bit multiplexer whose arguments seccomp cannot see; the C "
-      "library falls back to the direct socket syscalls"),
+      "32-bit multiplexer whose arguments sit in memory, where seccomp "
+      "cannot check them: making a socket through it (SYS_SOCKET, "
+      "SYS_SOCKETPAIR) is refused; its other sub-calls act on sockets "
+      "that exist and are allowed as their direct syscalls are. 32-bit "
+      "programs need a C library that makes sockets with the direct "
+      "syscalls (Linux 4.3+); glibc built for older kernels gets ENOSYS"),
     /* --- routed to the cell kernel ------------------------------------------------------ */
     R("sysinfo",
       "total and free memory and the process count as the cell's cgroup limits "
@@ -116,7 +120,8 @@ static const struct rc_gate_rule rules[] = {
     C("socket", EAFNOSUPPORT,
       "AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK with NETLINK_ROUTE "
       "only; other families (packet, vsock, bluetooth, the long tail "
-      "of rarely audited protocols) are refused as if not built"),
+      "of rarely audited protocols) are refused as if not built, and so "
+      "is AF_INET's SOCK_PACKET type (a packet socket by another name)"),
     C("socketpair", EAFNOSUPPORT, "AF_UNIX only"),
     C("ioctl", ENOTTY,
       "a vetted list of terminal, socket and file requests; others answer "

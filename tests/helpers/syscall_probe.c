@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -255,6 +256,101 @@ static int p_socket_netlink_generic(void) {
 /* A packet socket in the container's own network namespace, closed at once. */
 static int p_socket_packet(void) {
   return socket_of(AF_PACKET, SOCK_DGRAM, 0);
+}
+
+/* AF_INET with the old SOCK_PACKET type is a packet socket (the kernel rewrites the family) */
+static int p_socket_inet_packet(void) {
+  return socket_of(AF_INET, 10 /* SOCK_PACKET */, 0x0300 /* htons(ETH_P_ALL) */);
+}
+
+/* --- i386 calls from this 64-bit program (int $0x80), as a 32-bit program makes them ---- */
+
+/* The i386 ABI's syscall: numbers and arguments of 32 bits, -errno in eax. */
+static long i386_call(long nr, long a, long b, long c) {
+  long r;
+  __asm__ volatile("int $0x80"
+                   : "=a"(r)
+                   : "a"(nr), "b"(a), "c"(b), "d"(c)
+                   : "memory", "r8", "r9", "r10", "r11");
+  return r;
+}
+
+/* Does this kernel take i386 calls (IA32 emulation)? Without it int $0x80 is SIGSEGV, so
+ * asked in a child. */
+static int i386_available(void) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(i386_call(20 /* getpid */, 0, 0, 0) == (long)getpid() ? 0 : 1);
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return 0;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* socketcall(call, args): the argument block must be addressable with 32 bits */
+static int i386_socketcall(int call, const unsigned int *args, int nargs, long *out) {
+  if (!i386_available()) return ABSENT;
+  unsigned int *block =
+      mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+  if (block == MAP_FAILED) {
+    skip_reason = "no memory below 4 GiB";
+    return SKIP;
+  }
+  memcpy(block, args, sizeof(*args) * (size_t)nargs);
+  long r = i386_call(102 /* socketcall */, call, (long)(unsigned long)block, 0);
+  if (out) *out = r;
+  munmap(block, 4096);
+  return r < 0 ? (int)-r : OK;
+}
+
+static int p_i386_socketcall_socket(void) {
+  const unsigned int args[] = {AF_UNIX, SOCK_STREAM, 0};
+  long fd = -1;
+  int r = i386_socketcall(1 /* SYS_SOCKET */, args, 3, &fd);
+  if (r == OK) close((int)fd);
+  return r;
+}
+
+static int p_i386_socketcall_socketpair(void) {
+  if (!i386_available()) return ABSENT;
+  int *sv =
+      mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+  if (sv == MAP_FAILED) {
+    skip_reason = "no memory below 4 GiB";
+    return SKIP;
+  }
+  sv[0] = sv[1] = -1;
+  const unsigned int args[] = {AF_UNIX, SOCK_STREAM, 0, (unsigned int)(unsigned long)sv};
+  int r = i386_socketcall(8 /* SYS_SOCKETPAIR */, args, 4, NULL);
+  if (r == OK) {
+    close(sv[0]);
+    close(sv[1]);
+  }
+  munmap(sv, 4096);
+  return r;
+}
+
+/* A sub-call on a socket that exists (made with the 64-bit call): not refused */
+static int p_i386_socketcall_getsockopt(void) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    skip_reason = "no unix socket";
+    return SKIP;
+  }
+  int *out =
+      mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+  if (out == MAP_FAILED) {
+    close(fd);
+    skip_reason = "no memory below 4 GiB";
+    return SKIP;
+  }
+  out[1] = sizeof(int);
+  const unsigned int args[] = {(unsigned int)fd, SOL_SOCKET, SO_TYPE,
+                               (unsigned int)(unsigned long)&out[0],
+                               (unsigned int)(unsigned long)&out[1]};
+  int r = i386_socketcall(15 /* SYS_GETSOCKOPT */, args, 5, NULL);
+  if (r == OK && out[0] != SOCK_STREAM) r = EINVAL;
+  munmap(out, 4096);
+  close(fd);
+  return r;
 }
 
 static int socketpair_of(long domain) {
@@ -501,6 +597,10 @@ static const struct probe probes[] = {
     {"socket:netlink_route", p_socket_netlink_route},
     {"socket:netlink_generic", p_socket_netlink_generic},
     {"socket:packet", p_socket_packet},
+    {"socket:inet_packet", p_socket_inet_packet},
+    {"i386:socketcall_socket", p_i386_socketcall_socket},
+    {"i386:socketcall_socketpair", p_i386_socketcall_socketpair},
+    {"i386:socketcall_getsockopt", p_i386_socketcall_getsockopt},
     {"socketpair:unix", p_socketpair_unix},
     {"socketpair:inet", p_socketpair_inet},
     {"ioctl:tcgets", p_ioctl_tcgets},
