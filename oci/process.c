@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include "internal.h"
+#include "runcell/log.h"
 #include "runcell/util.h"
 
 /* linux/ioprio.h is missing on older systems; these values are kernel ABI. */
@@ -72,15 +73,26 @@ static int parse_cap_set(const struct oci_pctx *c, const json_t *obj, const char
   if (!v) return 0;
   if (!json_is_array(v)) return oci_perr(c, path, "must be an array of strings");
   *mask = 0;
+  /* Unknown names are left out with a warning, as runc does: containerd and Docker build
+   * "every capability" lists from their own tables, which may know newer ones. */
+  char unknown[512] = "";
+  size_t used = 0;
   for (size_t i = 0; i < json_array_size(v); i++) {
     char ep[OCI_PATH_MAX];
     oci_path_idx(ep, sizeof(ep), path, i);
     json_t *e = json_array_get(v, i);
     if (!json_is_string(e)) return oci_perr(c, ep, "must be a string");
     int cap = oci_cap_from_name(json_string_value(e));
-    if (cap < 0) return oci_perr(c, ep, "unknown capability \"%s\"", json_string_value(e));
+    if (cap < 0) {
+      if (used < sizeof(unknown))
+        used += (size_t)snprintf(unknown + used, sizeof(unknown) - used, "%s%s", used ? " " : "",
+                                 json_string_value(e));
+      continue;
+    }
     *mask |= 1ULL << cap;
   }
+  if (used)
+    rc_warn("%s: %s: ignoring unknown or unavailable capabilities: [%s]", c->file, path, unknown);
   *has = true;
   return 0;
 }

@@ -72,7 +72,7 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
   int rc = -1;
   struct oci_config *cfg = NULL;
   struct oci_process proc_from_file = {0};
-  bool from_file = false;
+  bool from_file = false, exec_failure = false;
   char **args = NULL, **envs = NULL;
   gid_t *gid_list = NULL;
   if (rc_cli_parse("exec", opts, RC_ARRAY_SIZE(opts), argc - 1, argv + 1, true, &pos, &n_pos, &help,
@@ -83,7 +83,14 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
     rc = 0;
     goto out;
   }
-  if (n_pos < 1 || (!process_file && n_pos < 2)) {
+  if (n_pos < 1) {
+    rc_err(err, 0, "\"exec\" requires a minimum of 2 argument(s)");
+    goto out;
+  }
+  /* From here (a container named) a failure is the exec's, not the command line's: 255,
+   * as runc, so that it cannot be mistaken for the exit status of a process that ran. */
+  exec_failure = true;
+  if (!process_file && n_pos < 2) {
     rc_err(err, 0, "\"exec\" requires a minimum of 2 argument(s)");
     goto out;
   }
@@ -123,22 +130,34 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
       p.user.additional_gids = gid_list;
       p.user.n_additional_gids = gids.n;
     }
+    for (size_t i = 0; i < env.n; i++) {
+      const char *eq = strchr(env.items[i], '=');
+      if (!eq || eq == env.items[i]) {
+        rc_err(err, 0, "exec: invalid environment variable: \"%s\"", env.items[i]);
+        goto out;
+      }
+    }
+    /* --cap adds to the bounding, effective and permitted sets only: never inheritable
+     * (runc's CVE-2022-29162: an inheritable set survives exec into programs with file
+     * capabilities), and ambient only for a capability the process already inherits (the
+     * kernel raises no other; through ambient it would reach a non-root --user). */
     for (size_t i = 0; i < caps.n; i++) {
       int cap = oci_cap_from_name(caps.items[i]);
       if (cap < 0) {
-        rc_err(err, 0, "exec: unknown capability \"%s\"", caps.items[i]);
-        goto out;
+        rc_warn("exec: ignoring unknown or unavailable capability \"%s\"", caps.items[i]);
+        continue;
       }
       uint64_t bit = UINT64_C(1) << cap;
       p.has_capabilities = true;
       p.capabilities.bounding |= bit;
       p.capabilities.effective |= bit;
       p.capabilities.permitted |= bit;
-      p.capabilities.inheritable |= bit;
-      p.capabilities.ambient |= bit;
       p.capabilities.has_bounding = p.capabilities.has_effective = true;
-      p.capabilities.has_permitted = p.capabilities.has_inheritable = true;
-      p.capabilities.has_ambient = true;
+      p.capabilities.has_permitted = true;
+      if (p.capabilities.has_inheritable && (p.capabilities.inheritable & bit)) {
+        p.capabilities.ambient |= bit;
+        p.capabilities.has_ambient = true;
+      }
     }
     if (no_new_privs) p.no_new_privileges = true;
   }
@@ -174,6 +193,7 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
   rc_supervise_end(&sup);
   rc = status < 0 ? -1 : rc_exit_status(status);
 out:
+  if (rc < 0 && exec_failure) err->exit_status = 255;
   if (from_file) oci_process_free_fields(&proc_from_file);
   free(args);
   free(envs);

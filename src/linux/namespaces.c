@@ -140,13 +140,17 @@ int rc_ns_write_id_maps(const struct oci_config *cfg, pid_t pid, struct rc_error
 }
 
 int rc_ns_apply_uts(const struct oci_config *cfg, bool new_uts, struct rc_error *err) {
-  if (!cfg->hostname && !cfg->domainname) return 0;
+  /* An empty name is no name, as for runc: the namespace keeps the one it has. */
+  const char *host = cfg->hostname && *cfg->hostname ? cfg->hostname : NULL;
+  const char *domain = cfg->domainname && *cfg->domainname ? cfg->domainname : NULL;
+  if (!host && !domain) return 0;
   if (!new_uts && !oci_config_namespace(cfg, OCI_NS_UTS))
-    return rc_err(err, 0, "unable to set hostname without a private UTS namespace");
-  if (cfg->hostname && sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
-    return rc_err(err, errno, "sethostname %s", cfg->hostname);
-  if (cfg->domainname && setdomainname(cfg->domainname, strlen(cfg->domainname)) < 0)
-    return rc_err(err, errno, "setdomainname %s", cfg->domainname);
+    return rc_err(err, 0, "unable to set %s without a private UTS namespace",
+                  host ? "hostname" : "domainname");
+  if (host && sethostname(host, strlen(host)) < 0)
+    return rc_err(err, errno, "sethostname %s", host);
+  if (domain && setdomainname(domain, strlen(domain)) < 0)
+    return rc_err(err, errno, "setdomainname %s", domain);
   return 0;
 }
 

@@ -175,8 +175,9 @@ static int readonly_path(int rootfd, const char *path, struct rc_error *err) {
   if (nfd < 0) return rc_err_wrap(err, "readonly path");
   char np[RC_FD_PATH_MAX];
   rc_fd_path(np, nfd);
-  /* nosuid/nodev/noexec on top of ro, as runc does; locked flags are kept */
-  if (rc_remount_keep_locked(np, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 0) < 0)
+  /* read-only, keeping the nosuid/nodev/noexec the mount has, as runc does (adding them
+   * would stop programs under a read-only /bin or / from running) */
+  if (rc_remount_keep_locked(np, MS_RDONLY, 0) < 0)
     return rc_err(err, errno, "readonly path %s: remount read-only", path);
   return 0;
 }

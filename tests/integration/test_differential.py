@@ -80,6 +80,11 @@ def mounts(text):
     return sorted(tuple(line.split()[1:3]) for line in text.splitlines() if line.strip())
 
 
+def readonly_bin(bundle):
+    bundle.config["root"]["readonly"] = False
+    bundle.config["linux"]["readonlyPaths"] = ["/bin", "/proc/sys", "/proc/bus"]
+
+
 def sorted_lines(text):
     return sorted(text.splitlines())
 
@@ -99,9 +104,14 @@ SCENARIOS = {
     "mounts-userns": (userns, "cat /proc/self/mounts", mounts),
     "mount-options": (None, "grep -E ' /(proc|sys|dev|dev/pts|dev/shm|dev/mqueue) ' "
                             "/proc/self/mounts | cut -d' ' -f2,3", sorted_lines),
+    # read-only paths keep the flags their mount has (no noexec added: /bin still runs)
+    "readonly-paths-flags": (readonly_bin, "grep -E ' /(bin|proc/sys|proc/bus) ' "
+                             "/proc/self/mounts | cut -d' ' -f2,4; /bin/busybox true && "
+                             "echo ran", sorted_lines),
     "ulimit": (None, "ulimit -a", None),
     "ulimit-configured": (rlimits, "ulimit -a", None),
     "hostname": (None, "hostname", None),
+    "hostname-empty": (lambda b: b.config.__setitem__("hostname", ""), "hostname", None),
     "env": (None, "env", sorted_lines),
     "env-non-root": (non_root_user, "env", sorted_lines),
     "cwd-and-umask": (None, "pwd; umask", None),
@@ -230,3 +240,67 @@ def test_basic_bundle_runs(any_h):
     bundle.sh("echo ok")
     res = any_h.run_container(bundle)
     assert (res.rc, res.out) == (0, "ok\n"), res.describe()
+
+
+def test_exec_cap_like_runc(harnesses):
+    """exec --cap adds to the bounding, effective and permitted sets, never to inheritable
+    (runc's CVE-2022-29162) nor ambient, so a non-root --user gets nothing of it."""
+    caps = {}
+    for name in RUNTIMES:
+        hh = harnesses[name]
+        bundle = hh.bundle()
+        bundle.args("sleep", "60")
+        cid = hh.create_ok(bundle)
+        hh.start_ok(cid)
+        got = []
+        for extra in ([], ["--user", "1000:1000"]):
+            res = hh("exec", *extra, "--cap", "CAP_SYS_ADMIN", cid, "grep", "^Cap",
+                     "/proc/self/status")
+            got.append((res.rc, res.out))
+        caps[name] = got
+        hh.delete(cid, force=True)
+    assert caps["runcell"] == caps["runc"]
+    inh = [line for line in caps["runcell"][0][1].splitlines() if line.startswith("CapInh")]
+    assert inh == ["CapInh:\t0000000000000000"], caps["runcell"]
+
+
+def test_unknown_capabilities_are_ignored_like_runc(harnesses):
+    """Capability names runcell does not know (newer than its table, or misspelt) are left
+    out with a warning, as runc does: Docker and containerd build "all capabilities" lists
+    from their own tables."""
+    results = {}
+    for name in RUNTIMES:
+        hh = harnesses[name]
+        bundle = hh.bundle()
+        for key in ("bounding", "effective", "permitted"):
+            bundle.config["process"]["capabilities"][key] += ["CAP_FOO", "cap_kill"]
+        bundle.sh("grep ^Cap /proc/self/status")
+        res = hh.run_container(bundle)
+        results[name] = (res.rc, res.out)
+        assert "CAP_FOO" in res.err, res.describe()
+    assert results["runcell"] == results["runc"]
+
+
+def test_exec_failure_exit_status_like_runc(harnesses):
+    """A failed exec ends with 255 (runc's "exec failed"), which no process's own exit status
+    can be mistaken for; a bad command line stays 1."""
+    codes = {}
+    for name in RUNTIMES:
+        hh = harnesses[name]
+        bundle = hh.bundle()
+        bundle.args("sleep", "60")
+        cid = hh.create_ok(bundle)
+        hh.start_ok(cid)
+        codes[name] = [
+            hh("exec", cid, "/no/such/program").rc,
+            hh("exec", "--cwd", "/no/such/dir", cid, "true").rc,
+            hh("exec", "--env", "NOEQUALS", cid, "true").rc,
+            hh("exec", hh.new_id(), "true").rc,
+            hh("exec", cid, "sh", "-c", "exit 7").rc,
+            hh("exec", cid).rc,
+            hh("exec").rc,
+            hh("exec", "--no-such-flag", cid, "true").rc,
+        ]
+        hh.delete(cid, force=True)
+    assert codes["runcell"] == codes["runc"]
+    assert codes["runcell"][:4] == [255] * 4 and codes["runcell"][-2:] == [1, 1], codes
