@@ -95,6 +95,21 @@ static int bind_device(int pfd, const char *base, const struct oci_device *d,
   return 0;
 }
 
+/* Is name (in the directory dirfd) what the config put there on purpose: a mount point
+ * (a host node bound in, `-v /dev/urandom:/dev/random`, or devpts) or a directory? Such an
+ * entry is left exactly as it is, as runc leaves whatever exists: replacing it fails on
+ * the mount, and a chmod or chown of it would change the host's own node. */
+static bool leave_alone(int dirfd, const char *name) {
+  struct statx here, parent;
+  if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID | STATX_TYPE, &here) < 0) return false;
+  if (S_ISDIR(here.stx_mode)) return true;
+  if (statx(dirfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &parent) < 0) return false;
+  /* without mount ids (Linux < 5.8) a node on another device is a mount of it */
+  if (!(here.stx_mask & STATX_MNT_ID) || !(parent.stx_mask & STATX_MNT_ID))
+    return here.stx_dev_major != parent.stx_dev_major || here.stx_dev_minor != parent.stx_dev_minor;
+  return here.stx_mnt_id != parent.stx_mnt_id;
+}
+
 static int create_device(const struct rc_mount_ctx *c, const struct oci_device *d,
                          struct rc_error *err) {
   char parent[PATH_MAX], base[NAME_MAX + 1];
@@ -108,6 +123,7 @@ static int create_device(const struct rc_mount_ctx *c, const struct oci_device *
   cleanup_close int pfd = rc_mkdir_in_root(c->rootfd, parent, 0755, err);
   if (pfd < 0) return rc_err_wrap(err, "mknod %s", d->path);
 
+  if (leave_alone(pfd, base)) return 0;
   if (c->o->new_userns) return bind_device(pfd, base, d, err);
 
   if (mknodat(pfd, base, type | perm, dev) < 0) {

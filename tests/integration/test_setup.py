@@ -323,6 +323,31 @@ def test_default_devices_and_links(h, bundle):
     assert out.splitlines()[-1].strip() == "4"
 
 
+def test_host_nodes_bound_over_device_paths_are_left_alone(h, bundle, workdir):
+    """A host node bound at a path where runcell makes a device (`-v /dev/urandom:/dev/random`,
+    or a device-plugin node also listed in linux.devices) stays the bind, and the host's
+    node keeps its mode and owner: before, create failed on the bind ("remove old: Device
+    or resource busy") or chmod/chowned the host's node through it."""
+    random_node = workdir / "host-urandom"
+    listed_node = workdir / "host-null"
+    os.mknod(random_node, 0o600 | 0o020000, os.makedev(1, 9))
+    os.mknod(listed_node, 0o600 | 0o020000, os.makedev(1, 3))
+    bundle.config["mounts"] += [
+        {"destination": "/dev/random", "type": "bind", "source": str(random_node),
+         "options": ["bind"]},
+        {"destination": "/dev/mydev", "type": "bind", "source": str(listed_node),
+         "options": ["bind"]},
+    ]
+    bundle.linux["devices"] = [{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3,
+                                "fileMode": 0o666, "uid": 1234, "gid": 1234}]
+    bundle.sh("stat -c '%n %t,%T %a %u:%g' /dev/random /dev/mydev")
+    out = h.output_of(bundle).splitlines()
+    assert out == ["/dev/random 1,9 600 0:0", "/dev/mydev 1,3 600 0:0"], out
+    for node, rdev in ((random_node, os.makedev(1, 9)), (listed_node, os.makedev(1, 3))):
+        st = os.stat(node)
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_rdev) == (0o600, 0, 0, rdev)
+
+
 def test_dev_shm_and_mqueue_and_pts(h, bundle):
     bundle.sh("grep -E ' /dev/(shm|mqueue|pts) ' /proc/self/mounts | cut -d' ' -f2,3")
     assert sorted(h.output_of(bundle).splitlines()) == [
