@@ -224,10 +224,10 @@ static int parse_document(const struct oci_pctx *c, const json_t *doc, struct oc
 
 int oci_config_parse(const char *json_text, size_t len, struct oci_config **out,
                      struct rc_error *err) {
-  struct oci_pctx c = {"config.json", err};
+  struct oci_pctx c = {"config.json", err, false};
   *out = NULL;
   json_error_t je;
-  json_t *doc = json_loadb(json_text, len, 0, &je);
+  json_t *doc = oci_json_load(json_text, len, &c.wrapped, &je);
   if (!doc)
     return rc_err(err, 0, "config.json: invalid JSON at line %d column %d: %s", je.line, je.column,
                   je.text);

@@ -1,9 +1,11 @@
 /* Typed readers over jansson values. Each one checks the JSON type and range and, on a
  * mismatch, names the exact JSON path, so a user can find the offending field without
  * reading the parser. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -106,10 +108,81 @@ int oci_get_uint(const struct oci_pctx *c, const json_t *obj, const char *parent
   int64_t v = 0;
   int64_t imax = max > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)max;
   bool h = false;
+  json_t *m = oci_member(obj, key);
+  if (c->wrapped && json_is_integer(m) && json_integer_value(m) < 0 &&
+      (uint64_t)json_integer_value(m) <= max) {
+    /* an unsigned literal above INT64_MAX, as oci_json_load read it */
+    if (has) *has = true;
+    *out = (uint64_t)json_integer_value(m);
+    return 0;
+  }
   if (oci_get_int(c, obj, parent, key, required, 0, imax, &v, &h) < 0) return -1;
   if (has) *has = h;
   if (h) *out = (uint64_t)v;
   return 0;
+}
+
+/* The end of the JSON number starting at text[i], or of the run of digits for a plain
+ * unsigned integer (then *plain is set). */
+static size_t number_end(const char *text, size_t len, size_t i, bool *plain) {
+  size_t j = i;
+  *plain = true;
+  while (j < len && ((text[j] >= '0' && text[j] <= '9') || text[j] == '.' || text[j] == 'e' ||
+                     text[j] == 'E' || text[j] == '+' || text[j] == '-')) {
+    if (text[j] < '0' || text[j] > '9') *plain = false;
+    j++;
+  }
+  return j;
+}
+
+json_t *oci_json_load(const char *text, size_t len, bool *wrapped, json_error_t *je) {
+  *wrapped = false;
+  char *copy = NULL;
+  size_t used = 0, from = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (in_string) {
+      if (ch == '\\')
+        i++;
+      else if (ch == '"')
+        in_string = false;
+      continue;
+    }
+    if (ch == '"') {
+      in_string = true;
+      continue;
+    }
+    if (ch < '0' || ch > '9') continue;
+    bool plain = false;
+    size_t end = number_end(text, len, i, &plain);
+    bool negative = i > 0 && text[i - 1] == '-';
+    /* 19 or 20 digits, no sign, no fraction or exponent, no leading zero */
+    if (plain && !negative && end - i >= 19 && end - i <= 20 && ch != '0') {
+      char digits[21];
+      memcpy(digits, text + i, end - i);
+      digits[end - i] = '\0';
+      errno = 0;
+      char *stop = NULL;
+      unsigned long long n = strtoull(digits, &stop, 10);
+      if (errno == 0 && *stop == '\0' && n > (unsigned long long)INT64_MAX) {
+        /* a rewritten literal is at most one byte longer ("-" and 19 digits for 19) */
+        if (!copy) copy = rc_xmalloc(len + len / 19 + 2);
+        memcpy(copy + used, text + from, i - from);
+        used += i - from;
+        used += (size_t)sprintf(copy + used, "%" PRId64, (int64_t)(uint64_t)n);
+        from = end;
+        *wrapped = true;
+      }
+    }
+    i = end - 1;
+  }
+  if (!copy) return json_loadb(text, len, 0, je);
+  memcpy(copy + used, text + from, len - from);
+  used += len - from;
+  json_t *doc = json_loadb(copy, used, 0, je);
+  free(copy);
+  return doc;
 }
 
 void oci_free_strv(char **v, size_t n) {

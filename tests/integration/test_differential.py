@@ -61,6 +61,14 @@ def rlimits(bundle):
     ]
 
 
+def rlimits_unlimited(bundle):
+    # what Docker writes for --ulimit core=-1: RLIM_INFINITY as a uint64, past int64
+    bundle.config["process"]["rlimits"] = [
+        {"type": "RLIMIT_CORE", "hard": 2**64 - 1, "soft": 2**64 - 1},
+        {"type": "RLIMIT_CPU", "hard": 2**64 - 1, "soft": 2**64 - 1},
+    ]
+
+
 def writable_root_no_nnp(bundle):
     bundle.config["root"]["readonly"] = False
     bundle.config["process"]["noNewPrivileges"] = False
@@ -110,6 +118,8 @@ SCENARIOS = {
                              "echo ran", sorted_lines),
     "ulimit": (None, "ulimit -a", None),
     "ulimit-configured": (rlimits, "ulimit -a", None),
+    "ulimit-unlimited": (rlimits_unlimited, "ulimit -a; grep -E 'core|cpu time' /proc/self/limits",
+                         None),
     "hostname": (None, "hostname", None),
     "hostname-empty": (lambda b: b.config.__setitem__("hostname", ""), "hostname", None),
     "env": (None, "env", sorted_lines),

@@ -451,6 +451,34 @@ static void test_rlimit_and_cap_errors(void) {
                "config.json: process.capabilities.ambient: must be an array of strings");
 }
 
+/* Docker writes RLIM_INFINITY as the uint64 18446744073709551615, beyond jansson's int64. */
+static void test_uint64_beyond_int64(void) {
+  struct rc_error err = {0};
+  struct oci_config *cfg = NULL;
+  const char *text = with_process(
+      "\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 9223372036854775808, \"hard\": "
+      "18446744073709551615}], \"env\": [\"BIG=18446744073709551615\"]");
+  CHECK(oci_config_parse(text, strlen(text), &cfg, &err) == 0);
+  if (cfg) {
+    CHECK(cfg->process.n_rlimits == 1);
+    CHECK(cfg->process.rlimits[0].soft == UINT64_C(9223372036854775808));
+    CHECK(cfg->process.rlimits[0].hard == UINT64_MAX);
+    /* strings are not numbers: left as written */
+    CHECK_STR_EQ(cfg->process.env[0], "BIG=18446744073709551615");
+    /* the raw text kept with the state is the original */
+    CHECK(strstr(cfg->raw, "18446744073709551615}") != NULL);
+    oci_config_free(cfg);
+  }
+  /* past uint64: still an error; and negative numbers are not uint64 values */
+  CHECK_CONTAINS(parse_error(with_process("\"rlimits\": [{\"type\": \"RLIMIT_CORE\", "
+                                          "\"soft\": 1, \"hard\": 18446744073709551616}]")),
+                 "too big integer");
+  CHECK_STR_EQ(parse_error(with_process("\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": "
+                                        "-1, \"hard\": 1}]")),
+               "config.json: process.rlimits[0].soft: must be an integer between 0 and "
+               "9223372036854775807");
+}
+
 static void test_mount_and_hook_errors(void) {
   CHECK_STR_EQ(parse_error(with_top("\"mounts\": [{\"destination\": \"/proc\", \"type\": "
                                     "\"proc\"}, {\"destination\": \"proc\"}]")),
@@ -694,6 +722,7 @@ UNIT_MAIN("oci_config", UNIT_CASE(test_full_top_level), UNIT_CASE(test_full_proc
           UNIT_CASE(test_minimal_is_valid), UNIT_CASE(test_invalid_json),
           UNIT_CASE(test_version_errors), UNIT_CASE(test_root_errors),
           UNIT_CASE(test_process_errors), UNIT_CASE(test_user_errors),
-          UNIT_CASE(test_rlimit_and_cap_errors), UNIT_CASE(test_mount_and_hook_errors),
-          UNIT_CASE(test_linux_errors), UNIT_CASE(test_resources_errors),
-          UNIT_CASE(test_seccomp_errors), UNIT_CASE(test_load), UNIT_CASE(test_process_json))
+          UNIT_CASE(test_rlimit_and_cap_errors), UNIT_CASE(test_uint64_beyond_int64),
+          UNIT_CASE(test_mount_and_hook_errors), UNIT_CASE(test_linux_errors),
+          UNIT_CASE(test_resources_errors), UNIT_CASE(test_seccomp_errors), UNIT_CASE(test_load),
+          UNIT_CASE(test_process_json))
