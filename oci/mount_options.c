@@ -25,9 +25,14 @@ enum opt_kind {
   OPT_RBIND,       /* MS_BIND | MS_REC */
   OPT_IDMAP,       /* idmapped mount requested */
   OPT_NOTHING,     /* accepted, changes nothing ("defaults") */
+  OPT_RATTR_SET,   /* sets MOUNT_ATTR_* flag on the mount and every mount below it */
+  OPT_RATTR_CLEAR, /* clears it there */
+  OPT_RATIME,      /* the atime mode flag (MOUNT_ATTR_RELATIME is 0) there */
 };
 
-/* Sorted by name so that the features document can list it as is. */
+/* Sorted by name so that the features document can list it as is. The r* attributes
+ * (rro, rnosuid, ...) are runc's recursive ones: mount_setattr with AT_RECURSIVE, so that
+ * the submounts of an rbind get them too, which a remount cannot do. */
 static const struct {
   const char *name;
   enum opt_kind kind;
@@ -60,14 +65,32 @@ static const struct {
     {"nosuid", OPT_SET, MS_NOSUID},
     {"nosymfollow", OPT_SET, MS_NOSYMFOLLOW},
     {"private", OPT_PROPAGATION, MS_PRIVATE},
+    {"ratime", OPT_RATIME, MOUNT_ATTR_RELATIME},
     {"rbind", OPT_RBIND, MS_BIND | MS_REC},
+    {"rdev", OPT_RATTR_CLEAR, MOUNT_ATTR_NODEV},
+    {"rdiratime", OPT_RATTR_CLEAR, MOUNT_ATTR_NODIRATIME},
     {"relatime", OPT_SET, MS_RELATIME},
     {"remount", OPT_SET, MS_REMOUNT},
+    {"rexec", OPT_RATTR_CLEAR, MOUNT_ATTR_NOEXEC},
     {"ridmap", OPT_IDMAP, 0},
+    {"rnoatime", OPT_RATIME, MOUNT_ATTR_NOATIME},
+    {"rnodev", OPT_RATTR_SET, MOUNT_ATTR_NODEV},
+    {"rnodiratime", OPT_RATTR_SET, MOUNT_ATTR_NODIRATIME},
+    {"rnoexec", OPT_RATTR_SET, MOUNT_ATTR_NOEXEC},
+    {"rnorelatime", OPT_RATIME, MOUNT_ATTR_STRICTATIME},
+    {"rnostrictatime", OPT_RATIME, MOUNT_ATTR_RELATIME},
+    {"rnosuid", OPT_RATTR_SET, MOUNT_ATTR_NOSUID},
+    {"rnosymfollow", OPT_RATTR_SET, MOUNT_ATTR_NOSYMFOLLOW},
     {"ro", OPT_SET, MS_RDONLY},
     {"rprivate", OPT_PROPAGATION, MS_PRIVATE | MS_REC},
+    {"rrelatime", OPT_RATIME, MOUNT_ATTR_RELATIME},
+    {"rro", OPT_RATTR_SET, MOUNT_ATTR_RDONLY},
+    {"rrw", OPT_RATTR_CLEAR, MOUNT_ATTR_RDONLY},
     {"rshared", OPT_PROPAGATION, MS_SHARED | MS_REC},
     {"rslave", OPT_PROPAGATION, MS_SLAVE | MS_REC},
+    {"rstrictatime", OPT_RATIME, MOUNT_ATTR_STRICTATIME},
+    {"rsuid", OPT_RATTR_CLEAR, MOUNT_ATTR_NOSUID},
+    {"rsymfollow", OPT_RATTR_CLEAR, MOUNT_ATTR_NOSYMFOLLOW},
     {"runbindable", OPT_PROPAGATION, MS_UNBINDABLE | MS_REC},
     {"rw", OPT_CLEAR, MS_RDONLY},
     {"shared", OPT_PROPAGATION, MS_SHARED},
@@ -99,6 +122,7 @@ static int find_option(const char *name) {
 void oci_mount_apply_options(struct oci_mount *m) {
   m->flags = m->clear_flags = m->propagation = 0;
   m->bind = m->recursive = m->idmap = false;
+  m->rattr_set = m->rattr_clear = 0;
   free(m->data);
   m->data = NULL;
 
@@ -144,6 +168,19 @@ void oci_mount_apply_options(struct oci_mount *m) {
         m->idmap = true;
         break;
       case OPT_NOTHING:
+        break;
+      case OPT_RATTR_SET:
+        m->rattr_set |= f;
+        m->rattr_clear &= ~f;
+        break;
+      case OPT_RATTR_CLEAR:
+        m->rattr_set &= ~f;
+        m->rattr_clear |= f;
+        break;
+      case OPT_RATIME:
+        /* the kernel takes an atime mode only with the whole atime field cleared */
+        m->rattr_set = (m->rattr_set & ~(uint64_t)MOUNT_ATTR__ATIME) | f;
+        m->rattr_clear |= MOUNT_ATTR__ATIME;
         break;
     }
   }

@@ -79,6 +79,8 @@ struct oci_mount {
   bool bind;                 /* bind or rbind */
   bool recursive;            /* rbind */
   bool idmap;                /* idmap/ridmap requested (unsupported: error) */
+  /* MOUNT_ATTR_* to set and clear on the mount and every mount below it (rro, rnosuid, ...) */
+  uint64_t rattr_set, rattr_clear;
   /* mount-level uid/gid mappings (idmapped mounts) */
   size_t n_uid_mappings, n_gid_mappings;
 };

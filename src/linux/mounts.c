@@ -597,7 +597,25 @@ static int do_cgroup(const struct rc_mount_ctx *c, const struct oci_mount *m,
   return cgroup_v1(c, m, err);
 }
 
-int rc_mount_one(const struct rc_mount_ctx *c, const struct oci_mount *m, struct rc_error *err) {
+/* The recursive attributes (rro, rnosuid, ...) on the mount just made and every mount
+ * below it, as runc applies them: right after the mount, so a later mount of the config
+ * under it is not touched. A deferred read-only (a tmpfs or /dev, whose mount points and
+ * nodes are still to be made) gets its rro in rc_rootfs_finalize, with its ro. */
+static int apply_recursive_attrs(const struct rc_mount_ctx *c, const struct oci_mount *m,
+                                 struct rc_error *err) {
+  struct mount_attr attr = {.attr_set = m->rattr_set, .attr_clr = m->rattr_clear};
+  if (rc_mount_ro_deferred(m)) attr.attr_set &= ~(uint64_t)MOUNT_ATTR_RDONLY;
+  if (!attr.attr_set && !attr.attr_clr) return 0;
+  cleanup_close int fd = reopen_dest(c, m->destination, err);
+  if (fd < 0) return rc_err_wrap(err, "mount %s to %s", src_or(m, ""), m->destination);
+  if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+    return rc_err(err, errno, "mount %s to %s: set recursive mount attributes", src_or(m, ""),
+                  m->destination);
+  return 0;
+}
+
+static int mount_by_type(const struct rc_mount_ctx *c, const struct oci_mount *m,
+                         struct rc_error *err) {
   if (!m->destination || !*m->destination)
     return rc_err(err, EINVAL, "mount: destination is empty");
   if (m->idmap || m->n_uid_mappings || m->n_gid_mappings)
@@ -614,6 +632,11 @@ int rc_mount_one(const struct rc_mount_ctx *c, const struct oci_mount *m, struct
   /* tmpfs, devpts, mqueue (fails with EPERM without an own ipc namespace in a user
    * namespace, reported as is, like runc) and any other filesystem */
   return do_generic(c, m, err);
+}
+
+int rc_mount_one(const struct rc_mount_ctx *c, const struct oci_mount *m, struct rc_error *err) {
+  if (mount_by_type(c, m, err) < 0) return -1;
+  return apply_recursive_attrs(c, m, err);
 }
 
 /* ---- /proc/self/mountinfo ---- */

@@ -250,6 +250,56 @@ def test_bind_mount_readonly(h, bundle, host_dir):
     (host_dir / "after").write_text("ok")
 
 
+@pytest.fixture
+def tree_with_submount(host_dir):
+    """host_dir with a tmpfs mounted at sub/: what only the recursive attributes reach."""
+    sub = host_dir / "sub"
+    sub.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "rct-sub", str(sub)], check=True)
+    os.chmod(sub, 0o777)
+    yield host_dir
+    subprocess.run(["umount", "-l", str(sub)], check=False)
+
+
+@pytest.mark.parametrize("options,want", [
+    # rro: the bind and its submount read-only (a plain ro reaches the top mount only)
+    (["rbind", "rro"], {"/mnt/t": "ro", "/mnt/t/sub": "ro"}),
+    (["rbind", "ro"], {"/mnt/t": "ro", "/mnt/t/sub": "rw"}),
+    (["rbind", "rnosuid", "rnodev", "rnoexec"],
+     {"/mnt/t": "rw,nosuid,nodev,noexec", "/mnt/t/sub": "rw,nosuid,nodev,noexec"}),
+    # later options win
+    (["rbind", "rro", "rrw"], {"/mnt/t": "rw", "/mnt/t/sub": "rw"}),
+])
+def test_recursive_mount_attributes(h, bundle, tree_with_submount, options, want):
+    """runc's recursive attributes (mount_setattr with AT_RECURSIVE): before, runcell passed
+    them to mount(2) as filesystem data, which a bind ignores, and an rro bind stayed
+    writable, submount and all."""
+    bundle.config["mounts"].append({"destination": "/mnt/t", "type": "bind",
+                                    "source": str(tree_with_submount), "options": options})
+    bundle.sh("grep -E ' /mnt/t(/sub)? ' /proc/self/mounts | cut -d' ' -f2,4; "
+              "touch /mnt/t/sub/x 2>/dev/null && echo wrote; true")
+    out = h.output_of(bundle).splitlines()
+    flags = {}
+    for line in out:
+        if line.startswith("/mnt/"):
+            dest, opts = line.split(" ", 1)
+            keep = [o for o in opts.split(",") if o in ("ro", "rw", "nosuid", "nodev", "noexec")]
+            flags[dest] = ",".join(keep)
+    assert flags == want, out
+    assert ("wrote" in out) == (want["/mnt/t/sub"].startswith("rw")), out
+    assert (tree_with_submount / "sub" / "x").exists() == ("wrote" in out)
+
+
+def test_recursive_read_only_tmpfs(h, bundle):
+    """rro on a tmpfs (read-only applied last, as ro is, so mount points can be made)."""
+    bundle.config["mounts"] += [
+        {"destination": "/mnt/ro", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]},
+        {"destination": "/mnt/ro/inner", "type": "tmpfs", "source": "tmpfs", "options": []},
+    ]
+    bundle.sh("grep -E ' /mnt/ro(/inner)? ' /proc/self/mounts | cut -d' ' -f2,4 | cut -d, -f1")
+    assert h.output_of(bundle).splitlines() == ["/mnt/ro ro", "/mnt/ro/inner ro"]
+
+
 def test_bind_mount_readwrite(h, bundle, host_dir):
     bundle.bind(host_dir, "/mnt/host")
     bundle.sh("echo written > /mnt/host/out")

@@ -129,6 +129,24 @@ static const struct {
     {"norelatime", true, MS_RELATIME},
     {"strictatime", false, MS_STRICTATIME},
     {"nostrictatime", true, MS_STRICTATIME},
+    /* runc's recursive attributes: a volume reaches the guest as one image holding its
+     * whole tree, with no mounts below it, so they are the plain flags here */
+    {"rro", false, MS_RDONLY},
+    {"rrw", true, MS_RDONLY},
+    {"rnosuid", false, MS_NOSUID},
+    {"rsuid", true, MS_NOSUID},
+    {"rnodev", false, MS_NODEV},
+    {"rdev", true, MS_NODEV},
+    {"rnoexec", false, MS_NOEXEC},
+    {"rexec", true, MS_NOEXEC},
+    {"rnoatime", false, MS_NOATIME},
+    {"ratime", true, MS_NOATIME},
+    {"rnodiratime", false, MS_NODIRATIME},
+    {"rdiratime", true, MS_NODIRATIME},
+    {"rrelatime", false, MS_RELATIME},
+    {"rnorelatime", true, MS_RELATIME},
+    {"rstrictatime", false, MS_STRICTATIME},
+    {"rnostrictatime", true, MS_STRICTATIME},
 };
 
 static const struct {
