@@ -287,8 +287,8 @@ char *agent_get_str(struct agent_cursor *c, size_t max) {
 
 bool agent_get_str_into(struct agent_cursor *c, char *buf, size_t size) {
   size_t n = 0;
+  if (size == 0) return false; /* not even room for the NUL: buf[0] is not ours */
   buf[0] = '\0';
-  if (size == 0) return false;
   const uint8_t *p = get_str_bytes(c, size - 1, &n);
   if (!p) return false;
   memcpy(buf, p, n);
@@ -531,6 +531,7 @@ int agent_decode_hello(const struct agent_frame *f, struct agent_hello *out, str
   out->proto_version = agent_get_u32(&c);
   agent_get_str_into(&c, out->agent_version, sizeof(out->agent_version));
   if (agent_cursor_finish(&c, "HELLO", err) < 0) return -1;
+  agent_make_printable(out->agent_version); /* it goes into the runtime's log */
   if (out->proto_version != AGENT_PROTO_VERSION)
     return rc_err(err, EPROTO, "agent speaks protocol %u, expected %u", out->proto_version,
                   AGENT_PROTO_VERSION);
@@ -1177,10 +1178,14 @@ void agent_encode_exec_error(struct agent_msg *m, uint32_t proc, uint32_t stage,
   agent_put_bytes(m, message, n);
 }
 
+void agent_make_printable(char *s) {
+  for (unsigned char *p = (unsigned char *)s; *p; p++)
+    if (*p < 0x20 || (*p >= 0x7f && *p <= 0x9f)) *p = '?';
+}
+
 /* ERROR's fields made safe to show: printable message, a plausible errno. */
 static void sanitize_error(struct agent_error_msg *e) {
-  for (char *p = e->message; *p; p++)
-    if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) *p = '?';
+  agent_make_printable(e->message);
   if (e->errnum < 0 || e->errnum > 4095) e->errnum = 0;
 }
 

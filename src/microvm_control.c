@@ -324,6 +324,11 @@ static int handle_memory(struct request *rq, struct rc_error *err) {
   if (agent_cursor_finish(&cur, "memory", err) < 0) return -1;
   struct vmm_balloon *b = rq->c->agent.machine ? vmm_machine_balloon(rq->c->agent.machine) : NULL;
   if (!b) return rc_err(err, ENOTSUP, "this microVM has no balloon");
+  /* These take the balloon's device lock on this, the relay's, thread. A vCPU holds that
+   * lock while it serves a notification, and the guest drives how much there is to serve;
+   * the device serves at most one queue's worth (<= 256 requests, each bounded) per
+   * notification (virtio_dev_serve), so the wait here is bounded and the relay, signal
+   * forwarding and other requests go on however the guest feeds its queues. */
   if (keep && vmm_balloon_set_target_bytes(b, keep, err) < 0) return -1;
   struct vmm_balloon_counters k;
   vmm_balloon_counters(b, &k);

@@ -180,6 +180,10 @@ uint64_t agent_get_u64(struct agent_cursor *c);
 char *agent_get_str(struct agent_cursor *c, size_t max);
 /* A string into a fixed buffer (size includes the NUL); false when it does not fit. */
 bool agent_get_str_into(struct agent_cursor *c, char *buf, size_t size);
+/* Makes a string the guest wrote safe to log or show on a terminal: every C0 control, DEL
+ * and 8-bit C1 control byte (0x80-0x9f, which terminals honouring 8-bit controls take as
+ * ESC sequences: 0x9b is CSI) becomes '?'. */
+void agent_make_printable(char *s);
 /* Fails unless every read stayed in bounds and the payload was consumed exactly. */
 int agent_cursor_finish(const struct agent_cursor *c, const char *what, struct rc_error *err);
 

@@ -302,6 +302,14 @@ static void test_hostile_payloads(void) {
   agent_put_bytes(&msg, long_version, sizeof(long_version));
   f = frame_of(&msg);
   CHECK(agent_decode_hello(&f, &h, &err) < 0);
+
+  /* a string into a buffer of no bytes: refused without writing a byte of it */
+  const uint8_t payload[] = {1, 0, 0, 0, 'a'};
+  struct agent_cursor c;
+  agent_cursor_init(&c, payload, sizeof(payload));
+  char guard[2] = {'x', 'y'};
+  CHECK(!agent_get_str_into(&c, guard + 1, 0));
+  CHECK(guard[0] == 'x' && guard[1] == 'y');
 }
 
 static void test_small_messages(void) {
@@ -313,6 +321,14 @@ static void test_small_messages(void) {
   struct agent_hello h;
   CHECK(agent_decode_hello(&f, &h, &err) == 0);
   CHECK_STR_EQ(h.agent_version, "agent 1.0");
+  /* the version goes into the runtime's log: no line breaks or escape sequences */
+  agent_encode_hello(&msg,
+                     "1.0\n\033[2J\x9b"
+                     "2J\x7f");
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_hello(&f, &h, &err) == 0);
+  CHECK_STR_EQ(h.agent_version, "1.0??[2J?2J?");
 
   agent_encode_error(&msg, AGENT_STAGE_EXEC, ENOENT, "exec: \"x\"\n\033[31m");
   f = frame_of(&msg);
@@ -320,6 +336,13 @@ static void test_small_messages(void) {
   CHECK(agent_decode_error(&f, &e, &err) == 0);
   CHECK(e.stage == AGENT_STAGE_EXEC && e.errnum == ENOENT);
   CHECK_STR_EQ(e.message, "exec: \"x\"??[31m"); /* control bytes never reach a terminal */
+  /* nor 8-bit C1 controls (0x9b is CSI); other high bytes (UTF-8 lead bytes) stay */
+  agent_encode_error(&msg, AGENT_STAGE_EXEC, ENOENT,
+                     "a\x9b"
+                     "31m\x85\xc3z");
+  f = frame_of(&msg);
+  CHECK(agent_decode_error(&f, &e, &err) == 0);
+  CHECK_STR_EQ(e.message, "a?31m?\xc3z");
   CHECK_STR_EQ(agent_stage_name(e.stage), "exec");
 
   struct agent_exit ex = {7, AGENT_EXIT_SIGNAL, 9}, got;

@@ -347,6 +347,84 @@ static void test_stats_cycle(void) {
   tg_fini(&bg.g);
 }
 
+/* The driver disables the statistics queue while the device holds its buffer, and sets the
+ * queue up again: the old buffer belongs to the old ring and never comes back, not even
+ * when the host asks for figures; the new ring's buffer does. */
+static void test_stats_queue_disabled(void) {
+  struct bguest bg;
+  CHECK(balloon_guest(&bg, ALL_FEATURES));
+  put_stat(&bg, 0, VIRTIO_BALLOON_S_MEMFREE, 100 * MiB);
+  tg_desc(&bg.g, STATSQ, 5, ARRAY_GPA, 10, 0, 0);
+  tg_post(&bg.g, STATSQ, 5); /* held */
+  tg_w32(&bg.g, VIRTIO_MMIO_QUEUE_SEL, STATSQ);
+  tg_w32(&bg.g, VIRTIO_MMIO_QUEUE_READY, 0);
+  tg_queue_regs(&bg.g, STATSQ, 64);
+  tg_w32(&bg.g, VIRTIO_MMIO_QUEUE_READY, 1);
+  CHECK(tg_r32(&bg.g, VIRTIO_MMIO_QUEUE_READY) == 1);
+  struct rc_error err = {0};
+  uint32_t id, written;
+  CHECK(vmm_balloon_request_stats(bg.b, &err) == 0);
+  CHECK(!tg_take_used(&bg.g, STATSQ, &id, &written)); /* no stale head in the new ring */
+  tg_desc(&bg.g, STATSQ, 1, ARRAY_GPA, 10, 0, 0);
+  tg_post(&bg.g, STATSQ, 1);
+  CHECK(!tg_take_used(&bg.g, STATSQ, &id, &written)); /* held until asked */
+  CHECK(vmm_balloon_request_stats(bg.b, &err) == 0);
+  CHECK(tg_take_used(&bg.g, STATSQ, &id, &written) && id == 1);
+  CHECK(!tg_take_used(&bg.g, STATSQ, &id, &written));
+  CHECK(vmm_virtio_dev_fault(bg.g.dev) == NULL);
+  tg_fini(&bg.g);
+}
+
+struct set_target {
+  struct vmm_balloon *b;
+  int done; /* atomic */
+};
+
+static void *set_target_thread(void *arg) {
+  struct set_target *t = arg;
+  struct rc_error err = {0};
+  (void)vmm_balloon_set_target_bytes(t->b, 32 * MiB, &err);
+  __atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* A driver keeps the inflate queue full from a second vCPU while the first notifies: the
+ * notifying vCPU comes back after a queue's worth, and the VMM's main thread (here setting
+ * a new target, as `update --memory` does) gets the device lock instead of waiting for as
+ * long as the guest likes. */
+static void test_inflate_flood(void) {
+  struct bguest bg;
+  CHECK(balloon_guest(&bg, ALL_FEATURES));
+  /* 1024 scattered frames per request: each takes the device a while */
+  uint32_t *pfn = tg_ptr(&bg.g, ARRAY_GPA, 4 * 1024);
+  for (uint32_t i = 0; i < 1024; i++) pfn[i] = (uint32_t)((8 * MiB) / PAGE) + 2 * i;
+  tg_desc(&bg.g, INFLATEQ, 0, ARRAY_GPA, 4 * 1024, 0, 0);
+  struct tg_feeder feeder;
+  struct tg_notifier notifier;
+  struct set_target main_thread = {.b = bg.b};
+  pthread_t setter;
+  CHECK(tg_feeder_start(&feeder, &bg.g, INFLATEQ, 48));
+  nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL); /* the ring fills */
+  CHECK(tg_notifier_start(&notifier, &bg.g, INFLATEQ));
+  nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+  CHECK(pthread_create(&setter, NULL, set_target_thread, &main_thread) == 0);
+  CHECK(tg_wait_flag(&notifier.done, 3000)); /* before the bound: not while fed */
+  CHECK(tg_wait_flag(&main_thread.done, 3000));
+  tg_feeder_stop(&feeder);
+  pthread_join(notifier.thread, NULL);
+  pthread_join(setter, NULL);
+  tg_notify(&bg.g, INFLATEQ); /* the rest, at the driver's notification */
+  uint16_t used =
+      __atomic_load_n((uint16_t *)tg_ptr(&bg.g, bg.g.q[INFLATEQ].used + 2, 2), __ATOMIC_ACQUIRE);
+  CHECK(used == bg.g.q[INFLATEQ].avail_idx);
+  struct vmm_balloon_counters c;
+  vmm_balloon_counters(bg.b, &c);
+  CHECK(c.target_bytes == RAM - 32 * MiB);
+  CHECK(c.inflated_bytes == (uint64_t)used * 1024 * PAGE);
+  CHECK(vmm_virtio_dev_fault(bg.g.dev) == NULL);
+  tg_fini(&bg.g);
+}
+
 /* The driver numbers only the queues it negotiated: without statistics, reporting is
  * queue 2; statistics cannot be requested then. */
 static void test_queue_numbering(void) {
@@ -395,4 +473,5 @@ UNIT_MAIN("virtio_balloon", UNIT_CASE(test_report_gives_memory_back),
           UNIT_CASE(test_hostile_reports), UNIT_CASE(test_malformed_report_chains),
           UNIT_CASE(test_inflate_to_target), UNIT_CASE(test_hostile_page_requests),
           UNIT_CASE(test_stats_cycle), UNIT_CASE(test_queue_numbering),
-          UNIT_CASE(test_offered_features))
+          UNIT_CASE(test_offered_features), UNIT_CASE(test_stats_queue_disabled),
+          UNIT_CASE(test_inflate_flood))

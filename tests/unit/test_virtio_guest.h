@@ -8,6 +8,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -189,6 +190,74 @@ static inline bool tg_wait_used(struct tguest *g, unsigned qi, uint32_t *id, uin
 
 static inline bool tg_needs_reset(struct tguest *g) {
   return tg_r32(g, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET;
+}
+
+/* A hostile driver's second vCPU: keeps queue qi's available ring `ahead` entries past what
+ * the device has used, naming descriptor 0 every time, without ever notifying, until stop
+ * is set. A device serving "until the ring is empty" never gets there. */
+struct tg_feeder {
+  struct tguest *g;
+  unsigned qi;
+  uint16_t ahead;
+  int stop; /* atomic */
+  pthread_t thread;
+};
+
+static void *tg_feed(void *arg) {
+  struct tg_feeder *f = arg;
+  struct tg_queue *q = &f->g->q[f->qi];
+  uint16_t *ring = tg_ptr(f->g, q->avail + 4, 2ull * q->num);
+  uint16_t *idx = tg_ptr(f->g, q->avail + 2, 2);
+  const uint16_t *used = tg_ptr(f->g, q->used + 2, 2);
+  while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+    uint16_t done = __atomic_load_n(used, __ATOMIC_ACQUIRE);
+    if ((uint16_t)(q->avail_idx - done) >= f->ahead) continue;
+    ring[q->avail_idx % q->num] = 0;
+    q->avail_idx++;
+    __atomic_store_n(idx, q->avail_idx, __ATOMIC_RELEASE);
+  }
+  return NULL;
+}
+
+static inline bool tg_feeder_start(struct tg_feeder *f, struct tguest *g, unsigned qi,
+                                   uint16_t ahead) {
+  *f = (struct tg_feeder){.g = g, .qi = qi, .ahead = ahead};
+  return pthread_create(&f->thread, NULL, tg_feed, f) == 0;
+}
+
+static inline void tg_feeder_stop(struct tg_feeder *f) {
+  __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(f->thread, NULL);
+}
+
+/* The first vCPU's notification of queue qi, on a thread of its own, so that a test can
+ * see whether it ever comes back. */
+struct tg_notifier {
+  struct tguest *g;
+  unsigned qi;
+  int done; /* atomic */
+  pthread_t thread;
+};
+
+static void *tg_notify_thread(void *arg) {
+  struct tg_notifier *n = arg;
+  tg_notify(n->g, n->qi);
+  __atomic_store_n(&n->done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+static inline bool tg_notifier_start(struct tg_notifier *n, struct tguest *g, unsigned qi) {
+  *n = (struct tg_notifier){.g = g, .qi = qi};
+  return pthread_create(&n->thread, NULL, tg_notify_thread, n) == 0;
+}
+
+/* Whether flag (an atomic int) becomes non-zero within ms milliseconds. */
+static inline bool tg_wait_flag(const int *flag, int ms) {
+  for (int waited = 0; !__atomic_load_n(flag, __ATOMIC_ACQUIRE); waited++) {
+    if (waited >= ms) return false;
+    nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+  }
+  return true;
 }
 
 #endif

@@ -213,12 +213,14 @@ static void signal_stats(const struct vmm_balloon *b) {
 }
 
 /* The driver posted its statistics buffer: read it, then keep it until the host asks for
- * the next figures (handing it back is the request). */
+ * the next figures (handing it back is the request). At most one queue's worth per
+ * notification, for the reasons (and with the guarantee that nothing is left behind) of
+ * virtio_dev_serve. */
 static void take_stats(struct vmm_virtio_dev *dev, unsigned q) {
   struct vmm_balloon *b = dev->model;
   struct rc_error err = {0};
   struct virtq_chain chain;
-  for (;;) {
+  for (unsigned budget = dev->queues[q].num; budget > 0; budget--) {
     int r = virtq_pop(&dev->queues[q], dev->mem, &chain, &err);
     if (r == 0) return;
     if (r > 0 && chain.n_writable)
@@ -282,6 +284,13 @@ static void balloon_reset(struct vmm_virtio_dev *dev) {
   memcpy(dev->config + CONFIG_ACTUAL, &zero, sizeof(zero));
 }
 
+/* The held statistics buffer belongs to its ring: once the driver disables that queue it
+ * must never come back, not even into a ring set up again at the same place. */
+static void balloon_queue_disabled(struct vmm_virtio_dev *dev, unsigned q) {
+  struct vmm_balloon *b = dev->model;
+  if (b->stats_held && b->stats_queue == q) b->stats_held = false;
+}
+
 /* The driver may write only `actual`, whole. */
 static void balloon_config_write(struct vmm_virtio_dev *dev, uint32_t off, const void *data,
                                  uint32_t size) {
@@ -306,6 +315,7 @@ static void balloon_destroy(struct vmm_virtio_dev *dev) {
 static const struct virtio_dev_ops balloon_ops = {.name = "virtio-balloon",
                                                   .notify = balloon_notify,
                                                   .reset = balloon_reset,
+                                                  .queue_disabled = balloon_queue_disabled,
                                                   .destroy = balloon_destroy,
                                                   .config_write = balloon_config_write};
 
@@ -348,6 +358,10 @@ int vmm_virtio_balloon_create(const struct vmm_guest_mem *mem, struct vmm_irq_li
   return 0;
 }
 
+/* The host-side calls below run on the VMM's main thread and take the device lock, which a
+ * vCPU holds while serving a notification: they wait at most one notification's bounded
+ * work (a queue's worth of requests, see virtio_dev_serve), never for as long as the
+ * guest keeps its queues fed. */
 int vmm_balloon_set_target_bytes(struct vmm_balloon *b, uint64_t guest_bytes,
                                  struct rc_error *err) {
   (void)err; /* every size is valid: it is clamped to the guest's RAM */

@@ -10,7 +10,12 @@
  * reading for good. So neither direction is buffered in the VMM at all.
  *
  * The I/O thread sleeps in poll() on the socket and an eventfd; the vCPUs kick the eventfd
- * when the guest posts receive buffers or a write blocks, and destroy kicks it to stop. */
+ * when the guest posts receive buffers or a write blocks, and destroy kicks it to stop.
+ *
+ * Each pass over a queue takes at most one queue's worth of chains while holding the
+ * device lock (see virtio_dev_serve): a guest refilling a ring from another vCPU cannot
+ * keep the lock held. A transmit drain that stops at that bound leaves the rest to the
+ * I/O thread, which goes on at once in its next pass (the lock let go in between). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_ids.h>
@@ -42,6 +47,7 @@ struct console {
   bool eof;        /* fd reached end of file (or failed): no more reading */
   bool out_dead;   /* writing fd failed for good: guest output is dropped from now on */
   bool tx_pending; /* tx holds a chain written up to tx_off */
+  bool tx_more;    /* a drain stopped at its bound: the I/O thread takes the next chains */
   uint64_t tx_off;
   struct virtq_chain tx;
 };
@@ -52,14 +58,25 @@ static void wake(const struct console *c) {
   if (write(c->wake_fd, &one, sizeof(one)) < 0) return;
 }
 
-/* Writes out transmit chains until the queue is empty or the socket is full. Lock held. */
+/* Writes out transmit chains until the queue is empty, the socket is full or one queue's
+ * worth is done (then the I/O thread goes on). Lock held. */
 static void drain_tx(struct vmm_virtio_dev *dev) {
   struct console *c = dev->model;
   struct virtq *q = &dev->queues[TX_QUEUE];
   struct rc_error err = {0};
   bool pushed = false;
+  unsigned budget = q->num;
+  c->tx_more = false;
   while (q->ready && virtio_dev_live(dev)) {
     if (!c->tx_pending) {
+      if (budget == 0) {
+        /* a vCPU (or this pass of the I/O thread) has held the lock long enough; what is
+         * left is not lost: the I/O thread's next pass takes it, woken here */
+        c->tx_more = true;
+        wake(c);
+        break;
+      }
+      budget--;
       int r = virtq_pop(q, dev->mem, &c->tx, &err);
       if (r == 0) break;
       if (r > 0 && c->tx.n_writable)
@@ -102,7 +119,10 @@ static void fill_rx(struct vmm_virtio_dev *dev) {
   struct virtq_chain chain;
   struct rc_error err = {0};
   bool pushed = false;
-  while (q->ready && virtio_dev_live(dev) && !c->eof) {
+  /* one queue's worth per call: the I/O thread's next pass looks at the queue and the
+   * socket again, so nothing left here waits for anything but the lock */
+  for (unsigned budget = q->num; budget > 0 && q->ready && virtio_dev_live(dev) && !c->eof;
+       budget--) {
     int r = virtq_pop(q, dev->mem, &chain, &err);
     if (r == 0) break;
     if (r > 0 && chain.n_readable)
@@ -145,7 +165,12 @@ static void *io_thread(void *arg) {
     int avail = live && !c->eof ? virtq_has_avail(&dev->queues[RX_QUEUE], &err) : 0;
     if (avail < 0) virtio_dev_fail(dev, err.msg);
     bool want_in = avail > 0;
-    bool want_out = live && c->tx_pending && !c->out_dead;
+    /* the socket's room matters only for a chain of a queue still in use: a chain of a
+     * disabled queue was dropped (console_queue_disabled), and waiting for POLLOUT with
+     * nothing to write would wake this thread on every call, a busy loop */
+    bool tx_live = live && dev->queues[TX_QUEUE].ready;
+    bool want_out = tx_live && c->tx_pending && !c->out_dead;
+    bool more_out = tx_live && c->tx_more && !c->tx_pending; /* no wait: go on at once */
     pthread_mutex_unlock(&dev->lock);
 
     struct pollfd pfd[2] = {
@@ -153,17 +178,17 @@ static void *io_thread(void *arg) {
         {.fd = want_in || want_out ? c->fd : -1,
          .events = (short)((want_in ? POLLIN : 0) | (want_out ? POLLOUT : 0))},
     };
-    if (poll(pfd, 2, -1) < 0) continue; /* EINTR: look again */
+    if (poll(pfd, 2, more_out ? 0 : -1) < 0) continue; /* EINTR: look again */
     if (pfd[0].revents & POLLIN) {
       uint64_t n;
       if (read(c->wake_fd, &n, sizeof(n)) < 0) n = 0;
     }
     short ready = pfd[1].revents;
-    if (!ready) continue;
+    if (!ready && !more_out) continue;
     pthread_mutex_lock(&dev->lock);
     if (!c->stop) {
       if (want_in && (ready & (POLLIN | POLLHUP | POLLERR))) fill_rx(dev);
-      if (want_out && (ready & (POLLOUT | POLLHUP | POLLERR))) drain_tx(dev);
+      if (more_out || (want_out && (ready & (POLLOUT | POLLHUP | POLLERR)))) drain_tx(dev);
     }
     pthread_mutex_unlock(&dev->lock);
   }
@@ -181,6 +206,14 @@ static void console_reset(struct vmm_virtio_dev *dev) {
   struct console *c = dev->model;
   c->tx_pending = false; /* the chain belonged to the queues just reset */
   c->tx_off = 0;
+  c->tx_more = false;
+}
+
+/* The receive queue holds nothing between passes; the transmit queue may hold a chain
+ * half written: its rest is dropped, as a reset would, and its head never goes back (the
+ * driver gave the ring up; a new one must not see it). */
+static void console_queue_disabled(struct vmm_virtio_dev *dev, unsigned q) {
+  if (q == TX_QUEUE) console_reset(dev);
 }
 
 static void console_destroy(struct vmm_virtio_dev *dev) {
@@ -201,6 +234,7 @@ static void console_destroy(struct vmm_virtio_dev *dev) {
 static const struct virtio_dev_ops console_ops = {.name = "virtio-console",
                                                   .notify = console_notify,
                                                   .reset = console_reset,
+                                                  .queue_disabled = console_queue_disabled,
                                                   .destroy = console_destroy};
 
 /* Starts the I/O thread with every signal blocked: signals meant for the vCPUs (or the

@@ -85,11 +85,27 @@ void virtio_dev_used(struct vmm_virtio_dev *dev, unsigned q) {
   if (virtq_wants_interrupt(&dev->queues[q])) raise_interrupt(dev, VIRTIO_MMIO_INT_VRING);
 }
 
+/* At most one queue's worth of chains per call. Without a bound a guest could keep a vCPU
+ * here, holding the device lock, for as long as it liked by refilling the ring from
+ * another vCPU as fast as this one empties it; the VMM's main thread, which takes the same
+ * lock (the balloon's target, counters and statistics), would wait as long, and with it
+ * the stdio relay, signal forwarding and control requests. With the bound one call does at
+ * most q->num (<= 256) requests, each bounded by its model, so a lock holder lets go in
+ * bounded time and a waiter gets its turn between two notifications.
+ *
+ * The bound leaves no chain unserved. The available index is never more than q->num
+ * ahead of last_avail (virtq_has_avail fails the device otherwise), so every chain that
+ * was available when the call began is among the first q->num it takes. A chain still
+ * available when the budget runs out was made available after the call began, and its
+ * driver notifies after that: this device never sets VRING_USED_F_NO_NOTIFY and offers no
+ * VIRTIO_F_EVENT_IDX, and then 2.7.7.2 says the driver MUST notify after adding to the
+ * ring. That notification is a register write, which waits for the lock held here, so it
+ * is handled after this call returns and serves the rest from last_avail. */
 void virtio_dev_serve(struct vmm_virtio_dev *dev, unsigned q, virtio_serve_fn serve) {
   struct virtq_chain chain;
   struct rc_error err = {0};
   bool pushed = false;
-  for (;;) {
+  for (unsigned budget = dev->queues[q].num; budget > 0; budget--) {
     int r = virtq_pop(&dev->queues[q], dev->mem, &chain, &err);
     if (r == 0) break;
     int64_t written = r > 0 ? serve(dev, &chain, &err) : -1;
@@ -125,6 +141,14 @@ static void write_status(struct vmm_virtio_dev *dev, uint32_t v) {
     return;
   }
   uint32_t old = dev->status;
+  /* 2.1.2: the driver never clears a status bit; it resets the device (writes 0) and
+   * starts over. Dropping FEATURES_OK to renegotiate under live queues, or DRIVER_OK to
+   * stop without a reset, would leave the queues and the model's state tied to a setup
+   * the driver no longer claims: the device needs a reset instead. */
+  if (old & STATUS_KNOWN & ~v) {
+    virtio_dev_fail(dev, "the driver cleared device status bits without a reset");
+    return;
+  }
   uint32_t next = (v & STATUS_KNOWN) | (old & VIRTIO_CONFIG_S_NEEDS_RESET);
   uint32_t added = next & ~old;
   if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
@@ -159,7 +183,12 @@ static void write_queue_reg(struct vmm_virtio_dev *dev, uint64_t off, uint32_t v
   if (!q) return;
   if (off == VIRTIO_MMIO_QUEUE_READY) {
     if (v == 0) {
+      /* the model lets go of whatever it held from this queue: a later setup of it is a
+       * new ring, which must see nothing from the old one (and a thread waiting to finish
+       * an old chain would wait, or spin, for nothing) */
+      bool was_ready = q->ready;
       q->ready = false;
+      if (was_ready && dev->ops->queue_disabled) dev->ops->queue_disabled(dev, dev->queue_sel);
     } else if (!q->ready && !dev->broken) {
       bool indirect = dev->driver_features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
       struct rc_error err = {0};

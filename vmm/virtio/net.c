@@ -85,15 +85,17 @@ static int64_t serve_tx(struct vmm_virtio_dev *dev, const struct virtq_chain *ch
   return 0;
 }
 
-/* Reads frames from the tap into the guest's receive chains until either runs out. Lock
- * held. */
+/* Reads frames from the tap into the guest's receive chains until either runs out, or
+ * one queue's worth is done: a guest reposting buffers as fast as a busy tap fills them
+ * would otherwise keep the device lock, which its vCPUs need too. What is left waits for
+ * the I/O thread's next pass, which polls the queue and the tap again. Lock held. */
 static void fill_rx(struct vmm_virtio_dev *dev) {
   struct net *n = dev->model;
   struct virtq *q = &dev->queues[RX_QUEUE];
   struct virtq_chain chain;
   struct rc_error err = {0};
   bool pushed = false;
-  while (q->ready && virtio_dev_live(dev)) {
+  for (unsigned budget = q->num; budget > 0 && q->ready && virtio_dev_live(dev); budget--) {
     int r = virtq_pop(q, dev->mem, &chain, &err);
     if (r == 0) break;
     if (r > 0 && chain.n_readable)

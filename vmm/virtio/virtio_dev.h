@@ -29,6 +29,11 @@ struct virtio_dev_ops {
   /* The device was reset (or broken): drop what the model holds from the queues. Lock
    * held; may be NULL. */
   void (*reset)(struct vmm_virtio_dev *dev);
+  /* The driver wrote QueueReady = 0 on queue q, which was ready: drop what the model holds
+   * from it (a chain half written, a buffer kept for later), so that nothing is pushed
+   * into the ring the driver may set up next and no thread waits on its behalf. Lock
+   * held; may be NULL (a model that keeps nothing between notifications). */
+  void (*queue_disabled)(struct vmm_virtio_dev *dev, unsigned q);
   /* Stops the model's threads and frees its resources; the transport frees dev. No lock
    * held; may be NULL. */
   void (*destroy)(struct vmm_virtio_dev *dev);
@@ -78,9 +83,12 @@ void virtio_dev_config_changed(struct vmm_virtio_dev *dev);
 /* Raises the used-buffer interrupt if the driver of queue q wants one. Lock held. */
 void virtio_dev_used(struct vmm_virtio_dev *dev, unsigned q);
 
-/* Serves every chain available on queue q in turn: serve returns the bytes it wrote into
- * the chain (which goes back through the used ring), or <0 with err set when the request
- * breaks the rules, which fails the device. Interrupts once at the end. Lock held. */
+/* Serves the chains available on queue q in turn, at most one queue's worth (q->num) per
+ * call: serve returns the bytes it wrote into the chain (which goes back through the used
+ * ring), or <0 with err set when the request breaks the rules, which fails the device.
+ * Interrupts once at the end. Lock held. The bound keeps the time a notifying vCPU holds
+ * the device lock finite however fast another vCPU refills the ring; mmio.c says why no
+ * chain is left behind by it. */
 typedef int64_t (*virtio_serve_fn)(struct vmm_virtio_dev *dev, const struct virtq_chain *chain,
                                    struct rc_error *err);
 void virtio_dev_serve(struct vmm_virtio_dev *dev, unsigned q, virtio_serve_fn serve);
