@@ -52,6 +52,13 @@ int rc_cell_limits_read(const char *cgroup_path, struct rc_cell_limits *out, str
  * covers (1.5 CPUs of quota → 2). */
 unsigned rc_cell_cpu_count(const struct rc_cell_limits *l, unsigned allowed);
 
+/* When process pid (of the caller's namespace) started, in seconds after boot; < 0 if it
+ * cannot be read. The cell kernel reads its init's once, while the init is alive. */
+double rc_cell_start_time(pid_t pid);
+/* Seconds since started (rc_cell_start_time of the cell's init): the cell's uptime, which
+ * /proc/uptime and sysinfo both show; 0 when started is unknown. */
+double rc_cell_uptime(double started);
+
 /* sysinfo as the cell sees it: the host's, with memory and process counts from its limits. */
 void rc_cell_sysinfo(const struct sysinfo *host, const struct rc_cell_limits *l,
                      struct sysinfo *out);

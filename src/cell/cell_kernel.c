@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -30,6 +31,11 @@
 #include "runcell/sync.h"
 #include "runcell/util.h"
 #include "runcell/views.h"
+
+/* The i386 numbers of the routed syscalls (asm/unistd_32.h, not included beside the
+ * 64-bit ones). */
+#define I386_SYSINFO 116
+#define I386_SCHED_GETAFFINITY 242
 
 /* Opens the memory of the process behind a request, or returns -1 (answer: the errno). */
 static int open_target_mem(int listener, const struct seccomp_notif *req) {
@@ -77,46 +83,176 @@ static const struct rc_cell_limits *cached_limits(const char *cgroup_path) {
   return &limits;
 }
 
-static void serve_sysinfo(int listener, const char *cgroup_path, const struct seccomp_notif *req,
-                          struct seccomp_notif_resp *resp) {
+/* What a listener's thread serves with: the cell's cgroup and when its init started. */
+struct cell {
+  const char *cgroup_path;
+  double started; /* seconds after boot (rc_cell_start_time), < 0 if unknown */
+};
+
+/* The i386 struct sysinfo (the kernel's struct compat_sysinfo): 32-bit fields, 64 bytes.
+ * A 32-bit caller's buffer is that large, so the 64-bit layout (112 bytes) must not be
+ * written to it. */
+struct compat_sysinfo {
+  int32_t uptime;
+  uint32_t loads[3];
+  uint32_t totalram, freeram, sharedram, bufferram, totalswap, freeswap;
+  uint16_t procs, pad;
+  uint32_t totalhigh, freehigh, mem_unit;
+  char f[8];
+};
+_Static_assert(sizeof(struct compat_sysinfo) == 64, "the i386 struct sysinfo is 64 bytes");
+
+/* As the kernel's compat sysinfo: memory sizes that do not fit 32 bits are counted in
+ * larger units (mem_unit doubled up to a page), and the rest is truncated. */
+static void to_compat_sysinfo(struct sysinfo s, struct compat_sysinfo *out) {
+  if ((uint64_t)s.totalram >> 32 || (uint64_t)s.totalswap >> 32) {
+    int bits = 0;
+    for (; s.mem_unit < 4096; s.mem_unit <<= 1) bits++;
+    s.totalram >>= bits;
+    s.freeram >>= bits;
+    s.sharedram >>= bits;
+    s.bufferram >>= bits;
+    s.totalswap >>= bits;
+    s.freeswap >>= bits;
+    s.totalhigh >>= bits;
+    s.freehigh >>= bits;
+  }
+  *out = (struct compat_sysinfo){
+      .uptime = (int32_t)s.uptime,
+      .loads = {(uint32_t)s.loads[0], (uint32_t)s.loads[1], (uint32_t)s.loads[2]},
+      .totalram = (uint32_t)s.totalram,
+      .freeram = (uint32_t)s.freeram,
+      .sharedram = (uint32_t)s.sharedram,
+      .bufferram = (uint32_t)s.bufferram,
+      .totalswap = (uint32_t)s.totalswap,
+      .freeswap = (uint32_t)s.freeswap,
+      .procs = s.procs,
+      .totalhigh = (uint32_t)s.totalhigh,
+      .freehigh = (uint32_t)s.freehigh,
+      .mem_unit = s.mem_unit};
+}
+
+static void serve_sysinfo(int listener, const struct cell *c, const struct seccomp_notif *req,
+                          bool compat, struct seccomp_notif_resp *resp) {
   struct sysinfo host, view;
   if (sysinfo(&host) < 0) {
     resp->error = -errno;
     return;
   }
-  rc_cell_sysinfo(&host, cached_limits(cgroup_path), &view);
-  int r = write_target(listener, req, req->data.args[0], &view, sizeof(view));
+  rc_cell_sysinfo(&host, cached_limits(c->cgroup_path), &view);
+  /* the cell's uptime, as its /proc/uptime shows it; the kernel counts a started second */
+  if (c->started >= 0) {
+    double up = rc_cell_uptime(c->started);
+    view.uptime = (long)up + (up > (double)(long)up);
+  }
+  int r;
+  if (compat) {
+    struct compat_sysinfo view32;
+    to_compat_sysinfo(view, &view32);
+    r = write_target(listener, req, (uint32_t)req->data.args[0], &view32, sizeof(view32));
+  } else {
+    r = write_target(listener, req, req->data.args[0], &view, sizeof(view));
+  }
   resp->error = r;
   resp->val = 0;
 }
 
-/* sched_getaffinity(pid, len, mask) for the caller itself (pid 0): the CPUs it may run on,
- * cut down to as many as the cell's quota covers. Other pids are the kernel's to answer
- * (the pid is in the cell's pid namespace, which the cell kernel does not share). */
-static void serve_sched_getaffinity(int listener, const char *cgroup_path,
-                                    const struct seccomp_notif *req,
+/* The kernel's nr_cpu_ids: the highest possible CPU + 1 (the host's sysfs: the cell
+ * kernel runs outside the cell's mounts). */
+static unsigned nr_cpu_ids(void) {
+  static unsigned n;
+  if (n) return n;
+  cleanup_free char *possible = NULL;
+  struct rc_error ignore;
+  unsigned highest = 0;
+  if (rc_read_file("/sys/devices/system/cpu/possible", 4096, &possible, NULL, &ignore) == 0)
+    for (const char *p = possible; *p;) {
+      if (*p < '0' || *p > '9') { /* "-" and "," separate, and strtoul would take "-1" */
+        p++;
+        continue;
+      }
+      char *end = NULL;
+      unsigned long v = strtoul(p, &end, 10);
+      if (v > highest) highest = (unsigned)v;
+      p = end;
+    }
+  n = highest + 1;
+  return n;
+}
+
+/* The last number of a "Key:\tn1\tn2..." line of a /proc status text (the innermost
+ * namespace's), or the first when first; -1 if absent. */
+static long status_field(const char *status, const char *key, bool first) {
+  size_t k = strlen(key);
+  for (const char *line = status; line && *line; line = strchr(line, '\n')) {
+    if (*line == '\n') line++;
+    if (strncmp(line, key, k) != 0 || line[k] != ':') continue;
+    long v = -1;
+    for (const char *p = line + k + 1; *p && *p != '\n';) {
+      char *end = NULL;
+      long n = strtol(p, &end, 10);
+      if (end == p) break;
+      v = n;
+      if (first) break;
+      p = end;
+    }
+    return v;
+  }
+  return -1;
+}
+
+/* The task a sched_getaffinity(pid) of the caller names, in the cell kernel's pid
+ * namespace: 0 and the caller's own thread id are the caller, its own process id is its
+ * thread group leader; other pids are not the caller's (0). pid is in the caller's
+ * namespace, so its ids there come from its status (NSpid, NStgid: the last is its own
+ * namespace's); the request's validity, checked after the read, shows that its pid had
+ * not been reused. */
+static pid_t affinity_target(int listener, const struct seccomp_notif *req, pid_t pid) {
+  if (pid == 0) return (pid_t)req->pid;
+  if (pid < 0) return 0;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/status", req->pid);
+  cleanup_free char *status = NULL;
+  struct rc_error ignore;
+  if (rc_read_file(path, 1 << 16, &status, NULL, &ignore) < 0) return 0;
+  __u64 id = req->id;
+  if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) return 0;
+  if (status_field(status, "NSpid", false) == pid) return (pid_t)req->pid;
+  if (status_field(status, "NStgid", false) == pid)
+    return (pid_t)status_field(status, "Tgid", true);
+  return 0;
+}
+
+/* sched_getaffinity(pid, len, mask) for the caller itself (affinity_target): the CPUs it
+ * may run on, cut down to as many as the cell's quota covers. Other pids are the
+ * kernel's to answer. The arguments are taken as the kernel takes them: pid and len are
+ * 32-bit (an int, an unsigned int), len must cover nr_cpu_ids bits (the product wraps at
+ * 32 bits, as the kernel's does) and be a multiple of the caller's long, and
+ * min(len, the kernel's cpumask size) bytes are written and returned. */
+static void serve_sched_getaffinity(int listener, const struct cell *c,
+                                    const struct seccomp_notif *req, bool compat,
                                     struct seccomp_notif_resp *resp) {
-  if ((pid_t)req->data.args[0] != 0) {
+  pid_t target = affinity_target(listener, req, (pid_t)req->data.args[0]);
+  if (target <= 0) {
     resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
     return;
   }
-  size_t len = (size_t)req->data.args[1];
+  unsigned int len = (unsigned int)req->data.args[1];
+  unsigned int word = compat ? 4 : (unsigned int)sizeof(long);
+  if (len * 8u < nr_cpu_ids() || (len & (word - 1))) {
+    resp->error = -EINVAL;
+    return;
+  }
   cpu_set_t *set = CPU_ALLOC(CPU_SETSIZE * 4);
   size_t size = CPU_ALLOC_SIZE(CPU_SETSIZE * 4);
-  long got = syscall(SYS_sched_getaffinity, (pid_t)req->pid, size, set);
+  long got = syscall(SYS_sched_getaffinity, target, size, set);
   if (got < 0) {
     resp->error = -errno;
     CPU_FREE(set);
     return;
   }
-  /* As the kernel: the buffer must hold the kernel's mask and be a multiple of a long. */
-  if (len < (size_t)got || (len & (sizeof(long) - 1))) {
-    resp->error = -EINVAL;
-    CPU_FREE(set);
-    return;
-  }
   unsigned allowed = (unsigned)CPU_COUNT_S((size_t)got, set);
-  unsigned keep = rc_cell_cpu_count(cached_limits(cgroup_path), allowed);
+  unsigned keep = rc_cell_cpu_count(cached_limits(c->cgroup_path), allowed);
   for (size_t cpu = 0, kept = 0; cpu < (size_t)got * 8; cpu++) {
     if (!CPU_ISSET_S(cpu, (size_t)got, set)) continue;
     if (kept >= keep)
@@ -124,10 +260,12 @@ static void serve_sched_getaffinity(int listener, const char *cgroup_path,
     else
       kept++;
   }
-  int r = write_target(listener, req, req->data.args[2], set, (size_t)got);
+  size_t n = len < (size_t)got ? len : (size_t)got;
+  uint64_t addr = compat ? (uint32_t)req->data.args[2] : req->data.args[2];
+  int r = write_target(listener, req, addr, set, n);
   CPU_FREE(set);
   resp->error = r;
-  resp->val = r == 0 ? got : 0;
+  resp->val = r == 0 ? (long long)n : 0;
 }
 
 /* Whether every process of the listener's filter is gone. */
@@ -137,7 +275,7 @@ static bool listener_hung_up(int listener) {
 }
 
 /* Answers one routed syscall; false when the listener is finished with. */
-static bool serve_notification(int listener, const char *cgroup_path, struct seccomp_notif *req,
+static bool serve_notification(int listener, const struct cell *c, struct seccomp_notif *req,
                                size_t req_size, struct seccomp_notif_resp *resp, size_t resp_size) {
   memset(req, 0, req_size);
   if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {
@@ -149,10 +287,14 @@ static bool serve_notification(int listener, const char *cgroup_path, struct sec
   }
   memset(resp, 0, resp_size);
   resp->id = req->id;
-  if (req->data.nr == SYS_sysinfo)
-    serve_sysinfo(listener, cgroup_path, req, resp);
-  else if (req->data.nr == SYS_sched_getaffinity)
-    serve_sched_getaffinity(listener, cgroup_path, req, resp);
+  /* The gate routes the i386 calls (int 0x80) too: the numbers differ, and so do the
+   * layouts written back. */
+  bool x86_64 = req->data.arch == AUDIT_ARCH_X86_64, i386 = req->data.arch == AUDIT_ARCH_I386;
+  if ((x86_64 && req->data.nr == SYS_sysinfo) || (i386 && req->data.nr == I386_SYSINFO))
+    serve_sysinfo(listener, c, req, i386, resp);
+  else if ((x86_64 && req->data.nr == SYS_sched_getaffinity) ||
+           (i386 && req->data.nr == I386_SCHED_GETAFFINITY))
+    serve_sched_getaffinity(listener, c, req, i386, resp);
   else
     resp->error = -ENOSYS; /* a routed syscall this cell kernel does not know */
   return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) == 0 || errno == ENOENT;
@@ -182,7 +324,7 @@ static void sync_wake_ups(int listener) {
  * 0: a notification's EPOLLIN wake-up does not reach it). */
 struct listener_thread {
   int listener;
-  const char *cgroup_path;
+  struct cell cell;
   int ended; /* an eventfd the thread signals when it gives the listener up */
 };
 
@@ -192,7 +334,7 @@ static void *serve_listener(void *arg) {
   if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return NULL;
   struct seccomp_notif *req = rc_xcalloc(1, sizes.seccomp_notif);
   struct seccomp_notif_resp *resp = rc_xcalloc(1, sizes.seccomp_notif_resp);
-  while (serve_notification(lt->listener, lt->cgroup_path, req, sizes.seccomp_notif, resp,
+  while (serve_notification(lt->listener, &lt->cell, req, sizes.seccomp_notif, resp,
                             sizes.seccomp_notif_resp)) {
   }
   free(req);
@@ -206,11 +348,11 @@ static void *serve_listener(void *arg) {
 
 /* Starts the listener's thread; false if it could not be started (the caller then closes
  * the listener: the cell's routed syscalls then fail with ENOSYS). */
-static bool start_listener(int listener, const char *cgroup_path, int ended) {
+static bool start_listener(int listener, const char *cgroup_path, pid_t init_pid, int ended) {
   sync_wake_ups(listener);
   struct listener_thread *lt = rc_xcalloc(1, sizeof(*lt)); /* the thread's until the exit */
   lt->listener = listener;
-  lt->cgroup_path = cgroup_path;
+  lt->cell = (struct cell){.cgroup_path = cgroup_path, .started = rc_cell_start_time(init_pid)};
   lt->ended = ended;
   pthread_t thread;
   pthread_attr_t attr;
@@ -252,7 +394,7 @@ static void take_control_message(struct sources *s, short revents, const char *c
     return;
   }
   if (t == RC_SYNC_LISTENER && got >= 0 && s->listener < 0 && ended >= 0 &&
-      start_listener(got, cgroup_path, ended)) {
+      start_listener(got, cgroup_path, init_pid, ended)) {
     s->listener = got;
     got = -1;
   }
@@ -267,7 +409,7 @@ static void take_control_message(struct sources *s, short revents, const char *c
 
 static void serve(struct sources s, const char *cgroup_path, pid_t init_pid) {
   int ended = eventfd(0, EFD_CLOEXEC);
-  if (s.listener >= 0 && (ended < 0 || !start_listener(s.listener, cgroup_path, ended))) {
+  if (s.listener >= 0 && (ended < 0 || !start_listener(s.listener, cgroup_path, init_pid, ended))) {
     close(s.listener);
     s.listener = -1;
   }

@@ -1,7 +1,10 @@
 /* The cell's resources as its cgroup limits them: what the cell kernel answers with. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "runcell/cell_kernel.h"
 #include "runcell/cgroups.h"
@@ -99,4 +102,29 @@ void rc_cell_sysinfo(const struct sysinfo *host, const struct rc_cell_limits *l,
     out->freeswap = 0;
   }
   if (l->pids) out->procs = (unsigned short)(l->pids > 65535 ? 65535 : l->pids);
+}
+
+double rc_cell_start_time(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  cleanup_free char *st = NULL;
+  struct rc_error ignore;
+  if (rc_read_file(path, 4096, &st, NULL, &ignore) < 0) return -1;
+  /* field 22, starttime in clock ticks, counted after the command's closing parenthesis
+   * (the command itself may hold spaces and parentheses) */
+  const char *p = strrchr(st, ')');
+  unsigned long long start = 0;
+  for (int field = 2; p && *p && field < 22; field++) {
+    p = strchr(p + 1, ' ');
+    if (p && field == 21) start = strtoull(p + 1, NULL, 10);
+  }
+  long hz = sysconf(_SC_CLK_TCK);
+  return start && hz > 0 ? (double)start / (double)hz : -1;
+}
+
+double rc_cell_uptime(double started) {
+  struct timespec now;
+  clock_gettime(CLOCK_BOOTTIME, &now);
+  double up = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - started;
+  return started >= 0 && up > 0 ? up : 0;
 }

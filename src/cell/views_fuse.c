@@ -1,8 +1,9 @@
 /* The views filesystem: a flat, read-only FUSE filesystem with one file per view, spoken
- * directly over /dev/fuse (the few operations it needs do not warrant libfuse). Files are
- * rendered when opened and read with direct I/O, so their size is 0 (as procfs reports)
- * and every open sees current numbers. Requests come from the kernel, but the numbers in
- * them (offsets, sizes, node ids, file handles) are checked like any other input. */
+ * directly over /dev/fuse (the few operations it needs do not warrant libfuse). Each open
+ * file is a snapshot rendered for it, read with direct I/O, and its size is that
+ * snapshot's length (see fill_attr for why not 0, as procfs says). Requests come from the
+ * kernel, but the numbers in them (offsets, sizes, node ids, file handles) are checked
+ * like any other input. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -27,21 +28,53 @@
 #define FUSE_SUPER_MAGIC 0x65735546
 /* node id of view v: ROOT_INO + 1 + v */
 #define VIEW_INO(v) ((uint64_t)(v) + ROOT_INO + 1)
-#define MAX_OPEN 64
-#define VIEW_MAX_SIZE (1u << 20)
+/* Open view files of the whole cell (ENFILE beyond, as the host's file-max) and of one
+ * opener (EMFILE beyond, as a process's RLIMIT_NOFILE). A mapping keeps its file open
+ * after close(), so fd limits do not bound what a process holds; the per-opener limit
+ * keeps one process from taking every handle and denying the views to the rest of the
+ * cell. An idle handle costs a few bytes: the table grows as needed. */
+#define MAX_OPEN (1u << 18)
+#define MAX_OPEN_PER_OPENER (1u << 14)
+/* Rendered text held by open files; past this, other files' texts are dropped (their next
+ * read renders again, as a seq_file read at an unexpected offset does), so that many
+ * held files cannot make the cell kernel grow without bound. */
+#define TEXT_BUDGET (64u << 20)
 #define REQUEST_BUFFER (FUSE_MIN_READ_BUFFER + 65536)
 
 struct open_file {
-  bool used;
-  char *text;
+  char *text; /* the snapshot, NULL once dropped for the budget */
   size_t len;
+  uint32_t opener;    /* the opening thread's id (the FUSE request's pid) */
+  uint32_t next_free; /* the free list's next slot + 1, while unused */
+  uint8_t view;
+  bool used;
+};
+
+/* Live handles per opener: an open-addressing table keyed by pid, 0 marking a free entry
+ * (pid 0 is the kernel's own requests, which never open) and tombstones (count 0 with a
+ * pid) left behind until the table is rebuilt. */
+struct opener_count {
+  uint32_t pid;
+  uint32_t count;
 };
 
 struct rc_views_server {
   int fd;
   char *cgroup_path;
   pid_t init_pid;
-  struct open_file open[MAX_OPEN];
+  double started;               /* the init's start (rc_cell_start_time), read while it is alive */
+  struct open_file *open;       /* slots; the fh of a file is its index */
+  uint32_t open_cap, free_head; /* free_head: the first free slot + 1, 0 if none */
+  struct opener_count *openers;
+  uint32_t openers_cap, openers_filled; /* filled: entries with a pid, tombstones too */
+  size_t text_bytes;
+  /* The rendering whose length the last LOOKUP or GETATTR by path reported, per view:
+   * the next open takes it, so that the size the kernel holds (which bounds sendfile and
+   * splice, read through the page cache) is the length of what that open reads. */
+  struct {
+    char *text;
+    size_t len;
+  } pending[RC_VIEW_COUNT];
   char *req;
 };
 
@@ -98,13 +131,17 @@ struct rc_views_server *rc_views_server_new(int fuse_fd, const char *cgroup_path
   s->fd = fuse_fd;
   s->cgroup_path = rc_xstrdup(cgroup_path);
   s->init_pid = init_pid;
+  s->started = rc_cell_start_time(init_pid);
   s->req = rc_xcalloc(1, REQUEST_BUFFER);
   return s;
 }
 
 void rc_views_server_free(struct rc_views_server *s) {
   if (!s) return;
-  for (int i = 0; i < MAX_OPEN; i++) free(s->open[i].text);
+  for (uint32_t i = 0; i < s->open_cap; i++) free(s->open[i].text);
+  for (int v = 0; v < RC_VIEW_COUNT; v++) free(s->pending[v].text);
+  free(s->open);
+  free(s->openers);
   free(s->cgroup_path);
   free(s->req);
   free(s);
@@ -117,16 +154,26 @@ static void reply(int fd, uint64_t unique, int error, const void *data, size_t l
   (void)!writev(fd, iov, error || !len ? 1 : 2);
 }
 
-static void fill_attr(struct fuse_attr *a, uint64_t ino) {
+static bool is_view_ino(uint64_t ino) {
+  return ino >= VIEW_INO(0) && ino <= VIEW_INO(RC_VIEW_COUNT - 1);
+}
+
+/* size: the length of the text an open of the file reads. procfs says 0 and is read
+ * until EOF; reads here are direct I/O and end at the text's end too, but sendfile and
+ * splice (busybox cat) read FUSE files through the page cache, which ends at the size the
+ * kernel holds (Linux 6.18 still: fuse_splice_read uses filemap_splice_read even for
+ * FOPEN_DIRECT_IO files): a size of 0 would make cat print nothing, a larger one would
+ * make tail and wc -c see a longer file (they seek to the end). */
+static void fill_attr(struct fuse_attr *a, uint64_t ino, uint64_t size) {
   memset(a, 0, sizeof(*a));
   a->ino = ino;
   a->mode = ino == ROOT_INO ? (S_IFDIR | 0555) : (S_IFREG | 0444);
   a->nlink = ino == ROOT_INO ? 2 : 1;
   a->blksize = 4096;
-  /* Files are read through the page cache (splice and sendfile, which busybox cat uses,
-   * do not work on direct-I/O FUSE files): each open drops the cache, the size offered is
-   * an upper bound and the short read at the real end sets the size the reader sees. */
-  if (ino != ROOT_INO) a->size = VIEW_MAX_SIZE;
+  if (is_view_ino(ino)) {
+    a->size = size;
+    a->blocks = (size + 511) / 512;
+  }
 }
 
 static char *read_host(const char *path) {
@@ -134,24 +181,6 @@ static char *read_host(const char *path) {
   struct rc_error ignore;
   if (rc_read_file(path, 1 << 20, &text, NULL, &ignore) < 0) return rc_xstrdup("");
   return text;
-}
-
-/* Seconds since the cell's init started, from its start time in clock ticks. */
-static double cell_uptime(pid_t init_pid) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)init_pid);
-  cleanup_free char *st = read_host(path);
-  const char *p = strrchr(st, ')');
-  unsigned long long start = 0;
-  for (int field = 2; p && *p && field < 22; field++) {
-    p = strchr(p + 1, ' ');
-    if (p && field == 21) start = strtoull(p + 1, NULL, 10);
-  }
-  struct timespec now;
-  clock_gettime(CLOCK_BOOTTIME, &now);
-  long hz = sysconf(_SC_CLK_TCK);
-  double up = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)start / (double)hz;
-  return start && up > 0 ? up : 0;
 }
 
 static char *render(struct rc_views_server *s, enum rc_view v) {
@@ -164,7 +193,7 @@ static char *render(struct rc_views_server *s, enum rc_view v) {
                          ? (unsigned)CPU_COUNT(&set)
                          : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
   in.cpus = rc_cell_cpu_count(&in.limits, allowed);
-  in.uptime = cell_uptime(s->init_pid);
+  in.uptime = rc_cell_uptime(s->started);
   in.page_cache = in.limits.memory_cache;
   cleanup_free char *meminfo = v == RC_VIEW_MEMINFO ? read_host("/proc/meminfo") : NULL;
   cleanup_free char *memory_stat = NULL;
@@ -180,6 +209,14 @@ static char *render(struct rc_views_server *s, enum rc_view v) {
   return rc_view_render(v, &in);
 }
 
+/* Renders view v as the next open's text; returns its length. */
+static size_t render_pending(struct rc_views_server *s, enum rc_view v) {
+  free(s->pending[v].text);
+  s->pending[v].text = render(s, v);
+  s->pending[v].len = strlen(s->pending[v].text);
+  return s->pending[v].len;
+}
+
 static void do_lookup(struct rc_views_server *s, const struct fuse_in_header *h, const char *name,
                       size_t name_len) {
   if (h->nodeid != ROOT_INO) return reply(s->fd, h->unique, -ENOENT, NULL, 0);
@@ -187,28 +224,143 @@ static void do_lookup(struct rc_views_server *s, const struct fuse_in_header *h,
     const char *n = rc_view_name((enum rc_view)v);
     if (strnlen(name, name_len) != strlen(n) || strncmp(name, n, name_len) != 0) continue;
     struct fuse_entry_out e = {.nodeid = VIEW_INO(v), .generation = 1};
-    fill_attr(&e.attr, VIEW_INO(v));
+    fill_attr(&e.attr, VIEW_INO(v), render_pending(s, (enum rc_view)v));
     return reply(s->fd, h->unique, 0, &e, sizeof(e));
   }
   reply(s->fd, h->unique, -ENOENT, NULL, 0);
 }
 
-static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
-  if (h->nodeid <= ROOT_INO || h->nodeid > VIEW_INO(RC_VIEW_COUNT - 1))
-    return reply(s->fd, h->unique, -EISDIR, NULL, 0);
-  for (uint64_t fh = 0; fh < MAX_OPEN; fh++) {
-    if (s->open[fh].used) continue;
-    char *text = render(s, (enum rc_view)(h->nodeid - VIEW_INO(0)));
-    if (strlen(text) > VIEW_MAX_SIZE) text[VIEW_MAX_SIZE] = '\0'; /* the size offered */
-    s->open[fh] = (struct open_file){.used = true, .text = text, .len = strlen(text)};
-    struct fuse_open_out o = {.fh = fh, .open_flags = 0};
-    return reply(s->fd, h->unique, 0, &o, sizeof(o));
+/* The live-handle count of the opener keyed key (its pid + 1, so that 0 marks a free
+ * entry), created when create; NULL when absent. */
+static uint32_t *opener_count(struct rc_views_server *s, uint32_t key, bool create) {
+  if (create && (s->openers_filled + 1) * 4 > s->openers_cap * 3) {
+    /* rebuild with the live entries only, at most half full */
+    uint32_t live = 0;
+    for (uint32_t i = 0; i < s->openers_cap; i++) live += s->openers[i].count > 0;
+    uint32_t cap = 64;
+    while ((live + 1) * 2 > cap) cap *= 2;
+    struct opener_count *old = s->openers;
+    uint32_t old_cap = s->openers_cap;
+    s->openers = rc_xcalloc(cap, sizeof(*s->openers));
+    s->openers_cap = cap;
+    s->openers_filled = 0;
+    for (uint32_t i = 0; i < old_cap; i++)
+      if (old[i].count) *opener_count(s, old[i].pid, true) = old[i].count;
+    free(old);
   }
-  reply(s->fd, h->unique, -ENFILE, NULL, 0);
+  if (!s->openers_cap) return NULL;
+  uint32_t mask = s->openers_cap - 1, reuse = UINT32_MAX;
+  uint32_t hash = key * 2654435761u;
+  for (uint32_t i = (hash ^ (hash >> 16)) & mask;; i = (i + 1) & mask) {
+    struct opener_count *o = &s->openers[i];
+    if (o->pid == key) return &o->count;
+    if (o->pid == 0) {
+      if (!create) return NULL;
+      if (reuse != UINT32_MAX)
+        o = &s->openers[reuse];
+      else
+        s->openers_filled++;
+      *o = (struct opener_count){.pid = key};
+      return &o->count;
+    }
+    if (o->count == 0 && reuse == UINT32_MAX) reuse = i;
+  }
+}
+
+static void drop_text(struct rc_views_server *s, struct open_file *f) {
+  s->text_bytes -= f->len;
+  free(f->text);
+  f->text = NULL;
+  f->len = 0;
+}
+
+/* Gives f its text (rendered now unless text is given), within the budget. */
+static void set_text(struct rc_views_server *s, struct open_file *f, char *text) {
+  drop_text(s, f);
+  f->text = text ? text : render(s, (enum rc_view)f->view);
+  f->len = strlen(f->text);
+  s->text_bytes += f->len;
+  if (s->text_bytes > TEXT_BUDGET)
+    for (uint32_t i = 0; i < s->open_cap; i++)
+      if (s->open[i].text && &s->open[i] != f) drop_text(s, &s->open[i]);
+}
+
+static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
+  if (!is_view_ino(h->nodeid)) return reply(s->fd, h->unique, -EISDIR, NULL, 0);
+  uint32_t key = h->pid + 1;
+  uint32_t *count = opener_count(s, key, true);
+  if (*count >= MAX_OPEN_PER_OPENER) return reply(s->fd, h->unique, -EMFILE, NULL, 0);
+  if (!s->free_head) {
+    if (s->open_cap >= MAX_OPEN) return reply(s->fd, h->unique, -ENFILE, NULL, 0);
+    uint32_t cap = s->open_cap ? s->open_cap * 2 : 64;
+    if (cap > MAX_OPEN) cap = MAX_OPEN;
+    s->open = rc_xrealloc(s->open, cap * sizeof(*s->open));
+    for (uint32_t i = cap; i-- > s->open_cap;) {
+      s->open[i] = (struct open_file){.next_free = s->free_head};
+      s->free_head = i + 1;
+    }
+    s->open_cap = cap;
+  }
+  uint32_t fh = s->free_head - 1;
+  s->free_head = s->open[fh].next_free;
+  enum rc_view v = (enum rc_view)(h->nodeid - VIEW_INO(0));
+  s->open[fh] = (struct open_file){.used = true, .view = (uint8_t)v, .opener = key};
+  (*count)++;
+  set_text(s, &s->open[fh], s->pending[v].text); /* NULL: none pending, render */
+  s->pending[v].text = NULL;
+  /* Direct I/O: every read comes here and gets this open's snapshot, so concurrent
+   * readers do not share cached pages, and a read ends at the snapshot's end whatever
+   * size the kernel holds. Without FUSE_DIRECT_IO_ALLOW_MMAP a shared mapping is refused
+   * (ENODEV, as sysfs answers; procfs answers EIO to any mapping). */
+  struct fuse_open_out o = {.fh = fh, .open_flags = FOPEN_DIRECT_IO};
+  reply(s->fd, h->unique, 0, &o, sizeof(o));
 }
 
 static struct open_file *file_of(struct rc_views_server *s, uint64_t fh) {
-  return fh < MAX_OPEN && s->open[fh].used ? &s->open[fh] : NULL;
+  return fh < s->open_cap && s->open[fh].used ? &s->open[fh] : NULL;
+}
+
+static void do_release(struct rc_views_server *s, uint64_t fh) {
+  struct open_file *f = file_of(s, fh);
+  if (!f) return;
+  drop_text(s, f);
+  uint32_t *count = opener_count(s, f->opener, false);
+  if (count && *count) (*count)--;
+  *f = (struct open_file){.next_free = s->free_head};
+  s->free_head = (uint32_t)fh + 1;
+}
+
+/* A read of the open's snapshot, so that a file read in pieces is one consistent text. */
+static void do_read(struct rc_views_server *s, const struct fuse_in_header *h,
+                    const struct fuse_read_in *in) {
+  struct open_file *f = file_of(s, in->fh);
+  if (!f) return reply(s->fd, h->unique, -EBADF, NULL, 0);
+  if (!f->text) set_text(s, f, NULL);
+  size_t off = in->offset < f->len ? (size_t)in->offset : f->len;
+  size_t len = f->len - off < in->size ? f->len - off : in->size;
+  reply(s->fd, h->unique, 0, f->text + off, len);
+}
+
+/* GETATTR: of an open file (fstat), its snapshot's length; by path, a new rendering's,
+ * which the next open then reads. */
+static void do_getattr(struct rc_views_server *s, const struct fuse_in_header *h, const char *arg,
+                       size_t arg_len) {
+  if (h->nodeid != ROOT_INO && !is_view_ino(h->nodeid))
+    return reply(s->fd, h->unique, -ENOENT, NULL, 0);
+  uint64_t size = 0;
+  if (is_view_ino(h->nodeid)) {
+    const struct fuse_getattr_in *in = arg_len >= sizeof(*in) ? (const void *)arg : NULL;
+    struct open_file *f = in && (in->getattr_flags & FUSE_GETATTR_FH) ? file_of(s, in->fh) : NULL;
+    if (f && f->view == h->nodeid - VIEW_INO(0)) {
+      if (!f->text) set_text(s, f, NULL);
+      size = f->len;
+    } else {
+      size = render_pending(s, (enum rc_view)(h->nodeid - VIEW_INO(0)));
+    }
+  }
+  struct fuse_attr_out o = {.attr_valid = 0};
+  fill_attr(&o.attr, h->nodeid, size);
+  reply(s->fd, h->unique, 0, &o, sizeof(o));
 }
 
 int rc_views_server_handle(struct rc_views_server *s) {
@@ -241,44 +393,21 @@ int rc_views_server_handle(struct rc_views_server *s) {
     case FUSE_LOOKUP:
       do_lookup(s, h, arg, arg_len);
       return 0;
-    case FUSE_GETATTR: {
-      if (h->nodeid != ROOT_INO &&
-          (h->nodeid < VIEW_INO(0) || h->nodeid > VIEW_INO(RC_VIEW_COUNT - 1))) {
-        reply(s->fd, h->unique, -ENOENT, NULL, 0);
-        return 0;
-      }
-      struct fuse_attr_out o = {.attr_valid = 0};
-      fill_attr(&o.attr, h->nodeid);
-      reply(s->fd, h->unique, 0, &o, sizeof(o));
+    case FUSE_GETATTR:
+      do_getattr(s, h, arg, arg_len);
       return 0;
-    }
     case FUSE_OPEN:
       do_open(s, h);
       return 0;
-    case FUSE_READ: {
+    case FUSE_READ:
       if (arg_len < sizeof(struct fuse_read_in)) return -1;
-      const struct fuse_read_in *in = (const void *)arg;
-      struct open_file *f = file_of(s, in->fh);
-      if (!f) {
-        reply(s->fd, h->unique, -EBADF, NULL, 0);
-        return 0;
-      }
-      size_t off = in->offset < f->len ? (size_t)in->offset : f->len;
-      size_t len = f->len - off < in->size ? f->len - off : in->size;
-      reply(s->fd, h->unique, 0, f->text + off, len);
+      do_read(s, h, (const struct fuse_read_in *)arg);
       return 0;
-    }
-    case FUSE_RELEASE: {
-      if (arg_len >= sizeof(struct fuse_release_in)) {
-        struct open_file *f = file_of(s, ((const struct fuse_release_in *)arg)->fh);
-        if (f) {
-          free(f->text);
-          *f = (struct open_file){0};
-        }
-      }
+    case FUSE_RELEASE:
+      if (arg_len >= sizeof(struct fuse_release_in))
+        do_release(s, ((const struct fuse_release_in *)arg)->fh);
       reply(s->fd, h->unique, 0, NULL, 0);
       return 0;
-    }
     case FUSE_FLUSH:
     case FUSE_DESTROY:
       reply(s->fd, h->unique, 0, NULL, 0);

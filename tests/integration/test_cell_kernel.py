@@ -108,10 +108,12 @@ def test_exec_is_served_too(h, bundle):
 @pytest.mark.skipif(HOST_CPUS < 2, reason="needs at least 2 CPUs")
 def test_another_process_affinity_is_the_kernels(h, bundle):
     """sched_getaffinity for another pid goes on to the kernel (the pid is in the cell's
-    namespace): taskset -p shows the real mask while nproc shows the cell's view."""
+    namespace): taskset -p shows the real mask while nproc shows the cell's view. (Another
+    process: `taskset -p 1` may name taskset itself, sh exec'ing its last command, and a
+    caller naming itself gets the cell's view.)"""
     as_cell(bundle)
     limits(bundle, quota=50000)
-    bundle.sh("nproc; taskset -p 1")
+    bundle.sh("sleep 30 & nproc; taskset -p $!")
     res = h.run_container(bundle)
     assert res.rc == 0, res.describe()
     lines = res.out.split("\n")
@@ -364,3 +366,304 @@ def test_failed_create_leaves_no_cell_kernel(h, bundle, tmp_path, failing):
         time.sleep(0.05)
     assert not cell_kernel_pids() - before, "a failed create left its cell kernel"
     assert h("state", cid).rc != 0
+
+
+# --- fidelity of the routed syscalls and the views, compared with the host --------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+# A static probe (built here with gcc -static): each mode prints one JSON object.
+PROBE_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+static unsigned char buf[4096];
+/* "ret/errno/bytes": the result, and how many bytes of a 0x5a-filled buffer were written */
+static void affinity(const char *name, long pid, unsigned long len, void *mask, int comma) {
+  memset(buf, 0x5a, sizeof(buf));
+  long r = syscall(SYS_sched_getaffinity, pid, len, mask);
+  int e = r < 0 ? errno : 0;
+  int written = 0;
+  for (int i = 0; i < (int)sizeof(buf); i++)
+    if (buf[i] != 0x5a) written = i + 1;
+  printf("\"%s\": [%ld, %d, %d]%s", name, r, e, written, comma ? ", " : "");
+}
+
+static long i386(long nr, long a, long b, long c) {
+  long ret;
+  __asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c)
+                   : "memory", "r8", "r9", "r10", "r11");
+  return ret;
+}
+
+static int cpus(long pid) {
+  cpu_set_t set;
+  CPU_ZERO(&set); /* the kernel writes only its mask's size */
+  if (syscall(SYS_sched_getaffinity, pid, sizeof(set), &set) < 0) return -errno;
+  return CPU_COUNT(&set);
+}
+static void *thread_cpus(void *arg) {
+  *(int *)arg = cpus(syscall(SYS_gettid));
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "";
+  if (!strcmp(mode, "lengths")) {
+    printf("{");
+    affinity("8", 0, 8, buf, 1);
+    affinity("16", 0, 16, buf, 1);
+    affinity("4", 0, 4, buf, 1);
+    affinity("12", 0, 12, buf, 1);
+    affinity("0", 0, 0, buf, 1);
+    affinity("128", 0, 128, buf, 1);
+    affinity("1<<32", 0, 1ul << 32, buf, 1);
+    affinity("(1<<32)+8", 0, (1ul << 32) + 8, buf, 1);
+    affinity("0xfffffff8", 0, 0xfffffff8ul, buf, 1);
+    affinity("8,NULL", 0, 8, NULL, 1);
+    affinity("pid 1<<32", 1l << 32, 8, buf, 0);
+    printf("}\n");
+  } else if (!strcmp(mode, "self")) {
+    int in_thread = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, thread_cpus, &in_thread);
+    pthread_join(t, NULL);
+    struct sysinfo si;
+    sysinfo(&si);
+    printf("{\"0\": %d, \"getpid\": %d, \"gettid\": %d, \"thread\": %d, \"other\": %d,"
+           " \"sysinfo_uptime\": %ld}\n",
+           cpus(0), cpus(getpid()), cpus(syscall(SYS_gettid)), in_thread, cpus(99999),
+           (long)si.uptime);
+  } else if (!strcmp(mode, "i386")) {
+    unsigned char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (low == MAP_FAILED || i386(20, 0, 0, 0) < 0) { printf("{\"no_ia32\": true}\n"); return 0; }
+    memset(low, 0x5a, 4096);
+    long r = i386(116, (long)low, 0, 0);
+    int written = 0;
+    for (int i = 0; i < 4096; i++)
+      if (low[i] != 0x5a) written = i + 1;
+    uint32_t totalram, mem_unit;
+    uint16_t procs;
+    memcpy(&totalram, low + 16, 4);
+    memcpy(&procs, low + 40, 2);
+    memcpy(&mem_unit, low + 52, 4);
+    printf("{\"sysinfo\": [%ld, %d], \"totalram_bytes\": %llu, \"procs\": %u",
+           r, written, (unsigned long long)totalram * mem_unit, procs);
+    static const long lens[] = {4, 8, 6, 128, 1l << 32};
+    for (int i = 0; i < 5; i++) {
+      memset(low, 0x5a, 4096);
+      r = i386(242, 0, lens[i], (long)low);
+      written = 0;
+      for (int j = 0; j < 4096; j++)
+        if (low[j] != 0x5a) written = j + 1;
+      printf(", \"affinity %ld\": [%ld, %d, %d]", lens[i], r, written,
+             r > 0 ? __builtin_popcountll(low[0] | (unsigned long long)low[1] << 8) : -1);
+    }
+    printf("}\n");
+  } else if (!strcmp(mode, "hold")) {
+    /* maps a view argv[3] times (each mapping holds the file open after close), reports
+     * how far it got, then holds them for argv[4] seconds */
+    int n = atoi(argv[3]), got = 0, err = 0;
+    for (; got < n; got++) {
+      int fd = open(argv[2], O_RDONLY);
+      if (fd < 0) { err = errno; break; }
+      if (mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED) { err = errno; close(fd); break; }
+      close(fd);
+    }
+    printf("{\"held\": %d, \"errno\": \"%s\"}\n", got, err ? strerrorname_np(err) : "");
+    fflush(stdout);
+    sleep(atoi(argv[4]));
+  }
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory):
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is needed to build the probe")
+    d = tmp_path_factory.mktemp("cellk-probe")
+    (d / "probe.c").write_text(PROBE_C)
+    res = subprocess.run([gcc, "-static", "-O2", "-pthread", "-o", str(d / "probe"),
+                          str(d / "probe.c")], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot build the probe statically here: {res.stderr.strip()}")
+    return d / "probe"
+
+
+def with_probe(bundle, probe):
+    shutil.copy2(probe, bundle.path / "rootfs" / "bin" / "probe")
+
+
+def run_json(h, bundle, script):
+    bundle.sh(script)
+    res = h.run_container(bundle)
+    assert res.rc == 0, res.describe()
+    return [json.loads(line) for line in res.out.splitlines() if line.startswith("{")]
+
+
+def test_affinity_lengths_are_taken_as_the_kernel_takes_them(h, bundle, probe):
+    """The length is an unsigned int; EINVAL only below nr_cpu_ids bits or off a multiple
+    of a long; min(len, the kernel's mask size) bytes are written and returned. Each case
+    is compared with the host's answer (gate off): without limits both masks are whole."""
+    with_probe(bundle, probe)
+    native = bundle.copy_config()
+    as_cell(bundle)
+    cell, = run_json(h, bundle, "probe lengths")
+    bundle.config = native
+    host, = run_json(h, bundle, "probe lengths")
+    assert host["8"][0] == 8 and host["(1<<32)+8"] == [8, 0, 8], host  # the probe is right
+    assert cell == host
+
+
+@pytest.mark.skipif(HOST_CPUS < 2, reason="needs at least 2 CPUs")
+def test_the_caller_named_by_its_pid_is_the_cell_view(h, bundle, probe):
+    """sched_getaffinity of the caller's own pid or thread id is the caller: the cell's
+    mask, as for pid 0; another pid is the kernel's (ESRCH for none). sysinfo's uptime is
+    the cell's, as /proc/uptime shows it."""
+    with open("/proc/uptime") as f:
+        if float(f.read().split()[0]) < 120:
+            pytest.skip("the host itself has been up for less than two minutes")
+    with_probe(bundle, probe)
+    as_cell(bundle)
+    limits(bundle, quota=50000)
+    bundle.sh("probe self; cat /proc/uptime")
+    res = h.run_container(bundle)
+    assert res.rc == 0, res.describe()
+    out = json.loads(res.out.splitlines()[0])
+    uptime = float(res.out.splitlines()[1].split()[0])
+    assert (out["0"], out["getpid"], out["gettid"], out["thread"]) == (1, 1, 1, 1), out
+    assert out["other"] == -3  # ESRCH, from the kernel
+    assert uptime < 60 and abs(out["sysinfo_uptime"] - uptime) <= 1.5, (out, uptime)
+
+
+def test_i386_routed_syscalls_get_the_32bit_layout(h, bundle, probe):
+    """int 0x80 sysinfo and sched_getaffinity are served in the i386 layouts: a 64-byte
+    struct sysinfo with the cell's memory, the length rules of the compat call; the answers
+    are compared with the host's (gate off) where the cell has no say."""
+    with_probe(bundle, probe)
+    limits(bundle, memory=256 << 20)
+    native = bundle.copy_config()
+    as_cell(bundle)
+    cell, = run_json(h, bundle, "probe i386")
+    if cell.get("no_ia32"):
+        pytest.skip("this kernel runs no i386 syscalls")
+    bundle.config = native
+    host, = run_json(h, bundle, "probe i386")
+    assert host["sysinfo"] == [0, 64], host  # the probe reads the i386 layout
+    assert cell["sysinfo"] == [0, 64], cell  # 64 bytes written, not the 112 of x86-64
+    assert cell["totalram_bytes"] == 256 << 20, cell
+    assert host["totalram_bytes"] != 256 << 20
+    assert 0 < cell["procs"] < 100, cell
+    for key in [k for k in host if k.startswith("affinity")]:
+        assert cell[key] == host[key], (key, cell, host)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+def test_views_held_by_one_process_do_not_deny_the_rest(h, bundle, probe):
+    """A mapping keeps its file open after close(): a process holding many view files
+    used to exhaust a table shared by the whole cell (ENFILE for everyone else). The
+    handles now grow with need and each opener has a limit of its own (EMFILE, as its
+    fd limit would answer), so the rest of the cell still reads the views."""
+    with_probe(bundle, probe)
+    as_cell(bundle)
+    limits(bundle, memory=128 << 20)
+    # the other side of the pipe reads while the probe still holds its files
+    bundle.sh("probe hold /proc/uptime 20000 3 | { read -r held; echo \"$held\";"
+              " head -1 /proc/meminfo; cat /sys/devices/system/cpu/online; }")
+    res = h.run_container(bundle, timeout=90)
+    assert res.rc == 0, res.describe()
+    lines = res.out.splitlines()
+    held = json.loads(lines[0])
+    assert held == {"held": 16384, "errno": "EMFILE"}, res.out
+    assert meminfo_kib(lines[1], "MemTotal") == 128 << 10, res.out
+    assert lines[2] in ("0", f"0-{HOST_CPUS - 1}"), res.out
+
+
+# What each tool gives for a view must be what it gives for a file of that content (as it
+# does for the host's procfs): checked inside the cell against a snapshot taken there.
+# Numbers change between reads, so texts are compared with every number replaced by 0.
+VIEW_READER = r"""
+import os, re, subprocess, sys, json
+FILES = ["/proc/meminfo", "/proc/cpuinfo", "/proc/stat", "/proc/uptime",
+         "/sys/devices/system/cpu/online", "/sys/devices/system/cpu/possible"]
+norm = lambda b: re.sub(rb" +", b" ", re.sub(rb"[0-9]+", b"0", b))
+def run(*argv):
+    return subprocess.run(argv, capture_output=True).stdout
+result = {}
+for f in FILES:
+    snap = open(f, "rb").read()
+    lines = snap.splitlines(keepends=True)
+    r = result[f] = {}
+    r["python read"] = len(snap) > 0 and snap.endswith(b"\n")
+    for name, tool in (("busybox", ["/bin/busybox"]), ("gnu", [])):
+        t = tool + ([] if tool else ["/usr/bin/tail"]) + (["tail"] if tool else [])
+        r[name + " tail -n2"] = norm(run(*t, "-n", "2", f)) == norm(b"".join(lines[-2:]))
+        out = run(*t, "-c", "3", f)
+        r[name + " tail -c3"] = norm(out) == norm(snap[-3:]) and len(out) == min(3, len(snap))
+        wc = (["/bin/busybox", "wc"] if tool else ["/usr/bin/wc"])
+        n = int(run(*wc, "-c", f).split()[0])
+        r[name + " wc -c"] = abs(n - len(snap)) <= 16
+        head = (["/bin/busybox", "head"] if tool else ["/usr/bin/head"])
+        r[name + " head -c5"] = norm(run(*head, "-c", "5", f)) == norm(snap[:5])
+        cat = (["/bin/busybox", "cat"] if tool else ["/usr/bin/cat"])
+        r[name + " cat"] = norm(run(*cat, f)) == norm(snap)
+    with open(f, "rb") as h:
+        h.seek(2)
+        r["seek+read"] = norm(h.read(3)) == norm(snap[2:5])
+    fd = os.open(f, os.O_RDONLY)
+    r["pread"] = norm(os.pread(fd, 3, 2)) == norm(snap[2:5])
+    r["pread past the end"] = os.pread(fd, 10, 1 << 20) == b""
+    os.close(fd)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+@pytest.mark.skipif(not all(os.path.exists(p) for p in ("/usr/bin/python3", "/usr/bin/tail",
+                                                          "/usr/bin/wc", "/usr/bin/head")),
+                    reason="needs the host's python3 and coreutils in /usr")
+@pytest.mark.parametrize("cell", [True, False], ids=["cell", "native"])
+def test_tools_read_views_as_the_hosts_files(h, bundle, cell):
+    """busybox and GNU tail, wc -c, head -c, cat (busybox: sendfile), python's read, seek
+    and pread see each view as they see the host's procfs and sysfs files: the whole text,
+    no more (the view files once claimed 1 MiB, and tail printed nothing). The host's own
+    files (gate off) show what the checks expect, except busybox tail -c on sysfs, which
+    the host's page-sized st_size defeats."""
+    if cell:
+        as_cell(bundle)
+    limits(bundle, memory=256 << 20, quota=50000)
+    rootfs = bundle.path / "rootfs"
+    for link in ("lib", "lib64"):
+        if os.path.islink(f"/{link}"):
+            os.symlink(os.readlink(f"/{link}"), rootfs / link)
+        elif os.path.isdir(f"/{link}"):
+            bundle.bind(f"/{link}", f"/{link}", "ro")
+    bundle.bind("/usr", "/usr", "ro")
+    (rootfs / "reader.py").write_text(VIEW_READER)
+    bundle.args("/usr/bin/python3", "-I", "/reader.py")
+    res = h.run_container(bundle, timeout=60)
+    assert res.rc == 0, res.describe()
+    result = json.loads(res.out)
+    bad = {f: [k for k, ok in r.items() if not ok] for f, r in result.items()}
+    if not cell:
+        for f in bad:
+            if f.startswith("/sys/"):
+                bad[f] = [k for k in bad[f] if k != "busybox tail -c3"]
+    assert not any(bad.values()), bad
