@@ -28,9 +28,20 @@ static const struct {
     {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},     {"RLIMIT_RTTIME", RLIMIT_RTTIME},
 };
 
+/* Indexed by the kernel's policy numbers (SCHED_ISO, 4, is reserved: the kernel refuses it). */
 static const char *const sched_policies[] = {
     "SCHED_OTHER", "SCHED_FIFO", "SCHED_RR",       "SCHED_BATCH",
     "SCHED_ISO",   "SCHED_IDLE", "SCHED_DEADLINE",
+};
+
+static const struct {
+  const char *name;
+  uint64_t flag;
+} sched_flags[] = {
+    {"SCHED_FLAG_RESET_ON_FORK", 0x01},  {"SCHED_FLAG_RECLAIM", 0x02},
+    {"SCHED_FLAG_DL_OVERRUN", 0x04},     {"SCHED_FLAG_KEEP_POLICY", 0x08},
+    {"SCHED_FLAG_KEEP_PARAMS", 0x10},    {"SCHED_FLAG_UTIL_CLAMP_MIN", 0x20},
+    {"SCHED_FLAG_UTIL_CLAMP_MAX", 0x40},
 };
 
 static int parse_user(const struct oci_pctx *c, const json_t *obj, const char *path,
@@ -178,28 +189,41 @@ static int parse_scheduler(const struct oci_pctx *c, const json_t *obj, const ch
                            struct oci_process *p) {
   if (oci_want_object(c, obj, path) < 0) return -1;
   if (oci_get_string(c, obj, path, "policy", true, &p->scheduler_policy) < 0) return -1;
-  bool known = false;
-  for (size_t i = 0; i < RC_ARRAY_SIZE(sched_policies) && !known; i++)
-    known = strcmp(sched_policies[i], p->scheduler_policy) == 0;
-  if (!known) {
+  p->sched_policy = -1;
+  for (size_t i = 0; i < RC_ARRAY_SIZE(sched_policies) && p->sched_policy < 0; i++)
+    if (strcmp(sched_policies[i], p->scheduler_policy) == 0) p->sched_policy = (int)i;
+  if (p->sched_policy < 0) {
     char pp[OCI_PATH_MAX];
     oci_path_key(pp, sizeof(pp), path, "policy");
     return oci_perr(c, pp, "unknown scheduling policy \"%s\"", p->scheduler_policy);
   }
-  /* The remaining fields are only type-checked: the policy itself is what the lifecycle
-   * code accepts or refuses. */
-  int64_t i64;
-  uint64_t u64;
+  /* The numbers go to sched_setattr as they are: the kernel judges them against the
+   * policy (a priority for SCHED_FIFO/RR, runtime <= deadline <= period, ...). */
+  int64_t nice = 0, prio = 0;
   char **flags = NULL;
   size_t n_flags = 0;
   int r = 0;
-  if (oci_get_int(c, obj, path, "nice", false, -20, 19, &i64, NULL) < 0 ||
-      oci_get_int(c, obj, path, "priority", false, INT32_MIN, INT32_MAX, &i64, NULL) < 0 ||
-      oci_get_uint(c, obj, path, "runtime", false, UINT64_MAX, &u64, NULL) < 0 ||
-      oci_get_uint(c, obj, path, "deadline", false, UINT64_MAX, &u64, NULL) < 0 ||
-      oci_get_uint(c, obj, path, "period", false, UINT64_MAX, &u64, NULL) < 0 ||
+  if (oci_get_int(c, obj, path, "nice", false, -20, 19, &nice, NULL) < 0 ||
+      oci_get_int(c, obj, path, "priority", false, 0, 99, &prio, NULL) < 0 ||
+      oci_get_uint(c, obj, path, "runtime", false, UINT64_MAX, &p->sched_runtime, NULL) < 0 ||
+      oci_get_uint(c, obj, path, "deadline", false, UINT64_MAX, &p->sched_deadline, NULL) < 0 ||
+      oci_get_uint(c, obj, path, "period", false, UINT64_MAX, &p->sched_period, NULL) < 0 ||
       oci_get_string_array(c, obj, path, "flags", false, false, &flags, &n_flags) < 0)
     r = -1;
+  p->sched_nice = (int)nice;
+  p->sched_priority = (uint32_t)prio;
+  for (size_t i = 0; r == 0 && i < n_flags; i++) {
+    uint64_t f = 0;
+    for (size_t k = 0; k < RC_ARRAY_SIZE(sched_flags) && !f; k++)
+      if (strcmp(sched_flags[k].name, flags[i]) == 0) f = sched_flags[k].flag;
+    if (!f) {
+      char pp[OCI_PATH_MAX], ep[OCI_PATH_MAX];
+      oci_path_key(pp, sizeof(pp), path, "flags");
+      oci_path_idx(ep, sizeof(ep), pp, i);
+      r = oci_perr(c, ep, "unknown scheduler flag \"%s\"", flags[i]);
+    }
+    p->sched_flags |= f;
+  }
   oci_free_strv(flags, n_flags);
   return r;
 }

@@ -22,7 +22,7 @@ void rc_create_opt_table(struct rc_create_opts *o, struct rc_opt out[RC_CREATE_O
 
 int rc_create_opts_check(const char *cmd, const struct rc_create_opts *o, struct rc_error *err) {
   if (o->preserve_fds < 0) return rc_err(err, 0, "%s: --preserve-fds must not be negative", cmd);
-  return 0;
+  return rc_check_preserved_fds(cmd, o->preserve_fds, err);
 }
 
 static int run_create(struct rc_global *g, int argc, char **argv, struct rc_error *err);

@@ -98,6 +98,7 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
     rc_err(err, 0, "exec: --preserve-fds must not be negative");
     goto out;
   }
+  if (rc_check_preserved_fds("exec", preserve_fds, err) < 0) goto out;
   const char *id = pos[0];
   if (rc_container_load_config(g->root, id, &cfg, err) < 0) goto out;
 

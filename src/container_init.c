@@ -295,6 +295,7 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
   if (gate && gate->xgate && rc_xgate_prepare_loader(err) < 0) return -1;
   if (rc_apply_rlimits(p, err) < 0) return -1;
   if (rc_apply_oom_score_adj(p, err) < 0) return -1;
+  if (rc_apply_scheduler(p, err) < 0 || rc_apply_io_priority(p, err) < 0) return -1;
   if (cfg->has_linux && rc_apply_personality(&cfg->linux_, err) < 0) return -1;
   if (apply_security_labels(p, err) < 0) return -1;
   umask(p->user.has_umask ? p->user.umask : 022);

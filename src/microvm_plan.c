@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runcell/log.h"
 #include "runcell/microvm.h"
 #include "runcell/util.h"
 
@@ -146,6 +147,12 @@ int rc_microvm_size(const struct oci_config *cfg, struct rc_microvm_plan *plan,
 int rc_microvm_plan(const struct oci_config *cfg, const char *rootfs, struct rc_microvm_plan *plan,
                     struct rc_error *err) {
   memset(plan, 0, sizeof(*plan));
+  /* the guest agent does not carry these yet: said, not silently dropped */
+  if (cfg->process.scheduler_policy)
+    rc_warn("microVM: process.scheduler (%s) is not applied in the guest yet",
+            cfg->process.scheduler_policy);
+  if (cfg->process.has_io_priority)
+    rc_warn("microVM: process.ioPriority is not applied in the guest yet");
   if (rc_microvm_find_assets(plan, err) < 0) return -1;
   if (rc_microvm_size(cfg, plan, err) < 0) return -1;
   return rc_microvm_disks(cfg, rootfs, plan, err);

@@ -252,6 +252,15 @@ void rc_close_fds_from(int from) {
   closedir(d);
 }
 
+int rc_check_preserved_fds(const char *cmd, int n, struct rc_error *err) {
+  /* as runc: a descriptor that is not there is the caller's mistake, said now rather than
+   * found missing by the container's process */
+  for (int i = 0; i < n; i++)
+    if (fcntl(3 + i, F_GETFD) < 0)
+      return rc_err(err, errno, "%s: --preserve-fds %d: descriptor %d is not open", cmd, n, 3 + i);
+  return 0;
+}
+
 static int compare_fds(const void *a, const void *b) {
   int x = *(const int *)a, y = *(const int *)b;
   return (x > y) - (x < y);

@@ -61,8 +61,13 @@ struct oci_process {
   bool has_io_priority;
   int io_priority_class; /* IOPRIO_CLASS_* */
   int io_priority;
-  /* process.scheduler is parsed only to reject unsupported policies clearly */
+  /* process.scheduler, for sched_setattr(2): the policy's name and number (SCHED_*) */
   char *scheduler_policy;
+  int sched_policy;
+  int sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_flags; /* SCHED_FLAG_* */
+  uint64_t sched_runtime, sched_deadline, sched_period;
 };
 
 struct oci_mount {

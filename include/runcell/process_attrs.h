@@ -17,6 +17,12 @@ int rc_apply_rlimits(const struct oci_process *p, struct rc_error *err);
 /* Writes /proc/self/oom_score_adj. */
 int rc_apply_oom_score_adj(const struct oci_process *p, struct rc_error *err);
 
+/* process.scheduler through sched_setattr(2), and process.ioPriority through
+ * ioprio_set(2), for the calling process (inherited across exec). Before the
+ * capabilities are dropped: real-time policies and raised priorities need CAP_SYS_NICE. */
+int rc_apply_scheduler(const struct oci_process *p, struct rc_error *err);
+int rc_apply_io_priority(const struct oci_process *p, struct rc_error *err);
+
 /* Sets the personality (linux.personality). */
 int rc_apply_personality(const struct oci_linux *l, struct rc_error *err);
 

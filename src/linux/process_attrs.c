@@ -8,6 +8,8 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "runcell/util.h"
 
@@ -71,6 +73,43 @@ int rc_apply_oom_score_adj(const struct oci_process *p, struct rc_error *err) {
   int n = snprintf(buf, sizeof(buf), "%d", p->oom_score_adj);
   if (rc_write_file("/proc/self/oom_score_adj", buf, (size_t)n, err) < 0)
     return rc_err_wrap(err, "set oomScoreAdj to %d", p->oom_score_adj);
+  return 0;
+}
+
+/* The kernel's struct sched_attr as of Linux 3.14 (SCHED_ATTR_SIZE_VER0); glibc 2.36 has
+ * no wrapper. */
+struct sched_attr_v0 {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime, sched_deadline, sched_period;
+};
+
+int rc_apply_scheduler(const struct oci_process *p, struct rc_error *err) {
+  if (!p->scheduler_policy) return 0;
+  struct sched_attr_v0 attr = {.size = sizeof(attr),
+                               .sched_policy = (uint32_t)p->sched_policy,
+                               .sched_flags = p->sched_flags,
+                               .sched_nice = p->sched_nice,
+                               .sched_priority = p->sched_priority,
+                               .sched_runtime = p->sched_runtime,
+                               .sched_deadline = p->sched_deadline,
+                               .sched_period = p->sched_period};
+  if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0)
+    return rc_err(err, errno, "set process.scheduler (%s, nice %d, priority %u)",
+                  p->scheduler_policy, p->sched_nice, p->sched_priority);
+  return 0;
+}
+
+int rc_apply_io_priority(const struct oci_process *p, struct rc_error *err) {
+  if (!p->has_io_priority) return 0;
+  /* IOPRIO_PRIO_VALUE(class, level), for IOPRIO_WHO_PROCESS 0: this process */
+  long value = ((long)p->io_priority_class << 13) | p->io_priority;
+  if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, value) < 0)
+    return rc_err(err, errno, "set process.ioPriority (class %d, priority %d)",
+                  p->io_priority_class, p->io_priority);
   return 0;
 }
 

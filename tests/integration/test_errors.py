@@ -111,6 +111,23 @@ def test_invalid_id(h, bundle, bad_id):
     assert res.rc != 0
 
 
+def test_preserve_fds_that_are_not_open(h, bundle):
+    """--preserve-fds N names descriptors 3 .. N+2 of the caller: one that is not open is
+    refused with the number (runc refuses it too) instead of the container's process
+    finding it missing; nothing is left behind."""
+    bundle.args("sleep", "30")
+    bundle.write()
+    cid = h.new_id()
+    res = h("run", "--preserve-fds", "2", "--bundle", bundle.path, cid)
+    assert res.rc != 0
+    assert "--preserve-fds 2: descriptor 3 is not open" in res.msg, res.describe()
+    assert h.leftovers() == []
+    cid = h.create_ok(bundle)
+    h.start_ok(cid)
+    res = h("exec", "--preserve-fds", "1", cid, "true")
+    assert res.rc == 255 and "--preserve-fds 1: descriptor 3 is not open" in res.msg, res.describe()
+
+
 def test_start_before_create(h):
     cid = h.new_id()
     res = h.start(cid)

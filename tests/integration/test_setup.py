@@ -300,6 +300,39 @@ def test_recursive_read_only_tmpfs(h, bundle):
     assert h.output_of(bundle).splitlines() == ["/mnt/ro ro", "/mnt/ro/inner ro"]
 
 
+# fields of /proc/self/stat after the command: nice (19), rt_priority (40), policy (41)
+STAT_SCHED = "sed 's/.*) //' /proc/self/stat | cut -d' ' -f17,38,39"
+
+
+@pytest.mark.parametrize("scheduler,want", [
+    # (real-time policies need a cgroup with real-time runtime on hosts with RT group
+    # scheduling, which the test's cgroup is not given)
+    ({"policy": "SCHED_BATCH", "nice": 5}, "5 0 3"),
+    ({"policy": "SCHED_IDLE"}, "0 0 5"),
+    ({"policy": "SCHED_OTHER", "nice": -3}, "-3 0 0"),
+])
+def test_process_scheduler_is_applied(h, bundle, scheduler, want):
+    """process.scheduler reaches the process (sched_setattr before the capabilities are
+    dropped, as runc 1.2); before, runcell parsed and validated it and applied nothing."""
+    bundle.config["process"]["scheduler"] = scheduler
+    bundle.sh(STAT_SCHED)
+    assert h.output_of(bundle).strip() == want
+
+
+def test_process_scheduler_the_kernel_refuses(h, bundle):
+    bundle.config["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 0}
+    bundle.args("true")
+    res = h.run_container(bundle)
+    assert res.rc != 0
+    assert "set process.scheduler (SCHED_FIFO, nice 0, priority 0): Invalid argument" in res.msg
+
+
+def test_process_io_priority_is_applied(h, bundle):
+    bundle.config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    bundle.sh("ionice -p $$")
+    assert h.output_of(bundle).strip() == "best-effort: prio 6"
+
+
 def test_bind_mount_readwrite(h, bundle, host_dir):
     bundle.bind(host_dir, "/mnt/host")
     bundle.sh("echo written > /mnt/host/out")

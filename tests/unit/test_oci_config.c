@@ -127,6 +127,7 @@ static void test_full_process(void) {
   CHECK(p->has_oom_score_adj && p->oom_score_adj == -500);
   CHECK(p->has_io_priority && p->io_priority_class == 2 && p->io_priority == 4);
   CHECK_STR_EQ(p->scheduler_policy, "SCHED_BATCH");
+  CHECK(p->sched_policy == 3 && p->sched_nice == 5 && p->sched_flags == 0x01);
   oci_config_free(cfg);
 }
 
