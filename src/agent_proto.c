@@ -1178,9 +1178,36 @@ void agent_encode_exec_error(struct agent_msg *m, uint32_t proc, uint32_t stage,
   agent_put_bytes(m, message, n);
 }
 
+/* The length of the well-formed UTF-8 sequence at p (2 to 4 bytes; no overlong forms,
+ * surrogates or code points past U+10FFFF), or 0. */
+static size_t utf8_sequence(const unsigned char *p) {
+  size_t n = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
+             : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+             : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+                                            : 0;
+  for (size_t i = 1; i < n; i++)
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+      (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+    return 0;
+  return n;
+}
+
 void agent_make_printable(char *s) {
-  for (unsigned char *p = (unsigned char *)s; *p; p++)
-    if (*p < 0x20 || (*p >= 0x7f && *p <= 0x9f)) *p = '?';
+  for (unsigned char *p = (unsigned char *)s; *p;) {
+    if (*p >= 0x20 && *p < 0x7f) {
+      p++;
+      continue;
+    }
+    /* well-formed UTF-8 stays (names in the guest may be any language's), except the C1
+     * controls U+0080..U+009F (c2 80..c2 9f), which some terminals obey as ESC sequences */
+    size_t n = *p >= 0x80 ? utf8_sequence(p) : 0;
+    if (n && !(p[0] == 0xc2 && p[1] <= 0x9f)) {
+      p += n;
+      continue;
+    }
+    *p++ = '?'; /* a C0 control, DEL, a C1 control or a byte of no UTF-8 sequence */
+  }
 }
 
 /* ERROR's fields made safe to show: printable message, a plausible errno. */

@@ -130,8 +130,7 @@ static void print_guest_table(const struct agent_ps_reply *ps) {
     tty_name(e->tty_nr, tty, sizeof(tty));
     unsigned long long secs = e->cpu_ticks / 100; /* USER_HZ */
     snprintf(cmd, sizeof(cmd), "%s", e->cmd);
-    for (char *c = cmd; *c; c++) /* the guest's words: nothing for the terminal to obey */
-      if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f) *c = '?';
+    agent_make_printable(cmd); /* the guest's words: nothing for the terminal to obey */
     printf("%-8s %7u %7u %2d %5s %-8s %02llu:%02llu:%02llu %s\n", uid, e->pid, e->ppid, 0, "-", tty,
            secs / 3600, secs / 60 % 60, secs % 60, cmd);
   }

@@ -112,9 +112,7 @@ int rc_vmctl_reply(const struct agent_frame *f, struct agent_cursor *result, str
   if (!agent_get_str_into(result, message, sizeof(message)) || result->bad)
     return rc_err(err, EPROTO, "microVM control: malformed reply");
   if (errnum == 0) return 0;
-  /* shown as it is: keep it printable */
-  for (char *p = message; *p; p++)
-    if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) *p = '?';
+  agent_make_printable(message); /* shown as it is */
   rc_err(err, 0, "%s", message);
   err->code = errnum < 4096 ? (int)errnum : EIO;
   return -1;

@@ -336,13 +336,15 @@ static void test_small_messages(void) {
   CHECK(agent_decode_error(&f, &e, &err) == 0);
   CHECK(e.stage == AGENT_STAGE_EXEC && e.errnum == ENOENT);
   CHECK_STR_EQ(e.message, "exec: \"x\"??[31m"); /* control bytes never reach a terminal */
-  /* nor 8-bit C1 controls (0x9b is CSI); other high bytes (UTF-8 lead bytes) stay */
+  /* nor C1 controls, raw (0x9b is CSI) or as UTF-8 (c2 9b), nor stray bytes (a lone
+   * lead byte c3); well-formed UTF-8 (é, 日, 😀) stays */
   agent_encode_error(&msg, AGENT_STAGE_EXEC, ENOENT,
                      "a\x9b"
-                     "31m\x85\xc3z");
+                     "31m\x85\xc3z \xc2\x9b"
+                     "1m \xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80 \xed\xa0\x80");
   f = frame_of(&msg);
   CHECK(agent_decode_error(&f, &e, &err) == 0);
-  CHECK_STR_EQ(e.message, "a?31m?\xc3z");
+  CHECK_STR_EQ(e.message, "a?31m??z ??1m \xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80 ???");
   CHECK_STR_EQ(agent_stage_name(e.stage), "exec");
 
   struct agent_exit ex = {7, AGENT_EXIT_SIGNAL, 9}, got;
