@@ -276,7 +276,8 @@ static void test_features(void) {
   /* Every advertised mount option is one the translation consumes (none leaks to data). */
   const json_t *opts = json_object_get(f, "mountOptions");
   CHECK(array_has(opts, "rbind") && array_has(opts, "nosymfollow"));
-  CHECK(!array_has(opts, "idmap") && !array_has(opts, "rro"));
+  /* runc's recursive attributes are applied (mount_setattr); idmapped mounts are not */
+  CHECK(array_has(opts, "rro") && array_has(opts, "rnosymfollow") && !array_has(opts, "idmap"));
   size_t i;
   json_t *v;
   json_array_foreach(opts, i, v) {
@@ -286,6 +287,14 @@ static void test_features(void) {
     oci_config_free(cfg);
     free(arr);
   }
+  /* the recursive attributes: set, cleared, the later one winning; an atime mode clears
+   * the whole atime field, as mount_setattr wants */
+  struct oci_config *rc =
+      with_mount("bind", "[\"rbind\", \"rro\", \"rnosuid\", \"rsuid\", \"rnoatime\"]");
+  CHECK(rc && rc->mounts[0].rattr_set == (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME) &&
+        rc->mounts[0].rattr_clear == (MOUNT_ATTR_NOSUID | MOUNT_ATTR__ATIME) &&
+        !(rc->mounts[0].flags & MS_RDONLY));
+  oci_config_free(rc);
 
   const json_t *l = json_object_get(f, "linux");
   CHECK(json_is_object(l));
