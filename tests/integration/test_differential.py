@@ -252,16 +252,22 @@ def test_basic_bundle_runs(any_h):
     assert (res.rc, res.out) == (0, "ok\n"), res.describe()
 
 
+def running_sleeper(hh):
+    """A started container whose process sleeps: somewhere to exec into."""
+    bundle = hh.bundle()
+    bundle.args("sleep", "60")
+    cid = hh.create_ok(bundle)
+    hh.start_ok(cid)
+    return cid
+
+
 def test_exec_cap_like_runc(harnesses):
     """exec --cap adds to the bounding, effective and permitted sets, never to inheritable
     (runc's CVE-2022-29162) nor ambient, so a non-root --user gets nothing of it."""
     caps = {}
     for name in RUNTIMES:
         hh = harnesses[name]
-        bundle = hh.bundle()
-        bundle.args("sleep", "60")
-        cid = hh.create_ok(bundle)
-        hh.start_ok(cid)
+        cid = running_sleeper(hh)
         got = []
         for extra in ([], ["--user", "1000:1000"]):
             res = hh("exec", *extra, "--cap", "CAP_SYS_ADMIN", cid, "grep", "^Cap",
@@ -297,10 +303,7 @@ def test_exec_failure_exit_status_like_runc(harnesses):
     codes = {}
     for name in RUNTIMES:
         hh = harnesses[name]
-        bundle = hh.bundle()
-        bundle.args("sleep", "60")
-        cid = hh.create_ok(bundle)
-        hh.start_ok(cid)
+        cid = running_sleeper(hh)
         codes[name] = [
             hh("exec", cid, "/no/such/program").rc,
             hh("exec", "--cwd", "/no/such/dir", cid, "true").rc,
