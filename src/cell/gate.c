@@ -31,6 +31,20 @@ static void release_filter(scmp_filter_ctx *ctx) {
 }
 #define cleanup_filter __attribute__((cleanup(release_filter)))
 
+/* Syscalls of the policy that Debian 12's libseccomp (2.5.4) cannot name. Since Linux 5.1
+ * (424 on) a new syscall has one number on x86-64 and i386 alike, so the number stands
+ * for both of the filter's architectures. Without this the policy's allowed mseal
+ * answered ENOSYS. */
+static int newer_than_libseccomp(const char *name) {
+  static const struct {
+    const char *name;
+    int nr;
+  } known[] = {{"mseal", 462}};
+  for (size_t i = 0; i < RC_ARRAY_SIZE(known); i++)
+    if (strcmp(known[i].name, name) == 0) return known[i].nr;
+  return __NR_SCMP_ERROR;
+}
+
 /* The five argument-checked syscalls are allowed by the name filter (see above). */
 static int name_filter(scmp_filter_ctx *out, bool routed, struct rc_error *err) {
   cleanup_filter scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS));
@@ -54,7 +68,9 @@ static int name_filter(scmp_filter_ctx *out, bool routed, struct rc_error *err) 
   const struct rc_gate_rule *rules = rc_gate_rules(&n);
   for (size_t i = 0; i < n; i++) {
     int nr = seccomp_syscall_resolve_name(rules[i].syscall);
-    if (nr == __NR_SCMP_ERROR) continue; /* newer than this libseccomp: ENOSYS by default */
+    /* newer than this libseccomp: allowed ones go in front (prepend_newer_allowed), the
+     * rest get the default ENOSYS */
+    if (nr == __NR_SCMP_ERROR) continue;
     uint32_t action = SCMP_ACT_ALLOW;
     if (rules[i].kind == RC_GATE_DENY) action = SCMP_ACT_ERRNO((uint32_t)rules[i].errnum);
     if (rules[i].kind == RC_GATE_ROUTE && routed) action = SCMP_ACT_NOTIFY;
@@ -255,6 +271,43 @@ static int export_names(scmp_filter_ctx ctx, struct rc_gate_program *out, struct
   return 0;
 }
 
+/* libseccomp will not take a syscall it cannot name, not even by number: the allowed ones
+ * newer than it (newer_than_libseccomp) are put in front of its exported program, for
+ * both architectures, before anything of it runs. Its jumps are relative, so the program
+ * is unchanged by what comes before it. */
+static int prepend_newer_allowed(struct rc_gate_program *out, struct rc_error *err) {
+  uint32_t nrs[8];
+  size_t n = 0, count = 0;
+  const struct rc_gate_rule *rules = rc_gate_rules(&count);
+  for (size_t i = 0; i < count && n < RC_ARRAY_SIZE(nrs); i++)
+    if (rules[i].kind == RC_GATE_ALLOW &&
+        seccomp_syscall_resolve_name(rules[i].syscall) == __NR_SCMP_ERROR &&
+        newer_than_libseccomp(rules[i].syscall) != __NR_SCMP_ERROR)
+      nrs[n++] = (uint32_t)newer_than_libseccomp(rules[i].syscall);
+  if (n == 0 || !out->names) return 0;
+  size_t head = 6 + n;
+  if (out->n_names + head > BPF_MAXINSNS)
+    return rc_err(err, E2BIG, "gate: the syscall filter is too long");
+  struct sock_filter *f = rc_xcalloc(out->n_names + head, sizeof(*f));
+  size_t k = 0;
+  f[k++] =
+      (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+  f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+  f[k++] =
+      (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_I386, 0, (uint8_t)(3 + n));
+  f[k++] =
+      (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+  for (size_t i = 0; i < n; i++)
+    f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nrs[i], (uint8_t)(n - i), 0);
+  f[k++] = (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 1);
+  f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  memcpy(f + k, out->names, out->n_names * sizeof(*f));
+  free(out->names);
+  out->names = f;
+  out->n_names += head;
+  return 0;
+}
+
 int rc_gate_compile(struct rc_gate_program *out, bool routed, struct rc_error *err) {
   *out = (struct rc_gate_program){.routed = routed};
   cleanup_filter scmp_filter_ctx ctx = NULL;
@@ -268,7 +321,7 @@ int rc_gate_compile(struct rc_gate_program *out, bool routed, struct rc_error *e
   memcpy(out->args, p->insn, p->len * sizeof(struct sock_filter));
   out->n_args = p->len;
   free(p);
-  if (export_names(ctx, out, err) < 0) {
+  if (export_names(ctx, out, err) < 0 || prepend_newer_allowed(out, err) < 0) {
     rc_gate_program_free(out);
     return -1;
   }
