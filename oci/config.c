@@ -224,10 +224,10 @@ static int parse_document(const struct oci_pctx *c, const json_t *doc, struct oc
 
 int oci_config_parse(const char *json_text, size_t len, struct oci_config **out,
                      struct rc_error *err) {
-  struct oci_pctx c = {"config.json", err, false};
+  struct oci_pctx c = {"config.json", err};
   *out = NULL;
   json_error_t je;
-  json_t *doc = oci_json_load(json_text, len, &c.wrapped, &je);
+  json_t *doc = oci_json_load(json_text, len, &je);
   if (!doc)
     return rc_err(err, 0, "config.json: invalid JSON at line %d column %d: %s", je.line, je.column,
                   je.text);

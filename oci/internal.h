@@ -19,16 +19,15 @@
 struct oci_pctx {
   const char *file;
   struct rc_error *err;
-  /* the document held unsigned integers above INT64_MAX, read as their 64-bit two's
-   * complement (oci_json_load): uint64 fields take negative values back as those */
-  bool wrapped;
 };
 
 /* json_loadb for the spec's documents, whose uint64 fields (rlimits, cpu shares and
  * periods, hugepage limits) may hold values jansson's int64 cannot: Docker writes
- * RLIM_INFINITY as 18446744073709551615. Such literals (INT64_MAX < n <= UINT64_MAX,
- * outside strings) are read as n - 2^64 and *wrapped is set; larger ones stay errors. */
-json_t *oci_json_load(const char *text, size_t len, bool *wrapped, json_error_t *je);
+ * RLIM_INFINITY as 18446744073709551615. When jansson refuses one, such literals
+ * (INT64_MAX < n <= UINT64_MAX, outside strings) are kept as marked strings that only
+ * oci_get_uint takes (as the number); any other field refuses them as it would the
+ * number. Larger ones stay errors. */
+json_t *oci_json_load(const char *text, size_t len, json_error_t *je);
 
 /* Fills err with "<file>: <path>: <message>" (or "<file>: <message>" for an empty path).
  * Returns -1. */

@@ -11,6 +11,11 @@
 #include "internal.h"
 #include "runcell/util.h"
 
+/* What a literal past INT64_MAX becomes (oci_json_load): a string no config holds by
+ * chance (it starts with a control character), which only oci_get_uint reads back as the
+ * number. */
+#define BIG_UINT_MARK "\x01uint64:"
+
 int oci_perr(const struct oci_pctx *c, const char *path, const char *fmt, ...) {
   char msg[RC_ERROR_MAX];
   va_list ap;
@@ -109,11 +114,15 @@ int oci_get_uint(const struct oci_pctx *c, const json_t *obj, const char *parent
   int64_t imax = max > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)max;
   bool h = false;
   json_t *m = oci_member(obj, key);
-  if (c->wrapped && json_is_integer(m) && json_integer_value(m) < 0 &&
-      (uint64_t)json_integer_value(m) <= max) {
-    /* an unsigned literal above INT64_MAX, as oci_json_load read it */
+  const char *big = json_is_string(m) ? json_string_value(m) : NULL;
+  if (big && strncmp(big, BIG_UINT_MARK, strlen(BIG_UINT_MARK)) == 0) {
+    /* an unsigned literal above INT64_MAX, as oci_json_load kept it */
+    unsigned long long n = strtoull(big + strlen(BIG_UINT_MARK), NULL, 10);
+    char path[OCI_PATH_MAX];
+    oci_path_key(path, sizeof(path), parent, key);
+    if (n > max) return oci_perr(c, path, "must be an integer between 0 and %" PRIu64, max);
     if (has) *has = true;
-    *out = (uint64_t)json_integer_value(m);
+    *out = n;
     return 0;
   }
   if (oci_get_int(c, obj, parent, key, required, 0, imax, &v, &h) < 0) return -1;
@@ -135,10 +144,12 @@ static size_t number_end(const char *text, size_t len, size_t i, bool *plain) {
   return j;
 }
 
-json_t *oci_json_load(const char *text, size_t len, bool *wrapped, json_error_t *je) {
-  *wrapped = false;
+json_t *oci_json_load(const char *text, size_t len, json_error_t *je) {
+  /* the usual case, with jansson's own error positions */
+  json_t *doc = json_loadb(text, len, 0, je);
+  if (doc || !strstr(je->text, "too big integer")) return doc;
   char *copy = NULL;
-  size_t used = 0, from = 0;
+  size_t used = 0, from = 0, cap = 0;
   bool in_string = false;
   for (size_t i = 0; i < len; i++) {
     char ch = text[i];
@@ -166,21 +177,24 @@ json_t *oci_json_load(const char *text, size_t len, bool *wrapped, json_error_t 
       char *stop = NULL;
       unsigned long long n = strtoull(digits, &stop, 10);
       if (errno == 0 && *stop == '\0' && n > (unsigned long long)INT64_MAX) {
-        /* a rewritten literal is at most one byte longer ("-" and 19 digits for 19) */
-        if (!copy) copy = rc_xmalloc(len + len / 19 + 2);
+        /* each literal grows by the quotes and the JSON-escaped mark */
+        size_t grow = 2 + strlen("\\u0001uint64:");
+        if (!copy) {
+          cap = len + (len / 19 + 1) * grow + 1;
+          copy = rc_xmalloc(cap);
+        }
         memcpy(copy + used, text + from, i - from);
         used += i - from;
-        used += (size_t)sprintf(copy + used, "%" PRId64, (int64_t)(uint64_t)n);
+        used += (size_t)snprintf(copy + used, cap - used, "\"\\u0001uint64:%s\"", digits);
         from = end;
-        *wrapped = true;
       }
     }
     i = end - 1;
   }
-  if (!copy) return json_loadb(text, len, 0, je);
+  if (!copy) return NULL; /* too big even for uint64: jansson's error stands */
   memcpy(copy + used, text + from, len - from);
   used += len - from;
-  json_t *doc = json_loadb(copy, used, 0, je);
+  doc = json_loadb(copy, used, 0, je);
   free(copy);
   return doc;
 }

@@ -319,10 +319,10 @@ void oci_resources_free_fields(struct oci_resources *r) {
 
 int oci_resources_parse(const char *json_text, size_t len, const char *what,
                         struct oci_resources *out, struct rc_error *err) {
-  struct oci_pctx c = {what ? what : "resources", err, false};
+  struct oci_pctx c = {what ? what : "resources", err};
   memset(out, 0, sizeof(*out));
   json_error_t je;
-  json_t *root = oci_json_load(json_text, len, &c.wrapped, &je);
+  json_t *root = oci_json_load(json_text, len, &je);
   if (!root)
     return rc_err(err, 0, "%s: invalid JSON at line %d column %d: %s", c.file, je.line, je.column,
                   je.text);

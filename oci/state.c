@@ -209,10 +209,10 @@ char *oci_state_to_hook_json(const struct oci_state *st) {
 
 int oci_state_parse(const char *json_text, size_t len, struct oci_state **out,
                     struct rc_error *err) {
-  struct oci_pctx c = {"state.json", err, false};
+  struct oci_pctx c = {"state.json", err};
   *out = NULL;
   json_error_t je;
-  json_t *doc = oci_json_load(json_text, len, &c.wrapped, &je);
+  json_t *doc = oci_json_load(json_text, len, &je);
   if (!doc)
     return rc_err(err, 0, "state.json: invalid JSON at line %d column %d: %s", je.line, je.column,
                   je.text);

@@ -3,6 +3,7 @@
 
 #include "runcell/cli.h"
 #include "runcell/container.h"
+#include "runcell/log.h"
 #include "runcell/util.h"
 
 void rc_create_opt_table(struct rc_create_opts *o, struct rc_opt out[RC_CREATE_OPT_COUNT]) {
@@ -22,7 +23,7 @@ void rc_create_opt_table(struct rc_create_opts *o, struct rc_opt out[RC_CREATE_O
 
 int rc_create_opts_check(const char *cmd, const struct rc_create_opts *o, struct rc_error *err) {
   if (o->preserve_fds < 0) return rc_err(err, 0, "%s: --preserve-fds must not be negative", cmd);
-  return rc_check_preserved_fds(cmd, o->preserve_fds, err);
+  return rc_check_preserved_fds(cmd, o->preserve_fds, rc_log_fd(), err);
 }
 
 static int run_create(struct rc_global *g, int argc, char **argv, struct rc_error *err);

@@ -98,7 +98,7 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
     rc_err(err, 0, "exec: --preserve-fds must not be negative");
     goto out;
   }
-  if (rc_check_preserved_fds("exec", preserve_fds, err) < 0) goto out;
+  if (rc_check_preserved_fds("exec", preserve_fds, rc_log_fd(), err) < 0) goto out;
   const char *id = pos[0];
   if (rc_container_load_config(g->root, id, &cfg, err) < 0) goto out;
 
@@ -194,7 +194,7 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
   rc_supervise_end(&sup);
   rc = status < 0 ? -1 : rc_exit_status(status);
 out:
-  if (rc < 0 && exec_failure) err->exit_status = 255;
+  if (rc < 0 && exec_failure) g->failure_status = 255;
   if (from_file) oci_process_free_fields(&proc_from_file);
   free(args);
   free(envs);

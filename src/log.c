@@ -22,8 +22,17 @@ int rc_log_init(const char *path, const char *format, bool debug) {
   log_as_json = format && strcmp(format, "json") == 0;
   if (!path || !*path) return 0;
   /* O_APPEND: the shim and several runcell invocations share one log file. */
-  log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  return log_fd < 0 ? -1 : 0;
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  /* Kept well above the descriptors a caller hands on with --preserve-fds (3, 4, ...):
+   * opened as the lowest free one, the log would stand in for a preserved descriptor the
+   * caller did not have open, and reach the container. */
+  log_fd = fcntl(fd, F_DUPFD_CLOEXEC, RC_LOG_FD_MIN);
+  if (log_fd < 0)
+    log_fd = fd;
+  else
+    close(fd);
+  return 0;
 }
 
 int rc_log_fd(void) {

@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
   if (status < 0) {
     rc_log(RC_LOG_ERROR, "%s", err.msg);
     fprintf(stderr, "runcell: %s\n", err.msg);
-    return err.exit_status ? err.exit_status : 1;
+    return g.failure_status ? g.failure_status : 1;
   }
   return status;
 }

@@ -252,12 +252,14 @@ void rc_close_fds_from(int from) {
   closedir(d);
 }
 
-int rc_check_preserved_fds(const char *cmd, int n, struct rc_error *err) {
+int rc_check_preserved_fds(const char *cmd, int n, int own_fd, struct rc_error *err) {
   /* as runc: a descriptor that is not there is the caller's mistake, said now rather than
-   * found missing by the container's process */
+   * found missing by the container's process (or, where runcell's own descriptor took
+   * the free number, handed to it) */
   for (int i = 0; i < n; i++)
-    if (fcntl(3 + i, F_GETFD) < 0)
-      return rc_err(err, errno, "%s: --preserve-fds %d: descriptor %d is not open", cmd, n, 3 + i);
+    if (3 + i == own_fd || fcntl(3 + i, F_GETFD) < 0)
+      return rc_err(err, 3 + i == own_fd ? EBADF : errno,
+                    "%s: --preserve-fds %d: descriptor %d is not open", cmd, n, 3 + i);
   return 0;
 }
 

@@ -34,6 +34,8 @@ struct rc_global {
   const char *rootless;
   bool debug;
   bool systemd_cgroup;
+  /* what the CLI exits with when the command fails (0: the usual 1); exec sets 255 */
+  int failure_status;
 };
 
 struct rc_command {

@@ -11,7 +11,6 @@
 struct rc_error {
   int code;               /* errno of the root cause, 0 if none */
   char msg[RC_ERROR_MAX]; /* human readable, without trailing newline */
-  int exit_status;        /* what the CLI exits with for it; 0: the usual 1 */
 };
 
 /* Sets the error to the formatted message; when errnum != 0, appends ": strerror".

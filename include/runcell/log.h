@@ -16,6 +16,8 @@ void rc_log(enum rc_log_level level, const char *fmt, ...) __attribute__((format
 #define rc_warn(...) rc_log(RC_LOG_WARN, __VA_ARGS__)
 /* The log file's fd (or -1) so a child can keep writing to it. */
 int rc_log_fd(void);
+/* The log's descriptor is at least this (see rc_log_init). */
+#define RC_LOG_FD_MIN 256
 bool rc_log_json(void);
 
 #endif

@@ -68,8 +68,9 @@ int rc_parse_signal(const char *s);
 void rc_rfc3339_now(char *buf, size_t len);
 /* CLOCK_MONOTONIC in milliseconds, for deadlines. */
 int64_t rc_now_ms(void);
-/* Fails unless descriptors 3 .. 3+n-1 (the ones --preserve-fds n hands on) are open. */
-int rc_check_preserved_fds(const char *cmd, int n, struct rc_error *err);
+/* Fails unless descriptors 3 .. 3+n-1 (the ones --preserve-fds n hands on) are the
+ * caller's: open, and not own_fd (runcell's own, e.g. its log; -1 for none). */
+int rc_check_preserved_fds(const char *cmd, int n, int own_fd, struct rc_error *err);
 /* Closes every fd >= from. */
 void rc_close_fds_from(int from);
 /* Closes every fd above stdio except the n listed in keep (negative entries ignored): for

@@ -600,7 +600,8 @@ static int do_cgroup(const struct rc_mount_ctx *c, const struct oci_mount *m,
 /* The recursive attributes (rro, rnosuid, ...) on the mount just made and every mount
  * below it, as runc applies them: right after the mount, so a later mount of the config
  * under it is not touched. A deferred read-only (a tmpfs or /dev, whose mount points and
- * nodes are still to be made) gets its rro in rc_rootfs_finalize, with its ro. */
+ * nodes are still to be made) gets its rro in rc_rootfs_finalize, with its ro, on that
+ * mount alone (a fresh tmpfs has nothing below it now). */
 static int apply_recursive_attrs(const struct rc_mount_ctx *c, const struct oci_mount *m,
                                  struct rc_error *err) {
   struct mount_attr attr = {.attr_set = m->rattr_set, .attr_clr = m->rattr_clear};

@@ -76,20 +76,23 @@ int rc_apply_oom_score_adj(const struct oci_process *p, struct rc_error *err) {
   return 0;
 }
 
-/* The kernel's struct sched_attr as of Linux 3.14 (SCHED_ATTR_SIZE_VER0); glibc 2.36 has
- * no wrapper. */
-struct sched_attr_v0 {
+/* The kernel's struct sched_attr with the utilization clamps of Linux 5.3
+ * (SCHED_ATTR_SIZE_VER1): the SCHED_FLAG_UTIL_CLAMP_* flags need them present (0 here, as
+ * runc passes them; the spec has no fields for them). Older kernels take the longer struct
+ * as long as what they do not know is zero. glibc 2.36 has no wrapper. */
+struct sched_attr_v1 {
   uint32_t size;
   uint32_t sched_policy;
   uint64_t sched_flags;
   int32_t sched_nice;
   uint32_t sched_priority;
   uint64_t sched_runtime, sched_deadline, sched_period;
+  uint32_t sched_util_min, sched_util_max;
 };
 
 int rc_apply_scheduler(const struct oci_process *p, struct rc_error *err) {
   if (!p->scheduler_policy) return 0;
-  struct sched_attr_v0 attr = {.size = sizeof(attr),
+  struct sched_attr_v1 attr = {.size = sizeof(attr),
                                .sched_policy = (uint32_t)p->sched_policy,
                                .sched_flags = p->sched_flags,
                                .sched_nice = p->sched_nice,

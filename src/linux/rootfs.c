@@ -240,11 +240,13 @@ int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err) {
    * nodes could be made in them; now they get their ro */
   for (size_t i = 0; i < cfg->n_mounts; i++) {
     const struct oci_mount *m = &cfg->mounts[i];
+    /* rro too, on this mount alone: a fresh tmpfs had nothing below it when runc would
+     * have applied it, and what the config mounted there since must stay as mounted */
     bool rro = m->rattr_set & MOUNT_ATTR_RDONLY;
     if (!((m->flags & MS_RDONLY) || rro) || !rc_mount_ro_deferred(m)) continue;
     cleanup_close int fd = rc_open_in_root(rootfd, m->destination, O_PATH, 0, err);
     if (fd < 0) return rc_err_wrap(err, "remount %s read-only", m->destination);
-    if (rc_make_readonly(fd, rro) < 0)
+    if (rc_make_readonly(fd, false) < 0)
       return rc_err(err, errno, "remount %s read-only", m->destination);
   }
 

@@ -126,6 +126,11 @@ def test_preserve_fds_that_are_not_open(h, bundle):
     h.start_ok(cid)
     res = h("exec", "--preserve-fds", "1", cid, "true")
     assert res.rc == 255 and "--preserve-fds 1: descriptor 3 is not open" in res.msg, res.describe()
+    # with --log (containerd always passes one) the log must not take the free number 3
+    # and pass for the caller's descriptor: it would reach the container
+    log = h.workdir / "preserve.log"
+    res = h("--log", log, "exec", "--preserve-fds", "1", cid, "ls", "-l", "/proc/self/fd/3")
+    assert res.rc == 255 and "descriptor 3 is not open" in res.msg, res.describe()
 
 
 def test_start_before_create(h):

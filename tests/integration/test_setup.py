@@ -291,13 +291,15 @@ def test_recursive_mount_attributes(h, bundle, tree_with_submount, options, want
 
 
 def test_recursive_read_only_tmpfs(h, bundle):
-    """rro on a tmpfs (read-only applied last, as ro is, so mount points can be made)."""
+    """rro on a tmpfs: read-only applied last, as ro is, so mount points can be made in it,
+    and on the tmpfs alone (it had nothing below it when mounted): a later mount of the
+    config under it stays as mounted."""
     bundle.config["mounts"] += [
         {"destination": "/mnt/ro", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]},
         {"destination": "/mnt/ro/inner", "type": "tmpfs", "source": "tmpfs", "options": []},
     ]
     bundle.sh("grep -E ' /mnt/ro(/inner)? ' /proc/self/mounts | cut -d' ' -f2,4 | cut -d, -f1")
-    assert h.output_of(bundle).splitlines() == ["/mnt/ro ro", "/mnt/ro/inner ro"]
+    assert h.output_of(bundle).splitlines() == ["/mnt/ro ro", "/mnt/ro/inner rw"]
 
 
 # fields of /proc/self/stat after the command: nice (19), rt_priority (40), policy (41)
@@ -310,6 +312,8 @@ STAT_SCHED = "sed 's/.*) //' /proc/self/stat | cut -d' ' -f17,38,39"
     ({"policy": "SCHED_BATCH", "nice": 5}, "5 0 3"),
     ({"policy": "SCHED_IDLE"}, "0 0 5"),
     ({"policy": "SCHED_OTHER", "nice": -3}, "-3 0 0"),
+    # the flags reach the kernel: the process's children (sed here) lose the negative nice
+    ({"policy": "SCHED_OTHER", "nice": -3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}, "0 0 0"),
 ])
 def test_process_scheduler_is_applied(h, bundle, scheduler, want):
     """process.scheduler reaches the process (sched_setattr before the capabilities are

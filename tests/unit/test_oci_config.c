@@ -470,6 +470,14 @@ static void test_uint64_beyond_int64(void) {
     CHECK(strstr(cfg->raw, "18446744073709551615}") != NULL);
     oci_config_free(cfg);
   }
+  /* a negative number is no uint64 value, not even beside a big one; nor does a big one
+   * fit an int64 field */
+  CHECK_STR_EQ(parse_error(with_process("\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": "
+                                        "-1, \"hard\": 18446744073709551615}]")),
+               "config.json: process.rlimits[0].soft: must be an integer between 0 and "
+               "9223372036854775807");
+  CHECK_CONTAINS(parse_error(with_process("\"oomScoreAdj\": 18446744073709551615")),
+                 "process.oomScoreAdj");
   /* past uint64: still an error; and negative numbers are not uint64 values */
   CHECK_CONTAINS(parse_error(with_process("\"rlimits\": [{\"type\": \"RLIMIT_CORE\", "
                                           "\"soft\": 1, \"hard\": 18446744073709551616}]")),
