@@ -269,9 +269,9 @@ static int compare_fds(const void *a, const void *b) {
 }
 
 void rc_close_fds_except(const int *keep, size_t n) {
-  int sorted[64] = {0};
+  cleanup_free int *sorted = rc_xcalloc(n + 1, sizeof(int)); /* every entry kept, however many */
   size_t k = 0;
-  for (size_t i = 0; i < n && k < RC_ARRAY_SIZE(sorted); i++)
+  for (size_t i = 0; i < n; i++)
     if (keep[i] > 2) sorted[k++] = keep[i];
   qsort(sorted, k, sizeof(int), compare_fds);
   unsigned from = 3;

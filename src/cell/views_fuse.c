@@ -40,6 +40,8 @@
  * held files cannot make the cell kernel grow without bound. */
 #define TEXT_BUDGET (64u << 20)
 #define REQUEST_BUFFER (FUSE_MIN_READ_BUFFER + 65536)
+/* How long a rendering made for a LOOKUP or GETATTR waits for the open that follows it */
+#define PENDING_MS 1000
 
 struct open_file {
   char *text; /* the snapshot, NULL once dropped for the budget */
@@ -74,6 +76,8 @@ struct rc_views_server {
   struct {
     char *text;
     size_t len;
+    int64_t at_ms; /* when rendered: an open long after (one that skipped the lookup, as a
+                    * re-open through /proc/self/fd does) renders afresh instead */
   } pending[RC_VIEW_COUNT];
   char *req;
 };
@@ -214,6 +218,7 @@ static size_t render_pending(struct rc_views_server *s, enum rc_view v) {
   free(s->pending[v].text);
   s->pending[v].text = render(s, v);
   s->pending[v].len = strlen(s->pending[v].text);
+  s->pending[v].at_ms = rc_now_ms();
   return s->pending[v].len;
 }
 
@@ -306,7 +311,10 @@ static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
   enum rc_view v = (enum rc_view)(h->nodeid - VIEW_INO(0));
   s->open[fh] = (struct open_file){.used = true, .view = (uint8_t)v, .opener = key};
   (*count)++;
-  set_text(s, &s->open[fh], s->pending[v].text); /* NULL: none pending, render */
+  /* the lookup's rendering, whose length the kernel now holds, if it is that lookup's */
+  bool fresh = s->pending[v].text && rc_now_ms() - s->pending[v].at_ms < PENDING_MS;
+  set_text(s, &s->open[fh], fresh ? s->pending[v].text : NULL); /* NULL: render */
+  if (!fresh) free(s->pending[v].text);
   s->pending[v].text = NULL;
   /* Direct I/O: every read comes here and gets this open's snapshot, so concurrent
    * readers do not share cached pages, and a read ends at the snapshot's end whatever
