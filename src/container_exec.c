@@ -322,6 +322,12 @@ out:
    * the process we cloned into it is ours to reap.) */
   if (rc < 0 && pidfd >= 0 && init_may_have_exited(err->code) && exits_within(pidfd, 1000))
     rc_err(err, 0, "cannot exec in a stopped container");
+  /* A cgroup that vanished while we joined it: delete removes the cgroups only after the
+   * init has gone, so a dead init means the container stopped under us. (No wait here:
+   * a missing program is ENOENT too, and must not cost a second.) */
+  else if (rc < 0 && pidfd >= 0 && (err->code == ENOENT || err->code == ENODEV) &&
+           exits_within(pidfd, 0))
+    rc_err(err, 0, "cannot exec in a stopped container");
   if (pidfd >= 0) close(pidfd);
   if (sv[0] >= 0) close(sv[0]);
   if (sv[1] >= 0) close(sv[1]);
