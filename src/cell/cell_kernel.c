@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runcell/cgroups.h"
 #include "runcell/sync.h"
 #include "runcell/util.h"
 #include "runcell/views.h"
@@ -451,6 +452,10 @@ static void serve(struct sources s, const char *cgroup_path, pid_t init_pid) {
   if (s.init_pidfd >= 0) close(s.init_pidfd);
 }
 
+/* The middle process's exit status when it could not join the cell's CPU cgroup, plus the
+ * errno (0: unknown). */
+enum { CHARGE_FAILED = 64 };
+
 int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgroup_path,
                          pid_t init_pid, struct rc_error *err) {
   pid_t pid = fork();
@@ -459,6 +464,13 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
     /* The middle process exits at once, so the cell kernel is nobody's child here: the
      * runtime need not wait for it, and it outlives `runcell create`. */
     setsid();
+    /* The CPU it spends answering the cell is the cell's: it joins the cell's CPU cgroup
+     * (where the host allows: rc_cgroup_charge_cpu), so the cell's quota bounds it and its
+     * usage shows it. Done here so that the grandchild starts there; a failure is the
+     * create's or exec's (the errno in the exit status), not a quota quietly escaped. */
+    struct rc_error cerr = {0};
+    if (rc_cgroup_charge_cpu(cgroup_path, getpid(), &cerr) < 0)
+      _exit(CHARGE_FAILED + (cerr.code > 0 && cerr.code < 255 - CHARGE_FAILED ? cerr.code : 0));
     pid_t grandchild = fork();
     if (grandchild != 0) _exit(grandchild < 0 ? 1 : 0);
     sigset_t none;
@@ -498,6 +510,12 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) >= CHARGE_FAILED) {
+    int code = WEXITSTATUS(status) - CHARGE_FAILED;
+    rc_err(err, code, "start the cell kernel: join the cpu cgroup %s", cgroup_path);
+    err->code = code ? code : EIO;
+    return -1;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return rc_err(err, 0, "start the cell kernel: fork failed");

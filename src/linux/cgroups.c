@@ -1276,10 +1276,69 @@ static int remove_tree(const char *dir, const char *path, long long deadline,
   }
 }
 
+/* Whether v1 hierarchy h takes a cell kernel (rc_cgroup_charge_cpu): it accounts CPU and
+ * holds nothing through which runcell lists, signals or freezes the container's processes
+ * (pids, freezer, the hierarchy `ps` reads) nor what would turn on the cell kernel
+ * (memory: the cell's OOM killer; devices: its own opens). */
+static bool takes_cell_kernel(const struct rc_cg_layout *l, const struct rc_cg_hier *h) {
+  if (h->v2 || h == procs_hier(l)) return false;
+  if (!rc_cg_list_has(h->controllers, "cpu") && !rc_cg_list_has(h->controllers, "cpuacct"))
+    return false;
+  static const char *const never[] = {"pids", "freezer", "memory", "devices"};
+  for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+    if (rc_cg_list_has(h->controllers, never[i])) return false;
+  return true;
+}
+
+int rc_cgroup_charge_cpu(const char *cgroup_path, pid_t pid, struct rc_error *err) {
+  if (!cgroup_path || strcmp(cgroup_path, "/") == 0) return 0;
+  cleanup_free char *path = NULL;
+  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  const struct rc_cg_layout *l = rc_cg_layout();
+  int joined = 0;
+  for (size_t i = 0; i < l->n; i++) {
+    if (!takes_cell_kernel(l, &l->hiers[i])) continue;
+    if (write_pid(&l->hiers[i], path, path, pid, err) < 0) return -1;
+    joined++;
+  }
+  return joined;
+}
+
+/* SIGKILLs what is left in the cgroup's CPU hierarchies once the container's processes
+ * are gone: only cell kernels go there without the rest (rc_cgroup_charge_cpu). They end
+ * with their cell on their own, but not always before rmdir's deadline. */
+static void kill_cell_kernels(const struct rc_cg_layout *l, const char *path) {
+  const struct rc_cg_hier *ph = procs_hier(l);
+  if (!ph) return;
+  {
+    cleanup_free char *dir = hier_dir(ph, path);
+    cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      struct pid_list left = {0};
+      struct rc_error ignore;
+      int r = collect_pids(fd, path, &left, 0, &ignore);
+      free(left.v);
+      if (r < 0 || left.n) return; /* the container's own processes: not ours to end here */
+    }
+  }
+  for (size_t i = 0; i < l->n; i++) {
+    if (!takes_cell_kernel(l, &l->hiers[i])) continue;
+    cleanup_free char *dir = hier_dir(&l->hiers[i], path);
+    cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct pid_list list = {0};
+    struct rc_error ignore;
+    (void)collect_pids(fd, path, &list, 0, &ignore);
+    for (size_t k = 0; k < list.n; k++) kill(list.v[k], SIGKILL);
+    free(list.v);
+  }
+}
+
 int rc_cgroup_destroy(const char *cgroup_path, struct rc_error *err) {
   cleanup_free char *path = NULL;
   if (canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
+  kill_cell_kernels(l, path);
   /* One budget for all hierarchies: once the tasks are gone every rmdir succeeds. */
   long long deadline = rc_now_ms() + 1000;
   int ret = 0;
