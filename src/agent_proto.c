@@ -1193,20 +1193,43 @@ static size_t utf8_sequence(const unsigned char *p) {
   return n;
 }
 
+/* Well-formed UTF-8 stays (names in the guest may be any language's), except what would
+ * let the guest's words act on the terminal or on how the text around them reads; each
+ * byte of such a sequence becomes '?', as each byte of no sequence, a C0 control or DEL:
+ * - the C1 controls U+0080..U+009F (c2 80..c2 9f; U+0085 NEL among them), which some
+ *   terminals obey as ESC sequences;
+ * - the bidirectional controls, which reorder what is shown without being shown ("Trojan
+ *   Source", CVE-2021-42574), so that a process's arguments in `ps`, or the runtime's text
+ *   around them, would read other than they are: the embeddings and overrides
+ *   U+202A..U+202E, the isolates U+2066..U+2069 and the marks U+200E, U+200F and U+061C
+ *   (which reorder the neutral characters next to them);
+ * - the line and paragraph separators U+2028 and U+2029, a line break to some log readers
+ *   and renderers (and to JavaScript), so a guest's one line could pose as several;
+ * - U+206A..U+206F, deprecated format controls (symmetric swapping, shaping, digit shapes)
+ *   no text needs, next to the isolates.
+ * The invisible joiners and spaces (U+200B..U+200D, U+2060, U+FEFF) stay: ZWJ and ZWNJ
+ * are part of writing Persian, Indic scripts and emoji, and invisible characters reorder
+ * nothing; like look-alike letters from other scripts, which no filter of this kind
+ * removes, they can make two names look alike but not make one text show as another. */
 void agent_make_printable(char *s) {
   for (unsigned char *p = (unsigned char *)s; *p;) {
     if (*p >= 0x20 && *p < 0x7f) {
       p++;
       continue;
     }
-    /* well-formed UTF-8 stays (names in the guest may be any language's), except the C1
-     * controls U+0080..U+009F (c2 80..c2 9f), which some terminals obey as ESC sequences */
     size_t n = *p >= 0x80 ? utf8_sequence(p) : 0;
-    if (n && !(p[0] == 0xc2 && p[1] <= 0x9f)) {
+    uint32_t cp = n == 2 ? (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f)
+                  : n == 3
+                      ? (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f)
+                      : 0; /* 4 bytes: nothing past U+FFFF is refused */
+    bool unsafe = (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+                  (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x206f);
+    if (n && !unsafe) {
       p += n;
       continue;
     }
-    *p++ = '?'; /* a C0 control, DEL, a C1 control or a byte of no UTF-8 sequence */
+    /* a C0 control, DEL, a byte of no UTF-8 sequence, or each byte of a refused one */
+    for (size_t i = 0; i < (n ? n : 1); i++) *p++ = '?';
   }
 }
 

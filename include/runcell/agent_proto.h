@@ -182,8 +182,9 @@ char *agent_get_str(struct agent_cursor *c, size_t max);
 bool agent_get_str_into(struct agent_cursor *c, char *buf, size_t size);
 /* Makes a string the guest wrote safe to log or show on a terminal: C0 controls, DEL, the
  * C1 controls (as UTF-8, c2 80..c2 9f, or as raw 8-bit bytes, which terminals honouring
- * 8-bit controls take as ESC sequences: 0x9b is CSI) and bytes of no well-formed UTF-8
- * sequence each become '?'; well-formed UTF-8 text stays as it is. */
+ * 8-bit controls take as ESC sequences: 0x9b is CSI), bytes of no well-formed UTF-8
+ * sequence, and each byte of a bidirectional control, U+2028/U+2029 or U+206A..U+206F
+ * (the list and why: agent_proto.c) become '?'; other well-formed UTF-8 stays. */
 void agent_make_printable(char *s);
 /* Fails unless every read stayed in bounds and the payload was consumed exactly. */
 int agent_cursor_finish(const struct agent_cursor *c, const char *what, struct rc_error *err);

@@ -312,6 +312,80 @@ static void test_hostile_payloads(void) {
   CHECK(guard[0] == 'x' && guard[1] == 'y');
 }
 
+/* c as UTF-8 at p; returns the length. */
+static size_t put_utf8(char *p, uint32_t c) {
+  if (c < 0x80) {
+    p[0] = (char)c;
+    return 1;
+  }
+  if (c < 0x800) {
+    p[0] = (char)(0xc0 | c >> 6);
+    p[1] = (char)(0x80 | (c & 0x3f));
+    return 2;
+  }
+  if (c < 0x10000) {
+    p[0] = (char)(0xe0 | c >> 12);
+    p[1] = (char)(0x80 | (c >> 6 & 0x3f));
+    p[2] = (char)(0x80 | (c & 0x3f));
+    return 3;
+  }
+  p[0] = (char)(0xf0 | c >> 18);
+  p[1] = (char)(0x80 | (c >> 12 & 0x3f));
+  p[2] = (char)(0x80 | (c >> 6 & 0x3f));
+  p[3] = (char)(0x80 | (c & 0x3f));
+  return 4;
+}
+
+/* Guest text (`ps` arguments, errors, the agent's version) loses what would reorder how it
+ * or the runtime's text beside it is shown (Trojan Source), or break its line: every byte
+ * of such a character becomes '?'. Every other character of U+0080..U+10FFFF stays:
+ * letters of any script, the invisible joiners, the neighbours of what is refused. */
+static void test_make_printable_unicode(void) {
+  static const struct {
+    uint32_t first, last;
+  } refused[] = {
+      {0x0080, 0x009f}, /* C1 controls (NEL, U+0085, among them) */
+      {0x061c, 0x061c}, /* ARABIC LETTER MARK */
+      {0x200e, 0x200f}, /* LEFT-TO-RIGHT MARK, RIGHT-TO-LEFT MARK */
+      {0x2028, 0x2029}, /* LINE SEPARATOR, PARAGRAPH SEPARATOR */
+      {0x202a, 0x202e}, /* embeddings, POP DIRECTIONAL FORMATTING, overrides */
+      {0x2066, 0x2069}, /* isolates, POP DIRECTIONAL ISOLATE */
+      {0x206a, 0x206f}, /* deprecated format controls */
+  };
+  unsigned wrong = 0;
+  for (uint32_t c = 0x80; c <= 0x10ffff; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) continue; /* surrogates are no UTF-8 */
+    bool refuse = false;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+      refuse |= c >= refused[i].first && c <= refused[i].last;
+    char in[8] = "a", want[8] = "a";
+    size_t n = put_utf8(in + 1, c);
+    in[1 + n] = 'b';
+    memcpy(want, in, sizeof(want));
+    if (refuse) memset(want + 1, '?', n);
+    agent_make_printable(in);
+    if (strcmp(in, want) != 0 && wrong++ < 5) fprintf(stderr, "U+%04X not as expected\n", c);
+  }
+  CHECK(wrong == 0);
+  /* a `ps` line whose overrides would show "sleep 10 # safe" instead of what runs */
+  char line[] =
+      "rm -rf ~ \xe2\x80\xae\xe2\x81\xa6 # \xe2\x81\xa9\xe2\x81\xa6"
+      "01 peels";
+  agent_make_printable(line);
+  CHECK_STR_EQ(line, "rm -rf ~ ?????? # ??????01 peels");
+  /* a refused character cut short at the end: each byte of no sequence goes */
+  char cut[] = "a\xe2\x80";
+  agent_make_printable(cut);
+  CHECK_STR_EQ(cut, "a??");
+  /* through the ERROR a guest sends, as shown to people */
+  struct rc_error err = {0};
+  agent_encode_error(&msg, AGENT_STAGE_EXEC, ENOENT, "no \xe2\x80\xaeqwe.exe");
+  struct agent_frame f = frame_of(&msg);
+  struct agent_error_msg e;
+  CHECK(agent_decode_error(&f, &e, &err) == 0);
+  CHECK_STR_EQ(e.message, "no ???qwe.exe");
+}
+
 static void test_small_messages(void) {
   struct rc_error err = {0};
   struct agent_frame f;
@@ -922,8 +996,9 @@ static void test_fuzz_seeds_are_current(void) {
 UNIT_MAIN("agent_proto", UNIT_CASE(test_config_round_trip),
           UNIT_CASE(test_config_truncation_and_stray_bytes), UNIT_CASE(test_config_validation),
           UNIT_CASE(test_config_too_large), UNIT_CASE(test_hostile_payloads),
-          UNIT_CASE(test_small_messages), UNIT_CASE(test_exec_round_trip_and_refusals),
-          UNIT_CASE(test_exec_replies), UNIT_CASE(test_ps_round_trip_and_truncation),
+          UNIT_CASE(test_small_messages), UNIT_CASE(test_make_printable_unicode),
+          UNIT_CASE(test_exec_round_trip_and_refusals), UNIT_CASE(test_exec_replies),
+          UNIT_CASE(test_ps_round_trip_and_truncation),
           UNIT_CASE(test_stats_round_trip_and_refusals), UNIT_CASE(test_header_checks),
           UNIT_CASE(test_reader_splits), UNIT_CASE(test_reader_refuses_oversized),
           UNIT_CASE(test_reader_fd), UNIT_CASE(test_fuzz_seeds_are_current))
