@@ -1,5 +1,6 @@
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runcell/cli.h"
 #include "runcell/container.h"
@@ -10,7 +11,9 @@ static int run_kill(struct rc_global *g, int argc, char **argv, struct rc_error 
 const struct rc_command rc_cmd_kill = {
     "kill", "<container-id> [signal]",
     "kill sends the specified signal (default: SIGTERM) to the container's init process",
-    "   The signal is a number (15), a name (TERM) or a full name (SIGTERM).", run_kill};
+    "   The signal is a number (15), a name (TERM) or a full name (SIGTERM); 0 sends nothing\n"
+    "   and only checks that the container runs.",
+    run_kill};
 
 static int run_kill(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
   bool all = false;
@@ -28,7 +31,9 @@ static int run_kill(struct rc_global *g, int argc, char **argv, struct rc_error 
   }
   int sig = SIGTERM;
   if (n_pos == 2) {
-    sig = rc_parse_signal(pos[1]);
+    /* Signal 0 checks that the container runs and sends nothing, as with runc (`runc kill
+     * ID 0` is a liveness probe some tools use): "container not running" otherwise. */
+    sig = pos[1][0] && strspn(pos[1], "0") == strlen(pos[1]) ? 0 : rc_parse_signal(pos[1]);
     if (sig < 0) {
       rc_err(err, 0, "unknown signal \"%s\"", pos[1]);
       free(pos);

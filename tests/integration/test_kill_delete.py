@@ -147,3 +147,21 @@ def test_kill_all_reaches_processes_that_outlive_the_init(h, bundle, host_dir):
     assert res.rc == 0, res.describe()
     wait_for(lambda: not any(process_alive(k) for k in kids), "the orphans to die")
     assert h.delete(cid).rc == 0
+
+
+def test_signal_0_checks_that_the_container_runs(h, bundle):
+    """`kill ID 0` sends nothing and says whether the init runs (runc's answer: success
+    while it runs, "container not running" once it has stopped); --all too. Runs against
+    runc as well."""
+    bundle.args("sleep", "100")
+    cid = h.run_detached(bundle)
+    init = h.state(cid)["pid"]
+    for args in (["kill", cid, "0"], ["kill", "--all", cid, "0"], ["kill", cid, "00"]):
+        res = h(*args)
+        assert res.rc == 0, res.describe()
+    assert process_alive(init) and h.state(cid)["status"] == "running"
+    assert h.kill(cid, "KILL").rc == 0
+    h.wait_status(cid, "stopped")
+    res = h("kill", cid, "0")
+    assert res.rc != 0 and "container not running" in res.err, res.describe()
+    assert h.delete(cid).rc == 0
