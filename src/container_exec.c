@@ -319,15 +319,15 @@ out:
   }
   /* The container stopped under us: say so, as when it had stopped before we looked.
    * (Only now: the init of a pid namespace exits once every process in it is reaped, and
-   * the process we cloned into it is ours to reap.) */
-  if (rc < 0 && pidfd >= 0 && init_may_have_exited(err->code) && exits_within(pidfd, 1000))
-    rc_err(err, 0, "cannot exec in a stopped container");
-  /* A cgroup that vanished while we joined it: delete removes the cgroups only after the
-   * init has gone, so a dead init means the container stopped under us. (No wait here:
-   * a missing program is ENOENT too, and must not cost a second.) */
-  else if (rc < 0 && pidfd >= 0 && (err->code == ENOENT || err->code == ENODEV) &&
-           exits_within(pidfd, 0))
-    rc_err(err, 0, "cannot exec in a stopped container");
+   * the process we cloned into it is ours to reap.) A cgroup that vanished while we
+   * joined it (ENOENT, ENODEV) means the same once the init is dead: delete removes the
+   * cgroups only after the init has gone. No wait for those: a missing program is ENOENT
+   * too, and must not cost a second. */
+  bool stopped_under_us =
+      rc < 0 && pidfd >= 0 &&
+      ((init_may_have_exited(err->code) && exits_within(pidfd, 1000)) ||
+       ((err->code == ENOENT || err->code == ENODEV) && exits_within(pidfd, 0)));
+  if (stopped_under_us) rc_err(err, 0, "cannot exec in a stopped container");
   if (pidfd >= 0) close(pidfd);
   if (sv[0] >= 0) close(sv[0]);
   if (sv[1] >= 0) close(sv[1]);
