@@ -9,6 +9,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,12 +76,19 @@ int rc_find_executable(const char *arg0, char *const env[], char *path, struct r
 #define PASSWD_MAX (16 << 20)
 #define PASSWD_LINE_MAX 4096
 
-static FILE *open_passwd(void) {
+/* Read with the runtime's privileges, before they are dropped: no more than the file says
+ * it holds, so that a pseudo-file linked there (/proc/kmsg, whose reads take the host's
+ * kernel log messages away from its reader, /proc/kallsyms), which reports size 0, is
+ * not read at all. */
+static FILE *open_passwd(size_t *size) {
   int fd = open("/etc/passwd", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) return NULL;
   struct stat st;
   FILE *f = NULL;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) f = fdopen(fd, "re");
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    *size = (uintmax_t)st.st_size < PASSWD_MAX ? (size_t)st.st_size : PASSWD_MAX;
+    f = fdopen(fd, "re");
+  }
   if (!f) close(fd);
   return f;
 }
@@ -112,10 +120,10 @@ static int read_passwd_line(FILE *f, char *buf, size_t size, size_t *budget) {
 static char **env_with_home(const struct oci_process *p) {
   if (env_lookup(p->env, "HOME")) return p->env;
   char home[PATH_MAX] = "/";
-  FILE *f = open_passwd();
+  size_t budget = 0;
+  FILE *f = open_passwd(&budget);
   if (f) {
     char line[PASSWD_LINE_MAX];
-    size_t budget = PASSWD_MAX;
     int r;
     while ((r = read_passwd_line(f, line, sizeof(line), &budget)) >= 0) {
       if (r == 0) continue;
@@ -170,16 +178,16 @@ static int apply_security_labels(const struct oci_process *p, struct rc_error *e
       return rc_err(err, 0, "process.apparmorProfile \"%s\": AppArmor is not enabled on this host",
                     p->apparmor_profile);
     cleanup_free char *cmd = rc_xasprintf("exec %s", p->apparmor_profile);
-    if (rc_write_file("/proc/thread-self/attr/apparmor/exec", cmd, strlen(cmd), err) < 0 &&
-        rc_write_file("/proc/thread-self/attr/exec", cmd, strlen(cmd), err) < 0)
+    if (rc_write_proc_file("/proc/thread-self/attr/apparmor/exec", cmd, strlen(cmd), err) < 0 &&
+        rc_write_proc_file("/proc/thread-self/attr/exec", cmd, strlen(cmd), err) < 0)
       return rc_err_wrap(err, "apply AppArmor profile %s", p->apparmor_profile);
   }
   if (p->selinux_label && *p->selinux_label) {
     if (access("/sys/fs/selinux/enforce", F_OK) != 0)
       return rc_err(err, 0, "process.selinuxLabel \"%s\": SELinux is not enabled on this host",
                     p->selinux_label);
-    if (rc_write_file("/proc/thread-self/attr/exec", p->selinux_label, strlen(p->selinux_label),
-                      err) < 0)
+    if (rc_write_proc_file("/proc/thread-self/attr/exec", p->selinux_label,
+                           strlen(p->selinux_label), err) < 0)
       return rc_err_wrap(err, "apply SELinux label %s", p->selinux_label);
   }
   return 0;
@@ -318,7 +326,7 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
   if (new_userns) {
     cleanup_free char *sg = NULL;
     struct rc_error ignore;
-    if (rc_read_file("/proc/self/setgroups", 64, &sg, NULL, &ignore) == 0 &&
+    if (rc_read_proc_file("/proc/self/setgroups", 64, &sg, &ignore) == 0 &&
         strncmp(sg, "deny", 4) == 0)
       setgroups_ok = false;
   }

@@ -14,6 +14,13 @@
  * CAP_SYS_RESOURCE). */
 int rc_apply_rlimits(const struct oci_process *p, struct rc_error *err);
 
+/* Writes (rc_write_proc_file) or reads (rc_read_proc_file, at most max bytes) a file of
+ * /proc after checking that the open file is on procfs: after pivot_root and in exec the
+ * /proc is the container's, and a label or limit written to a file of the image (or a value
+ * read from one) would silently not be the kernel's (CVE-2023-28642). */
+int rc_write_proc_file(const char *path, const char *data, size_t len, struct rc_error *err);
+int rc_read_proc_file(const char *path, size_t max, char **out, struct rc_error *err);
+
 /* Writes /proc/self/oom_score_adj. */
 int rc_apply_oom_score_adj(const struct oci_process *p, struct rc_error *err);
 

@@ -32,18 +32,11 @@ static void cap_name(int cap, char *buf, size_t len) {
 
 /* The highest capability the running kernel knows. The compile-time CAP_LAST_CAP may be
  * newer or older than the kernel: dropping a capability the kernel does not know fails
- * with EINVAL, and one it knows but our headers do not would silently stay. */
+ * with EINVAL, and one it knows but our headers do not would silently stay. The bounding
+ * set answers EINVAL past the last capability; /proc/sys/kernel/cap_last_cap is not asked:
+ * this runs after pivot_root, and in exec inside the container, where /proc is the
+ * container's and a file of its choosing there ("0") would keep the bounding set whole. */
 static int kernel_last_cap(void) {
-  struct rc_error ignore;
-  cleanup_free char *text = NULL;
-  if (rc_read_file("/proc/sys/kernel/cap_last_cap", 64, &text, NULL, &ignore) == 0) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno == 0 && end != text && v >= 0 && v < 64) return (int)v;
-  }
-  /* /proc may be missing (or be a foreign proc) at this point: probe the bounding set,
-   * which answers EINVAL past the last capability. */
   int last = 0;
   while (last < 63 && prctl(PR_CAPBSET_READ, (unsigned long)last + 1, 0, 0, 0) >= 0) last++;
   return last;

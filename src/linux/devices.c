@@ -73,11 +73,24 @@ static mode_t node_type(char t) {
 /* The host's node, bound onto an empty file inside the rootfs. */
 static int bind_device(int pfd, const char *base, const struct oci_device *d,
                        struct rc_error *err) {
-  /* O_NOFOLLOW: the file must be created in the directory we resolved, not through a
-   * symlink an image left at that name */
-  cleanup_close int f =
-      openat(pfd, base, O_CREAT | O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
-  if (f < 0) return rc_err(err, errno, "bind mount device %s: create mount point", d->path);
+  /* What the image left at that name is never opened for reading (a FIFO would block
+   * create for ever, a device node of its own choosing would be opened by the runtime):
+   * it is held by O_PATH, and an empty file is made only where there is nothing.
+   * O_NOFOLLOW: the mount point is in the directory we resolved, not through a symlink. */
+  cleanup_close int f = openat(pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (f < 0 && errno == ENOENT) {
+    int made =
+        openat(pfd, base, O_CREAT | O_EXCL | O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+    if (made >= 0) {
+      close(made);
+      f = openat(pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    }
+  }
+  struct stat fst;
+  if (f < 0 || fstat(f, &fst) < 0)
+    return rc_err(err, errno, "bind mount device %s: create mount point", d->path);
+  if (S_ISLNK(fst.st_mode))
+    return rc_err(err, ELOOP, "bind mount device %s: create mount point", d->path);
   cleanup_close int src = open(d->path, O_PATH | O_CLOEXEC);
   if (src < 0) return rc_err(err, errno, "bind mount device %s: open host node", d->path);
   struct stat sst;

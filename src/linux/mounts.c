@@ -112,7 +112,13 @@ int rc_make_readonly(int fd, bool recursive) {
   if (mount_setattr(fd, "", at, &attr, sizeof(attr)) == 0) return 0;
   if (errno != ENOSYS) return -1;
   /* Older kernels: remount the top mount only (submounts of an rbind stay as they are,
-   * as with runc's plain "ro"). */
+   * as with runc's plain "ro"), through /proc/self/fd/N, once /proc is known to be procfs
+   * (after pivot_root it is the container's). */
+  struct statfs fs;
+  if (statfs("/proc/self/fd", &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC) {
+    errno = ENOENT;
+    return -1;
+  }
   char p[RC_FD_PATH_MAX];
   rc_fd_path(p, fd);
   return rc_remount_keep_locked(p, MS_RDONLY, 0);
@@ -311,8 +317,33 @@ static const char *src_or(const struct oci_mount *m, const char *dflt) {
   return m->source && *m->source ? m->source : dflt;
 }
 
+/* As runc 1.1.5 (CVE-2023-27561, CVE-2023-28642): proc and sysfs are mounted on an
+ * ordinary directory, never through a symlink of the image at the destination. With
+ * /proc -> /vol/p, say, the procfs would land in /vol/p and a volume mounted at /vol later
+ * would hide it behind files of the image's choosing, which everything done after
+ * pivot_root through /proc (the masks, the process attributes) would then take for the
+ * kernel's. (rc_rootfs_finalize checks /proc again after pivot_root, whatever put it
+ * there.) */
+static int check_plain_dir_dest(const struct rc_mount_ctx *c, const struct oci_mount *m,
+                                const char *fstype, struct rc_error *err) {
+  struct rc_error ignore;
+  /* a destination that does not exist (yet) is created as a directory; other errors are
+   * reported by the mount itself */
+  cleanup_close int fd =
+      rc_open_in_root(c->rootfd, m->destination, O_PATH | O_NOFOLLOW, 0, &ignore);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) return 0;
+  rc_err(err, 0,
+         "mount %s to %s: filesystem \"%s\" must be mounted on ordinary directory (%s is %s)",
+         src_or(m, fstype), m->destination, fstype, m->destination,
+         S_ISLNK(st.st_mode) ? "a symlink" : "not a directory");
+  err->code = EPERM;
+  return -1;
+}
+
 static int do_proc(const struct rc_mount_ctx *c, const struct oci_mount *m, struct rc_error *err) {
   const char *src = src_or(m, "proc");
+  if (check_plain_dir_dest(c, m, "proc", err) < 0) return -1;
   int me;
   if (mount_fs(c, m, src, "proc", fs_flags(m), m->data, &me, err) < 0) {
     if (me == EPERM)
@@ -348,6 +379,7 @@ static int bind_sys_readonly(const struct rc_mount_ctx *c, const struct oci_moun
 
 static int do_sysfs(const struct rc_mount_ctx *c, const struct oci_mount *m, struct rc_error *err) {
   const char *src = src_or(m, "sysfs");
+  if (check_plain_dir_dest(c, m, "sysfs", err) < 0) return -1;
   if (!c->o->new_netns && c->o->new_userns) return bind_sys_readonly(c, m, err);
   int me;
   if (mount_fs(c, m, src, "sysfs", fs_flags(m), m->data, &me, err) < 0) {

@@ -12,10 +12,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -211,6 +213,28 @@ static int masked_path(int rootfd, const char *path, struct rc_error *err) {
   return 0;
 }
 
+static bool is_procfs(const char *path, int flags) {
+  cleanup_close int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC | flags);
+  struct statfs fs;
+  return fd >= 0 && fstatfs(fd, &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC;
+}
+
+/* From pivot_root on, the /proc this process sees is the container's, and the masks and
+ * read-only binds below name their targets as /proc/self/fd/N. An image can leave a
+ * directory of its own in its place (a /proc link whose procfs a later volume hides, or a
+ * config without a proc mount) whose self/fd/N links would send the masks anywhere in the
+ * container (/sys/firmware stayed readable): with paths to mask, the container must have
+ * the kernel's procfs there, as runc requires ("/proc/self/fd is not on procfs"). (The
+ * process attributes written there before exec check each file they open; the bounding
+ * set's last capability is probed, not read from /proc.) */
+static int check_container_proc(struct rc_error *err) {
+  if (!is_procfs("/proc", O_NOFOLLOW) || !is_procfs("/proc/self/fd", 0))
+    return rc_err(err, 0,
+                  "the container's /proc is not procfs after pivot_root (it must be a proc "
+                  "mount on an ordinary directory, not hidden by a later mount)");
+  return 0;
+}
+
 int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err) {
   const struct oci_config *cfg = o->cfg;
   char root[PATH_MAX];
@@ -225,6 +249,10 @@ int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err) {
     if (mount(NULL, "/", NULL, prop, NULL) < 0)
       return rc_err(err, errno, "set propagation of / to %s", p);
   }
+
+  if (cfg->has_linux && (cfg->linux_.n_readonly_paths || cfg->linux_.n_masked_paths) &&
+      check_container_proc(err) < 0)
+    return -1;
 
   cleanup_close int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0) return rc_err(err, errno, "open /");

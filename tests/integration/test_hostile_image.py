@@ -6,6 +6,7 @@ cell (gate on) and natively (gate off).
 """
 import os
 import secrets
+import shutil
 import stat
 import subprocess
 
@@ -137,6 +138,25 @@ def test_passwd_symlink_to_a_host_file_is_not_followed_out(h, bundle, escape_dir
     assert home_of(h, bundle) == od("/")
 
 
+@pytest.mark.runcell_specific
+@pytest.mark.parametrize("mode", MODES)
+def test_passwd_link_to_the_kernel_log_is_not_read(h, bundle, mode):
+    """/etc/passwd -> /proc/kmsg: a regular file of size 0 whose reads, with the runtime's
+    privileges (CAP_SYSLOG, before they are dropped), take the host's kernel log messages
+    away from its reader. Before session 14 runcell read it: a logged line shaped like an
+    entry for the container's uid became its HOME (the host's kernel log, which
+    dmesg_restrict keeps from the container, crossed into it). Only the size the file
+    reports is read. (Debian's runc 1.1.5 reads it too, then blocks for ever.)"""
+    set_mode(bundle, mode)
+    tag = secrets.token_hex(4)
+    path = bundle.rootfs / "etc" / "passwd"
+    path.unlink()
+    os.symlink("/proc/kmsg", path)
+    with open("/dev/kmsg", "w") as kmsg:
+        kmsg.write(f"<6>rct{tag}:x:0:0::/from-the-kernel-log-{tag}:/bin/sh\n")
+    assert home_of(h, bundle) == od("/")
+
+
 # ---------------------------------------------------------------------------------------
 # Symlinks
 
@@ -225,6 +245,90 @@ def test_dev_null_is_a_link_to_a_host_file(h, bundle, escape_dir, mode):
 
 
 # ---------------------------------------------------------------------------------------
+# A /proc that is not the kernel's
+#
+# After pivot_root the runtime reaches its masks and read-only binds through
+# /proc/self/fd/N and sets process attributes through /proc (the bounding set was cut to
+# the kernel's last capability as /proc/sys/kernel/cap_last_cap gave it). An image that
+# puts files of its own there gets them read as the kernel's.
+
+
+def fake_proc(root, decoy):
+    """A directory shaped like /proc: self/fd/N links to decoy, cap_last_cap "0"."""
+    (root / "sys" / "kernel").mkdir(parents=True)
+    (root / "sys" / "kernel" / "cap_last_cap").write_text("0\n")
+    (root / "self" / "fd").mkdir(parents=True)
+    for n in range(128):
+        os.symlink(decoy, root / "self" / "fd" / str(n))
+
+
+# What the container's root holds in its bounding set after its exec, if it runs at all
+# (a proc mount of its own, made on a tmpfs at /tmp: its /proc is not the kernel's).
+BOUNDING_PROBE = ("mount -t tmpfs t /tmp && mkdir /tmp/p && mount -t proc proc /tmp/p && "
+                  "grep CapBnd /tmp/p/self/status; ls /sys/firmware | head -3; true")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_proc_link_whose_procfs_a_volume_hides(h, bundle, host_dir, mode):
+    """/proc -> /vol/p in the image, and a volume at /vol (whose files came from the image
+    too) with a fake /proc in p/. Before session 14 the procfs landed in the image's /vol/p,
+    the volume hid it, and after pivot_root runcell took the volume's files for the
+    kernel's: the masks went to the decoy (/sys/firmware stayed readable) and the bounding
+    set was not cut (cap_last_cap "0"), so the container's root got every capability on
+    exec (CapBnd 000001fffefffffe, then mount worked). As runc 1.1.5 (CVE-2023-27561,
+    CVE-2023-28642), proc must be mounted on an ordinary directory."""
+    set_mode(bundle, mode)
+    fake_proc(host_dir / "p", "/vol/decoy")
+    (host_dir / "decoy").mkdir()
+    shutil.rmtree(bundle.rootfs / "proc")
+    (bundle.rootfs / "vol" / "p").mkdir(parents=True)
+    os.symlink("/vol/p", bundle.rootfs / "proc")
+    bundle.bind(host_dir, "/vol")
+    bundle.process["noNewPrivileges"] = False
+    bundle.sh(BOUNDING_PROBE)
+    res = h.run_container(bundle)
+    assert "CapBnd" not in res.out, res.describe()
+    assert res.rc != 0, res.describe()
+    assert "must be mounted on ordinary directory" in res.msg and "/proc" in res.msg, res.msg
+    assert os.listdir(host_dir / "decoy") == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_image_proc_without_a_proc_mount(h, bundle, mode):
+    """A config without a proc mount and an image whose /proc holds self/fd/N links and
+    sys/kernel/cap_last_cap "0": before session 14 the masks went where the links led and
+    the container's root got a full bounding set. As runc ("/proc/self/fd is not on
+    procfs"), create fails."""
+    set_mode(bundle, mode)
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "proc"]
+    (bundle.rootfs / "decoy").mkdir()
+    fake_proc(bundle.rootfs / "proc", "/decoy")
+    bundle.config["root"]["readonly"] = False
+    bundle.process["noNewPrivileges"] = False
+    bundle.sh(BOUNDING_PROBE)
+    res = h.run_container(bundle)
+    assert "CapBnd" not in res.out, res.describe()
+    assert res.rc != 0, res.describe()
+    assert "/proc" in res.msg, res.msg
+
+
+@pytest.mark.parametrize("fstype", ["proc", "sysfs"])
+@pytest.mark.parametrize("mode", MODES)
+def test_proc_and_sys_on_a_link_are_refused(h, bundle, mode, fstype):
+    """/proc or /sys of the image is a link to a directory of the image: refused as runc
+    1.1.5 refuses it (before session 14 the filesystem was mounted where the link led)."""
+    set_mode(bundle, mode)
+    dest = "/proc" if fstype == "proc" else "/sys"
+    shutil.rmtree(bundle.rootfs / dest.lstrip("/"))
+    (bundle.rootfs / "elsewhere").mkdir()
+    os.symlink("elsewhere", bundle.rootfs / dest.lstrip("/"))
+    bundle.args("true")
+    res = h.run_container(bundle)
+    assert res.rc != 0, res.describe()
+    assert f'filesystem "{fstype}" must be mounted on ordinary directory' in res.msg, res.msg
+
+
+# ---------------------------------------------------------------------------------------
 # Device nodes
 
 
@@ -268,3 +372,34 @@ def test_device_node_as_mount_destination_parent(h, bundle, mode):
     assert res.rc != 0
     assert "/memdev/x" in res.msg, res.msg
 
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_device_path_that_is_a_fifo_in_a_user_namespace(h, bundle, mode):
+    """In a user namespace a linux.devices node is the host's, bound onto the path in the
+    rootfs; the image has a FIFO there. Before session 14 runcell opened it for reading to
+    make the mount point and create hung for ever; now the FIFO is only held (O_PATH) and
+    the host's node is bound over it, as runc does."""
+    set_mode(bundle, mode)
+    host_id = 100000
+    bundle.set_namespace("user")
+    bundle.linux["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    bundle.linux["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
+    name = "rct-null-" + secrets.token_hex(4)
+    host_node = f"/tmp/{name}"
+    os.mknod(host_node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    try:
+        os.mkfifo(bundle.rootfs / "tmp" / name)
+        bundle.linux["devices"] = [{"path": host_node, "type": "c", "major": 1, "minor": 3,
+                                    "fileMode": 0o666}]
+        for dirpath, dirnames, filenames in os.walk(bundle.rootfs):
+            for n in [dirpath] + [os.path.join(dirpath, f) for f in dirnames + filenames]:
+                st = os.lstat(n)
+                os.lchown(n, st.st_uid + host_id, st.st_gid + host_id)
+        bundle.sh(f"stat -c '%F %t:%T' {host_node}")
+        res = h.run_container(bundle, timeout=15)
+    finally:
+        os.unlink(host_node)
+    assert res.rc == 0, res.describe()
+    assert res.out == "character special file 1:3\n", res.out
