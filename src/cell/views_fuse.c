@@ -7,20 +7,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <linux/magic.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "runcell/cgroups.h"
 #include "runcell/rootfs.h"
+#include "runcell/sync.h"
 #include "runcell/util.h"
 #include "runcell/views.h"
 
@@ -29,34 +35,56 @@
 /* node id of view v: ROOT_INO + 1 + v */
 #define VIEW_INO(v) ((uint64_t)(v) + ROOT_INO + 1)
 /* Open view files of the whole cell (ENFILE beyond, as the host's file-max) and of one
- * opener (EMFILE beyond, as a process's RLIMIT_NOFILE). A mapping keeps its file open
- * after close(), so fd limits do not bound what a process holds; the per-opener limit
- * keeps one process from taking every handle and denying the views to the rest of the
- * cell. An idle handle costs a few bytes: the table grows as needed. */
+ * opening process (EMFILE beyond, as its RLIMIT_NOFILE would answer). A mapping keeps its
+ * file open after close(), and fork or SCM_RIGHTS hand files on, so fd limits do not bound
+ * what a process holds: the handles it has opened count, wherever they are held. An idle
+ * handle costs a few bytes: the table grows as needed.
+ *
+ * The per-process limit is what keeps one process from denying the views to the rest of
+ * the cell, so it counts processes, not threads. FUSE names the thread that opens (its id
+ * in the pid namespace of the mount, the container's), and a limit per thread let one
+ * process with 17 threads take every handle. The thread is resolved to its thread group
+ * through a procfs of that namespace that the cell kernel holds (proc_of_cell), not the
+ * container's /proc, which the container may change. The thread waits for the answer
+ * (the kernel does not abandon a request the server has read), so it and its group are
+ * there to be resolved. The opener is the group's id with its leader's start time: a
+ * process that is given the id of one that has exited (whose files its children, say,
+ * may still hold) starts with none. So one process, whatever its threads, holds at most
+ * MAX_OPEN_PER_PROCESS handles; another process's open fails only when it has opened that
+ * many itself, or when others hold the whole table (16 processes at their limit), the
+ * bound fd limits set against file-max. Requests from outside the namespace (pid 0, which
+ * the cell's processes cannot be) share one opener; while no procfs can be had (looked for
+ * again every RETRY_PROC_MS), threads count apart as before. */
 #define MAX_OPEN (1u << 18)
-#define MAX_OPEN_PER_OPENER (1u << 14)
-/* Rendered text held by open files; past this, other files' texts are dropped (their next
- * read renders again, as a seq_file read at an unexpected offset does), so that many
- * held files cannot make the cell kernel grow without bound. */
+#define MAX_OPEN_PER_PROCESS (1u << 14)
+#define RETRY_PROC_MS 1000
+#define HELPER_MS 200 /* how long proc_of_cell waits for its child (it takes about 1 ms) */
+/* Rendered text held by open files; past this, the texts used longest ago are dropped
+ * (their next read renders again, as a seq_file read at an unexpected offset does), so
+ * that many held files cannot make the cell kernel grow without bound. */
 #define TEXT_BUDGET (64u << 20)
 #define REQUEST_BUFFER (FUSE_MIN_READ_BUFFER + 65536)
 /* How long a rendering made for a LOOKUP or GETATTR waits for the open that follows it */
 #define PENDING_MS 1000
 
+/* The opener of a handle: its process's id (tgid) and the leader's start time in the low
+ * and high 32 bits (UNRESOLVED: the thread's id instead). */
+#define UNRESOLVED (1ull << 63)
+
 struct open_file {
   char *text; /* the snapshot, NULL once dropped for the budget */
   size_t len;
-  uint32_t opener;    /* the opening thread's id (the FUSE request's pid) */
-  uint32_t next_free; /* the free list's next slot + 1, while unused */
+  uint64_t opener;
+  uint32_t next_free;          /* the free list's next slot + 1, while unused */
+  uint32_t lru_prev, lru_next; /* while it has a text: the list by last use, slot + 1 */
   uint8_t view;
   bool used;
 };
 
-/* Live handles per opener: an open-addressing table keyed by pid, 0 marking a free entry
- * (pid 0 is the kernel's own requests, which never open) and tombstones (count 0 with a
- * pid) left behind until the table is rebuilt. */
+/* Live handles per opener: linear probing, entries with no handles are empty (deletion
+ * shifts the entries after them back, so no tombstones), at most half full. */
 struct opener_count {
-  uint32_t pid;
+  uint64_t opener;
   uint32_t count;
 };
 
@@ -65,11 +93,15 @@ struct rc_views_server {
   char *cgroup_path;
   pid_t init_pid;
   double started;               /* the init's start (rc_cell_start_time), read while it is alive */
+  int pidns;                    /* the init's pid namespace, in which FUSE gives pids */
+  int proc;                     /* a procfs of that namespace, or -1 */
+  int64_t proc_tried_ms;        /* when a procfs was last looked for */
   struct open_file *open;       /* slots; the fh of a file is its index */
   uint32_t open_cap, free_head; /* free_head: the first free slot + 1, 0 if none */
   struct opener_count *openers;
-  uint32_t openers_cap, openers_filled; /* filled: entries with a pid, tombstones too */
+  uint32_t openers_cap, openers_used;
   size_t text_bytes;
+  uint32_t lru_head, lru_tail; /* files with a text, least recently used first (slot + 1) */
   /* The rendering whose length the last LOOKUP or GETATTR by path reported, per view:
    * the next open takes it, so that the size the kernel holds (which bounds sendfile and
    * splice, read through the page cache) is the length of what that open reads. */
@@ -130,12 +162,20 @@ int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_s
 
 /* --- the cell kernel's side --------------------------------------------------------- */
 
+static int proc_of_cell(int pidns);
+
 struct rc_views_server *rc_views_server_new(int fuse_fd, const char *cgroup_path, pid_t init_pid) {
   struct rc_views_server *s = rc_xcalloc(1, sizeof(*s));
   s->fd = fuse_fd;
   s->cgroup_path = rc_xstrdup(cgroup_path);
   s->init_pid = init_pid;
   s->started = rc_cell_start_time(init_pid);
+  /* the namespace now, while the init that mounted the views is known to be alive */
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)init_pid);
+  s->pidns = open(path, O_RDONLY | O_CLOEXEC);
+  s->proc = proc_of_cell(s->pidns);
+  s->proc_tried_ms = rc_now_ms();
   s->req = rc_xcalloc(1, REQUEST_BUFFER);
   return s;
 }
@@ -144,6 +184,8 @@ void rc_views_server_free(struct rc_views_server *s) {
   if (!s) return;
   for (uint32_t i = 0; i < s->open_cap; i++) free(s->open[i].text);
   for (int v = 0; v < RC_VIEW_COUNT; v++) free(s->pending[v].text);
+  if (s->pidns >= 0) close(s->pidns);
+  if (s->proc >= 0) close(s->proc);
   free(s->open);
   free(s->openers);
   free(s->cgroup_path);
@@ -235,66 +277,220 @@ static void do_lookup(struct rc_views_server *s, const struct fuse_in_header *h,
   reply(s->fd, h->unique, -ENOENT, NULL, 0);
 }
 
-/* The live-handle count of the opener keyed key (its pid + 1, so that 0 marks a free
- * entry), created when create; NULL when absent. */
-static uint32_t *opener_count(struct rc_views_server *s, uint32_t key, bool create) {
-  if (create && (s->openers_filled + 1) * 4 > s->openers_cap * 3) {
-    /* rebuild with the live entries only, at most half full */
-    uint32_t live = 0;
-    for (uint32_t i = 0; i < s->openers_cap; i++) live += s->openers[i].count > 0;
-    uint32_t cap = 64;
-    while ((live + 1) * 2 > cap) cap *= 2;
+/* --- openers ----------------------------------------------------------------------- */
+
+static bool same_file(int a, int b) {
+  struct stat sa, sb;
+  return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+/* A detached procfs mount of the procfs being set up in fs, pid directories only where the
+ * kernel can (subset=pid); -1 on failure. Closes fs. */
+static int proc_mount(int fs) {
+  if (fs < 0) return -1;
+  (void)fsconfig(fs, FSCONFIG_SET_STRING, "subset", "pid", 0);
+  int mnt =
+      fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0
+          ? fsmount(fs, FSMOUNT_CLOEXEC,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)
+          : -1;
+  close(fs);
+  return mnt;
+}
+
+/* A procfs of the pid namespace FUSE gives pids in (pidns), mounted nowhere. Where that
+ * namespace is the cell kernel's own, its /proc (if it is of it: "self" is this process).
+ * Otherwise a procfs told the namespace (its pidns option, on kernels that have it); or,
+ * on older kernels, one made by a child forked into the namespace (a procfs is of its
+ * maker's), which sends it back and exits. That child is visible in the cell for a moment
+ * and takes a pid there; it is made when the views are mounted, before the container's
+ * program runs, so none of the cell's processes is there yet to get in its way. */
+static int proc_of_cell(int pidns) {
+  cleanup_close int own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+  if (own < 0 || pidns < 0) return -1;
+  struct statfs fs;
+  if (same_file(own, pidns)) {
+    cleanup_close int proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char self[16] = "", want[16];
+    snprintf(want, sizeof(want), "%d", (int)getpid());
+    if (proc >= 0 && fstatfs(proc, &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC &&
+        readlinkat(proc, "self", self, sizeof(self) - 1) > 0 && !strcmp(self, want))
+      return rc_steal_fd(&proc);
+  }
+  int proc = -1, told = fsopen("proc", FSOPEN_CLOEXEC);
+  if (told >= 0 && fsconfig(told, FSCONFIG_SET_FD, "pidns", NULL, pidns) == 0) {
+    proc = proc_mount(told);
+  } else {
+    if (told >= 0) close(told);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -1;
+    /* setns(CLONE_NEWPID) places this thread's next child, not this thread */
+    pid_t child = setns(pidns, CLONE_NEWPID) == 0 ? fork() : -1;
+    if (child == 0) {
+      struct rc_error ignore;
+      int mnt = proc_mount(fsopen("proc", FSOPEN_CLOEXEC));
+      if (mnt >= 0) (void)rc_sync_send_fd(sv[1], RC_SYNC_VIEWS, mnt, &ignore);
+      _exit(0);
+    }
+    (void)setns(own, CLONE_NEWPID);
+    close(sv[1]);
+    struct pollfd p = {.fd = sv[0], .events = POLLIN};
+    struct rc_error ignore;
+    if (child > 0 && poll(&p, 1, HELPER_MS) == 1)
+      (void)rc_sync_recv_fd(sv[0], "views", &proc, &ignore);
+    close(sv[0]);
+    if (child > 0) {
+      kill(child, SIGKILL);
+      while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  if (proc >= 0 && (fstatfs(proc, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC)) {
+    close(proc);
+    proc = -1;
+  }
+  return proc;
+}
+
+/* Up to size - 1 bytes of proc's file "<pid>/<name>", NUL-terminated; false if none. */
+static bool read_proc(int proc, uint32_t pid, const char *name, char *buf, size_t size) {
+  char path[32];
+  snprintf(path, sizeof(path), "%u/%s", pid, name);
+  cleanup_close int fd = openat(proc, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  ssize_t n = fd >= 0 ? read(fd, buf, size - 1) : -1;
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return true;
+}
+
+/* Field n (3 or more) of a stat text: counted after the command, which is in parentheses
+ * and may hold anything; 0 if absent. */
+static uint64_t stat_field(const char *stat, int n) {
+  const char *p = strrchr(stat, ')');
+  for (int field = 2; p && field < n; field++) p = strchr(p + 1, ' ');
+  return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* The opener of a request from thread tid (see MAX_OPEN): its thread group's id and the
+ * leader's start time. The thread's stat says both when it is its group's only thread (so
+ * its leader); otherwise status says which group, and the leader's stat its start. */
+static uint64_t opener_of(struct rc_views_server *s, uint32_t tid) {
+  if (!tid) return UNRESOLVED;
+  if (s->proc < 0 && rc_now_ms() - s->proc_tried_ms >= RETRY_PROC_MS) {
+    s->proc = proc_of_cell(s->pidns);
+    s->proc_tried_ms = rc_now_ms();
+  }
+  char buf[1024];
+  if (s->proc < 0 || !read_proc(s->proc, tid, "stat", buf, sizeof(buf))) return UNRESOLVED | tid;
+  uint64_t tgid = tid, start = stat_field(buf, 22);
+  if (stat_field(buf, 20) != 1) {
+    const char *t =
+        read_proc(s->proc, tid, "status", buf, sizeof(buf)) ? strstr(buf, "\nTgid:") : NULL;
+    tgid = t ? strtoull(t + 6, NULL, 10) : 0;
+    if (!tgid || tgid > UINT32_MAX) return UNRESOLVED | tid;
+    if (tgid != tid) {
+      if (!read_proc(s->proc, (uint32_t)tgid, "stat", buf, sizeof(buf))) return UNRESOLVED | tid;
+      start = stat_field(buf, 22);
+    }
+  }
+  return (start & 0x7fffffff) << 32 | tgid;
+}
+
+static uint32_t opener_home(uint64_t opener, uint32_t cap) {
+  return (uint32_t)((opener * 0x9e3779b97f4a7c15ull) >> 32) & (cap - 1);
+}
+
+/* The entry of opener: its own, or the empty one it would take; NULL while the table has
+ * no room for another (which an open then makes, opener_add). */
+static struct opener_count *opener_find(struct rc_views_server *s, uint64_t opener) {
+  if (!s->openers_cap) return NULL;
+  for (uint32_t i = opener_home(opener, s->openers_cap);; i = (i + 1) & (s->openers_cap - 1))
+    if (!s->openers[i].count || s->openers[i].opener == opener) return &s->openers[i];
+}
+
+static void opener_add(struct rc_views_server *s, uint64_t opener) {
+  if ((s->openers_used + 1) * 2 > s->openers_cap) {
     struct opener_count *old = s->openers;
     uint32_t old_cap = s->openers_cap;
-    s->openers = rc_xcalloc(cap, sizeof(*s->openers));
-    s->openers_cap = cap;
-    s->openers_filled = 0;
+    s->openers_cap = old_cap ? old_cap * 2 : 64;
+    s->openers = rc_xcalloc(s->openers_cap, sizeof(*s->openers));
     for (uint32_t i = 0; i < old_cap; i++)
-      if (old[i].count) *opener_count(s, old[i].pid, true) = old[i].count;
+      if (old[i].count) *opener_find(s, old[i].opener) = old[i];
     free(old);
   }
-  if (!s->openers_cap) return NULL;
-  uint32_t mask = s->openers_cap - 1, reuse = UINT32_MAX;
-  uint32_t hash = key * 2654435761u;
-  for (uint32_t i = (hash ^ (hash >> 16)) & mask;; i = (i + 1) & mask) {
-    struct opener_count *o = &s->openers[i];
-    if (o->pid == key) return &o->count;
-    if (o->pid == 0) {
-      if (!create) return NULL;
-      if (reuse != UINT32_MAX)
-        o = &s->openers[reuse];
-      else
-        s->openers_filled++;
-      *o = (struct opener_count){.pid = key};
-      return &o->count;
+  struct opener_count *o = opener_find(s, opener);
+  if (!o->count) *o = (struct opener_count){.opener = opener}, s->openers_used++;
+  o->count++;
+}
+
+static void opener_remove(struct rc_views_server *s, uint64_t opener) {
+  struct opener_count *o = opener_find(s, opener);
+  if (!o || !o->count || --o->count) return;
+  /* emptied: move back each entry after it that may live there (its home is not in the
+   * run between the hole and it), so that lookups need not step over holes */
+  uint32_t mask = s->openers_cap - 1, hole = (uint32_t)(o - s->openers);
+  for (uint32_t i = (hole + 1) & mask; s->openers[i].count; i = (i + 1) & mask) {
+    uint32_t home = opener_home(s->openers[i].opener, s->openers_cap);
+    if (((i - home) & mask) >= ((i - hole) & mask)) {
+      s->openers[hole] = s->openers[i];
+      s->openers[i].count = 0;
+      hole = i;
     }
-    if (o->count == 0 && reuse == UINT32_MAX) reuse = i;
   }
+  s->openers_used--;
+}
+
+/* --- texts ------------------------------------------------------------------------- */
+
+static void lru_unlink(struct rc_views_server *s, struct open_file *f) {
+  uint32_t *prev_next = f->lru_prev ? &s->open[f->lru_prev - 1].lru_next : &s->lru_head;
+  uint32_t *next_prev = f->lru_next ? &s->open[f->lru_next - 1].lru_prev : &s->lru_tail;
+  *prev_next = f->lru_next;
+  *next_prev = f->lru_prev;
+  f->lru_prev = f->lru_next = 0;
+}
+
+/* f (which has a text) becomes the most recently used */
+static void lru_touch(struct rc_views_server *s, struct open_file *f) {
+  uint32_t slot = (uint32_t)(f - s->open) + 1;
+  if (s->lru_tail == slot) return;
+  if (f->lru_prev || f->lru_next || s->lru_head == slot) lru_unlink(s, f);
+  f->lru_prev = s->lru_tail;
+  if (s->lru_tail)
+    s->open[s->lru_tail - 1].lru_next = slot;
+  else
+    s->lru_head = slot;
+  s->lru_tail = slot;
 }
 
 static void drop_text(struct rc_views_server *s, struct open_file *f) {
+  if (!f->text) return;
+  lru_unlink(s, f);
   s->text_bytes -= f->len;
   free(f->text);
   f->text = NULL;
   f->len = 0;
 }
 
-/* Gives f its text (rendered now unless text is given), within the budget. */
+/* Gives f its text (rendered now unless text is given), within the budget: the texts used
+ * longest ago go first, each dropped once for the bytes it added, so this is O(1)
+ * amortised, however many files are open. */
 static void set_text(struct rc_views_server *s, struct open_file *f, char *text) {
   drop_text(s, f);
   f->text = text ? text : render(s, (enum rc_view)f->view);
   f->len = strlen(f->text);
   s->text_bytes += f->len;
-  if (s->text_bytes > TEXT_BUDGET)
-    for (uint32_t i = 0; i < s->open_cap; i++)
-      if (s->open[i].text && &s->open[i] != f) drop_text(s, &s->open[i]);
+  lru_touch(s, f);
+  while (s->text_bytes > TEXT_BUDGET && &s->open[s->lru_head - 1] != f)
+    drop_text(s, &s->open[s->lru_head - 1]);
 }
 
 static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
   if (!is_view_ino(h->nodeid)) return reply(s->fd, h->unique, -EISDIR, NULL, 0);
-  uint32_t key = h->pid + 1;
-  uint32_t *count = opener_count(s, key, true);
-  if (*count >= MAX_OPEN_PER_OPENER) return reply(s->fd, h->unique, -EMFILE, NULL, 0);
+  uint64_t opener = opener_of(s, h->pid);
+  struct opener_count *o = opener_find(s, opener);
+  if (o && o->count >= MAX_OPEN_PER_PROCESS) return reply(s->fd, h->unique, -EMFILE, NULL, 0);
   if (!s->free_head) {
     if (s->open_cap >= MAX_OPEN) return reply(s->fd, h->unique, -ENFILE, NULL, 0);
     uint32_t cap = s->open_cap ? s->open_cap * 2 : 64;
@@ -309,8 +505,8 @@ static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
   uint32_t fh = s->free_head - 1;
   s->free_head = s->open[fh].next_free;
   enum rc_view v = (enum rc_view)(h->nodeid - VIEW_INO(0));
-  s->open[fh] = (struct open_file){.used = true, .view = (uint8_t)v, .opener = key};
-  (*count)++;
+  s->open[fh] = (struct open_file){.used = true, .view = (uint8_t)v, .opener = opener};
+  opener_add(s, opener);
   /* the lookup's rendering, whose length the kernel now holds, if it is that lookup's */
   bool fresh = s->pending[v].text && rc_now_ms() - s->pending[v].at_ms < PENDING_MS;
   set_text(s, &s->open[fh], fresh ? s->pending[v].text : NULL); /* NULL: render */
@@ -320,8 +516,8 @@ static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
    * readers do not share cached pages, and a read ends at the snapshot's end whatever
    * size the kernel holds. Without FUSE_DIRECT_IO_ALLOW_MMAP a shared mapping is refused
    * (ENODEV, as sysfs answers; procfs answers EIO to any mapping). */
-  struct fuse_open_out o = {.fh = fh, .open_flags = FOPEN_DIRECT_IO};
-  reply(s->fd, h->unique, 0, &o, sizeof(o));
+  struct fuse_open_out out = {.fh = fh, .open_flags = FOPEN_DIRECT_IO};
+  reply(s->fd, h->unique, 0, &out, sizeof(out));
 }
 
 static struct open_file *file_of(struct rc_views_server *s, uint64_t fh) {
@@ -332,8 +528,7 @@ static void do_release(struct rc_views_server *s, uint64_t fh) {
   struct open_file *f = file_of(s, fh);
   if (!f) return;
   drop_text(s, f);
-  uint32_t *count = opener_count(s, f->opener, false);
-  if (count && *count) (*count)--;
+  opener_remove(s, f->opener);
   *f = (struct open_file){.next_free = s->free_head};
   s->free_head = (uint32_t)fh + 1;
 }
@@ -343,7 +538,10 @@ static void do_read(struct rc_views_server *s, const struct fuse_in_header *h,
                     const struct fuse_read_in *in) {
   struct open_file *f = file_of(s, in->fh);
   if (!f) return reply(s->fd, h->unique, -EBADF, NULL, 0);
-  if (!f->text) set_text(s, f, NULL);
+  if (f->text)
+    lru_touch(s, f);
+  else
+    set_text(s, f, NULL);
   size_t off = in->offset < f->len ? (size_t)in->offset : f->len;
   size_t len = f->len - off < in->size ? f->len - off : in->size;
   reply(s->fd, h->unique, 0, f->text + off, len);

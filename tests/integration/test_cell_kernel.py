@@ -409,6 +409,33 @@ static long i386(long nr, long a, long b, long c) {
   return ret;
 }
 
+/* "threads": threads that open and map a view (a mapping holds its file after close())
+ * until refused, one at a time; when the process has as many mappings as it may have, a
+ * child takes them over (fork copies them) and the process unmaps its own to go on */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static void *maps[1 << 17];
+static int nmaps;
+struct opener { const char *path; int got, err; };
+static void *open_all(void *arg) {
+  struct opener *o = arg;
+  for (;;) {
+    pthread_mutex_lock(&lock);
+    int fd = open(o->path, O_RDONLY | O_CLOEXEC);
+    void *m = fd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED && fd >= 0 && errno == ENOMEM) {
+      if (fork() == 0) for (;;) pause();
+      for (int i = 0; i < nmaps; i++) munmap(maps[i], 4096);
+      nmaps = 0;
+      m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    }
+    if (m == MAP_FAILED) o->err = errno;
+    if (fd >= 0) close(fd);
+    if (m != MAP_FAILED) maps[nmaps++] = m, o->got++;
+    pthread_mutex_unlock(&lock);
+    if (m == MAP_FAILED) return NULL;
+  }
+}
+
 static int cpus(long pid) {
   cpu_set_t set;
   CPU_ZERO(&set); /* the kernel writes only its mask's size */
@@ -485,6 +512,26 @@ int main(int argc, char **argv) {
       close(fd);
     }
     printf("{\"held\": %d, \"errno\": \"%s\"}\n", got, err ? strerrorname_np(err) : "");
+    fflush(stdout);
+    sleep(atoi(argv[4]));
+  } else if (!strcmp(mode, "threads")) {
+    /* argv[3] threads take view argv[2] until refused (open_all), then the process reports
+     * how many it opened and why each thread stopped, and holds them for argv[4] seconds */
+    int n = atoi(argv[3]), held = 0;
+    struct opener o[64];
+    pthread_t t[64];
+    if (n > 64) n = 64;
+    for (int i = 0; i < n; i++) {
+      o[i] = (struct opener){.path = argv[2]};
+      pthread_create(&t[i], NULL, open_all, &o[i]);
+    }
+    printf("{\"errnos\": [");
+    for (int i = 0; i < n; i++) {
+      pthread_join(t[i], NULL);
+      held += o[i].got;
+      printf("%s\"%s\"", i ? ", " : "", strerrorname_np(o[i].err));
+    }
+    printf("], \"held\": %d}\n", held);
     fflush(stdout);
     sleep(atoi(argv[4]));
   }
@@ -593,6 +640,31 @@ def test_views_held_by_one_process_do_not_deny_the_rest(h, bundle, probe):
     held = json.loads(lines[0])
     assert held == {"held": 16384, "errno": "EMFILE"}, res.out
     assert meminfo_kib(lines[1], "MemTotal") == 128 << 10, res.out
+    assert lines[2] in ("0", f"0-{HOST_CPUS - 1}"), res.out
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+@pytest.mark.parametrize("pidns", [True, False], ids=["pid-namespace", "host-pids"])
+def test_the_threads_of_one_process_do_not_deny_the_rest(h, bundle, probe, pidns):
+    """FUSE names the thread that opens, not its process: a limit per thread let one
+    process with 17 threads take all 262144 handles of the cell (held by mappings, passed
+    on to children as the process runs out of them), and every other process's open of a
+    view failed with ENFILE. The limit is now the opening process's (its thread group):
+    its threads share 16384 handles, and the rest of the cell still reads the views. FUSE
+    gives thread ids in the pid namespace of the mount: the cell's own, or the host's."""
+    with_probe(bundle, probe)
+    as_cell(bundle)
+    if not pidns:
+        bundle.drop_namespace("pid")
+    limits(bundle, memory=512 << 20)
+    bundle.sh("probe threads /proc/uptime 17 3 | { read -r held; echo \"$held\";"
+              " head -1 /proc/meminfo; cat /sys/devices/system/cpu/online; }")
+    res = h.run_container(bundle, timeout=100)
+    assert res.rc == 0, res.describe()
+    lines = res.out.splitlines()
+    held = json.loads(lines[0])
+    assert held == {"held": 16384, "errnos": ["EMFILE"] * 17}, res.out
+    assert meminfo_kib(lines[1], "MemTotal") == 512 << 10, res.out
     assert lines[2] in ("0", f"0-{HOST_CPUS - 1}"), res.out
 
 
