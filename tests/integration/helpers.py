@@ -762,3 +762,21 @@ def safe_rmtree(path):
         if mounts_under(path):
             return
     shutil.rmtree(path, ignore_errors=True)
+
+
+def build_static(directory, name, source, flags=()):
+    """Compiles C source text with the host's gcc into directory/name, static (the
+    containers' busybox rootfs has no libc); skips the test, saying why, where it cannot."""
+    import pytest
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip(f"gcc is needed to build {name}")
+    src = Path(directory) / f"{name}.c"
+    src.write_text(source)
+    out = Path(directory) / name
+    res = subprocess.run([gcc, "-static", "-O2", *flags, "-o", str(out), str(src)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot build {name} statically here: {res.stderr.strip()}")
+    return out

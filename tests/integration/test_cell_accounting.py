@@ -13,13 +13,12 @@ runcell-specific: runc has no cell kernel.
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS, controller_dir
+from helpers import NATIVE_ANNOTATIONS, build_static, controller_dir
 
 pytestmark = pytest.mark.runcell_specific
 
@@ -40,16 +39,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def loop_bin(tmp_path_factory):
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is needed to build the routed-syscall loop")
-    d = tmp_path_factory.mktemp("cellk-loop")
-    (d / "loop.c").write_text(LOOP_C)
-    res = subprocess.run([gcc, "-static", "-O2", "-o", str(d / "loop"), str(d / "loop.c")],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot build the loop statically here: {res.stderr.strip()}")
-    return d / "loop"
+    return build_static(tmp_path_factory.mktemp("cellk-loop"), "routed-loop", LOOP_C)
 
 
 def v1_cpu_hierarchies():

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS
+from helpers import NATIVE_ANNOTATIONS, build_static
 
 pytestmark = pytest.mark.runcell_specific
 
@@ -372,7 +372,6 @@ def test_failed_create_leaves_no_cell_kernel(h, bundle, tmp_path, failing):
 
 import json  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 
 # A static probe (built here with gcc -static): each mode prints one JSON object.
 PROBE_C = r"""
@@ -542,16 +541,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory):
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is needed to build the probe")
-    d = tmp_path_factory.mktemp("cellk-probe")
-    (d / "probe.c").write_text(PROBE_C)
-    res = subprocess.run([gcc, "-static", "-O2", "-pthread", "-o", str(d / "probe"),
-                          str(d / "probe.c")], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot build the probe statically here: {res.stderr.strip()}")
-    return d / "probe"
+    return build_static(tmp_path_factory.mktemp("cellk-probe"), "probe", PROBE_C, ["-pthread"])
 
 
 def with_probe(bundle, probe):
