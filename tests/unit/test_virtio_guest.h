@@ -151,6 +151,7 @@ static inline void tg_desc(struct tguest *g, unsigned qi, uint16_t i, uint64_t a
 /* Puts head in the available ring and publishes it (without notifying). */
 static inline void tg_make_avail(struct tguest *g, unsigned qi, uint16_t head) {
   struct tg_queue *q = &g->q[qi];
+  if (!q->num) return; /* not set up: nothing to publish into */
   uint16_t *ring = tg_ptr(g, q->avail + 4, 2ull * q->num);
   ring[q->avail_idx % q->num] = head;
   q->avail_idx++;
@@ -169,6 +170,7 @@ static inline void tg_post(struct tguest *g, unsigned qi, uint16_t head) {
 /* Takes the next used entry: true with its id and length, false if there is none. */
 static inline bool tg_take_used(struct tguest *g, unsigned qi, uint32_t *id, uint32_t *len) {
   struct tg_queue *q = &g->q[qi];
+  if (!q->num) return false;
   uint16_t idx = __atomic_load_n((uint16_t *)tg_ptr(g, q->used + 2, 2), __ATOMIC_ACQUIRE);
   if (idx == q->used_seen) return false;
   const uint8_t *e = tg_ptr(g, q->used + 4 + 8ull * (q->used_seen % q->num), 8);
