@@ -46,7 +46,7 @@ static int parse_user(const char *s, struct oci_user *u, struct rc_error *err) {
 
 static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error *err) {
   const char *process_file = NULL, *console_socket = NULL, *pid_file = NULL, *cwd = NULL,
-             *user = NULL;
+             *user = NULL, *apparmor = NULL, *process_label = NULL;
   bool detach = false, tty = false, no_new_privs = false;
   int preserve_fds = 0;
   struct rc_string_list env = {0}, caps = {0}, gids = {0};
@@ -64,6 +64,8 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
       {"cap", 'c', RC_OPT_STRING_LIST, &caps, "CAP", "add a capability"},
       {"no-new-privs", 0, RC_OPT_BOOL, &no_new_privs, NULL, "set no_new_privileges"},
       {"preserve-fds", 0, RC_OPT_INT, &preserve_fds, "N", "pass N more fds (from 3)"},
+      {"apparmor", 0, RC_OPT_STRING, &apparmor, "PROFILE", "AppArmor profile for the process"},
+      {"process-label", 0, RC_OPT_STRING, &process_label, "LABEL", "SELinux label for the process"},
   };
   char **pos = NULL;
   int n_pos = 0;
@@ -82,6 +84,19 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
     rc_cli_print_help(&rc_cmd_exec, opts, RC_ARRAY_SIZE(opts));
     rc = 0;
     goto out;
+  }
+  /* A group that is not a number is a usage error, as runc's flag parsing makes it (exit
+   * status 1), never group 0. */
+  gid_list = rc_xcalloc(gids.n ? gids.n : 1, sizeof(gid_t));
+  for (size_t i = 0; i < gids.n; i++) {
+    char *end;
+    errno = 0;
+    unsigned long gid = strtoul(gids.items[i], &end, 10);
+    if (errno || end == gids.items[i] || *end || gids.items[i][0] == '-' || gid > UINT32_MAX) {
+      rc_err(err, 0, "invalid value \"%s\" for flag -g: not a group id", gids.items[i]);
+      goto out;
+    }
+    gid_list[i] = (gid_t)gid;
   }
   if (n_pos < 1) {
     rc_err(err, 0, "\"exec\" requires a minimum of 2 argument(s)");
@@ -123,11 +138,19 @@ static int run_exec(struct rc_global *g, int argc, char **argv, struct rc_error 
     p.env = envs;
     p.n_env += env.n;
     p.terminal = tty;
-    if (cwd) p.cwd = (char *)cwd;
+    if (cwd && *cwd) {
+      /* runc checks the process it builds: a relative --cwd is refused, not resolved
+       * against the container's root. */
+      if (cwd[0] != '/') {
+        rc_err(err, 0, "Cwd must be an absolute path");
+        goto out;
+      }
+      p.cwd = (char *)cwd;
+    }
+    if (apparmor) p.apparmor_profile = (char *)apparmor;
+    if (process_label) p.selinux_label = (char *)process_label;
     if (user && parse_user(user, &p.user, err) < 0) goto out;
     if (gids.n) {
-      gid_list = rc_xcalloc(gids.n, sizeof(gid_t));
-      for (size_t i = 0; i < gids.n; i++) gid_list[i] = (gid_t)strtoul(gids.items[i], NULL, 10);
       p.user.additional_gids = gid_list;
       p.user.n_additional_gids = gids.n;
     }

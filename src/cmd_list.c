@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runcell/cli.h"
 #include "runcell/oci.h"
@@ -34,6 +36,14 @@ static size_t collect(const char *root, struct oci_state ***out) {
     struct rc_error e;
     struct oci_state *st = NULL;
     if (rc_state_read(root, de->d_name, &st, &e) < 0) continue;
+    /* runc's list names the owner of the state directory ("#UID" where the passwd file
+     * has no name); state.json says "" and `state` prints that. */
+    struct stat sb;
+    if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+      struct passwd *pw = getpwuid(sb.st_uid);
+      free(st->owner);
+      st->owner = pw ? rc_xstrdup(pw->pw_name) : rc_xasprintf("#%u", (unsigned)sb.st_uid);
+    }
     *out = rc_xrealloc(*out, (n + 1) * sizeof(struct oci_state *));
     (*out)[n++] = st;
   }

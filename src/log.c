@@ -56,6 +56,115 @@ static const char *level_name(enum rc_log_level level) {
   return "info";
 }
 
+/* The length of the well-formed UTF-8 sequence at s (at most n bytes), or 0 where none
+ * starts: overlong forms, surrogates and code points past U+10FFFF are not well formed. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+  if (s[0] < 0x80) return 1;
+  size_t len;
+  unsigned lo = 0x80, hi = 0xbf;
+  if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+    len = 2;
+  } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+    len = 3;
+    if (s[0] == 0xe0) lo = 0xa0;
+    if (s[0] == 0xed) hi = 0x9f;
+  } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+    len = 4;
+    if (s[0] == 0xf0) lo = 0x90;
+    if (s[0] == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (n < len || s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < len; i++)
+    if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+  return len;
+}
+
+/* msg as JSON can carry it: each byte that starts no well-formed UTF-8 sequence becomes
+ * U+FFFD, as Go's encoding/json writes it (jansson refuses such a string, and the line
+ * with the error containerd reports would be lost). */
+static char *utf8_sanitized(const char *msg) {
+  size_t n = strlen(msg);
+  char *out = rc_xmalloc(3 * n + 1), *o = out;
+  const unsigned char *s = (const unsigned char *)msg;
+  for (size_t i = 0; i < n;) {
+    size_t len = utf8_seq_len(s + i, n - i);
+    if (len) {
+      memcpy(o, s + i, len);
+      o += len;
+      i += len;
+    } else {
+      memcpy(o, "\xef\xbf\xbd", 3);
+      o += 3;
+      i++;
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+/* msg quoted as logrus's text formatter quotes a value (Go's %q): quotes, backslashes and
+ * control characters escaped, bytes that are not UTF-8 as \xNN, so that a logfmt reader
+ * gets the message back whole. */
+static char *go_quoted(const char *msg) {
+  size_t n = strlen(msg);
+  char *out = rc_xmalloc(4 * n + 3), *o = out;
+  const unsigned char *s = (const unsigned char *)msg;
+  *o++ = '"';
+  for (size_t i = 0; i < n;) {
+    unsigned char c = s[i];
+    const char *named = NULL;
+    switch (c) {
+      case '"':
+        named = "\\\"";
+        break;
+      case '\\':
+        named = "\\\\";
+        break;
+      case '\a':
+        named = "\\a";
+        break;
+      case '\b':
+        named = "\\b";
+        break;
+      case '\f':
+        named = "\\f";
+        break;
+      case '\n':
+        named = "\\n";
+        break;
+      case '\r':
+        named = "\\r";
+        break;
+      case '\t':
+        named = "\\t";
+        break;
+      case '\v':
+        named = "\\v";
+        break;
+    }
+    if (named) {
+      memcpy(o, named, 2);
+      o += 2;
+      i++;
+      continue;
+    }
+    size_t len = c < 0x20 || c == 0x7f ? 0 : utf8_seq_len(s + i, n - i);
+    if (!len) {
+      o += sprintf(o, "\\x%02x", c);
+      i++;
+      continue;
+    }
+    memcpy(o, s + i, len);
+    o += len;
+    i += len;
+  }
+  *o++ = '"';
+  *o = '\0';
+  return out;
+}
+
 void rc_log(enum rc_log_level level, const char *fmt, ...) {
   if (level == RC_LOG_DEBUG && !log_debug) return;
   char msg[RC_ERROR_MAX + 256];
@@ -74,7 +183,8 @@ void rc_log(enum rc_log_level level, const char *fmt, ...) {
     return;
   }
   if (log_as_json) {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "level", level_name(level), "msg", msg, "time", when);
+    cleanup_free char *text = utf8_sanitized(msg);
+    json_t *o = json_pack("{s:s, s:s, s:s}", "level", level_name(level), "msg", text, "time", when);
     if (!o) return;
     char *line = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -86,7 +196,8 @@ void rc_log(enum rc_log_level level, const char *fmt, ...) {
     (void)rc_write_all(log_fd, line, n + 1);
     free(line);
   } else {
-    char *line = rc_xasprintf("time=\"%s\" level=%s msg=\"%s\"\n", when, level_name(level), msg);
+    cleanup_free char *quoted = go_quoted(msg);
+    char *line = rc_xasprintf("time=\"%s\" level=%s msg=%s\n", when, level_name(level), quoted);
     (void)rc_write_all(log_fd, line, strlen(line));
     free(line);
   }

@@ -72,6 +72,38 @@ def test_log_text_format(h):
     assert m and RFC3339.match(m.group(1)), line
 
 
+def test_log_json_keeps_an_error_that_is_not_utf8(h):
+    # containerd reports the msg of the last error line; a message carrying bytes that are
+    # not UTF-8 (here from the id) must still be logged, as Go's encoding/json writes it.
+    log = h.workdir / "log.json"
+    assert h("--log", log, "--log-format", "json", "state", "bad\udcffid").rc != 0
+    _check_error_record(json.loads(_last_line(log)), "invalid container")
+    for line in log.read_text().splitlines():
+        if line.strip():
+            json.loads(line)
+
+
+_LOGRUS_LINE = re.compile(r'^time="[^"]+" level=(\w+) msg=("(?:[^"\\]|\\.)*")$')
+
+
+def test_log_text_quotes_the_message_like_logrus(h, bundle):
+    # The message has quotes of its own (exec: "/nonexistent": ...): logrus escapes them,
+    # so that a logfmt reader gets the whole message back.
+    log = h.workdir / "log.txt"
+    bundle.args("/nonexistent")
+    bundle.write()
+    cid = h.new_id()
+    assert h("--log", log, "create", "--bundle", bundle.path, cid).rc != 0
+    errors = []
+    for line in log.read_text().splitlines():
+        m = _LOGRUS_LINE.match(line)
+        assert m, f"not a logrus text line: {line!r}"
+        if m.group(1) == "error":
+            errors.append(json.loads(m.group(2)))
+    assert errors, log.read_text()
+    assert '"/nonexistent"' in errors[-1], errors
+
+
 def test_successful_run_with_json_log(h, bundle):
     log = h.workdir / "log.json"
     bundle.args("true")

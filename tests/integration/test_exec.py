@@ -83,6 +83,36 @@ def test_exec_missing_binary(h, bundle):
     assert "/nonexistent" in res.msg and "no such file" in res.msg.lower(), res.describe()
 
 
+def test_exec_relative_cwd_is_refused_like_runc(h, bundle):
+    # runc validates the process it builds: a relative --cwd is an exec failure (255), not
+    # a directory resolved against the container's root.
+    cid = sleeper(h, bundle)
+    res = h("exec", "--cwd", "tmp", cid, "pwd")
+    assert res.rc == 255, res.describe()
+    assert "absolute" in res.msg, res.describe()
+    assert res.out == ""
+
+
+def test_exec_additional_gid_that_is_not_a_number_is_refused(h, bundle):
+    # runc's flag parsing refuses it (exit status 1); it must never become group 0.
+    cid = sleeper(h, bundle)
+    res = h("exec", "-g", "abc", cid, "id")
+    assert res.rc == 1, res.describe()
+    assert "abc" in res.msg, res.describe()
+    assert "uid=" not in res.out, res.describe()  # runc prints its usage there
+    res = h("exec", "-g", "5", "-g", "7", cid, "id", "-G")
+    assert res.rc == 0, res.describe()
+    assert res.out.split() == ["0", "5", "7"], res.out
+
+
+def test_exec_takes_runcs_apparmor_and_process_label_flags(h, bundle):
+    # runc exec has --apparmor and --process-label (an empty value changes nothing).
+    cid = sleeper(h, bundle)
+    res = h("exec", "--apparmor", "", "--process-label", "", cid, "echo", "ok")
+    assert res.rc == 0, res.describe()
+    assert res.out == "ok\n"
+
+
 def test_exec_in_the_wrong_state(h, bundle):
     cid = sleeper(h, bundle)
     assert h("pause", cid).rc == 0
