@@ -1,9 +1,12 @@
 /* runcell's entry point: global options, then one command, each in its own file. An
  * error is printed once to stderr and written to the log (containerd's shim reads the
  * last error line of the JSON log). */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runcell/checkpoint.h"
 #include "runcell/cli.h"
@@ -42,6 +45,22 @@ static void print_usage(const struct rc_opt *opts, size_t n) {
   }
   printf("   %-28s %s\n   %-28s %s\n", "--help, -h", "show help", "--version, -v",
          "print the version");
+}
+
+/* A --root that exists but is no directory is a misconfiguration to report, as runc does
+ * ("mkdir ROOT: not a directory"): read as an empty root, every container would "not
+ * exist", which containerd takes for an already deleted one. */
+static int check_root(const char *root, struct rc_error *err) {
+  struct stat st;
+  if (stat(root, &st) == 0 && !S_ISDIR(st.st_mode))
+    return rc_err(err, ENOTDIR, "state root %s", root);
+  return 0;
+}
+
+static bool asks_for_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
+  return false;
 }
 
 int main(int argc, char **argv) {
@@ -111,6 +130,13 @@ int main(int argc, char **argv) {
   }
   if (g.rootless && strcmp(g.rootless, "false") != 0 && strcmp(g.rootless, "auto") != 0) {
     rc_err(&err, 0, "--rootless=%s: rootless mode is not supported yet", g.rootless);
+    rc_log(RC_LOG_ERROR, "%s", err.msg);
+    fprintf(stderr, "runcell: %s\n", err.msg);
+    free(pos);
+    return 1;
+  }
+  if (cmd != &rc_cmd_spec && cmd != &rc_cmd_features && !asks_for_help(cmd_argc, cmd_argv) &&
+      check_root(g.root, &err) < 0) {
     rc_log(RC_LOG_ERROR, "%s", err.msg);
     fprintf(stderr, "runcell: %s\n", err.msg);
     free(pos);

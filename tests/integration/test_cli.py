@@ -121,6 +121,19 @@ def test_invalid_log_format(h):
     assert res.rc != 0
 
 
+def test_a_root_that_is_not_a_directory_is_an_error(runcell_bin, workdir):
+    """--root naming a file is a misconfiguration runc reports ("mkdir ROOT: not a
+    directory"); read as an empty root, every container would "not exist", which
+    containerd takes for one already deleted. Every state command says so, exit 1; spec
+    and --help do not need the root. Runs against runc too."""
+    root = workdir / "root-file"
+    root.write_text("")
+    for args in (["list"], ["state", "x"], ["delete", "x"], ["kill", "x", "KILL"]):
+        res = run(runcell_bin, "--root", root, *args)
+        assert res.rc == 1 and "not a directory" in res.err.lower(), (args, res.describe())
+    assert run(runcell_bin, "--root", root, "list", "--help").rc == 0
+
+
 def test_spec_writes_config_json(h, workdir):
     d = workdir / "spec"
     d.mkdir()
