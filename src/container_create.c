@@ -246,6 +246,53 @@ static int make_cgroup(const struct oci_config *cfg, const char *cgpath, bool mi
   return r;
 }
 
+/* The OOM kills the container's memory cgroup has counted (v1 memory.oom_control, v2
+ * memory.events), 0 when it cannot tell. */
+static long long oom_kills(const char *cgpath) {
+  cleanup_free char *text = NULL;
+  struct rc_error ignore;
+  if (rc_cgroup_read_control(cgpath, "memory", "memory.oom_control", "memory.events", &text,
+                             &ignore) < 0)
+    return 0;
+  const char *p = strstr(text, "oom_kill ");
+  return p ? strtoll(p + strlen("oom_kill "), NULL, 10) : 0;
+}
+
+/* The init hung up during set-up without a word ("container init exited unexpectedly"):
+ * say how it ended, and when the memory cgroup's OOM killer took it, that the config's
+ * memory limit is below what setting up the container needs (runc refuses such a limit,
+ * "unable to set memory limit to N (current usage: ...)"). Reaps the init when it has
+ * ended; leaves it alone (the caller kills it) when it has not within a moment. */
+static void explain_init_death(pid_t pid, const char *cgpath, const struct oci_config *cfg,
+                               struct rc_error *err) {
+  if (err->code != 0 || !strstr(err->msg, "container init exited unexpectedly")) return;
+  siginfo_t si;
+  for (int i = 0; i < 50; i++) {
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0) return;
+    if (si.si_pid == pid) break;
+    usleep(2000);
+  }
+  if (si.si_pid != pid) return;
+  char msg[RC_ERROR_MAX];
+  snprintf(msg, sizeof(msg), "%s", err->msg);
+  const struct oci_resources *r =
+      cfg->has_linux && cfg->linux_.has_resources ? &cfg->linux_.resources : NULL;
+  if (si.si_code == CLD_KILLED && si.si_status == SIGKILL && cgpath && oom_kills(cgpath) > 0) {
+    if (r && r->memory.has_limit)
+      rc_err(err, 0,
+             "%s: the OOM killer killed it: linux.resources.memory.limit %lld is below what "
+             "setting up the container needs",
+             msg, (long long)r->memory.limit);
+    else
+      rc_err(err, 0, "%s: the OOM killer of its memory cgroup killed it", msg);
+  } else if (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
+    rc_err(err, 0, "%s: killed by signal %d (%s)", msg, si.si_status, strsignal(si.si_status));
+  } else if (si.si_code == CLD_EXITED) {
+    rc_err(err, 0, "%s: exit status %d", msg, si.si_status);
+  }
+}
+
 int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
                         struct rc_error *err) {
   out->pid = -1;
@@ -504,6 +551,7 @@ out:
   if (rc < 0) {
     struct rc_error cleanup_err;
     if (pid > 0) {
+      explain_init_death(pid, cgroup_made ? cgpath : NULL, cfg, err);
       if (pidfd >= 0)
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
       else

@@ -253,6 +253,40 @@ static int stop_all(struct oci_state *st, struct rc_error *err) {
   return 0;
 }
 
+/* delete --force of a container whose state.json cannot be read (truncated, replaced by
+ * hand, a disk error): the config.json saved at create still names its cgroup, so its
+ * processes (the init among them) are killed and the cgroup and state directory removed,
+ * with a warning that says what was wrong. Without a readable config.json nothing is
+ * known about the container, and the state directory is kept with both reasons. */
+static int delete_unreadable(const char *root, const char *id, struct rc_container_dir *dir,
+                             struct rc_error *err) {
+  struct rc_error why = *err;
+  struct oci_config *cfg = NULL;
+  struct oci_state st = {.id = (char *)id};
+  int rc = -1;
+  if (rc_container_load_config(root, id, &cfg, err) < 0) {
+    char msg[RC_ERROR_MAX];
+    snprintf(msg, sizeof(msg), "%s", err->msg);
+    rc_err(err, why.code,
+           "%s; its config.json cannot be read either (%s): cannot tell what to "
+           "remove, the state directory is kept",
+           why.msg, msg);
+    return -1;
+  }
+  if (rc_cgroup_resolve_path(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, id, &st.cgroup_path,
+                             err) < 0)
+    goto out;
+  rc_warn("%s: removing container %s by its cgroup %s", why.msg, id, st.cgroup_path);
+  if (stop_all(&st, err) < 0) goto out;
+  if (rc_cgroup_destroy(st.cgroup_path, err) < 0) goto out;
+  if (rc_state_dir_remove(dir, err) < 0) goto out;
+  rc = 0;
+out:
+  free(st.cgroup_path);
+  oci_config_free(cfg);
+  return rc;
+}
+
 int rc_container_delete(const char *root, const char *id, bool force, struct rc_error *err) {
   struct rc_container_dir dir;
   struct oci_state *st = NULL;
@@ -276,10 +310,12 @@ int rc_container_delete(const char *root, const char *id, bool force, struct rc_
   if (rc_state_load(&dir, &st, err) < 0) {
     /* A directory without state.json is the remnant of an aborted create: remove it and
      * report the container as absent, like runc. A state that exists but cannot be read
-     * is kept: removing it would orphan whatever it describes. */
+     * is kept (removing it would orphan whatever it describes), unless --force can find the
+     * container's cgroup in its config.json. */
     if (err->code != ENOENT) {
+      int r = force ? delete_unreadable(root, id, &dir, err) : -1;
       rc_state_dir_close(&dir);
-      return -1;
+      return r;
     }
     struct rc_error ignore;
     rc_state_dir_remove(&dir, &ignore);

@@ -79,6 +79,9 @@ static _Noreturn void hook_child(const struct oci_hook *hook, int in_r, int out_
     _exit(127);
   }
   rc_close_fds_from(4);
+  /* Its own process group, so that a hook that times out is killed with whatever it
+   * started (a `sleep` under `sh -c` outlived it before). */
+  setpgid(0, 0);
 
   /* A hook is an ordinary program: it should not inherit runcell's blocked signals, nor
    * an ignored SIGPIPE (a hook doing `yes | head` must see its pipeline end normally). */
@@ -160,6 +163,9 @@ static bool try_reap(struct hook_run *r, int *status) {
 }
 
 static void kill_and_reap(struct hook_run *r, int *status) {
+  /* The group too, when it is the hook's own (hook_child made it; the hook is not yet
+   * reaped, so its pid, and the group's id, cannot have been reused). */
+  if (getpgid(r->pid) == r->pid) kill(-r->pid, SIGKILL);
   kill(r->pid, SIGKILL);
   while (waitpid(r->pid, status, 0) < 0) {
     if (errno != EINTR) {
@@ -265,6 +271,7 @@ static int run_one(const char *stage, size_t idx, const struct oci_hook *hook, c
   pid_t pid = fork();
   if (pid == 0) hook_child(hook, in[0], out[1], ex[1]);
   int fork_errno = errno;
+  if (pid > 0) setpgid(pid, pid); /* as the child does: whichever runs first */
   close(in[0]);
   close(out[1]);
   close(ex[1]);

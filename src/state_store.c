@@ -243,7 +243,8 @@ int rc_state_read(const char *root, const char *id, struct oci_state **st, struc
       return rc_err(err, 0, "container does not exist");
     return rc_err_wrap(err, "load state");
   }
-  if (oci_state_parse(text, len, st, err) < 0) return rc_err_wrap(err, "%s", path);
+  /* (the parser's message starts with "state.json:": name the directory, as load does) */
+  if (oci_state_parse(text, len, st, err) < 0) return rc_err_wrap(err, "%s/%s", root, id);
   rc_state_refresh(*st);
   /* start execs the program, removes start.sock, then records "running". A start that
    * could not record it (a full state directory, a kill at that moment) leaves "created"

@@ -302,6 +302,14 @@ static int mount_fs(const struct rc_mount_ctx *c, const struct oci_mount *m, con
   rc_fd_path(dp, dfd);
   if (mount(src, dp, type, flags, data) < 0) {
     *mount_errno = errno;
+    /* The kernel's EINVAL and ENODEV are about the type and the options: name them, as
+     * runc does ("data: size=-5k: invalid argument"). */
+    if (errno == ENODEV)
+      return rc_err(err, errno, "mount %s to %s: unknown filesystem type \"%s\"", src,
+                    m->destination, type ? type : "");
+    if (errno == EINVAL && data && *data)
+      return rc_err(err, errno, "mount %s to %s (type %s, data \"%s\")", src, m->destination,
+                    type ? type : "", data);
     return rc_err(err, errno, "mount %s to %s", src, m->destination);
   }
   return 0;

@@ -3,10 +3,11 @@ parses it) and that nothing is left behind (the h fixture checks the latter)."""
 import json
 import os
 import re
+import time
 
 import pytest
 
-from helpers import process_alive
+from helpers import mountinfo, process_alive
 
 runcell_specific = pytest.mark.runcell_specific
 
@@ -291,3 +292,97 @@ def test_state_output_is_json_only(h, bundle):
     res = h("state", cid)
     assert res.rc == 0, res.describe()
     assert json.loads(res.out)["id"] == cid  # stdout is one JSON document, nothing else
+
+
+@runcell_specific
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_delete_force_of_a_container_whose_state_is_damaged(h, bundle, damage):
+    """A state.json cut short or replaced by hand: state and kill say what is wrong with it
+    and keep the container; delete --force removes it all the same (its cgroup is named by
+    the config.json saved at create), warning why. runc 1.1.5 fails delete --force here and
+    leaves its init, cgroups and state directory."""
+    bundle.args("sleep", "1000")
+    cid = h.create_ok(bundle)
+    init = h.state(cid)["pid"]
+    state = h.rt.root / cid / "state.json"
+    text = state.read_text()
+    state.write_text({"truncated": text[:40], "garbage": "garbage!\n", "empty": ""}[damage])
+    where = f"{h.rt.root / cid}: state.json: "
+    for command in (("state", cid), ("kill", cid, "KILL"), ("delete", cid)):
+        res = h(*command)
+        assert res.rc != 0 and res.msg.startswith(where), res.describe()
+    assert process_alive(init), "a failed command must not touch the container"
+    res = h.delete(cid, force=True)
+    assert res.rc == 0, res.describe()
+    assert f"warning: {where}" in res.err and f"removing container {cid}" in res.err, \
+        res.describe()
+    assert not process_alive(init)
+    assert h.leftovers() == []
+    res = h.delete(cid, force=True)  # gone: nothing more to do, as for any absent container
+    assert res.rc == 0, res.describe()
+
+
+@runcell_specific
+def test_delete_force_keeps_a_state_it_cannot_interpret(h, bundle):
+    """Neither state.json nor config.json readable: nothing says which cgroup or process is
+    the container's, so delete --force removes nothing and says both reasons."""
+    bundle.args("sleep", "1000")
+    cid = h.create_ok(bundle)
+    init = h.state(cid)["pid"]
+    saved = {}
+    for name in ("state.json", "config.json"):
+        path = h.rt.root / cid / name
+        saved[name] = path.read_bytes()
+        path.write_text("{")
+    res = h.delete(cid, force=True)
+    assert res.rc != 0, res.describe()
+    assert "state.json: invalid JSON" in res.msg and "its config.json cannot be read" in \
+        res.msg and "the state directory is kept" in res.msg, res.describe()
+    assert (h.rt.root / cid).is_dir() and process_alive(init)
+    for name, data in saved.items():  # repaired by hand, it goes as any other
+        (h.rt.root / cid / name).write_bytes(data)
+    assert h.delete(cid, force=True).rc == 0
+
+
+@runcell_specific
+@pytest.mark.parametrize("bad, want", [
+    ({"destination": "/x5", "type": "nosuchfs", "source": "none"},
+     'mount none to /x5: unknown filesystem type "nosuchfs": No such device'),
+    ({"destination": "/x5", "type": "tmpfs", "source": "tmpfs", "options": ["size=-5k"]},
+     'mount tmpfs to /x5 (type tmpfs, data "size=-5k"): Invalid argument'),
+], ids=["unknown-type", "bad-tmpfs-options"])
+def test_a_failing_mount_names_its_type_and_options(h, bundle, host_dir, bad, want):
+    """The fifth of the config's own mounts fails: the error names the mount with what the
+    kernel refused (the type, the options: runc names the options too); the four before
+    it go with the container's mount namespace, nothing stays mounted on the host."""
+    bundle.args("true")
+    for n in range(1, 5):
+        if n == 2:
+            bundle.bind(host_dir, "/x2")
+        else:
+            bundle.add_mount(f"/x{n}", "tmpfs", "tmpfs")
+    bundle.config["mounts"].append(bad)
+    before = sorted(m[0] for m in mountinfo())
+    res = h.create(bundle)
+    assert res.rc != 0 and res.msg == want, res.describe()
+    assert sorted(m[0] for m in mountinfo()) == before
+    assert h.leftovers() == []
+
+
+@pytest.mark.parametrize("stage", ["createRuntime", "prestart"])
+def test_a_hook_that_times_out_is_killed_with_its_children(h, bundle, host_dir, stage):
+    """A hook past its timeout fails create with the reason, and what the hook started goes
+    with it (runc 1.1.5 and runcell before kill the hook alone: its `sleep` stayed)."""
+    pid_file = host_dir / "child.pid"
+    bundle.args("true")
+    bundle.config["hooks"] = {stage: [{
+        "path": "/bin/sh", "timeout": 1,
+        "args": ["sh", "-c", f"sleep 1000 & echo $! > {pid_file}; wait"]}]}
+    res = h.create(bundle, timeout=20)
+    assert res.rc != 0 and "timed out after 1s" in res.msg, res.describe()
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while process_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(child), f"the hook's child {child} outlived it"
+    assert h.leftovers() == []

@@ -447,3 +447,27 @@ def test_start_on_a_full_state_directory(h, mode):
             h.delete(c, force=True)
         subprocess.run(["umount", root], capture_output=True)
     assert mounts_under(root) == []
+
+
+# ---------------------------------------------------------------------------------------
+# A memory limit below what setting up the container needs
+
+
+@modes
+def test_memory_limit_below_the_set_up_names_the_oom_kill(h, mode):
+    """A limit of a page: the init is OOM-killed while it sets the container up. runc
+    refuses the limit ("unable to set memory limit to 4096 (current usage: ...)"); runcell,
+    which sets the limit before the init joins, said only "container init exited
+    unexpectedly". It must name the OOM kill and the limit, and leave nothing."""
+    if controller_dir("memory")[0] is None:
+        pytest.skip("the memory controller is not mounted on this host")
+    bundle = set_mode(h.bundle(), mode).args("true")
+    bundle.linux.setdefault("resources", {})["memory"] = {"limit": 4096}
+    cid = h.new_id()
+    bundle.linux["cgroupsPath"] = f"/{CGROUP_TEST_PARENT}/{cid}"
+    res = h.create(bundle, cid, timeout=20)
+    assert res.rc != 0, res.describe()
+    assert res.msg == ("set up container: container init exited unexpectedly: the OOM killer "
+                       "killed it: linux.resources.memory.limit 4096 is below what setting up "
+                       "the container needs"), res.describe()
+    assert h.leftovers() == []
