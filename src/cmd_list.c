@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "runcell/cli.h"
+#include "runcell/log.h"
 #include "runcell/oci.h"
 #include "runcell/state_store.h"
 #include "runcell/util.h"
@@ -35,7 +36,12 @@ static size_t collect(const char *root, struct oci_state ***out) {
     if (de->d_name[0] == '.') continue;
     struct rc_error e;
     struct oci_state *st = NULL;
-    if (rc_state_read(root, de->d_name, &st, &e) < 0) continue;
+    if (rc_state_read(root, de->d_name, &st, &e) < 0) {
+      /* A state that cannot be read is said, not silently left out (runc: "load container
+       * ID: ..."); one created or deleted while we list simply is not there. */
+      if (!strstr(e.msg, "does not exist")) rc_warn("load container %s: %s", de->d_name, e.msg);
+      continue;
+    }
     /* runc's list names the owner of the state directory ("#UID" where the passwd file
      * has no name); state.json says "" and `state` prints that. */
     struct stat sb;

@@ -312,6 +312,11 @@ def test_delete_force_of_a_container_whose_state_is_damaged(h, bundle, damage):
         res = h(*command)
         assert res.rc != 0 and res.msg.startswith(where), res.describe()
     assert process_alive(init), "a failed command must not touch the container"
+    # list goes on with the others and says which one it could not read (runc: "load
+    # container ID: ...")
+    res = h("list", "-q")
+    assert res.rc == 0 and cid not in res.out.split(), res.describe()
+    assert f"load container {cid}: " in res.err, res.describe()
     res = h.delete(cid, force=True)
     assert res.rc == 0, res.describe()
     assert f"warning: {where}" in res.err and f"removing container {cid}" in res.err, \
