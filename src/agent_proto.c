@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runcell/sysctl_path.h"
+#include "runcell/utf8.h"
 
 bool agent_msg_from_guest(uint16_t type) {
   return type >= AGENT_MSG_HELLO && type <= AGENT_MSG_STATS_REPLY;
@@ -1178,21 +1179,6 @@ void agent_encode_exec_error(struct agent_msg *m, uint32_t proc, uint32_t stage,
   agent_put_bytes(m, message, n);
 }
 
-/* The length of the well-formed UTF-8 sequence at p (2 to 4 bytes; no overlong forms,
- * surrogates or code points past U+10FFFF), or 0. */
-static size_t utf8_sequence(const unsigned char *p) {
-  size_t n = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
-             : p[0] >= 0xe0 && p[0] <= 0xef ? 3
-             : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
-                                            : 0;
-  for (size_t i = 1; i < n; i++)
-    if ((p[i] & 0xc0) != 0x80) return 0;
-  if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
-      (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
-    return 0;
-  return n;
-}
-
 /* Well-formed UTF-8 stays (names in the guest may be any language's), except what would
  * let the guest's words act on the terminal or on how the text around them reads; each
  * byte of such a sequence becomes '?', as each byte of no sequence, a C0 control or DEL:
@@ -1217,7 +1203,7 @@ void agent_make_printable(char *s) {
       p++;
       continue;
     }
-    size_t n = *p >= 0x80 ? utf8_sequence(p) : 0;
+    size_t n = *p >= 0x80 ? rc_utf8_sequence(p) : 0;
     uint32_t cp = n == 2 ? (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f)
                   : n == 3
                       ? (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f)

@@ -258,14 +258,14 @@ static long long oom_kills(const char *cgpath) {
   return p ? strtoll(p + strlen("oom_kill "), NULL, 10) : 0;
 }
 
-/* The init hung up during set-up without a word ("container init exited unexpectedly"):
+/* The init hung up during set-up without a word (RC_SYNC_HUNG_UP):
  * say how it ended, and when the memory cgroup's OOM killer took it, that the config's
  * memory limit is below what setting up the container needs (runc refuses such a limit,
  * "unable to set memory limit to N (current usage: ...)"). Reaps the init when it has
  * ended; leaves it alone (the caller kills it) when it has not within a moment. */
 static void explain_init_death(pid_t pid, const char *cgpath, const struct oci_config *cfg,
                                struct rc_error *err) {
-  if (err->code != 0 || !strstr(err->msg, "container init exited unexpectedly")) return;
+  if (err->code != 0 || !strstr(err->msg, RC_SYNC_HUNG_UP)) return;
   siginfo_t si;
   for (int i = 0; i < 50; i++) {
     memset(&si, 0, sizeof(si));

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runcell/utf8.h"
 #include "runcell/util.h"
 
 static int log_fd = -1;
@@ -56,31 +57,6 @@ static const char *level_name(enum rc_log_level level) {
   return "info";
 }
 
-/* The length of the well-formed UTF-8 sequence at s (at most n bytes), or 0 where none
- * starts: overlong forms, surrogates and code points past U+10FFFF are not well formed. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n) {
-  if (s[0] < 0x80) return 1;
-  size_t len;
-  unsigned lo = 0x80, hi = 0xbf;
-  if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-    len = 2;
-  } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-    len = 3;
-    if (s[0] == 0xe0) lo = 0xa0;
-    if (s[0] == 0xed) hi = 0x9f;
-  } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-    len = 4;
-    if (s[0] == 0xf0) lo = 0x90;
-    if (s[0] == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (n < len || s[1] < lo || s[1] > hi) return 0;
-  for (size_t i = 2; i < len; i++)
-    if (s[i] < 0x80 || s[i] > 0xbf) return 0;
-  return len;
-}
-
 /* msg as JSON can carry it: each byte that starts no well-formed UTF-8 sequence becomes
  * U+FFFD, as Go's encoding/json writes it (jansson refuses such a string, and the line
  * with the error containerd reports would be lost). */
@@ -89,7 +65,7 @@ static char *utf8_sanitized(const char *msg) {
   char *out = rc_xmalloc(3 * n + 1), *o = out;
   const unsigned char *s = (const unsigned char *)msg;
   for (size_t i = 0; i < n;) {
-    size_t len = utf8_seq_len(s + i, n - i);
+    size_t len = s[i] < 0x80 ? 1 : rc_utf8_sequence(s + i);
     if (len) {
       memcpy(o, s + i, len);
       o += len;
@@ -150,7 +126,7 @@ static char *go_quoted(const char *msg) {
       i++;
       continue;
     }
-    size_t len = c < 0x20 || c == 0x7f ? 0 : utf8_seq_len(s + i, n - i);
+    size_t len = c < 0x20 || c == 0x7f ? 0 : c < 0x80 ? 1 : rc_utf8_sequence(s + i);
     if (!len) {
       o += sprintf(o, "\\x%02x", c);
       i++;

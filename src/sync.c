@@ -73,7 +73,7 @@ int rc_sync_recv_fd(int fd, const char *while_doing, int *passfd, struct rc_erro
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
         c->cmsg_len == CMSG_LEN(sizeof(int)))
       memcpy(passfd, CMSG_DATA(c), sizeof(int));
-  if (n == 0) return rc_err(err, 0, "%s: container init exited unexpectedly", while_doing);
+  if (n == 0) return rc_err(err, 0, "%s: " RC_SYNC_HUNG_UP, while_doing);
   if ((size_t)n < offsetof(struct rc_sync_msg, msg))
     return rc_err(err, 0, "%s: short sync message", while_doing);
   if (m.type == RC_SYNC_ERROR) {

@@ -88,6 +88,11 @@ int rc_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t 
                     struct rc_error *err) {
   cleanup_close int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return rc_err(err, errno, "open %s", path);
+  return rc_read_fd(fd, path, max, out, len, err);
+}
+
+int rc_read_fd(int fd, const char *path, size_t max, char **out, size_t *len,
+               struct rc_error *err) {
   size_t cap = 4096, used = 0;
   char *buf = rc_xmalloc(cap);
   for (;;) {

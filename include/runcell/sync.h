@@ -26,6 +26,9 @@ struct rc_sync_msg {
   char msg[RC_ERROR_MAX];
 };
 
+/* What a receive says when the peer hung up without a message (it died): callers that can
+ * tell how it ended add that to the message, finding it by this text. */
+#define RC_SYNC_HUNG_UP "container init exited unexpectedly"
 int rc_sync_send(int fd, enum rc_sync_type type, struct rc_error *err);
 int rc_sync_send_error(int fd, const struct rc_error *e);
 #define RC_SYNC_PEER_ERROR (-2)

@@ -38,6 +38,8 @@ static inline int rc_steal_fd(int *fd) {
 int rc_read_file(const char *path, size_t max, char **out, size_t *len, struct rc_error *err);
 int rc_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len,
                     struct rc_error *err);
+/* The same from an open fd (path names it in errors): for a file opened with checks. */
+int rc_read_fd(int fd, const char *path, size_t max, char **out, size_t *len, struct rc_error *err);
 /* Writes data to an existing file (O_WRONLY|O_TRUNC, no create), as cgroup and proc
  * files need. */
 int rc_write_file(const char *path, const char *data, size_t len, struct rc_error *err);

@@ -93,22 +93,7 @@ int rc_write_proc_file(const char *path, const char *data, size_t len, struct rc
 int rc_read_proc_file(const char *path, size_t max, char **out, struct rc_error *err) {
   cleanup_close int fd = open_proc_file(path, O_RDONLY, err);
   if (fd < 0) return -1;
-  char *buf = rc_xmalloc(max + 1);
-  size_t used = 0;
-  while (used < max) {
-    ssize_t n = read(fd, buf + used, max - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      free(buf);
-      return rc_err(err, e, "read %s", path);
-    }
-    if (n == 0) break;
-    used += (size_t)n;
-  }
-  buf[used] = '\0';
-  *out = buf;
-  return 0;
+  return rc_read_fd(fd, path, max, out, NULL, err);
 }
 
 int rc_apply_oom_score_adj(const struct oci_process *p, struct rc_error *err) {

@@ -612,6 +612,24 @@ def test_i386_routed_syscalls_get_the_32bit_layout(h, bundle, probe):
         assert cell[key] == host[key], (key, cell, host)
 
 
+def hold_views_then_read_them(h, bundle, holder, memory, timeout):
+    """Runs holder (a probe mode that takes view handles, prints what it held as JSON and
+    keeps them a few seconds) in a cell with a memory limit; while it still holds them,
+    another process reads /proc/meminfo and cpu/online, which must be the cell's views.
+    Returns the holder's JSON."""
+    limits(bundle, memory=memory)
+    # the other side of the pipe reads while the probe still holds its files
+    bundle.sh(f"{holder} | {{ read -r held; echo \"$held\";"
+              " head -1 /proc/meminfo; cat /sys/devices/system/cpu/online; }")
+    res = h.run_container(bundle, timeout=timeout)
+    assert res.rc == 0, res.describe()
+    lines = res.out.splitlines()
+    assert len(lines) == 3, res.describe()
+    assert meminfo_kib(lines[1], "MemTotal") == memory >> 10, res.out
+    assert lines[2] in ("0", f"0-{HOST_CPUS - 1}"), res.out
+    return json.loads(lines[0])
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
 def test_views_held_by_one_process_do_not_deny_the_rest(h, bundle, probe):
     """A mapping keeps its file open after close(): a process holding many view files
@@ -620,17 +638,8 @@ def test_views_held_by_one_process_do_not_deny_the_rest(h, bundle, probe):
     fd limit would answer), so the rest of the cell still reads the views."""
     with_probe(bundle, probe)
     as_cell(bundle)
-    limits(bundle, memory=128 << 20)
-    # the other side of the pipe reads while the probe still holds its files
-    bundle.sh("probe hold /proc/uptime 20000 3 | { read -r held; echo \"$held\";"
-              " head -1 /proc/meminfo; cat /sys/devices/system/cpu/online; }")
-    res = h.run_container(bundle, timeout=90)
-    assert res.rc == 0, res.describe()
-    lines = res.out.splitlines()
-    held = json.loads(lines[0])
-    assert held == {"held": 16384, "errno": "EMFILE"}, res.out
-    assert meminfo_kib(lines[1], "MemTotal") == 128 << 10, res.out
-    assert lines[2] in ("0", f"0-{HOST_CPUS - 1}"), res.out
+    held = hold_views_then_read_them(h, bundle, "probe hold /proc/uptime 20000 3", 128 << 20, 90)
+    assert held == {"held": 16384, "errno": "EMFILE"}
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
@@ -646,16 +655,8 @@ def test_the_threads_of_one_process_do_not_deny_the_rest(h, bundle, probe, pidns
     as_cell(bundle)
     if not pidns:
         bundle.drop_namespace("pid")
-    limits(bundle, memory=512 << 20)
-    bundle.sh("probe threads /proc/uptime 17 3 | { read -r held; echo \"$held\";"
-              " head -1 /proc/meminfo; cat /sys/devices/system/cpu/online; }")
-    res = h.run_container(bundle, timeout=100)
-    assert res.rc == 0, res.describe()
-    lines = res.out.splitlines()
-    held = json.loads(lines[0])
-    assert held == {"held": 16384, "errnos": ["EMFILE"] * 17}, res.out
-    assert meminfo_kib(lines[1], "MemTotal") == 512 << 10, res.out
-    assert lines[2] in ("0", f"0-{HOST_CPUS - 1}"), res.out
+    held = hold_views_then_read_them(h, bundle, "probe threads /proc/uptime 17 3", 512 << 20, 100)
+    assert held == {"held": 16384, "errnos": ["EMFILE"] * 17}
 
 
 # What each tool gives for a view must be what it gives for a file of that content (as it
