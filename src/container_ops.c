@@ -277,9 +277,12 @@ static int delete_unreadable(const char *root, const char *id, struct rc_contain
                              err) < 0)
     goto out;
   rc_warn("%s: removing container %s by its cgroup %s", why.msg, id, st.cgroup_path);
-  if (stop_all(&st, err) < 0) goto out;
-  if (rc_cgroup_destroy(st.cgroup_path, err) < 0) goto out;
-  if (rc_state_dir_remove(dir, err) < 0) goto out;
+  if (stop_all(&st, err) < 0 || rc_cgroup_destroy(st.cgroup_path, err) < 0 ||
+      rc_state_dir_remove(dir, err) < 0) {
+    /* say which container and why it was removed this way, not only what failed */
+    rc_err_wrap(err, "remove container %s (its state.json unreadable) by its cgroup", id);
+    goto out;
+  }
   rc = 0;
 out:
   free(st.cgroup_path);

@@ -54,7 +54,8 @@
  * many itself, or when others hold the whole table (16 processes at their limit), the
  * bound fd limits set against file-max. Requests from outside the namespace (pid 0, which
  * the cell's processes cannot be) share one opener; while no procfs can be had (looked for
- * again every RETRY_PROC_MS), threads count apart as before. */
+ * again every RETRY_PROC_MS, without the forked child once the program may run), threads
+ * count apart as before. */
 #define MAX_OPEN (1u << 18)
 #define MAX_OPEN_PER_PROCESS (1u << 14)
 #define RETRY_PROC_MS 1000
@@ -162,7 +163,7 @@ int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_s
 
 /* --- the cell kernel's side --------------------------------------------------------- */
 
-static int proc_of_cell(int pidns);
+static int proc_of_cell(int pidns, bool may_fork);
 
 struct rc_views_server *rc_views_server_new(int fuse_fd, const char *cgroup_path, pid_t init_pid) {
   struct rc_views_server *s = rc_xcalloc(1, sizeof(*s));
@@ -174,7 +175,7 @@ struct rc_views_server *rc_views_server_new(int fuse_fd, const char *cgroup_path
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)init_pid);
   s->pidns = open(path, O_RDONLY | O_CLOEXEC);
-  s->proc = proc_of_cell(s->pidns);
+  s->proc = proc_of_cell(s->pidns, true);
   s->proc_tried_ms = rc_now_ms();
   s->req = rc_xcalloc(1, REQUEST_BUFFER);
   return s;
@@ -305,8 +306,10 @@ static int proc_mount(int fs) {
  * on older kernels, one made by a child forked into the namespace (a procfs is of its
  * maker's), which sends it back and exits. That child is visible in the cell for a moment
  * and takes a pid there; it is made when the views are mounted, before the container's
- * program runs, so none of the cell's processes is there yet to get in its way. */
-static int proc_of_cell(int pidns) {
+ * program runs, so none of the cell's processes is there yet to get in its way — and
+ * only then (may_fork): a later retry must not put a process of the cell kernel's, with
+ * its privileges and the host's mounts, among the cell's running processes. */
+static int proc_of_cell(int pidns, bool may_fork) {
   cleanup_close int own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   if (own < 0 || pidns < 0) return -1;
   struct statfs fs;
@@ -323,6 +326,7 @@ static int proc_of_cell(int pidns) {
     proc = proc_mount(told);
   } else {
     if (told >= 0) close(told);
+    if (!may_fork) return -1;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -1;
     /* setns(CLONE_NEWPID) places this thread's next child, not this thread */
@@ -378,7 +382,7 @@ static uint64_t stat_field(const char *stat, int n) {
 static uint64_t opener_of(struct rc_views_server *s, uint32_t tid) {
   if (!tid) return UNRESOLVED;
   if (s->proc < 0 && rc_now_ms() - s->proc_tried_ms >= RETRY_PROC_MS) {
-    s->proc = proc_of_cell(s->pidns);
+    s->proc = proc_of_cell(s->pidns, false);
     s->proc_tried_ms = rc_now_ms();
   }
   char buf[1024];
