@@ -2,9 +2,10 @@
  *
  * Every request is hostile input: the pointer a process passes may be bad, the process may
  * die (and its pid be reused) while the request is served. So the target's memory is
- * opened through /proc/<pid>/mem, the request id is checked to still be valid after the
- * open (the fd then pins the right process's memory), and only then is the answer
- * written; a failed write answers EFAULT, as the kernel would. */
+ * opened through /proc/<pid>/mem (with its maps), the request id is checked to still be
+ * valid after the open (the fds then pin the right process's memory), the destination is
+ * checked to be memory the caller could write itself, and only then is the answer
+ * written; a refused or failed write answers EFAULT, as the kernel would. */
 #include "runcell/cell_kernel.h"
 
 #include <errno.h>
@@ -38,27 +39,78 @@
 #define I386_SYSINFO 116
 #define I386_SCHED_GETAFFINITY 242
 
-/* Opens the memory of the process behind a request, or returns -1 (answer: the errno). */
-static int open_target_mem(int listener, const struct seccomp_notif *req) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%u/mem", req->pid);
-  int fd = open(path, O_RDWR | O_CLOEXEC);
-  if (fd < 0) return -1;
-  __u64 id = req->id;
-  if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) {
-    close(fd);
-    errno = ESRCH;
-    return -1;
+/* PROCMAP_QUERY (Linux 6.11): the mapping that covers an address, from a /proc/<pid>/maps
+ * fd, in O(log n). Declared here with the kernel's layout: Debian 12's headers lack it. */
+struct procmap_query {
+  uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size;
+  uint64_t vma_offset, inode;
+  uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+  uint64_t vma_name_addr, build_id_addr;
+};
+#define RC_PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#define RC_PROCMAP_QUERY_VMA_WRITABLE 0x02
+
+/* The text of the maps fd, for kernels without PROCMAP_QUERY: whether the mappings listed
+ * cover [at, end) without a gap, each writable. */
+static bool writable_in_maps_text(int maps, uint64_t at, uint64_t end) {
+  int fd = dup(maps);
+  cleanup_fclose FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+  if (!f) {
+    if (fd >= 0) close(fd);
+    return false;
   }
-  return fd;
+  cleanup_free char *line = NULL;
+  size_t cap = 0;
+  while (at < end && getline(&line, &cap, f) > 0) {
+    /* "start-end perms ...", perms such as "rw-p" */
+    char *p = NULL;
+    unsigned long long lo = strtoull(line, &p, 16), hi = 0;
+    if (*p == '-') hi = strtoull(p + 1, &p, 16);
+    if (*p != ' ' || !p[1] || !p[2]) break;
+    if (hi <= at) continue;
+    if (lo > at || p[2] != 'w') break;
+    at = hi;
+  }
+  return at >= end;
 }
 
+/* Whether the caller could write [addr, addr + len) itself: every byte in a mapping with
+ * write permission. The kernel's own copy_to_user would fault on anything else, but a
+ * write through /proc/<pid>/mem forces its way past page protections (FOLL_FORCE, the
+ * debugger's access): without this check a routed sysinfo or sched_getaffinity aimed at
+ * read-only or PROT_NONE memory, at the program's own code or at a read-only file mapping
+ * succeeded and rewrote it. maps is of the same process as the mem fd (both opened before
+ * the request's id was checked). The caller's other threads may change the mappings
+ * meanwhile, as they may during a host syscall; what this cannot see: protection keys
+ * (the caller's PKRU) and x86 shadow stacks (writable mappings that ordinary stores
+ * fault on). */
+static bool writable_by_caller(int maps, uint64_t addr, size_t len) {
+  uint64_t end = addr + len;
+  if (end < addr) return false;
+  for (uint64_t at = addr; at < end;) {
+    struct procmap_query q = {.size = sizeof(q), .query_addr = at};
+    if (ioctl(maps, RC_PROCMAP_QUERY, &q) < 0)
+      return errno == ENOTTY && writable_in_maps_text(maps, at, end);
+    if (!(q.vma_flags & RC_PROCMAP_QUERY_VMA_WRITABLE) || q.vma_end <= at) return false;
+    at = q.vma_end;
+  }
+  return true;
+}
+
+/* Writes len bytes at addr in the memory of the process behind a request; 0, or the
+ * errno to answer (negative). */
 static int write_target(int listener, const struct seccomp_notif *req, uint64_t addr,
                         const void *data, size_t len) {
-  int fd = open_target_mem(listener, req);
-  if (fd < 0) return -errno;
-  ssize_t n = pwrite(fd, data, len, (off_t)addr);
-  close(fd);
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/mem", req->pid);
+  cleanup_close int mem = open(path, O_RDWR | O_CLOEXEC);
+  snprintf(path, sizeof(path), "/proc/%u/maps", req->pid);
+  cleanup_close int maps = mem >= 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+  if (maps < 0) return -errno;
+  __u64 id = req->id;
+  if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) return -ESRCH;
+  if (!writable_by_caller(maps, addr, len)) return -EFAULT;
+  ssize_t n = pwrite(mem, data, len, (off_t)addr);
   return n == (ssize_t)len ? 0 : -EFAULT;
 }
 

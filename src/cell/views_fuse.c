@@ -123,7 +123,49 @@ static void rc_fd_path(char buf[RC_FD_PATH_MAX], int fd) {
   snprintf(buf, RC_FD_PATH_MAX, "/proc/self/fd/%d", fd);
 }
 
+/* The id of the mount fd is on (statx), 0 if unknown. */
+static uint64_t mount_id(int fd) {
+  struct statx st;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &st) < 0 || !(st.stx_mask & STATX_MNT_ID))
+    return 0;
+  return st.stx_mnt_id;
+}
+
+/* Makes the mount that holds the directory dir (its copy in this mount namespace) a slave:
+ * it no longer sends what is mounted in it here to its peers. The staging directory lies
+ * in the state directory, on a mount of the host's copied into the container's namespace;
+ * with a rootfsPropagation that leaves that copy shared ("shared", "rshared", or "private"
+ * and "slave", which change / alone) and a shared host mount there (systemd makes / and
+ * /run shared), the views filesystem mounted on it appeared on the host too, served by the
+ * cell kernel; the detaching of the old root after pivot_root does not propagate, so it
+ * stayed there after the container was gone (a dead FUSE mount, and `delete` failed on
+ * the state directory). The mount's root is found by walking up from dir until ".." leaves
+ * the mount, so no path is looked up again; a walk that ends at this process's root
+ * instead (runcell chrooted, not at a mount's root: nothing to make a slave) is left so. */
+static int stop_propagation_to_the_host(int dir, struct rc_error *err) {
+  uint64_t id = mount_id(dir);
+  cleanup_close int cur = fcntl(dir, F_DUPFD_CLOEXEC, 0);
+  if (!id || cur < 0) return rc_err(err, errno, "cell views: find the staging directory's mount");
+  bool at_root = false;
+  for (;;) {
+    cleanup_close int up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat a, b;
+    if (up < 0 || fstat(up, &a) < 0 || fstat(cur, &b) < 0)
+      return rc_err(err, errno, "cell views: find the staging directory's mount");
+    at_root = a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    if (mount_id(up) != id || at_root) break;
+    close(cur);
+    cur = rc_steal_fd(&up);
+  }
+  char root[RC_FD_PATH_MAX];
+  rc_fd_path(root, cur);
+  if (mount(NULL, root, NULL, MS_SLAVE, NULL) < 0 && !(at_root && errno == EINVAL))
+    return rc_err(err, errno, "cell views: keep the staging mount from the host's namespace");
+  return 0;
+}
+
 int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err) {
+  if (stop_propagation_to_the_host(staging_dirfd, err) < 0) return -1;
   char opts[128], target[RC_FD_PATH_MAX];
   snprintf(opts, sizeof(opts), "fd=%d,rootmode=40555,user_id=0,group_id=0,allow_other", fuse_fd);
   rc_fd_path(target, staging_dirfd);
