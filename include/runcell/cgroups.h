@@ -67,24 +67,27 @@ pid_t rc_cgroup_clone(unsigned long flags, struct rc_cgroup_join *j);
 int rc_cgroup_apply(const char *path, const struct oci_resources *resources, struct rc_error *err);
 /* Adds pid to the existing cgroup in every hierarchy. */
 int rc_cgroup_enter(const char *path, pid_t pid, struct rc_error *err);
-/* Charges pid's CPU time to the existing cgroup path (a cell kernel serving that cell):
- * moves it there in the v1 hierarchies that account CPU and hold nothing that lists,
- * signals, freezes or OOM-kills the container's processes. Returns how many hierarchies it
- * joined: 0 on a cgroup v2 cpu controller, where the cell's freeze would take the cell
- * kernel too (a cell process in a FUSE request would then keep the freeze from ever
- * completing), and for path "/" (no cgroup). */
-int rc_cgroup_charge_cpu(const char *path, pid_t pid, struct rc_error *err);
+/* Charges a cell kernel (pid) serving the cell of cgroup path to that cell: its CPU counts
+ * against the cell's quota and in its usage, while `ps`, `kill --all`, `pause` and the
+ * cell's OOM killer leave it alone (src/linux/cgroups_cell_kernel.c: on v1, the cell's
+ * cgroup in the hierarchies that account CPU only; on a v2 cpu controller, the child
+ * <path>/runcell-cellk, which is the cell's for every controller, with oom_score_adj
+ * -1000). The process must have every thread it needs already: it may not fork in a cell
+ * at its pids limit. Returns how many hierarchies it joined (0 for path "/": no cgroup). */
+int rc_cgroup_charge_cell_kernel(const char *path, pid_t pid, struct rc_error *err);
 /* Adds pid to the existing cgroup in the v2 hierarchy only (none: nothing to do). */
 int rc_cgroup_enter_v2(const char *path, pid_t pid, struct rc_error *err);
-/* Lists the pids in the container cgroup (recursively). Caller frees *pids. */
+/* Lists the pids in the container cgroup (recursively), its cell kernels left out.
+ * Caller frees *pids. */
 int rc_cgroup_pids(const char *path, pid_t **pids, size_t *n, struct rc_error *err);
 /* Sends sig to every process in the cgroup (for kill --all and delete --force). */
 int rc_cgroup_kill_all(const char *path, int sig, struct rc_error *err);
-/* Freezes or thaws (v1 freezer.state, v2 cgroup.freeze), waiting until it takes effect. */
+/* Freezes or thaws (v1 freezer.state, v2 cgroup.freeze), waiting until it takes effect;
+ * on v2 the cell kernels step out of the cgroup for the freeze. */
 int rc_cgroup_freeze(const char *path, bool freeze, struct rc_error *err);
 /* Removes the cgroup from every hierarchy, retrying while it drains. It kills only the
- * cell kernels charged to it (rc_cgroup_charge_cpu), and only once the container's own
- * processes are gone. Missing directories are not an error (delete must be idempotent). */
+ * cell kernels charged to it (rc_cgroup_charge_cell_kernel), and only once the container's
+ * own processes are gone. Missing directories are not an error (delete must be idempotent). */
 int rc_cgroup_destroy(const char *path, struct rc_error *err);
 /* Reads one control file of the container's cgroup in the hierarchy that holds
  * controller: file_v1 where that is a v1 hierarchy, file_v2 (NULL: none) where it is the

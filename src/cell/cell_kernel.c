@@ -378,11 +378,18 @@ static void sync_wake_ups(int listener) {
 struct listener_thread {
   int listener;
   struct cell cell;
-  int ended; /* an eventfd the thread signals when it gives the listener up */
+  int ended;  /* an eventfd the thread signals when it gives the listener up */
+  int go[2];  /* a pipe: one byte once the fields above are set */
+  bool given; /* start_listener has handed it a listener */
 };
 
 static void *serve_listener(void *arg) {
   const struct listener_thread *lt = arg;
+  char go;
+  ssize_t n;
+  while ((n = read(lt->go[0], &go, 1)) < 0 && errno == EINTR) {
+  }
+  if (n != 1) return NULL; /* no listener will come */
   struct seccomp_notif_sizes sizes;
   if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return NULL;
   struct seccomp_notif *req = rc_xcalloc(1, sizes.seccomp_notif);
@@ -399,21 +406,51 @@ static void *serve_listener(void *arg) {
   return NULL;
 }
 
-/* Starts the listener's thread; false if it could not be started (the caller then closes
- * the listener: the cell's routed syscalls then fail with ENOSYS). */
-static bool start_listener(int listener, const char *cgroup_path, pid_t init_pid, int ended) {
-  sync_wake_ups(listener);
+/* The listener's thread starts with the cell kernel, before it joins the cell's cgroups:
+ * where those count its tasks against the cell's pids limit (cgroup v2), a cell at its
+ * limit could keep it from starting one later. It waits until start_listener hands it the
+ * listener. Returns 0 or the error number. */
+static int listener_thread_new(struct listener_thread **out) {
   struct listener_thread *lt = rc_xcalloc(1, sizeof(*lt)); /* the thread's until the exit */
+  lt->listener = -1;
+  lt->ended = -1;
+  if (pipe2(lt->go, O_CLOEXEC) < 0) {
+    int e = errno;
+    free(lt);
+    return e;
+  }
+  pthread_t thread;
+  pthread_attr_t attr;
+  int e = pthread_attr_init(&attr);
+  if (e == 0) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    e = pthread_create(&thread, &attr, serve_listener, lt);
+    pthread_attr_destroy(&attr);
+  }
+  if (e != 0) {
+    close(lt->go[0]);
+    close(lt->go[1]);
+    free(lt);
+    return e;
+  }
+  *out = lt;
+  return 0;
+}
+
+/* Hands the listener to its thread; false if it has one already or the hand-over failed
+ * (the caller then closes the listener: the cell's routed syscalls then fail with
+ * ENOSYS). */
+static bool start_listener(struct listener_thread *lt, int listener, const char *cgroup_path,
+                           pid_t init_pid, int ended) {
+  if (lt->given) return false;
+  sync_wake_ups(listener);
   lt->listener = listener;
   lt->cell = (struct cell){.cgroup_path = cgroup_path, .started = rc_cell_start_time(init_pid)};
   lt->ended = ended;
-  pthread_t thread;
-  pthread_attr_t attr;
-  if (pthread_attr_init(&attr) != 0) return false;
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  bool ok = pthread_create(&thread, &attr, serve_listener, lt) == 0;
-  pthread_attr_destroy(&attr);
-  if (!ok) free(lt);
+  lt->given = true;
+  char go = 1;
+  bool ok = write(lt->go[1], &go, 1) == 1;
+  close(lt->go[1]);
   return ok;
 }
 
@@ -432,8 +469,9 @@ struct sources {
 /* A message on the control socket: the views root (the fuse fd is mounted: serve it) or
  * the gate's listener (the last message). Anything else, or the socket's end, closes it;
  * a views filesystem that was never mounted is given up with it. */
-static void take_control_message(struct sources *s, short revents, const char *cgroup_path,
-                                 pid_t init_pid, int ended, struct rc_views_server **views) {
+static void take_control_message(struct sources *s, struct listener_thread *lt, short revents,
+                                 const char *cgroup_path, pid_t init_pid, int ended,
+                                 struct rc_views_server **views) {
   int got = -1;
   struct rc_error ignore;
   int t = (revents & POLLIN) ? rc_sync_recv_fd(s->control, "cell kernel", &got, &ignore) : -1;
@@ -447,7 +485,7 @@ static void take_control_message(struct sources *s, short revents, const char *c
     return;
   }
   if (t == RC_SYNC_LISTENER && got >= 0 && s->listener < 0 && ended >= 0 &&
-      start_listener(got, cgroup_path, init_pid, ended)) {
+      start_listener(lt, got, cgroup_path, init_pid, ended)) {
     s->listener = got;
     got = -1;
   }
@@ -460,9 +498,11 @@ static void take_control_message(struct sources *s, short revents, const char *c
   }
 }
 
-static void serve(struct sources s, const char *cgroup_path, pid_t init_pid) {
+static void serve(struct sources s, struct listener_thread *lt, const char *cgroup_path,
+                  pid_t init_pid) {
   int ended = eventfd(0, EFD_CLOEXEC);
-  if (s.listener >= 0 && (ended < 0 || !start_listener(s.listener, cgroup_path, init_pid, ended))) {
+  if (s.listener >= 0 &&
+      (ended < 0 || !start_listener(lt, s.listener, cgroup_path, init_pid, ended))) {
     close(s.listener);
     s.listener = -1;
   }
@@ -496,7 +536,7 @@ static void serve(struct sources s, const char *cgroup_path, pid_t init_pid) {
       }
     }
     if (p[2].revents & (POLLIN | POLLHUP | POLLERR))
-      take_control_message(&s, p[2].revents, cgroup_path, init_pid, ended, &views);
+      take_control_message(&s, lt, p[2].revents, cgroup_path, init_pid, ended, &views);
   }
   rc_views_server_free(views);
   if (ended >= 0) close(ended);
@@ -504,39 +544,50 @@ static void serve(struct sources s, const char *cgroup_path, pid_t init_pid) {
   if (s.init_pidfd >= 0) close(s.init_pidfd);
 }
 
-/* The middle process's exit status when it could not join the cell's CPU cgroup, plus the
- * errno (0: unknown). */
-enum { CHARGE_FAILED = 64 };
+/* The middle process's exit status: 0 once the cell kernel serves its cell; otherwise
+ * what failed (CHARGE_FAILED: plus the errno, 0 when unknown). */
+enum { FORK_FAILED = 1, THREAD_FAILED, ENDED_EARLY, CHARGE_FAILED = 64 };
+
+/* What the cell kernel reports to the middle process before it serves. */
+struct spawn_report {
+  int status; /* the middle process's exit status */
+};
 
 int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgroup_path,
                          pid_t init_pid, struct rc_error *err) {
   pid_t pid = fork();
   if (pid < 0) return rc_err(err, errno, "start the cell kernel: fork");
   if (pid == 0) {
-    /* The middle process exits at once, so the cell kernel is nobody's child here: the
-     * runtime need not wait for it, and it outlives `runcell create`. */
+    /* The middle process exits once the cell kernel is ready, so the cell kernel is
+     * nobody's child here: the runtime need not wait for it, and it outlives `runcell
+     * create`. */
     setsid();
-    /* The CPU it spends answering the cell is the cell's: it joins the cell's CPU cgroup
-     * (where the host allows: rc_cgroup_charge_cpu), so the cell's quota bounds it and its
-     * usage shows it. Done here so that the grandchild starts there; a failure is the
-     * create's or exec's (the errno in the exit status), not a quota quietly escaped. */
-    struct rc_error cerr = {0};
-    if (rc_cgroup_charge_cpu(cgroup_path, getpid(), &cerr) < 0)
-      _exit(CHARGE_FAILED + (cerr.code > 0 && cerr.code < 255 - CHARGE_FAILED ? cerr.code : 0));
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0) _exit(FORK_FAILED);
     pid_t grandchild = fork();
-    if (grandchild != 0) _exit(grandchild < 0 ? 1 : 0);
+    if (grandchild < 0) _exit(FORK_FAILED);
+    if (grandchild > 0) {
+      close(report[1]);
+      struct spawn_report r;
+      ssize_t n;
+      while ((n = read(report[0], &r, sizeof(r))) < 0 && errno == EINTR) {
+      }
+      _exit(n == (ssize_t)sizeof(r) ? r.status : ENDED_EARLY);
+    }
+    close(report[0]);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     /* Nothing of the runtime's stays open: not the state directory (its lock), not the
-     * container's stdio. What it serves moves to fds 3 to 6. */
+     * container's stdio. What it serves moves to fds 3 to 6, the report to 7 until it is
+     * sent. */
     enum { N = 4 };
-    int keep[N] = {fds->listener, fds->fuse, fds->control, fds->init_pidfd};
-    int moved[N];
-    for (int i = 0; i < N; i++) moved[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : -1;
-    for (int i = 0; i < N; i++)
+    int keep[N + 1] = {fds->listener, fds->fuse, fds->control, fds->init_pidfd, report[1]};
+    int moved[N + 1];
+    for (int i = 0; i <= N; i++) moved[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : -1;
+    for (int i = 0; i <= N; i++)
       if (moved[i] >= 0 && (dup2(moved[i], 3 + i) < 0 || close(moved[i]) < 0)) _exit(1);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
@@ -544,32 +595,54 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
       dup2(null, 1);
       dup2(null, 2);
     }
-    syscall(SYS_close_range, 3 + N, ~0U, 0);
+    syscall(SYS_close_range, 3 + N + 1, ~0U, 0);
     int at[N];
     for (int i = 0; i < N; i++) {
       at[i] = moved[i] >= 0 ? 3 + i : -1;
       if (at[i] < 0) close(3 + i);
     }
     prctl(PR_SET_NAME, "runcell-cellk");
+    /* The CPU it spends answering the cell is the cell's: it joins the cell's cgroups
+     * (rc_cgroup_charge_cell_kernel), with every thread it needs already started. A
+     * failure is the create's or exec's (the errno in the status), not a limit quietly
+     * escaped. */
+    struct listener_thread *lt = NULL;
+    struct spawn_report r = {0};
+    struct rc_error cerr = {0};
+    if (listener_thread_new(&lt) != 0)
+      r.status = THREAD_FAILED;
+    else if (rc_cgroup_charge_cell_kernel(cgroup_path, getpid(), &cerr) < 0)
+      r.status = CHARGE_FAILED + (cerr.code > 0 && cerr.code < 255 - CHARGE_FAILED ? cerr.code : 0);
+    bool sent = write(3 + N, &r, sizeof(r)) == (ssize_t)sizeof(r);
+    close(3 + N);
+    if (!sent || r.status != 0) _exit(1);
     struct sources s = {.listener = at[0],
                         .fuse = at[1],
                         .control = at[2],
                         .init_pidfd = at[3],
                         .views_root = -1,
                         .mounted = false};
-    serve(s, cgroup_path, init_pid);
+    serve(s, lt, cgroup_path, init_pid);
     _exit(0);
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) >= CHARGE_FAILED) {
-    int code = WEXITSTATUS(status) - CHARGE_FAILED;
-    rc_err(err, code, "start the cell kernel: join the cpu cgroup %s", cgroup_path);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code >= CHARGE_FAILED) {
+    code -= CHARGE_FAILED;
+    rc_err(err, code, "start the cell kernel: join the cell's cgroup %s", cgroup_path);
     err->code = code ? code : EIO;
     return -1;
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return rc_err(err, 0, "start the cell kernel: fork failed");
-  return 0;
+  switch (code) {
+    case 0:
+      return 0;
+    case THREAD_FAILED:
+      return rc_err(err, EAGAIN, "start the cell kernel: its listener thread");
+    case ENDED_EARLY:
+      return rc_err(err, 0, "start the cell kernel: it ended before it was ready");
+    default:
+      return rc_err(err, 0, "start the cell kernel: fork failed");
+  }
 }

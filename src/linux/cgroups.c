@@ -367,14 +367,14 @@ const struct rc_cg_hier *rc_cg_find(const struct rc_cg_layout *l, const char *co
   return NULL;
 }
 
-static const struct rc_cg_hier *v2_hier(const struct rc_cg_layout *l) {
+const struct rc_cg_hier *rc_cg_v2_hier(const struct rc_cg_layout *l) {
   for (size_t i = 0; i < l->n; i++)
     if (l->hiers[i].v2) return &l->hiers[i];
   return NULL;
 }
 
 /* The directory of cgroup path in hierarchy h. */
-static char *hier_dir(const struct rc_cg_hier *h, const char *path) {
+char *rc_cg_hier_dir(const struct rc_cg_hier *h, const char *path) {
   return rc_xasprintf("%s%s", h->mount, strcmp(path, "/") == 0 ? "" : path);
 }
 
@@ -460,7 +460,7 @@ static char *normalize(const char *base, const char *rel) {
  * but it comes back from state.json) and gives it in canonical form. The failures return
  * -1 themselves, not rc_err's result: the static analyzer cannot see that rc_err always
  * returns -1, and callers use *out whenever this does not return <0. */
-static int canonical(const char *path, char **out, struct rc_error *err) {
+int rc_cg_canonical(const char *path, char **out, struct rc_error *err) {
   *out = NULL;
   if (!path || path[0] != '/' || has_dotdot(path)) {
     rc_err(err, EINVAL, "cgroup \"%s\": not an absolute cgroup path without \"..\"",
@@ -483,7 +483,7 @@ static int own_cgroup(char **out, struct rc_error *err) {
   const struct rc_cg_layout *l = rc_cg_layout();
   const struct rc_cg_hier *h = NULL;
   if (l->mode == RC_CGROUP_UNIFIED) {
-    h = v2_hier(l);
+    h = rc_cg_v2_hier(l);
   } else {
     for (size_t i = 0; i < l->n && !h; i++)
       if (!l->hiers[i].v2 && rc_cg_list_has(l->hiers[i].controllers, "memory")) h = &l->hiers[i];
@@ -579,7 +579,7 @@ bool rc_cg_blkio_is_set(const struct oci_resources *r) {
 
 static int open_dir(const struct rc_cg_hier *h, const char *path, struct rc_cg_dir *d,
                     struct rc_error *err) {
-  cleanup_free char *dir = hier_dir(h, path);
+  cleanup_free char *dir = rc_cg_hier_dir(h, path);
   d->path = path;
   d->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (d->fd < 0) return rc_err(err, errno, "cgroup %s: open %s", path, dir);
@@ -635,7 +635,7 @@ static int apply_devices(const char *path, const struct oci_device_cgroup *rules
                          struct rc_error *err) {
   const struct rc_cg_layout *l = rc_cg_layout();
   const struct rc_cg_hier *h = rc_cg_find(l, "devices");
-  if (!h || h->v2) h = v2_hier(l);
+  if (!h || h->v2) h = rc_cg_v2_hier(l);
   if (!h)
     return rc_err(err, ENOTSUP,
                   "cgroup %s: the host has no devices controller (not mounted) and no cgroup v2 "
@@ -749,7 +749,7 @@ static int apply_resources(const char *path, const struct oci_resources *r, bool
   }
   /* unified last, so that its raw values override the converted ones, as in runc. */
   if (r->n_unified) {
-    const struct rc_cg_hier *h = v2_hier(l);
+    const struct rc_cg_hier *h = rc_cg_v2_hier(l);
     if (!h) {
       rc_err(err, ENOTSUP,
              "cgroup %s: linux.resources.unified needs cgroup v2, but the host is %s (invalid "
@@ -772,7 +772,7 @@ out:
 
 int rc_cgroup_apply(const char *path, const struct oci_resources *resources, struct rc_error *err) {
   cleanup_free char *p = NULL;
-  if (canonical(path, &p, err) < 0) return -1;
+  if (rc_cg_canonical(path, &p, err) < 0) return -1;
   return apply_resources(p, resources, false, err);
 }
 
@@ -785,7 +785,7 @@ int rc_cgroup_apply(const char *path, const struct oci_resources *resources, str
 static int for_each_level(const struct rc_cg_hier *h, const char *path,
                           int (*fn)(const char *dir, size_t level, bool leaf, void *ctx),
                           void *ctx) {
-  cleanup_free char *full = hier_dir(h, path);
+  cleanup_free char *full = rc_cg_hier_dir(h, path);
   size_t mlen = strlen(h->mount);
   size_t level = 0;
   for (char *p = full + mlen;; p++) {
@@ -822,7 +822,7 @@ static int mkdir_level(const char *dir, size_t level, bool leaf, void *ctx) {
 /* Removes the directories from leaf up to first_made, deepest first. */
 static void remove_made(const struct rc_cg_hier *h, const char *path, const char *first_made) {
   if (!first_made) return;
-  cleanup_free char *dir = hier_dir(h, path);
+  cleanup_free char *dir = rc_cg_hier_dir(h, path);
   size_t stop = strlen(first_made);
   for (;;) {
     rmdir(dir);
@@ -885,9 +885,9 @@ static void explain_v2_busy(struct rc_error *err) {
   err->code = EBUSY;
 }
 
-static int write_pid(const struct rc_cg_hier *h, const char *dir_path, const char *path, pid_t pid,
-                     struct rc_error *err) {
-  cleanup_free char *dir = hier_dir(h, dir_path);
+int rc_cg_write_pid(const struct rc_cg_hier *h, const char *dir_path, const char *path, pid_t pid,
+                    struct rc_error *err) {
+  cleanup_free char *dir = rc_cg_hier_dir(h, dir_path);
   /* Named by its directory: the reader needs to know which hierarchy refused. */
   struct rc_cg_dir d = {.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .path = dir};
   if (d.fd < 0) return rc_err(err, errno, "cgroup %s: open %s", path, dir);
@@ -902,7 +902,7 @@ static int write_pid(const struct rc_cg_hier *h, const char *dir_path, const cha
 int rc_cgroup_create(const char *cgroup_path, const struct oci_resources *resources, pid_t pid,
                      struct rc_error *err) {
   cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
   if (l->n == 0) return rc_err(err, ENOENT, "cgroup %s: no cgroup hierarchy is mounted", path);
   char *made[MAX_HIERS] = {0};
@@ -934,7 +934,7 @@ int rc_cgroup_create(const char *cgroup_path, const struct oci_resources *resour
       if (cgroup_of(pid, &l->hiers[i], &orig[i], &ignore) < 0) orig[i] = NULL;
     }
     for (; joined < l->n; joined++)
-      if (write_pid(&l->hiers[joined], path, path, pid, err) < 0) goto out;
+      if (rc_cg_write_pid(&l->hiers[joined], path, path, pid, err) < 0) goto out;
   }
   ret = 0;
 out:
@@ -942,7 +942,7 @@ out:
     /* The process must leave before its new cgroups can be removed. */
     for (size_t i = 0; i < joined; i++) {
       struct rc_error ignore;
-      if (orig[i]) write_pid(&l->hiers[i], orig[i], path, pid, &ignore);
+      if (orig[i]) rc_cg_write_pid(&l->hiers[i], orig[i], path, pid, &ignore);
     }
     for (size_t i = l->n; i-- > 0;) remove_made(&l->hiers[i], path, made[i]);
   }
@@ -955,11 +955,11 @@ out:
 
 static int enter(const char *cgroup_path, pid_t pid, bool v2_only, struct rc_error *err) {
   cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
   if (l->n == 0) return rc_err(err, ENOENT, "cgroup %s: no cgroup hierarchy is mounted", path);
   for (size_t i = 0; i < l->n; i++)
-    if ((!v2_only || l->hiers[i].v2) && write_pid(&l->hiers[i], path, path, pid, err) < 0)
+    if ((!v2_only || l->hiers[i].v2) && rc_cg_write_pid(&l->hiers[i], path, path, pid, err) < 0)
       return -1;
   return 0;
 }
@@ -999,13 +999,13 @@ int rc_cgroup_join_open(const char *cgroup_path, struct rc_cgroup_join **out,
                         struct rc_error *err) {
   *out = NULL;
   cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
   if (l->n == 0) return rc_err(err, ENOENT, "cgroup %s: no cgroup hierarchy is mounted", path);
   struct rc_cgroup_join *j = rc_xcalloc(1, sizeof(*j));
   j->v2.fd = -1;
   for (size_t i = 0; i < l->n; i++) {
-    char *dir = hier_dir(&l->hiers[i], path);
+    char *dir = rc_cg_hier_dir(&l->hiers[i], path);
     struct rc_cg_dir d = {.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .path = dir};
     j->paths[j->n_paths++] = dir;
     if (d.fd < 0) {
@@ -1066,10 +1066,10 @@ pid_t rc_cgroup_clone(unsigned long flags, struct rc_cgroup_join *j) {
 bool rc_cgroup_exists(const char *cgroup_path) {
   cleanup_free char *path = NULL;
   struct rc_error ignore;
-  if (canonical(cgroup_path, &path, &ignore) < 0) return false;
+  if (rc_cg_canonical(cgroup_path, &path, &ignore) < 0) return false;
   const struct rc_cg_layout *l = rc_cg_layout();
   for (size_t i = 0; i < l->n; i++) {
-    cleanup_free char *dir = hier_dir(&l->hiers[i], path);
+    cleanup_free char *dir = rc_cg_hier_dir(&l->hiers[i], path);
     struct stat st;
     if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return true;
   }
@@ -1078,20 +1078,15 @@ bool rc_cgroup_exists(const char *cgroup_path) {
 
 /* The hierarchy to list processes from: pids tracks every task, v2 holds all; any other
  * has the same processes too. */
-static const struct rc_cg_hier *procs_hier(const struct rc_cg_layout *l) {
+const struct rc_cg_hier *rc_cg_procs_hier(const struct rc_cg_layout *l) {
   for (size_t i = 0; i < l->n; i++)
     if (!l->hiers[i].v2 && rc_cg_list_has(l->hiers[i].controllers, "pids")) return &l->hiers[i];
-  const struct rc_cg_hier *h = v2_hier(l);
+  const struct rc_cg_hier *h = rc_cg_v2_hier(l);
   return h ? h : (l->n ? &l->hiers[0] : NULL);
 }
 
-struct pid_list {
-  pid_t *v;
-  size_t n, cap;
-};
-
-static int collect_pids(int dirfd, const char *path, struct pid_list *out, int depth,
-                        struct rc_error *err) {
+int rc_cg_collect_pids(int dirfd, const char *path, struct rc_cg_pid_list *out, int depth,
+                       struct rc_error *err) {
   if (depth > 64) return rc_err(err, ELOOP, "cgroup %s: nested too deep", path);
   struct rc_cg_dir d = {.fd = dirfd, .path = path};
   cleanup_free char *procs = NULL;
@@ -1127,7 +1122,7 @@ static int collect_pids(int dirfd, const char *path, struct pid_list *out, int d
       continue;
     int child = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (child < 0) continue; /* removed meanwhile */
-    ret = collect_pids(child, path, out, depth + 1, err);
+    ret = rc_cg_collect_pids(child, path, out, depth + 1, err);
     close(child);
   }
   closedir(dir);
@@ -1143,20 +1138,21 @@ int rc_cgroup_pids(const char *cgroup_path, pid_t **pids, size_t *n, struct rc_e
   *pids = NULL;
   *n = 0;
   cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
-  const struct rc_cg_hier *h = procs_hier(rc_cg_layout());
+  if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
+  const struct rc_cg_hier *h = rc_cg_procs_hier(rc_cg_layout());
   if (!h) return rc_err(err, ENOENT, "cgroup %s: no cgroup hierarchy is mounted", path);
-  cleanup_free char *dir = hier_dir(h, path);
+  cleanup_free char *dir = rc_cg_hier_dir(h, path);
   cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return 0; /* no cgroup, no processes */
     return rc_err(err, errno, "cgroup %s: open %s", path, dir);
   }
-  struct pid_list list = {0};
-  if (collect_pids(fd, path, &list, 0, err) < 0) {
+  struct rc_cg_pid_list list = {0};
+  if (rc_cg_collect_pids(fd, path, &list, 0, err) < 0) {
     free(list.v);
     return -1;
   }
+  rc_cg_drop_cell_kernels(rc_cg_layout(), path, &list);
   /* A process shows once per thread group in cgroup.procs, but a sub-cgroup walk can race
    * with migrations and list one twice. */
   if (list.n) qsort(list.v, list.n, sizeof(*list.v), cmp_pid);
@@ -1173,15 +1169,24 @@ static int freeze_within(const char *path, bool freeze, int timeout_ms, struct r
   const struct rc_cg_hier *h = NULL;
   for (size_t i = 0; i < l->n && !h; i++)
     if (!l->hiers[i].v2 && rc_cg_list_has(l->hiers[i].controllers, "freezer")) h = &l->hiers[i];
-  if (!h) h = v2_hier(l); /* v2's freezer is part of the core: cgroup.freeze */
+  if (!h) h = rc_cg_v2_hier(l); /* v2's freezer is part of the core: cgroup.freeze */
   if (!h) return rc_err(err, ENOTSUP, "cgroup %s: the host has no freezer controller", path);
   struct rc_cg_dir d;
   if (open_dir(h, path, &d, err) < 0) return -1;
   int r;
   if (h->v2) {
-    r = rc_cg_v2_freeze(&d, freeze, err);
+    /* The cell kernels leave the tree for the freeze (cgroups_cell_kernel.c says why). */
+    r = freeze ? rc_cg_park_cell_kernels(h, path, true, err) : 0;
+    if (r == 0) r = rc_cg_v2_freeze(&d, freeze, err);
     if (r == 0)
       r = rc_cg_wait_for(&d, "cgroup.events", freeze ? "frozen 1" : "frozen 0", timeout_ms, err);
+    if (!freeze) {
+      struct rc_error back;
+      if (rc_cg_park_cell_kernels(h, path, false, &back) < 0 && r == 0) {
+        *err = back;
+        r = -1;
+      }
+    }
   } else {
     /* v1 can stall in FREEZING while a task sits in an uninterruptible sleep; writing
      * the state again retries the tasks that were missed. */
@@ -1210,7 +1215,7 @@ static int freeze_within(const char *path, bool freeze, int timeout_ms, struct r
 
 int rc_cgroup_freeze(const char *cgroup_path, bool freeze, struct rc_error *err) {
   cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
   int r = freeze_within(path, freeze, 5000, err);
   if (r < 0 && freeze) {
     /* Leave nothing half frozen behind a failed pause. */
@@ -1222,7 +1227,7 @@ int rc_cgroup_freeze(const char *cgroup_path, bool freeze, struct rc_error *err)
 
 int rc_cgroup_kill_all(const char *cgroup_path, int sig, struct rc_error *err) {
   cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
   /* Frozen tasks cannot fork, so a SIGKILL sweep over a frozen cgroup misses no child
    * born in between. Freezing is a help, not a must: kill anyway if it fails. */
   bool try_freeze = sig == SIGKILL && rc_cgroup_exists(path), frozen = false;
@@ -1276,75 +1281,20 @@ static int remove_tree(const char *dir, const char *path, long long deadline,
   }
 }
 
-/* Whether v1 hierarchy h takes a cell kernel (rc_cgroup_charge_cpu): it accounts CPU and
- * holds nothing through which runcell lists, signals or freezes the container's processes
- * (pids, freezer, the hierarchy `ps` reads) nor what would turn on the cell kernel
- * (memory: the cell's OOM killer; devices: its own opens). */
-static bool takes_cell_kernel(const struct rc_cg_layout *l, const struct rc_cg_hier *h) {
-  if (h->v2 || h == procs_hier(l)) return false;
-  if (!rc_cg_list_has(h->controllers, "cpu") && !rc_cg_list_has(h->controllers, "cpuacct"))
-    return false;
-  static const char *const never[] = {"pids", "freezer", "memory", "devices"};
-  for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
-    if (rc_cg_list_has(h->controllers, never[i])) return false;
-  return true;
-}
-
-int rc_cgroup_charge_cpu(const char *cgroup_path, pid_t pid, struct rc_error *err) {
-  if (!cgroup_path || strcmp(cgroup_path, "/") == 0) return 0;
-  cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
-  const struct rc_cg_layout *l = rc_cg_layout();
-  int joined = 0;
-  for (size_t i = 0; i < l->n; i++) {
-    if (!takes_cell_kernel(l, &l->hiers[i])) continue;
-    if (write_pid(&l->hiers[i], path, path, pid, err) < 0) return -1;
-    joined++;
-  }
-  return joined;
-}
-
-/* SIGKILLs what is left in the cgroup's CPU hierarchies once the container's processes
- * are gone: only cell kernels go there without the rest (rc_cgroup_charge_cpu). They end
- * with their cell on their own, but not always before rmdir's deadline. */
-static void kill_cell_kernels(const struct rc_cg_layout *l, const char *path) {
-  const struct rc_cg_hier *ph = procs_hier(l);
-  if (!ph) return;
-  {
-    cleanup_free char *dir = hier_dir(ph, path);
-    cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-      struct pid_list left = {0};
-      struct rc_error ignore;
-      int r = collect_pids(fd, path, &left, 0, &ignore);
-      free(left.v);
-      if (r < 0 || left.n) return; /* the container's own processes: not ours to end here */
-    }
-  }
-  for (size_t i = 0; i < l->n; i++) {
-    if (!takes_cell_kernel(l, &l->hiers[i])) continue;
-    cleanup_free char *dir = hier_dir(&l->hiers[i], path);
-    cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) continue;
-    struct pid_list list = {0};
-    struct rc_error ignore;
-    (void)collect_pids(fd, path, &list, 0, &ignore);
-    for (size_t k = 0; k < list.n; k++) kill(list.v[k], SIGKILL);
-    free(list.v);
-  }
-}
-
 int rc_cgroup_destroy(const char *cgroup_path, struct rc_error *err) {
   cleanup_free char *path = NULL;
-  if (canonical(cgroup_path, &path, err) < 0) return -1;
+  if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
-  kill_cell_kernels(l, path);
   /* One budget for all hierarchies: once the tasks are gone every rmdir succeeds. */
   long long deadline = rc_now_ms() + 1000;
   int ret = 0;
   struct rc_error one;
+  if (rc_cg_end_cell_kernels(l, path, deadline, &one) < 0) {
+    *err = one;
+    ret = -1;
+  }
   for (size_t i = 0; i < l->n; i++) {
-    cleanup_free char *dir = hier_dir(&l->hiers[i], path);
+    cleanup_free char *dir = rc_cg_hier_dir(&l->hiers[i], path);
     if (remove_tree(dir, path, deadline, &one) < 0 && ret == 0) {
       *err = one;
       ret = -1;

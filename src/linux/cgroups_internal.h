@@ -61,6 +61,46 @@ bool rc_cg_has_file(const struct rc_cg_dir *d, const char *file);
 int rc_cg_wait_for(const struct rc_cg_dir *d, const char *file, const char *want, int timeout_ms,
                    struct rc_error *err);
 
+/* ---- shared by the cgroup core (cgroups.c) and the cell kernel's place in it
+ * (cgroups_cell_kernel.c) ---- */
+
+/* The v2 hierarchy (NULL: none is used). */
+const struct rc_cg_hier *rc_cg_v2_hier(const struct rc_cg_layout *l);
+/* The hierarchy to list a container's processes from. */
+const struct rc_cg_hier *rc_cg_procs_hier(const struct rc_cg_layout *l);
+/* The directory of cgroup path in hierarchy h (heap string). */
+char *rc_cg_hier_dir(const struct rc_cg_hier *h, const char *path);
+/* The cleaned-up absolute form of a cgroup path (heap string in *out). */
+int rc_cg_canonical(const char *path, char **out, struct rc_error *err);
+/* Moves pid (its whole thread group) into cgroup dir_path of hierarchy h; path names the
+ * container's cgroup in errors. */
+int rc_cg_write_pid(const struct rc_cg_hier *h, const char *dir_path, const char *path, pid_t pid,
+                    struct rc_error *err);
+
+struct rc_cg_pid_list {
+  pid_t *v;
+  size_t n, cap;
+};
+/* Appends the processes of the cgroup open at dirfd and of every cgroup below it (depth:
+ * 0 at the container's own). */
+int rc_cg_collect_pids(int dirfd, const char *path, struct rc_cg_pid_list *out, int depth,
+                       struct rc_error *err);
+
+/* ---- the cell kernel's place (cgroups_cell_kernel.c) ---- */
+
+/* Removes the cell kernels from a list of the processes of cgroup path (from
+ * rc_cg_procs_hier): on a v2 cpu controller they are in a child of it. */
+void rc_cg_drop_cell_kernels(const struct rc_cg_layout *l, const char *path,
+                             struct rc_cg_pid_list *list);
+/* Around a v2 freeze of path: moves its cell kernels out of it (park) and back (unpark). */
+int rc_cg_park_cell_kernels(const struct rc_cg_hier *v2, const char *path, bool park,
+                            struct rc_error *err);
+/* For destroy: SIGKILLs the cell kernels charged to path once the container's own
+ * processes are gone, and removes the cgroups only they use outside path's tree (until
+ * deadline). */
+int rc_cg_end_cell_kernels(const struct rc_cg_layout *l, const char *path, long long deadline,
+                           struct rc_error *err);
+
 /* What needs doing, so that a controller the host lacks is an error only when asked for. */
 bool rc_cg_memory_is_set(const struct oci_resources *r);
 bool rc_cg_cpu_is_set(const struct oci_resources *r); /* the cpu controller (not cpuset) */

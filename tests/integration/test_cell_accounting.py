@@ -4,9 +4,9 @@ cell's usage shows it — and it stays out of everything through which runcell l
 signals, freezes or OOM-kills the container (pids, freezer, memory, devices), so `ps`,
 `kill --all`, `pause` and the OOM killer never meet it.
 
-On a cgroup v2 cpu controller the cell kernel stays where the runtime started it (a v2
-freeze would take it with the cell, and a cell process inside a FUSE request would then
-keep the freeze from completing): those checks skip there, saying so.
+On a cgroup v2 cpu controller the cell kernel goes to <cell>/runcell-cellk instead, which
+the QEMU lane checks (tests/lanes/xgate/xgate.sh: the lane mounts a pure cgroup2); these
+checks skip there, saying so.
 
 runcell-specific: runc has no cell kernel.
 """
@@ -48,7 +48,7 @@ def v1_cpu_hierarchies():
     acct, acct_version = controller_dir("cpuacct")
     if cpu is None or cpu_version != 1:
         pytest.skip("the cpu controller is not on a v1 hierarchy here: on cgroup v2 the cell "
-                    "kernel stays in the runtime's cgroup (a v2 freeze would take it)")
+                    "kernel is in <cell>/runcell-cellk, checked in the QEMU lane (xgate.sh)")
     return cpu, (acct if acct_version == 1 else None)
 
 

@@ -110,6 +110,58 @@ else
   echo "(no python3 in the rootfs: the host has none)"
 fi
 
+# cgroup v2 (this guest mounts a pure cgroup2, as Debian 12 does): a cell's cell kernels
+# are in <cell>/runcell-cellk, the cell's for cpu, memory and pids, out of the OOM
+# killer's reach and out of ps; a pause moves them out of the frozen tree (a process in a
+# views read would otherwise keep the freeze from completing) and resume brings them back
+grep -qw cpu /sys/fs/cgroup/cgroup.controllers || fail "the guest's cgroup2 offers no cpu controller"
+alive() { [ -d /proc/$1 ] && ! grep -q ') Z' /proc/$1/stat; }
+for b in xgate notify; do
+  CG=/sys/fs/cgroup/runcell/xg-$b
+  K=$CG/runcell-cellk
+  [ -d $K ] || fail "$b: no $K: the cell kernel is not charged to its cell"
+  kpids=$(cat $K/cgroup.procs)
+  [ -n "$kpids" ] || fail "$b: $K holds no process"
+  listed=" $($R ps --format json xg-$b | tr '[],' '   ') "
+  for p in $kpids; do
+    expect "$b: $p in runcell-cellk" "$(cat /proc/$p/comm)" "runcell-cellk"
+    expect "$b: cell kernel $p's oom_score_adj" "$(cat /proc/$p/oom_score_adj)" "-1000"
+    case $listed in *" $p "*) fail "$b: ps lists the cell kernel $p: $listed" ;; esac
+  done
+  before=$(awk '/^usage_usec/ {print $2}' $K/cpu.stat)
+  $R exec xg-$b sh -c 'i=0; while [ $i -lt 200 ]; do cat /proc/meminfo >/dev/null; i=$((i+1)); done'
+  after=$(awk '/^usage_usec/ {print $2}' $K/cpu.stat)
+  [ "$after" -gt "$before" ] || fail "$b: the views' CPU is not the cell's ($before -> $after us)"
+  echo "ok: $b: the cell kernels' CPU counts in the cell: $before -> $after us"
+  for r in 1 2 3; do
+    $R exec -d xg-$b sh -c 'while :; do cat /proc/meminfo /proc/stat >/dev/null; done' \
+      </dev/null >/dev/null 2>&1 || fail "$b: exec -d a views reader"
+  done
+  sleep 1
+  n=$(wc -l <$K/cgroup.procs)
+  # without the parking, about one pause in three timed out here ("frozen 1" never came)
+  i=0
+  while [ $i -lt 10 ]; do
+    $R pause xg-$b || fail "$b: pause $i with processes reading views"
+    $R resume xg-$b || fail "$b: resume $i"
+    i=$((i + 1))
+  done
+  echo "ok: $b: 10 pauses with views readers running"
+  $R pause xg-$b || fail "$b: pause with a process reading views"
+  $R state xg-$b | grep -q '"status": *"paused"' || fail "$b: state after pause: $($R state xg-$b)"
+  expect "$b: frozen" "$(grep frozen $CG/cgroup.events)" "frozen 1"
+  expect "$b: cell kernels parked outside the frozen cell" \
+    "$(wc -l <$K/cgroup.procs) $(wc -l <$CG.runcell-parked/cgroup.procs)" "0 $n"
+  $R resume xg-$b || fail "$b: resume"
+  expect "$b: cell kernels back" "$(wc -l <$K/cgroup.procs) $([ -d $CG.runcell-parked ] && echo parked)" "$n "
+  expect "$b: views after resume" "$($R exec xg-$b sh -c "free -m | awk '/Mem:/ {print \$2}'")" "256"
+  kpids=$(cat $K/cgroup.procs)
+  $R delete --force xg-$b || fail "delete $b"
+  [ ! -d $CG ] && [ ! -d $CG.runcell-parked ] || fail "$b: delete left $CG or its parked sibling"
+  for p in $kpids; do alive $p && fail "$b: cell kernel $p outlived delete"; done
+  echo "ok: $b: delete ended the cell kernels and removed their cgroups"
+done
+
 for b in xgate notify native; do
   $R delete --force xg-$b || fail "delete $b"
 done
