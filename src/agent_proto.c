@@ -15,12 +15,12 @@
 #include "runcell/utf8.h"
 
 bool agent_msg_from_guest(uint16_t type) {
-  return type >= AGENT_MSG_HELLO && type <= AGENT_MSG_STATS_REPLY;
+  return type >= AGENT_MSG_HELLO && type <= AGENT_MSG_PIDS_LIMIT_REPLY;
 }
 
 bool agent_msg_from_host(uint16_t type) {
-  return (type >= AGENT_MSG_CONFIG && type <= AGENT_MSG_PS) || type == AGENT_MSG_NETWORK ||
-         type == AGENT_MSG_STATS;
+  return (type >= AGENT_MSG_CONFIG && type <= AGENT_MSG_PS) ||
+         (type >= AGENT_MSG_NETWORK && type <= AGENT_MSG_PIDS_LIMIT);
 }
 
 const char *agent_msg_name(uint16_t type) {
@@ -71,6 +71,10 @@ const char *agent_msg_name(uint16_t type) {
       return "STATS";
     case AGENT_MSG_STATS_REPLY:
       return "STATS_REPLY";
+    case AGENT_MSG_PIDS_LIMIT:
+      return "PIDS_LIMIT";
+    case AGENT_MSG_PIDS_LIMIT_REPLY:
+      return "PIDS_LIMIT_REPLY";
     default:
       return "unknown";
   }
@@ -1290,6 +1294,51 @@ int agent_decode_stats_reply(const struct agent_frame *f, struct agent_stats *ou
       out->mem_available > out->mem_total || out->mem_cached > out->mem_total ||
       out->nprocs > (1u << 22))
     return rc_err(err, EPROTO, "agent protocol: STATS_REPLY with impossible numbers");
+  return 0;
+}
+
+void agent_encode_pids_limit(struct agent_msg *m, uint32_t request, uint64_t limit) {
+  agent_msg_begin(m, AGENT_MSG_PIDS_LIMIT);
+  agent_put_u32(m, request);
+  agent_put_u64(m, limit);
+}
+
+int agent_decode_pids_limit(const struct agent_frame *f, uint32_t *request, uint64_t *limit,
+                            struct rc_error *err) {
+  if (expect_type(f, AGENT_MSG_PIDS_LIMIT, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  *request = agent_get_u32(&c);
+  *limit = agent_get_u64(&c);
+  return agent_cursor_finish(&c, "PIDS_LIMIT", err);
+}
+
+void agent_encode_pids_limit_reply(struct agent_msg *m, const struct agent_pids_limit_reply *r) {
+  agent_msg_begin(m, AGENT_MSG_PIDS_LIMIT_REPLY);
+  agent_put_u32(m, r->request);
+  agent_put_u32(m, (uint32_t)r->errnum);
+  size_t n = strnlen(r->message, AGENT_MAX_MESSAGE);
+  agent_put_u32(m, (uint32_t)n);
+  agent_put_bytes(m, r->message, n);
+}
+
+int agent_decode_pids_limit_reply(const struct agent_frame *f, struct agent_pids_limit_reply *out,
+                                  struct rc_error *err) {
+  memset(out, 0, sizeof(*out));
+  if (expect_type(f, AGENT_MSG_PIDS_LIMIT_REPLY, err) < 0) return -1;
+  struct agent_cursor c;
+  agent_cursor_init(&c, f->payload, f->length);
+  out->request = agent_get_u32(&c);
+  out->errnum = (int32_t)agent_get_u32(&c);
+  agent_get_str_into(&c, out->message, sizeof(out->message));
+  if (agent_cursor_finish(&c, "PIDS_LIMIT_REPLY", err) < 0) return -1;
+  /* Not clamped as ERROR's errno is: here 0 means success, and an errno made 0 would turn
+   * a refusal into one. */
+  if (out->errnum < 0 || out->errnum > 4095)
+    return rc_err(err, EPROTO, "agent protocol: PIDS_LIMIT_REPLY with errno %d", out->errnum);
+  if (out->errnum == 0 && out->message[0])
+    return rc_err(err, EPROTO, "agent protocol: PIDS_LIMIT_REPLY of a success with a message");
+  agent_make_printable(out->message);
   return 0;
 }
 

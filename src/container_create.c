@@ -238,6 +238,18 @@ static int make_cgroup(const struct oci_config *cfg, const char *cgpath, bool mi
                                                               .minor = 232,
                                                               .access = (char *)"rw"};
     vm_res.devices = vm_rules;
+    /* The pids limit is the guest's (its agent's cgroup holds the container's processes).
+     * This cgroup counts other things: the VMM's threads (its main thread, a vCPU per CPU and
+     * the device I/O threads, all made before its jail forbids clone) and the processes of
+     * the createContainer and startContainer hooks, which run here before the jail and from
+     * a helper forked before it; `runcell exec` stand-ins and the runtime's own children stay
+     * in their callers' cgroups. The workload's number means nothing for those, and a low one
+     * (runc users set 10 or 20) would keep the VMM from making its threads, failing create
+     * with EAGAIN, or keep a hook from running, so it is left out: pids.max stays what a new
+     * cgroup has, "max". A guest cannot fork on the host through the VMM (the jail's filter
+     * kills it on clone), and a limit on an enclosing cgroup (a pod's) still applies. */
+    vm_res.has_pids_limit = false;
+    vm_res.pids_limit = 0;
     res = &vm_res;
   }
   int r = rc_cgroup_create(cgpath, res, 0, err);

@@ -469,6 +469,24 @@ static int microvm_follow_memory_limit(const char *root, const struct oci_state 
   return 0;
 }
 
+/* `update --pids-limit` of a microVM: the limit is the guest's, on the cgroup its agent
+ * keeps for the container's processes (the host cgroup holds the VMM: see make_cgroup in
+ * container_create.c). runc's values as the host cgroup code reads them: a number > 0 is
+ * pids.max, -1 (or 0) is no limit. The VMM serves requests once the container runs: before
+ * `start` it waits for start alone and the agent for START, so the limit of a created
+ * microVM cannot change; that is refused, not skipped, since nothing else would apply it. */
+static int microvm_set_pids_limit(const char *root, const struct oci_state *st, int64_t limit,
+                                  struct rc_error *err) {
+  if (st->status == OCI_STATUS_CREATED)
+    return rc_err(err, 0,
+                  "cannot change the pids limit of microVM %s before it is started: its guest "
+                  "applies it once running",
+                  st->id);
+  if (rc_microvm_pids_limit(root, st->id, limit > 0 ? (uint64_t)limit : 0, err) < 0)
+    return rc_err_wrap(err, "microVM %s", st->id);
+  return 0;
+}
+
 int rc_container_update(const char *root, const char *id, const struct oci_resources *r,
                         struct rc_error *err) {
   struct rc_container_dir dir;
@@ -483,9 +501,17 @@ int rc_container_update(const char *root, const char *id, const struct oci_resou
     rc_err(err, 0, "container %s has no cgroup", id);
     goto out;
   }
-  bool vm_memory = rc_state_is_microvm(st) && r->has_memory && r->memory.has_limit;
+  bool microvm = rc_state_is_microvm(st);
+  bool vm_memory = microvm && r->has_memory && r->memory.has_limit;
+  /* The host cgroup of a microVM gets everything but the pids limit, which is the guest's
+   * (first: a value the guest refuses fails the update before anything has changed). */
+  struct oci_resources host = *r;
+  if (microvm && r->has_pids_limit) {
+    if (microvm_set_pids_limit(root, st, r->pids_limit, err) < 0) goto out;
+    host.has_pids_limit = false;
+  }
   if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, true, err) < 0) goto out;
-  if (rc_cgroup_apply(st->cgroup_path, r, err) < 0) goto out;
+  if (rc_cgroup_apply(st->cgroup_path, &host, err) < 0) goto out;
   if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, false, err) < 0) goto out;
   rc = 0;
 out:

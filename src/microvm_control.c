@@ -23,7 +23,8 @@
 #include "runcell/log.h"
 #include "runcell/util.h"
 
-/* Callers connected that have not sent their request yet, or wait for PS. */
+/* Callers connected that have not sent their request yet, or wait for the agent's answer
+ * (PS, STATS, PIDS_LIMIT). */
 #define MAX_CALLERS 16
 #define MAX_REQUEST_FDS 3
 
@@ -52,8 +53,9 @@ struct exec_proc {
 };
 
 struct caller {
-  int fd;              /* -1: free */
-  uint32_t ps_request; /* nonzero: waits for this PS_REPLY */
+  int fd;                 /* -1: free */
+  uint32_t agent_request; /* nonzero: waits for the agent's answer to this request */
+  uint16_t reply_type;    /* ... which must be of this type (PS_REPLY, STATS_REPLY, ...) */
 };
 
 /* What one of our pollfds stands for (the objects may go while the events are handled,
@@ -95,6 +97,7 @@ static int handle_pause(struct request *rq, struct rc_error *err);
 static int handle_resume(struct request *rq, struct rc_error *err);
 static int handle_memory(struct request *rq, struct rc_error *err);
 static int handle_stats(struct request *rq, struct rc_error *err);
+static int handle_pids_limit(struct request *rq, struct rc_error *err);
 static int refuse_if_paused(const struct rc_vmctl *c, const char *what, struct rc_error *err);
 
 /* The requests the VMM serves. on_exec: only on an EXEC's own connection (else only on a
@@ -115,6 +118,7 @@ static const struct request_type {
     {RC_VMCTL_RESUME, "resume", 0, false, handle_resume},
     {RC_VMCTL_MEMORY, "memory", 0, false, handle_memory},
     {RC_VMCTL_STATS, "stats", 0, false, handle_stats},
+    {RC_VMCTL_PIDS_LIMIT, "pids limit", 0, false, handle_pids_limit},
 };
 
 static void close_fd(int *fd) {
@@ -279,15 +283,25 @@ out:
   return rc;
 }
 
+static uint32_t new_request(struct rc_vmctl *c) {
+  uint32_t request = c->next_request++;
+  return request ? request : c->next_request++;
+}
+
+/* The caller waits for the agent's answer to request, a frame of type reply_type. */
+static void await_agent(struct request *rq, uint32_t request, uint16_t reply_type) {
+  rq->who->agent_request = request;
+  rq->who->reply_type = reply_type;
+}
+
 static int handle_ps(struct request *rq, struct rc_error *err) {
   struct rc_vmctl *c = rq->c;
-  uint32_t request = c->next_request++;
-  if (request == 0) request = c->next_request++;
+  uint32_t request = new_request(c);
   if (rq->frame->length != 0) return rc_err(err, EPROTO, "ps: unexpected payload");
   if (refuse_if_paused(c, "list the guest's processes", err) < 0) return -1;
   agent_encode_ps(c->msg, request);
   if (to_agent(c, err) < 0) return -1;
-  rq->who->ps_request = request;
+  await_agent(rq, request, AGENT_MSG_PS_REPLY);
   return 0;
 }
 
@@ -344,11 +358,26 @@ static int handle_stats(struct request *rq, struct rc_error *err) {
   struct rc_vmctl *c = rq->c;
   if (rq->frame->length != 0) return rc_err(err, EPROTO, "stats: unexpected payload");
   if (refuse_if_paused(c, "read the guest's stats", err) < 0) return -1;
-  uint32_t request = c->next_request++;
-  if (request == 0) request = c->next_request++;
+  uint32_t request = new_request(c);
   agent_encode_stats(c->msg, request);
   if (to_agent(c, err) < 0) return -1;
-  rq->who->ps_request = request; /* the same wait as PS: answered by request number */
+  await_agent(rq, request, AGENT_MSG_STATS_REPLY);
+  return 0;
+}
+
+/* The agent sets the guest cgroup's pids.max and says whether the guest kernel took it: the
+ * caller learns the outcome, as a write to a host cgroup would tell it. */
+static int handle_pids_limit(struct request *rq, struct rc_error *err) {
+  struct rc_vmctl *c = rq->c;
+  struct agent_cursor cur;
+  agent_cursor_init(&cur, rq->frame->payload, rq->frame->length);
+  uint64_t limit = agent_get_u64(&cur);
+  if (agent_cursor_finish(&cur, "pids limit", err) < 0) return -1;
+  if (refuse_if_paused(c, "set the guest's pids limit", err) < 0) return -1;
+  uint32_t request = new_request(c);
+  agent_encode_pids_limit(c->msg, request, limit);
+  if (to_agent(c, err) < 0) return -1;
+  await_agent(rq, request, AGENT_MSG_PIDS_LIMIT_REPLY);
   return 0;
 }
 
@@ -482,7 +511,7 @@ static void accept_callers(struct rc_vmctl *c) {
     if (c->callers[i].fd >= 0) continue;
     int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) return;
-    c->callers[i] = (struct caller){.fd = fd, .ps_request = 0};
+    c->callers[i] = (struct caller){.fd = fd, .agent_request = 0, .reply_type = 0};
   }
 }
 
@@ -572,9 +601,9 @@ size_t rc_vmctl_poll_fill(struct rc_vmctl *c, struct pollfd *p) {
   for (uint32_t i = 0; i < MAX_CALLERS; i++) {
     if (c->callers[i].fd < 0) continue;
     c->tags[n] = (struct poll_tag){POLL_CALLER, i, 0};
-    /* one waiting for PS has nothing more to say; its hang-up still shows */
-    p[n++] = (struct pollfd){.fd = room || c->callers[i].ps_request ? c->callers[i].fd : -1,
-                             .events = c->callers[i].ps_request ? 0 : POLLIN};
+    /* one waiting for the agent has nothing more to say; its hang-up still shows */
+    p[n++] = (struct pollfd){.fd = room || c->callers[i].agent_request ? c->callers[i].fd : -1,
+                             .events = c->callers[i].agent_request ? 0 : POLLIN};
   }
   for (size_t i = 0; i < AGENT_MAX_EXECS; i++) {
     struct exec_proc *e = c->execs[i];
@@ -605,9 +634,9 @@ int rc_vmctl_poll_handle(struct rc_vmctl *c, const struct pollfd *p, size_t n,
         break;
       case POLL_CALLER:
         if (c->callers[t->id].fd < 0) break;
-        if (c->callers[t->id].ps_request) {
+        if (c->callers[t->id].agent_request) {
           close_fd(&c->callers[t->id].fd); /* it gave up waiting */
-          c->callers[t->id].ps_request = 0;
+          c->callers[t->id].agent_request = 0;
         } else {
           on_caller_request(c, &c->callers[t->id]);
         }
@@ -664,12 +693,29 @@ static int on_exec_result(struct rc_vmctl *c, const struct agent_frame *f, struc
   return 1;
 }
 
+/* The caller waiting for the agent's answer to request, if it still waits; an answer of
+ * another type than its request's goes to no one. */
+static struct caller *waiting_caller(struct rc_vmctl *c, uint32_t request, uint16_t type) {
+  for (size_t i = 0; i < MAX_CALLERS; i++) {
+    struct caller *who = &c->callers[i];
+    if (who->fd >= 0 && who->agent_request && who->agent_request == request &&
+        who->reply_type == type)
+      return who;
+  }
+  return NULL;
+}
+
+/* The caller has its answer: the connection ends. */
+static void answered(struct caller *who) {
+  close_fd(&who->fd);
+  who->agent_request = 0;
+  who->reply_type = 0;
+}
+
 static int on_ps_reply(struct rc_vmctl *c, const struct agent_frame *f, struct rc_error *err) {
   struct agent_ps_reply ps;
   if (agent_decode_ps_reply(f, &ps, err) < 0) return -1;
-  struct caller *who = NULL;
-  for (size_t i = 0; i < MAX_CALLERS && !who; i++)
-    if (c->callers[i].fd >= 0 && c->callers[i].ps_request == ps.request) who = &c->callers[i];
+  struct caller *who = waiting_caller(c, ps.request, AGENT_MSG_PS_REPLY);
   if (who) {
     /* the validated reply, encoded anew after the REPLY header; a full frame loses its
      * last entries to make room for that header */
@@ -684,8 +730,7 @@ static int on_ps_reply(struct rc_vmctl *c, const struct agent_frame *f, struct r
       ps.truncated = true;
     }
     send_to_caller(who->fd, c->msg);
-    close_fd(&who->fd);
-    who->ps_request = 0;
+    answered(who);
   }
   agent_ps_reply_free(&ps);
   return 1;
@@ -694,18 +739,29 @@ static int on_ps_reply(struct rc_vmctl *c, const struct agent_frame *f, struct r
 static int on_stats_reply(struct rc_vmctl *c, const struct agent_frame *f, struct rc_error *err) {
   struct agent_stats st;
   if (agent_decode_stats_reply(f, &st, err) < 0) return -1;
-  for (size_t i = 0; i < MAX_CALLERS; i++) {
-    struct caller *who = &c->callers[i];
-    if (who->fd < 0 || who->ps_request != st.request) continue;
+  struct caller *who = waiting_caller(c, st.request, AGENT_MSG_STATS_REPLY);
+  if (who) {
     static struct agent_msg body;
     agent_encode_stats_reply(&body, &st);
     reply_begin(c->msg, 0, "");
     agent_put_bytes(c->msg, body.bytes + AGENT_FRAME_HEADER_SIZE,
                     body.len - AGENT_FRAME_HEADER_SIZE);
     send_to_caller(who->fd, c->msg);
-    close_fd(&who->fd);
-    who->ps_request = 0;
-    break;
+    answered(who);
+  }
+  return 1;
+}
+
+static int on_pids_limit_reply(struct rc_vmctl *c, const struct agent_frame *f,
+                               struct rc_error *err) {
+  struct agent_pids_limit_reply r;
+  if (agent_decode_pids_limit_reply(f, &r, err) < 0) return -1;
+  struct caller *who = waiting_caller(c, r.request, AGENT_MSG_PIDS_LIMIT_REPLY);
+  if (who) {
+    /* the guest's errno and words (already made printable) are the caller's error */
+    reply_begin(c->msg, r.errnum, r.errnum && !r.message[0] ? "refused by the guest" : r.message);
+    send_to_caller(who->fd, c->msg);
+    answered(who);
   }
   return 1;
 }
@@ -761,6 +817,8 @@ int rc_vmctl_on_frame(struct rc_vmctl *c, const struct agent_frame *f, struct rc
       return on_ps_reply(c, f, err);
     case AGENT_MSG_STATS_REPLY:
       return on_stats_reply(c, f, err);
+    case AGENT_MSG_PIDS_LIMIT_REPLY:
+      return on_pids_limit_reply(c, f, err);
     default:
       return 0;
   }
@@ -789,7 +847,7 @@ void rc_vmctl_finish(struct rc_vmctl *c) {
   }
   for (size_t i = 0; i < MAX_CALLERS; i++) {
     if (c->callers[i].fd < 0) continue;
-    if (c->callers[i].ps_request) {
+    if (c->callers[i].agent_request) {
       struct rc_error gone;
       rc_err(&gone, ESRCH, "container is not running");
       reply_error(c, c->callers[i].fd, &gone);

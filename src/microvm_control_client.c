@@ -178,6 +178,15 @@ int rc_microvm_memory(const char *root, const char *id, uint64_t guest_bytes, ui
   return 0;
 }
 
+int rc_microvm_pids_limit(const char *root, const char *id, uint64_t limit, struct rc_error *err) {
+  cleanup_free struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
+  struct agent_cursor result = {0};
+  /* unwrapped: the VMM's words (which name the request) or the guest's (which name the
+   * guest's pids.max) say enough */
+  if (simple_request(root, id, RC_VMCTL_PIDS_LIMIT, &limit, m, &result, err) < 0) return -1;
+  return agent_cursor_finish(&result, "pids limit reply", err);
+}
+
 int rc_microvm_stats(const char *root, const char *id, struct agent_stats *out,
                      struct rc_error *err) {
   cleanup_free struct agent_msg *m = rc_xcalloc(1, sizeof(*m));

@@ -19,6 +19,8 @@
  *          SIGNAL, WINSIZE (host->guest)
  *   host:  EXEC {proc} -> guest: EXEC_STARTED {proc, pid} or EXEC_ERROR {proc, ...}
  *   host:  PS {request} -> guest: PS_REPLY {request, processes}
+ *   host:  STATS {request} -> guest: STATS_REPLY {request, ...}
+ *   host:  PIDS_LIMIT {request, limit} -> guest: PIDS_LIMIT_REPLY {request, errno, message}
  *   guest: EXIT {proc} for each EXEC'd process that ends
  *   guest: EXIT {proc 0}, then sync and reboot (the VMM sees the reset)
  * Processes (version 2): every stdio, credit, signal, window-size and exit message names
@@ -32,6 +34,9 @@
  * read-only paths, sysctls, oom_score_adj and the seccomp filter (agent_security).
  * Version 5: CONFIG carries the pids limit (a guest cgroup for the container's processes);
  * EXEC ends with the process's own rlimits and umask.
+ * Version 6: PIDS_LIMIT changes that limit while the container runs (`runcell update
+ * --pids-limit`), answered PIDS_LIMIT_REPLY; the guest cgroup exists whatever CONFIG's
+ * limit (pids.max "max" without one), so that a later PIDS_LIMIT has one to set.
  * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
  * AGENT_STDIO_WINDOW bytes per stream and process unacknowledged; the receiver sends
  * CREDIT as it writes the data out, so neither side buffers more than a window of each.
@@ -47,7 +52,7 @@
 #include "runcell/error.h"
 
 #define AGENT_PROTO_MAGIC 0x4c434352u /* "RCCL" as little-endian bytes */
-#define AGENT_PROTO_VERSION 5
+#define AGENT_PROTO_VERSION 6
 #define AGENT_FRAME_HEADER_SIZE 12
 #define AGENT_FRAME_MAX_PAYLOAD (64u * 1024u)
 #define AGENT_FRAME_MAX (AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX_PAYLOAD)
@@ -78,18 +83,19 @@
 /* Message types: guest->host in 0x01xx, host->guest in 0x02xx, so a frame travelling the
  * wrong way is refused by its type alone. */
 enum agent_msg_type {
-  AGENT_MSG_HELLO = 0x0101,        /* {u32 proto version, str agent version} */
-  AGENT_MSG_CONFIGURED = 0x0102,   /* {} ready, waiting for START */
-  AGENT_MSG_ERROR = 0x0103,        /* {u32 stage, i32 errno, str message} */
-  AGENT_MSG_STARTED = 0x0104,      /* {u32 guest pid} */
-  AGENT_MSG_STDOUT = 0x0105,       /* {u32 proc, bytes (the rest of the payload)} */
-  AGENT_MSG_STDERR = 0x0106,       /* {u32 proc, bytes} */
-  AGENT_MSG_EXIT = 0x0107,         /* {u32 proc, u32 kind, u32 value} */
-  AGENT_MSG_STDIN_CREDIT = 0x0108, /* {u32 proc, u32 stdin bytes written to the process} */
-  AGENT_MSG_EXEC_STARTED = 0x0109, /* {u32 proc, u32 guest pid} */
-  AGENT_MSG_EXEC_ERROR = 0x010a,   /* {u32 proc, u32 stage, i32 errno, str message} */
-  AGENT_MSG_PS_REPLY = 0x010b,     /* see agent_ps_reply */
-  AGENT_MSG_STATS_REPLY = 0x010c,  /* see agent_stats */
+  AGENT_MSG_HELLO = 0x0101,            /* {u32 proto version, str agent version} */
+  AGENT_MSG_CONFIGURED = 0x0102,       /* {} ready, waiting for START */
+  AGENT_MSG_ERROR = 0x0103,            /* {u32 stage, i32 errno, str message} */
+  AGENT_MSG_STARTED = 0x0104,          /* {u32 guest pid} */
+  AGENT_MSG_STDOUT = 0x0105,           /* {u32 proc, bytes (the rest of the payload)} */
+  AGENT_MSG_STDERR = 0x0106,           /* {u32 proc, bytes} */
+  AGENT_MSG_EXIT = 0x0107,             /* {u32 proc, u32 kind, u32 value} */
+  AGENT_MSG_STDIN_CREDIT = 0x0108,     /* {u32 proc, u32 stdin bytes written to the process} */
+  AGENT_MSG_EXEC_STARTED = 0x0109,     /* {u32 proc, u32 guest pid} */
+  AGENT_MSG_EXEC_ERROR = 0x010a,       /* {u32 proc, u32 stage, i32 errno, str message} */
+  AGENT_MSG_PS_REPLY = 0x010b,         /* see agent_ps_reply */
+  AGENT_MSG_STATS_REPLY = 0x010c,      /* see agent_stats */
+  AGENT_MSG_PIDS_LIMIT_REPLY = 0x010d, /* see agent_pids_limit_reply */
 
   AGENT_MSG_CONFIG = 0x0201,        /* see agent_config */
   AGENT_MSG_START = 0x0202,         /* {} */
@@ -102,6 +108,7 @@ enum agent_msg_type {
   AGENT_MSG_PS = 0x0209,            /* {u32 request} */
   AGENT_MSG_NETWORK = 0x0210,       /* see agent_network; before CONFIG, only with a NIC */
   AGENT_MSG_STATS = 0x0211,         /* {u32 request}: the guest's cpu and memory, for events */
+  AGENT_MSG_PIDS_LIMIT = 0x0212,    /* {u32 request, u64 limit}: see agent_encode_pids_limit */
 };
 
 /* Is the type one that may travel guest->host (true) or host->guest (false)? */
@@ -326,7 +333,8 @@ struct agent_config {
   uint32_t n_mounts;
   struct agent_privileges privileges;
   /* > 0: pids.max of the guest cgroup every process of the container (its own and exec'd
-   * ones) runs in, as linux.resources.pids.limit is under runc; 0: no limit */
+   * ones) runs in, as linux.resources.pids.limit is under runc; 0: no limit (the cgroup is
+   * made all the same, with pids.max "max", for PIDS_LIMIT to change later) */
   uint64_t pids_limit;
   struct agent_security security;
 };
@@ -465,6 +473,30 @@ void agent_encode_stats_reply(struct agent_msg *m, const struct agent_stats *s);
 /* Also checks the numbers hang together (free <= total, available <= total, cpus > 0). */
 int agent_decode_stats_reply(const struct agent_frame *f, struct agent_stats *out,
                              struct rc_error *err);
+
+/* ---- PIDS_LIMIT: `update --pids-limit` of a running container ------------------------ */
+
+/* PIDS_LIMIT {u32 request, u64 limit}: the new pids.max of the guest cgroup the container's
+ * processes run in; 0 lifts the limit ("max"). Any other number travels as it is: the
+ * guest kernel is the judge of what pids.max takes (it refuses more than PID_MAX_LIMIT),
+ * and its refusal comes back in the reply, as the host's cgroup write would fail. */
+void agent_encode_pids_limit(struct agent_msg *m, uint32_t request, uint64_t limit);
+int agent_decode_pids_limit(const struct agent_frame *f, uint32_t *request, uint64_t *limit,
+                            struct rc_error *err);
+
+/* PIDS_LIMIT_REPLY {u32 request, i32 errno, str message}: errno 0 and "" when pids.max took
+ * the limit; else the guest's errno (1..4095) and its words. */
+struct agent_pids_limit_reply {
+  uint32_t request;
+  int32_t errnum;
+  char message[AGENT_MAX_MESSAGE + 1];
+};
+/* The message is cut to AGENT_MAX_MESSAGE bytes. */
+void agent_encode_pids_limit_reply(struct agent_msg *m, const struct agent_pids_limit_reply *r);
+/* Refuses an errno outside 0..4095 and a message with errno 0 (the reply then could not
+ * say whether it failed); the message is made printable (it is shown to people). */
+int agent_decode_pids_limit_reply(const struct agent_frame *f, struct agent_pids_limit_reply *out,
+                                  struct rc_error *err);
 
 /* ---- NETWORK: the container's interface as the guest must set it up ----------------- */
 

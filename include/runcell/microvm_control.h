@@ -1,7 +1,7 @@
 /* A running microVM's control socket: `control.sock` in the container's state directory,
  * made by `create` (microVM containers only) and served by the VMM process once the
- * container runs. `runcell exec` and `runcell ps` (and later pause, resume, update, stats)
- * reach the guest through it.
+ * container runs. `runcell exec`, `ps`, `pause`, `resume`, `update` (memory, pids limit)
+ * and `events --stats` reach the guest through it.
  *
  * SOCK_SEQPACKET, one message per request and per reply, each framed like an agent frame
  * (agent_proto.h's header and field encoding, types below) so one bounds-checked codec
@@ -40,7 +40,10 @@ enum rc_vmctl_type {
   /* {u64 guest bytes, 0: leave the target}: the balloon's target, the memory the guest
    * keeps. Result: {u64 guest RAM, u64 balloon target, u64 balloon actual} in bytes */
   RC_VMCTL_MEMORY = 0x0307,
-  RC_VMCTL_STATS = 0x0308,  /* {}. Result: a STATS_REPLY payload (agent_stats) */
+  RC_VMCTL_STATS = 0x0308, /* {}. Result: a STATS_REPLY payload (agent_stats) */
+  /* {u64 limit, 0: none}: pids.max of the guest cgroup of the container's processes (the
+   * agent's PIDS_LIMIT). Result: {}; the guest's refusal is the REPLY's errno and message */
+  RC_VMCTL_PIDS_LIMIT = 0x0309,
   RC_VMCTL_REPLY = 0x0401,  /* {i32 errno, str message, result} */
   RC_VMCTL_EXITED = 0x0402, /* {u32 kind, u32 value}: the EXEC'd process ended */
 };
@@ -73,8 +76,9 @@ size_t rc_vmctl_poll_fill(struct rc_vmctl *c, struct pollfd *p);
 /* Handles what poll reported on the pollfds rc_vmctl_poll_fill filled. */
 int rc_vmctl_poll_handle(struct rc_vmctl *c, const struct pollfd *p, size_t n,
                          struct rc_error *err);
-/* A frame from the agent: 1 if it was about an EXEC'd process or PS (handled), 0 if it
- * is the container's process's, <0 when it breaks the protocol. */
+/* A frame from the agent: 1 if it was about an EXEC'd process or answers a request (PS,
+ * STATS, PIDS_LIMIT: handled), 0 if it is the container's process's, <0 when it breaks the
+ * protocol. */
 int rc_vmctl_on_frame(struct rc_vmctl *c, const struct agent_frame *f, struct rc_error *err);
 /* Credits due to the agent, output still queued: called once per loop turn. */
 int rc_vmctl_flush(struct rc_vmctl *c, struct rc_error *err);
@@ -102,6 +106,9 @@ int rc_microvm_set_paused(const char *root, const char *id, bool paused, struct 
  * state comes back (any pointer may be NULL). */
 int rc_microvm_memory(const char *root, const char *id, uint64_t guest_bytes, uint64_t *ram,
                       uint64_t *target, uint64_t *actual, struct rc_error *err);
+/* `runcell update --pids-limit`: the guest cgroup's pids.max becomes limit, 0 for none
+ * ("max"); fails with the guest's reason when its kernel refuses the number. */
+int rc_microvm_pids_limit(const char *root, const char *id, uint64_t limit, struct rc_error *err);
 /* `events --stats`: the guest's cpu and memory from its agent. */
 int rc_microvm_stats(const char *root, const char *id, struct agent_stats *out,
                      struct rc_error *err);

@@ -45,6 +45,16 @@ static void decode_all(const struct agent_frame *f) {
         memcmp(again.bytes + AGENT_FRAME_HEADER_SIZE, f->payload, f->length) != 0)
       abort();
   }
+  uint64_t limit;
+  if (agent_decode_pids_limit(f, &v, &limit, &err) == 0) {
+    agent_encode_pids_limit(&again, v, limit);
+    if (agent_msg_end(&again, &err) != 0 || again.len - AGENT_FRAME_HEADER_SIZE != f->length ||
+        memcmp(again.bytes + AGENT_FRAME_HEADER_SIZE, f->payload, f->length) != 0)
+      abort();
+  }
+  /* (its message is made printable, so it need not encode back the same) */
+  struct agent_pids_limit_reply pids_reply;
+  agent_decode_pids_limit_reply(f, &pids_reply, &err);
   agent_decode_empty(f, f->type, &err);
   if (agent_decode_ps_reply(f, &ps, &err) == 0) {
     /* re-encoded, a reply is the same frame (nothing is cut: it came in one) */

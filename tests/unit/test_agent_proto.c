@@ -724,6 +724,105 @@ static void test_stats_round_trip_and_refusals(void) {
   CHECK(agent_decode_stats_reply(&f, &out, &err) < 0);
 }
 
+static void test_pids_limit_round_trip_and_refusals(void) {
+  struct rc_error err = {0};
+  CHECK(agent_msg_from_host(AGENT_MSG_PIDS_LIMIT) && !agent_msg_from_guest(AGENT_MSG_PIDS_LIMIT));
+  CHECK(agent_msg_from_guest(AGENT_MSG_PIDS_LIMIT_REPLY) &&
+        !agent_msg_from_host(AGENT_MSG_PIDS_LIMIT_REPLY));
+  CHECK_STR_EQ(agent_msg_name(AGENT_MSG_PIDS_LIMIT), "PIDS_LIMIT");
+  CHECK_STR_EQ(agent_msg_name(AGENT_MSG_PIDS_LIMIT_REPLY), "PIDS_LIMIT_REPLY");
+
+  /* the limit travels as it is, 0 ("max") and numbers the guest kernel will refuse alike */
+  static const uint64_t limits[] = {0, 1, 10, 4194304, 99999999999ULL, UINT64_MAX};
+  for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+    agent_encode_pids_limit(&msg, 9, limits[i]);
+    CHECK(agent_msg_end(&msg, &err) == 0);
+    CHECK(msg.len == AGENT_FRAME_HEADER_SIZE + 12);
+    struct agent_frame f = frame_of(&msg);
+    uint32_t req = 0;
+    uint64_t limit = 1;
+    CHECK(agent_decode_pids_limit(&f, &req, &limit, &err) == 0);
+    CHECK(req == 9 && limit == limits[i]);
+  }
+  /* short, long and wrongly typed frames */
+  uint32_t req = 0;
+  uint64_t limit = 0;
+  agent_msg_begin(&msg, AGENT_MSG_PIDS_LIMIT);
+  agent_put_u32(&msg, 9);
+  agent_put_u32(&msg, 10);
+  struct agent_frame f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit(&f, &req, &limit, &err) < 0);
+  agent_encode_pids_limit(&msg, 9, 10);
+  agent_put_u8(&msg, 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit(&f, &req, &limit, &err) < 0);
+  agent_encode_stats(&msg, 9);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit(&f, &req, &limit, &err) < 0);
+
+  /* the replies: success, and the guest's refusal with its errno and words */
+  struct agent_pids_limit_reply in = {.request = 9}, out;
+  agent_encode_pids_limit_reply(&msg, &in);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) == 0);
+  CHECK(out.request == 9 && out.errnum == 0 && out.message[0] == '\0');
+  in.errnum = EINVAL;
+  snprintf(in.message, sizeof(in.message), "write pids.max 99999999999: Invalid argument");
+  agent_encode_pids_limit_reply(&msg, &in);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) == 0);
+  CHECK(out.request == 9 && out.errnum == EINVAL);
+  CHECK_STR_EQ(out.message, "write pids.max 99999999999: Invalid argument");
+  /* the guest's words are shown: no control bytes reach a terminal */
+  snprintf(in.message, sizeof(in.message), "no\n\033[2J");
+  agent_encode_pids_limit_reply(&msg, &in);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) == 0);
+  CHECK_STR_EQ(out.message, "no??[2J");
+  /* an overlong message is cut, not lost */
+  memset(in.message, 'x', AGENT_MAX_MESSAGE);
+  in.message[AGENT_MAX_MESSAGE] = '\0';
+  agent_encode_pids_limit_reply(&msg, &in);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) == 0 &&
+        strlen(out.message) == AGENT_MAX_MESSAGE);
+
+  /* an errno that is none, or a success that says something, cannot be told apart from a
+   * failure: both are protocol errors */
+  struct agent_pids_limit_reply bad = {.request = 9, .errnum = -1};
+  agent_encode_pids_limit_reply(&msg, &bad);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) < 0);
+  bad.errnum = 4096;
+  agent_encode_pids_limit_reply(&msg, &bad);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) < 0);
+  bad.errnum = 0;
+  snprintf(bad.message, sizeof(bad.message), "done");
+  agent_encode_pids_limit_reply(&msg, &bad);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) < 0);
+  /* a message longer than the limit, a short payload, stray bytes */
+  agent_msg_begin(&msg, AGENT_MSG_PIDS_LIMIT_REPLY);
+  agent_put_u32(&msg, 9);
+  agent_put_u32(&msg, EINVAL);
+  agent_put_u32(&msg, AGENT_MAX_MESSAGE + 1);
+  for (uint32_t i = 0; i <= AGENT_MAX_MESSAGE; i++) agent_put_u8(&msg, 'x');
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) < 0);
+  agent_msg_begin(&msg, AGENT_MSG_PIDS_LIMIT_REPLY);
+  agent_put_u32(&msg, 9);
+  agent_put_u32(&msg, 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) < 0);
+  agent_encode_pids_limit_reply(&msg, &in);
+  agent_put_u8(&msg, 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_pids_limit_reply(&f, &out, &err) < 0);
+}
+
 static void test_header_checks(void) {
   struct rc_error err = {0};
   uint8_t h[AGENT_FRAME_HEADER_SIZE];
@@ -879,6 +978,10 @@ static int decode_as_its_type(const struct agent_frame *f, struct rc_error *err)
       struct agent_stats st;
       return agent_decode_stats_reply(f, &st, err);
     }
+    case AGENT_MSG_PIDS_LIMIT_REPLY: {
+      struct agent_pids_limit_reply r;
+      return agent_decode_pids_limit_reply(f, &r, err);
+    }
     case AGENT_MSG_CONFIG: {
       struct agent_config *c = NULL;
       int k = agent_decode_config(f, &c, err);
@@ -907,6 +1010,10 @@ static int decode_as_its_type(const struct agent_frame *f, struct rc_error *err)
       return agent_decode_ps(f, &a, err);
     case AGENT_MSG_STATS:
       return agent_decode_stats(f, &a, err);
+    case AGENT_MSG_PIDS_LIMIT: {
+      uint64_t limit;
+      return agent_decode_pids_limit(f, &a, &limit, err);
+    }
     default:
       return agent_decode_empty(f, f->type, err);
   }
@@ -951,9 +1058,33 @@ static void test_fuzz_seeds_are_current(void) {
     agent_encode_hello(&msg, "runcell-agent 0.1");
     CHECK(agent_msg_end(&msg, &err) == 0);
     write_seed(dir, "hello", &msg);
+    /* a limit, the refusal of another and the acknowledgement, one after the other */
+    static struct agent_msg stream;
+    stream.len = 0;
+    agent_encode_pids_limit(&msg, 1, 99999999999ULL);
+    CHECK(agent_msg_end(&msg, &err) == 0);
+    memcpy(stream.bytes + stream.len, msg.bytes, msg.len);
+    stream.len += msg.len;
+    struct agent_pids_limit_reply refused = {.request = 1, .errnum = EINVAL};
+    snprintf(refused.message, sizeof(refused.message),
+             "write pids.max 99999999999: Invalid argument");
+    agent_encode_pids_limit_reply(&msg, &refused);
+    CHECK(agent_msg_end(&msg, &err) == 0);
+    memcpy(stream.bytes + stream.len, msg.bytes, msg.len);
+    stream.len += msg.len;
+    agent_encode_pids_limit(&msg, 2, 10);
+    CHECK(agent_msg_end(&msg, &err) == 0);
+    memcpy(stream.bytes + stream.len, msg.bytes, msg.len);
+    stream.len += msg.len;
+    agent_encode_pids_limit_reply(&msg, &(struct agent_pids_limit_reply){.request = 2});
+    CHECK(agent_msg_end(&msg, &err) == 0);
+    memcpy(stream.bytes + stream.len, msg.bytes, msg.len);
+    stream.len += msg.len;
+    write_seed(dir, "pids-limit", &stream);
   }
-  static const char *const seeds[] = {"config", "config-tty",  "error",    "exec",  "exec-replies",
-                                      "hello",  "host-stream", "ps-reply", "stream"};
+  static const char *const seeds[] = {"config",       "config-tty", "error",       "exec",
+                                      "exec-replies", "hello",      "host-stream", "pids-limit",
+                                      "ps-reply",     "stream"};
   static uint8_t buf[4 * AGENT_FRAME_MAX];
   for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
     char path[4200];
@@ -1003,6 +1134,7 @@ UNIT_MAIN("agent_proto", UNIT_CASE(test_config_round_trip),
           UNIT_CASE(test_small_messages), UNIT_CASE(test_make_printable_unicode),
           UNIT_CASE(test_exec_round_trip_and_refusals), UNIT_CASE(test_exec_replies),
           UNIT_CASE(test_ps_round_trip_and_truncation),
-          UNIT_CASE(test_stats_round_trip_and_refusals), UNIT_CASE(test_header_checks),
+          UNIT_CASE(test_stats_round_trip_and_refusals),
+          UNIT_CASE(test_pids_limit_round_trip_and_refusals), UNIT_CASE(test_header_checks),
           UNIT_CASE(test_reader_splits), UNIT_CASE(test_reader_refuses_oversized),
           UNIT_CASE(test_reader_fd), UNIT_CASE(test_fuzz_seeds_are_current))

@@ -52,14 +52,16 @@ int agent_set_oom_score_adj(const struct agent_security *sec);
  * -1 with errno on failure (EIO for a short write). */
 int agent_write_text(const char *path, const char *text, int flags);
 
-/* The pids limit (agent_cgroup.c): agent_setup_cgroup makes the guest cgroup at CONFIG
- * (nothing without a limit); agent_join_cgroup moves the calling process into it (a child,
- * first thing; 0 without a limit). */
+/* The pids limit (agent_cgroup.c): agent_setup_cgroup makes the guest cgroup at CONFIG,
+ * with or without a limit (without one, a guest kernel that cannot make it is no error);
+ * agent_join_cgroup moves the calling process into it (a child, first thing; 0 when there
+ * is none); agent_set_pids_limit sets its pids.max (0: "max") for PIDS_LIMIT. */
 int agent_setup_cgroup(const struct agent_config *cfg, struct rc_error *err);
 int agent_join_cgroup(void);
-/* Whether the pids limit's cgroup exists (the container's cgroup mounts are then
- * read-only: they show it). */
-bool agent_cgroup_limited(void);
+int agent_set_pids_limit(uint64_t limit, struct rc_error *err);
+/* Whether the pids cgroup exists (the container's cgroup mounts are then read-only: they
+ * show it). */
+bool agent_has_pids_cgroup(void);
 int agent_load_seccomp(const struct agent_security *sec);
 
 /* openat2(rootfd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): path is taken as if the
@@ -99,7 +101,8 @@ int agent_read_stats(struct agent_stats *s, struct rc_error *err);
 
 /* Relays stdio with flow control, forwards signals and window sizes, reaps every child,
  * starts EXEC'd processes (relaying theirs too, and reporting each one's EXIT) and answers
- * PS; fills *exit once the workload and every EXEC'd process are gone and drained. */
+ * PS, STATS and PIDS_LIMIT; fills *exit once the workload and every EXEC'd process are
+ * gone and drained. */
 int agent_relay(struct agent_channel *ch, const struct agent_config *cfg, struct agent_stdio *io,
                 pid_t pid, struct agent_exit *exit, struct rc_error *err);
 

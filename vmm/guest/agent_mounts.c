@@ -287,9 +287,11 @@ static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error
     /* the guest has its own, unified hierarchy; v1 controllers are not built */
     type = "cgroup2";
     /* Without a cgroup namespace the mount shows the whole guest hierarchy, the pids
-     * limit's cgroup included: writable, a root workload could raise pids.max or leave
-     * the cgroup. Read-only then, whatever the bundle asked. */
-    if (agent_cgroup_limited()) mf.flags |= MS_RDONLY;
+     * cgroup included: writable, a root workload could raise pids.max or leave the cgroup.
+     * Read-only then, whatever the bundle asked, and also when the bundle sets no limit:
+     * `update --pids-limit` may set one later, and a process that had left the cgroup by
+     * then would escape it. (runc's default spec asks for it read-only anyway.) */
+    if (agent_has_pids_cgroup()) mf.flags |= MS_RDONLY;
   }
   int fd = make_destination(rootfd, m->destination, is_dir, err);
   if (fd < 0) return -1;

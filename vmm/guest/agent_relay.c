@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -218,6 +219,21 @@ static int answer_stats(struct relay *r, const struct agent_frame *f, struct rc_
   return agent_send(r->ch, err);
 }
 
+static int answer_pids_limit(struct relay *r, const struct agent_frame *f, struct rc_error *err) {
+  struct agent_pids_limit_reply reply = {0};
+  uint64_t limit = 0;
+  if (agent_decode_pids_limit(f, &reply.request, &limit, err) < 0) return -1;
+  struct rc_error lerr = {0};
+  if (agent_set_pids_limit(limit, &lerr) < 0) {
+    /* the host reports it; the container goes on with the limit it had */
+    agent_log("pids limit: %s", lerr.msg);
+    reply.errnum = lerr.code > 0 ? lerr.code : EIO;
+    snprintf(reply.message, sizeof(reply.message), "%s", lerr.msg);
+  }
+  agent_encode_pids_limit_reply(&r->ch->out, &reply);
+  return agent_send(r->ch, err);
+}
+
 static int handle_frame(struct relay *r, const struct agent_frame *f, struct rc_error *err) {
   uint32_t id = 0;
   struct proc *p;
@@ -270,6 +286,8 @@ static int handle_frame(struct relay *r, const struct agent_frame *f, struct rc_
       return answer_ps(r, f, err);
     case AGENT_MSG_STATS:
       return answer_stats(r, f, err);
+    case AGENT_MSG_PIDS_LIMIT:
+      return answer_pids_limit(r, f, err);
     default:
       return rc_err(err, EPROTO, "agent protocol: %s (0x%04x) after START", agent_msg_name(f->type),
                     f->type);
