@@ -1272,6 +1272,7 @@ void agent_encode_stats_reply(struct agent_msg *m, const struct agent_stats *s) 
   agent_put_u64(m, s->mem_available);
   agent_put_u64(m, s->mem_cached);
   agent_put_u32(m, s->nprocs);
+  agent_put_u64(m, s->pids_limit);
 }
 
 int agent_decode_stats_reply(const struct agent_frame *f, struct agent_stats *out,
@@ -1289,6 +1290,7 @@ int agent_decode_stats_reply(const struct agent_frame *f, struct agent_stats *ou
   out->mem_available = agent_get_u64(&c);
   out->mem_cached = agent_get_u64(&c);
   out->nprocs = agent_get_u32(&c);
+  out->pids_limit = agent_get_u64(&c);
   if (agent_cursor_finish(&c, "STATS_REPLY", err) < 0) return -1;
   if (out->ncpus == 0 || out->ncpus > 4096 || out->mem_free > out->mem_total ||
       out->mem_available > out->mem_total || out->mem_cached > out->mem_total ||

@@ -359,6 +359,7 @@ static void microvm_guest_view(const char *root, const struct oci_state *st,
   s->memory.usage.limit = g.mem_total;
   s->memory.usage.max = 0; /* the guest keeps no peak */
   s->pids.current = g.nprocs;
+  s->pids.limit = g.pids_limit; /* the guest's pids.max: the host cgroup has none */
 }
 
 static int read_stats(const char *root, const struct oci_state *st, struct rc_cgroup_stats *s,

@@ -466,6 +466,7 @@ struct agent_stats {
   uint64_t cpu_user_ns, cpu_system_ns;
   uint64_t mem_total, mem_free, mem_available, mem_cached;
   uint32_t nprocs;
+  uint64_t pids_limit; /* the container's pids.max in the guest, 0: none */
 };
 void agent_encode_stats(struct agent_msg *m, uint32_t request);
 int agent_decode_stats(const struct agent_frame *f, uint32_t *request, struct rc_error *err);

@@ -696,13 +696,14 @@ static void test_stats_round_trip_and_refusals(void) {
                            .mem_free = 300ULL << 20,
                            .mem_available = 400ULL << 20,
                            .mem_cached = 20ULL << 20,
-                           .nprocs = 3},
+                           .nprocs = 3,
+                           .pids_limit = 40},
                      out;
   agent_encode_stats_reply(&msg, &in);
   CHECK(agent_msg_end(&msg, &err) == 0);
   f = frame_of(&msg);
   CHECK(agent_decode_stats_reply(&f, &out, &err) == 0);
-  CHECK(out.request == 7 && out.ncpus == 2 && out.nprocs == 3);
+  CHECK(out.request == 7 && out.ncpus == 2 && out.nprocs == 3 && out.pids_limit == 40);
   CHECK(out.cpu_user_ns == in.cpu_user_ns && out.cpu_system_ns == in.cpu_system_ns);
   CHECK(out.mem_total == in.mem_total && out.mem_available == in.mem_available);
 

@@ -51,6 +51,8 @@ int agent_set_oom_score_adj(const struct agent_security *sec);
 /* Writes text to a kernel file in one write (agent_files.c); flags are added to O_WRONLY.
  * -1 with errno on failure (EIO for a short write). */
 int agent_write_text(const char *path, const char *text, int flags);
+/* Reads up to size - 1 bytes of a kernel file in one read, NUL-terminated; -1 with errno. */
+int agent_read_text(const char *path, char *buf, size_t size);
 
 /* The pids limit (agent_cgroup.c): agent_setup_cgroup makes the guest cgroup at CONFIG,
  * with or without a limit (without one, a guest kernel that cannot make it is no error);
@@ -62,6 +64,8 @@ int agent_set_pids_limit(uint64_t limit, struct rc_error *err);
 /* Whether the pids cgroup exists (the container's cgroup mounts are then read-only: they
  * show it). */
 bool agent_has_pids_cgroup(void);
+/* The container's pids.max in the guest (0: none, or no pids cgroup), for STATS. */
+uint64_t agent_pids_limit(void);
 int agent_load_seccomp(const struct agent_security *sec);
 
 /* openat2(rootfd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): path is taken as if the

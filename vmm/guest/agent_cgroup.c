@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -76,6 +77,12 @@ bool agent_has_pids_cgroup(void) {
 int agent_join_cgroup(void) {
   if (!configured) return 0;
   return agent_write_text(CGROUP_DIR "/cgroup.procs", "0", 0);
+}
+
+uint64_t agent_pids_limit(void) {
+  char text[32] = "";
+  if (!configured || agent_read_text(CGROUP_DIR "/pids.max", text, sizeof(text)) < 0) return 0;
+  return strncmp(text, "max", 3) == 0 ? 0 : strtoull(text, NULL, 10);
 }
 
 int agent_set_pids_limit(uint64_t limit, struct rc_error *err) {

@@ -89,5 +89,6 @@ int agent_read_stats(struct agent_stats *s, struct rc_error *err) {
   struct agent_ps_reply ps = {0};
   if (agent_list_processes(&ps, err) == 0) s->nprocs = ps.n;
   agent_ps_reply_free(&ps);
+  s->pids_limit = agent_pids_limit();
   return 0;
 }

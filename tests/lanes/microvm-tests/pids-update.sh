@@ -75,6 +75,10 @@ echo "update --pids-limit lots: $err"
 expect_contains "state after the refused updates" "$(runcell state "$id")" '"status": "running"'
 bounded 60 "$id" runcell update --pids-limit 500 "$id" || fail "update --pids-limit 500"
 expect_eq "pids.max after update --pids-limit 500" "$(pids_max)" 500
+# events --stats reports the guest's limit (the host cgroup has none)
+stats=$(runcell events --stats "$id") || fail "events --stats"
+expect_eq "pids.limit in events --stats" \
+  "$(echo "$stats" | sed -n 's/.*"pids":{"current":[0-9]*,"limit":\([0-9]*\).*/\1/p')" 500
 runcell pause "$id" || fail "pause"
 err=$(bounded 60 "$id" runcell update --pids-limit 20 "$id" 2>&1) &&
   fail "update of a paused microVM succeeded: $err"
