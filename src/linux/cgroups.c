@@ -905,6 +905,7 @@ int rc_cgroup_create(const char *cgroup_path, const struct oci_resources *resour
   if (rc_cg_canonical(cgroup_path, &path, err) < 0) return -1;
   const struct rc_cg_layout *l = rc_cg_layout();
   if (l->n == 0) return rc_err(err, ENOENT, "cgroup %s: no cgroup hierarchy is mounted", path);
+  if (rc_cg_check_reserved(l, path, err) < 0) return -1;
   char *made[MAX_HIERS] = {0};
   char *orig[MAX_HIERS] = {0}; /* the pid's cgroups before, to move it back on failure */
   size_t joined = 0;

@@ -66,22 +66,44 @@ static const struct rc_cg_hier *v2_takes_cell_kernel(const struct rc_cg_layout *
   return v2 && rc_cg_find(l, "cpu") == v2 ? v2 : NULL;
 }
 
-/* The same namespace as ours (both stat()ed through /proc). */
-static bool same_ns(pid_t pid, const char *ns) {
+/* What a process listed in one of the cell kernel's cgroups is. */
+enum proc_kind {
+  PROC_GONE,        /* exited or exiting: its namespaces are gone (ENOENT) */
+  PROC_CELL_KERNEL, /* a cell kernel */
+  PROC_OTHER,       /* anything else, or what cannot be told */
+};
+
+/* The same namespace as ours (both stat()ed through /proc): PROC_CELL_KERNEL if so. */
+static enum proc_kind same_ns(pid_t pid, const char *ns) {
   char theirs[64], ours[64];
   snprintf(theirs, sizeof(theirs), "/proc/%d/ns/%s", (int)pid, ns);
   snprintf(ours, sizeof(ours), "/proc/self/ns/%s", ns);
   struct stat a, b;
-  return stat(theirs, &a) == 0 && stat(ours, &b) == 0 && a.st_dev == b.st_dev &&
-         a.st_ino == b.st_ino;
+  if (stat(theirs, &a) < 0) return errno == ENOENT || errno == ESRCH ? PROC_GONE : PROC_OTHER;
+  return stat(ours, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino ? PROC_CELL_KERNEL
+                                                                             : PROC_OTHER;
 }
 
 /* A cell kernel is a child of the runtime that never entered the container's namespaces:
  * the runtime's mount and pid namespaces tell it from a container process (whose are the
  * container's; one that shares both with the host has the host's cgroupfs to go anywhere
- * anyway). */
+ * anyway), and its name from a process of the host's in a cgroup of that name made by
+ * someone else (a foreign <cell>.runcell-parked). */
+static enum proc_kind proc_kind(pid_t pid) {
+  enum proc_kind k = same_ns(pid, "mnt");
+  if (k == PROC_CELL_KERNEL) k = same_ns(pid, "pid");
+  if (k != PROC_CELL_KERNEL) return k;
+  char file[64];
+  snprintf(file, sizeof(file), "/proc/%d/comm", (int)pid);
+  cleanup_free char *comm = NULL;
+  struct rc_error e;
+  if (rc_read_proc_file(file, 64, &comm, &e) < 0)
+    return e.code == ENOENT || e.code == ESRCH ? PROC_GONE : PROC_OTHER;
+  return strcmp(comm, CELLK_DIR "\n") == 0 ? PROC_CELL_KERNEL : PROC_OTHER;
+}
+
 static bool is_cell_kernel(pid_t pid) {
-  return same_ns(pid, "mnt") && same_ns(pid, "pid");
+  return proc_kind(pid) == PROC_CELL_KERNEL;
 }
 
 /* Appends the processes listed in dir/cgroup.procs; a missing directory has none. */
@@ -91,6 +113,69 @@ static void list_procs(const char *dir, const char *path, struct rc_cg_pid_list 
   struct rc_error ignore;
   (void)rc_cg_collect_pids(fd, path, out, 0, &ignore);
   close(fd);
+}
+
+/* Appends the processes of dir's own cgroup.procs, not of the cgroups below it. */
+static void list_own_procs(const char *dir, const char *path, struct rc_cg_pid_list *out) {
+  struct rc_cg_dir d = {.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .path = path};
+  if (d.fd < 0) return;
+  cleanup_free char *procs = NULL;
+  struct rc_error ignore;
+  int r = rc_cg_read(&d, "cgroup.procs", &procs, &ignore);
+  close(d.fd);
+  if (r < 0) return;
+  for (char *p = procs, *end;; p = end) {
+    long v = strtol(p, &end, 10);
+    if (end == p) break;
+    if (v <= 0) continue;
+    if (out->n == out->cap) {
+      out->cap = out->cap ? out->cap * 2 : 16;
+      out->v = rc_xrealloc(out->v, out->cap * sizeof(*out->v));
+    }
+    out->v[out->n++] = (pid_t)v;
+  }
+}
+
+/* Whether <cell>.runcell-parked (dir) is runcell's, or missing: it holds cell kernels only
+ * (or exiting ones: delete meets those, ending with their cell) and no cgroup below it.
+ * Its name is reserved (rc_cg_check_reserved), but a cgroup of that name made by someone
+ * else (another runtime's container) must never take the cell's cell kernels in, nor have
+ * its processes moved into the cell, killed or its directory removed with it. */
+static bool parked_is_ours(const char *dir, const char *path) {
+  DIR *d = opendir(dir);
+  if (!d) return errno == ENOENT;
+  bool ours = true;
+  struct dirent *de;
+  while (ours && (de = readdir(d)))
+    ours = de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+  closedir(d);
+  struct rc_cg_pid_list there = {0};
+  list_own_procs(dir, path, &there);
+  for (size_t i = 0; ours && i < there.n; i++) ours = proc_kind(there.v[i]) != PROC_OTHER;
+  free(there.v);
+  return ours;
+}
+
+/* Whether a path component is one of the names the cell kernel's cgroups use. */
+static bool reserved_name(const char *name, size_t len) {
+  size_t cl = strlen(CELLK_DIR), pl = strlen(PARKED_SUFFIX);
+  return (len == cl && memcmp(name, CELLK_DIR, cl) == 0) ||
+         (len >= pl && memcmp(name + len - pl, PARKED_SUFFIX, pl) == 0);
+}
+
+int rc_cg_check_reserved(const struct rc_cg_layout *l, const char *path, struct rc_error *err) {
+  if (!v2_takes_cell_kernel(l)) return 0; /* v1 and hybrid hosts use neither name */
+  for (const char *p = path; *p;) {
+    while (*p == '/') p++;
+    size_t len = strcspn(p, "/");
+    if (len && reserved_name(p, len))
+      return rc_err(err, EINVAL,
+                    "cgroup %s: \"%.*s\" is a name runcell keeps for the cell kernels of the "
+                    "cgroup beside or above it (" CELLK_DIR ", <cgroup>" PARKED_SUFFIX ")",
+                    path, (int)len, p);
+    p += len;
+  }
+  return 0;
 }
 
 int rc_cgroup_charge_cell_kernel(const char *cgroup_path, pid_t pid, struct rc_error *err) {
@@ -106,10 +191,16 @@ int rc_cgroup_charge_cell_kernel(const char *cgroup_path, pid_t pid, struct rc_e
   }
   const struct rc_cg_hier *v2 = v2_takes_cell_kernel(l);
   if (!v2) return joined;
-  /* Out of the OOM killer's reach before it is in the cell's memory cgroup. */
+  /* Out of the OOM killer's reach before it is in the cell's memory cgroup. Going below
+   * the runtime's own value takes CAP_SYS_RESOURCE in the initial user namespace (the
+   * kernel's __set_oom_adj: EACCES), which a runtime on a nested host lacks (root of an
+   * unprivileged LXD or Incus container): there it keeps the runtime's value and is
+   * charged all the same. The cell's OOM killer may then take it, which ends the cell's
+   * routed syscalls and views (the cell's own loss), where not charging it would let the
+   * cell spend CPU beyond its quota through it. */
   char file[64];
   snprintf(file, sizeof(file), "/proc/%d/oom_score_adj", (int)pid);
-  if (rc_write_proc_file(file, "-1000", 5, err) < 0)
+  if (rc_write_proc_file(file, "-1000", 5, err) < 0 && err->code != EACCES)
     return rc_err_wrap(err, "cgroup %s: keep the cell kernel from the cell's OOM killer", path);
   cleanup_free char *child = rc_xasprintf("%s/" CELLK_DIR, path);
   cleanup_free char *dir = rc_cg_hier_dir(v2, child);
@@ -147,21 +238,34 @@ int rc_cg_park_cell_kernels(const struct rc_cg_hier *v2, const char *path, bool 
   cleanup_free char *cellk_dir = rc_cg_hier_dir(v2, cellk);
   cleanup_free char *parked_dir = rc_cg_hier_dir(v2, parked);
   struct rc_cg_pid_list from = {0};
-  list_procs(park ? cellk_dir : parked_dir, path, &from);
+  /* parked: its own processes only (one of a foreign cgroup of that name below it is
+   * nobody's to move) */
+  if (park)
+    list_procs(cellk_dir, path, &from);
+  else
+    list_own_procs(parked_dir, path, &from);
   int ret = 0;
   if (park && from.n) {
-    if (mkdir(parked_dir, 0755) < 0 && errno != EEXIST)
-      ret = rc_err(err, errno, "cgroup %s: create %s for its cell kernels during the freeze", path,
-                   parked_dir);
+    if (mkdir(parked_dir, 0755) < 0) {
+      if (errno != EEXIST)
+        ret = rc_err(err, errno, "cgroup %s: create %s for its cell kernels during the freeze",
+                     path, parked_dir);
+      else if (!parked_is_ours(parked_dir, path))
+        ret = rc_err(err, EEXIST,
+                     "cgroup %s: %s, where its cell kernels wait out a freeze, exists and holds "
+                     "processes or cgroups that are not runcell's cell kernels",
+                     path, parked_dir);
+    }
   }
   for (size_t i = 0; ret == 0 && i < from.n; i++) {
-    /* Only cell kernels leave the cell (parked holds nothing else). */
-    if (park && !is_cell_kernel(from.v[i])) continue;
+    /* Only cell kernels leave the cell, and only they come back. */
+    if (!is_cell_kernel(from.v[i])) continue;
     if (rc_cg_write_pid(v2, park ? parked : cellk, path, from.v[i], err) < 0 && err->code != ESRCH)
       ret = rc_err_wrap(err, "%s the cell kernel %d", park ? "park" : "bring back", (int)from.v[i]);
   }
   free(from.v);
-  if (!park && ret == 0) (void)rmdir(parked_dir); /* gone, or busy with an exiting one */
+  /* gone, or busy with an exiting one; one that is not ours is left alone */
+  if (!park && ret == 0 && parked_is_ours(parked_dir, path)) (void)rmdir(parked_dir);
   return ret;
 }
 
@@ -212,7 +316,7 @@ int rc_cg_end_cell_kernels(const struct rc_cg_layout *l, const char *path, long 
     cleanup_free char *dir = rc_cg_hier_dir(h, path);
     kill_listed(dir, path);
   }
-  if (!v2) return 0;
+  if (!v2 || !parked_is_ours(parked_dir, path)) return 0; /* not the cell's: left alone */
   kill_listed(parked_dir, path);
   return remove_leaf(parked_dir, path, deadline, err);
 }

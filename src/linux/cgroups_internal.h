@@ -95,6 +95,10 @@ void rc_cg_drop_cell_kernels(const struct rc_cg_layout *l, const char *path,
 /* Around a v2 freeze of path: moves its cell kernels out of it (park) and back (unpark). */
 int rc_cg_park_cell_kernels(const struct rc_cg_hier *v2, const char *path, bool park,
                             struct rc_error *err);
+/* Refuses a container cgroup path with a component named as the cell kernel's cgroups
+ * are (runcell-cellk, *.runcell-parked) where they are used (a v2 cpu controller): such a
+ * cgroup would be another cell's, and its processes taken for that cell's cell kernels. */
+int rc_cg_check_reserved(const struct rc_cg_layout *l, const char *path, struct rc_error *err);
 /* For destroy: SIGKILLs the cell kernels charged to path once the container's own
  * processes are gone, and removes the cgroups only they use outside path's tree (until
  * deadline). */

@@ -7,7 +7,9 @@
 # of the gate's syscall instruction and of the cell kernel's data in runcell-xgate.
 set -u
 cleanup() {
-  for b in xgate notify native; do runcell delete --force xg-$b >/dev/null 2>&1; done
+  for b in xgate notify native nocap pk pk.runcell-parked pd; do
+    runcell delete --force xg-$b >/dev/null 2>&1
+  done
 }
 fail() {
   echo "FAIL: $*"
@@ -161,6 +163,85 @@ for b in xgate notify; do
   for p in $kpids; do alive $p && fail "$b: cell kernel $p outlived delete"; done
   echo "ok: $b: delete ended the cell kernels and removed their cgroups"
 done
+
+problems=""
+bad() { echo "BAD: $*"; problems="$problems; $*"; }
+soft() { [ "$2" = "$3" ] && echo "ok: $1: $2" || bad "$1: got '$2', want '$3'"; } # WHAT GOT WANT
+
+# A runtime without CAP_SYS_RESOURCE (a nested host: an unprivileged LXD or Incus
+# container, whose root has it only in its own user namespace): the cell kernel cannot
+# lower its oom_score_adj below the runtime's, and is still charged to its cell.
+NC="/srv/rootfs/bin/probe-static nocap-exec runcell --log /tmp/xg.log"
+adj=$(/srv/rootfs/bin/probe-static nocap-exec cat /proc/self/oom_score_adj)
+if ! $NC create --no-pivot --bundle /srv/bundles/notify xg-nocap; then
+  bad "create without CAP_SYS_RESOURCE: $(tail -1 /tmp/xg.log)"
+else
+  $NC start xg-nocap || fail "start without CAP_SYS_RESOURCE"
+  expect "views without CAP_SYS_RESOURCE" \
+    "$($NC exec xg-nocap sh -c "free -m | awk '/Mem:/ {print \$2}'")" "256"
+  K=/sys/fs/cgroup/runcell/xg-nocap/runcell-cellk
+  kpids=$(cat $K/cgroup.procs)
+  [ -n "$kpids" ] || fail "nocap: $K holds no process"
+  for p in $kpids; do
+    expect "nocap: cell kernel $p's oom_score_adj (the runtime's)" "$(cat /proc/$p/oom_score_adj)" "$adj"
+  done
+fi
+$R delete --force xg-nocap || fail "delete nocap"
+
+# <cell>.runcell-parked is the cell's only: a container cannot be named (or given a
+# cgroupsPath) so that its cgroup is that, nor runcell-cellk; and a cgroup of that name
+# that is not runcell's (made by hand here, with a process in a mount namespace of its
+# own) is never filled, emptied or removed by the cell's pause, resume or delete.
+CGA=/sys/fs/cgroup/runcell/xg-pk
+P=$CGA.runcell-parked
+$R create --no-pivot --bundle /srv/bundles/notify xg-pk || fail "create xg-pk"
+$R start xg-pk || fail "start xg-pk"
+if $R create --no-pivot --bundle /srv/bundles/native xg-pk.runcell-parked 2>/tmp/pk.err; then
+  bad "a container named xg-pk.runcell-parked was created: its cgroup is xg-pk's parked sibling"
+  $R delete --force xg-pk.runcell-parked
+else
+  echo "ok: xg-pk.runcell-parked refused: $(cat /tmp/pk.err)"
+fi
+[ -d $P ] && rmdir $P
+mkdir $P || fail "mkdir $P"
+unshare -m sleep 1000 &
+foreign=$!
+echo $foreign >$P/cgroup.procs || fail "move $foreign to $P"
+kpids=$(cat $CGA/runcell-cellk/cgroup.procs)
+if $R pause xg-pk 2>/tmp/pk.err; then
+  bad "pause went ahead with a foreign $P"
+  for p in $kpids; do grep -qx $p $P/cgroup.procs && bad "pause parked the cell kernel $p in the foreign $P"; done
+  $R resume xg-pk || bad "resume xg-pk"
+else
+  echo "ok: pause refused: $(cat /tmp/pk.err)"
+  expect "xg-pk not frozen after the refused pause" "$(grep frozen $CGA/cgroup.events)" "frozen 0"
+  expect "xg-pk state after the refused pause" "$($R state xg-pk | grep -o '"status": *"[a-z]*"' | tr -d ' ')" '"status":"running"'
+fi
+soft "the foreign process stays in $P" "$(cat $P/cgroup.procs)" "$foreign"
+soft "xg-pk's cell kernels stay in its runcell-cellk" "$(cat $CGA/runcell-cellk/cgroup.procs)" "$kpids"
+$R delete --force xg-pk || bad "delete xg-pk: $(tail -1 /tmp/xg.log)"
+alive $foreign || bad "delete xg-pk killed the foreign process $foreign"
+[ -d $P ] || bad "delete xg-pk removed the foreign $P"
+[ -d $CGA ] && bad "delete xg-pk left $CGA"
+kill $foreign 2>/dev/null
+wait $foreign 2>/dev/null
+[ -d $P ] && rmdir $P
+
+# delete --force of a paused cell: its cell kernels (parked outside it) end and both
+# cgroups go
+CG=/sys/fs/cgroup/runcell/xg-pd
+$R create --no-pivot --bundle /srv/bundles/notify xg-pd || fail "create xg-pd"
+$R start xg-pd || fail "start xg-pd"
+kpids=$(cat $CG/runcell-cellk/cgroup.procs)
+$R pause xg-pd || fail "pause xg-pd"
+soft "xg-pd: cell kernels parked" "$(cat $CG.runcell-parked/cgroup.procs)" "$kpids"
+$R delete --force xg-pd || bad "delete --force of the paused xg-pd: $(tail -1 /tmp/xg.log)"
+[ -d $CG ] && bad "delete --force of the paused xg-pd left $CG"
+[ -d $CG.runcell-parked ] && bad "delete --force of the paused xg-pd left $CG.runcell-parked"
+for p in $kpids; do alive $p && bad "xg-pd: cell kernel $p outlived delete --force while paused"; done
+
+[ -z "$problems" ] || fail "${problems#; }"
+echo "ok: the parked sibling is the cell's only; delete --force while paused"
 
 for b in xgate notify native; do
   $R delete --force xg-$b || fail "delete $b"

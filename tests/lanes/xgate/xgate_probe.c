@@ -25,7 +25,9 @@
  *                         it whatever the CPU (the lane's emulated CPU has no XSAVEC)
  *   neutralized           in the executable mappings of the dynamic loader and libc:
  *                         "xrstor=N wrpkru=N ud2=N" (XRSTOR (%rsp)-relative and WRPKRU
- *                         byte sequences left, and UD2s standing in their place) */
+ *                         byte sequences left, and UD2s standing in their place)
+ *   nocap-exec PROG ARGS  (outside a cell) runs PROG without CAP_SYS_RESOURCE, as a runtime
+ *                         in a nested host without it (an unprivileged LXD container) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/wait.h>
@@ -262,6 +265,15 @@ int main(int argc, char **argv) {
       }
     }
     printf("xrstor=%ld wrpkru=%ld ud2=%ld\n", xrstor, wrpkru, ud2);
+  } else if (!strcmp(cmd, "nocap-exec") && argc > 2) {
+    /* out of the bounding set: root's exec then gets every capability but this one */
+    if (prctl(PR_CAPBSET_DROP, 24 /* CAP_SYS_RESOURCE */, 0, 0, 0) < 0) {
+      printf("capbset errno %d\n", errno);
+      return 1;
+    }
+    execvp(argv[2], argv + 2);
+    printf("execvp errno %d\n", errno);
+    return 1;
   } else if (!strcmp(cmd, "exec-self")) {
     char *args[] = {argv[0], "views", NULL};
     execv("/proc/self/exe", args);
