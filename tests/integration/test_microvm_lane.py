@@ -117,6 +117,8 @@ def scenarios():
         "security": security_bundle(),
         "security-wait": security_bundle("wait"),
         "hostile-image": hostile_image_bundle(),
+        "devnodes": devnodes_bundle(mount_dev=True),
+        "devnodes-imgdev": devnodes_bundle(mount_dev=False),
         "forkbomb": forkbomb_bundle(),
         # hooks.sh: createContainer and startContainer hooks, and one that fails
         "hooks": hooks_bundle(fail_start=False),
@@ -211,6 +213,55 @@ def hostile_image_bundle():
     spec["mounts"] = copy.deepcopy(spec["mounts"]) + [
         {"destination": "/escape/etc/escaped", "type": "tmpfs", "source": "tmpfs",
          "options": ["size=1m"]}]
+    return spec
+
+
+DEVNODES_PROBE = (
+    # the guest's disk numbers; the nodes device-nodes.sh plants guess them (254, 253, 252)
+    "echo vda:$(cat /sys/block/vda/dev); "
+    "for n in /tmp/vda* /dev/vda* /vol/vda*; do [ -e $n ] || continue; "
+    "  head -c 1 $n >/dev/null 2>&1 && echo opened:$n || echo refused:$n; done; "
+    "for n in /tmp/kmsg /dev/kmsg /vol/kmsg; do [ -e $n ] || continue; "
+    "  echo probe >$n 2>/dev/null && echo opened:$n || echo refused:$n; done; "
+    # what a root workload makes itself with CAP_MKNOD (containerd's default capabilities
+    # have it; the bundle adds it to runc's)
+    "maj=$(cut -d: -f1 /sys/block/vda/dev); "
+    "mknod /tmp/made b $maj 0 && { head -c 1 /tmp/made >/dev/null 2>&1 "
+    "  && echo opened:made-tmp || echo refused:made-tmp; }; "
+    "mknod /dev/made b $maj 0 && { head -c 1 /dev/made >/dev/null 2>&1 "
+    "  && echo opened:made-dev || echo refused:made-dev; }; "
+    # what runc allows keeps working
+    "[ \"$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')\" = 00000000 ] && echo ok:zero; "
+    "echo x >/dev/null && [ -z \"$(cat /dev/null)\" ] && echo ok:null; "
+    "[ $(head -c 16 /dev/urandom | wc -c) = 16 ] && echo ok:urandom; "
+    "[ $(head -c 16 /dev/random | wc -c) = 16 ] && echo ok:random; "
+    "echo x 2>/dev/null >/dev/full || echo ok:full; "
+    "echo via-dev-tty >/dev/tty && echo ok:tty; "
+    "echo pts:$(tty); "
+    "echo x >/dev/shm/f && echo ok:shm; "
+    "[ -e /dev/fuse ] && echo fuse:present || echo fuse:absent; "
+    "echo done")
+
+
+def devnodes_bundle(mount_dev):
+    """device-nodes.sh: an image (/srv/rootfs-devnodes, which the script makes, since the
+    lane's initramfs carries no device nodes) with block and char nodes outside /dev, in
+    its /dev and in a volume bound with an explicit "dev"; with a terminal, runc's /dev
+    mounts and a linux.devices entry, or (mount_dev False) without the /dev tmpfs, so the
+    image's /dev is the container's."""
+    spec = bundle_config(["sh", "-c", DEVNODES_PROBE])
+    spec["root"] = {"path": "/srv/rootfs-devnodes", "readonly": False}
+    spec["process"]["terminal"] = True
+    mounts = [m for m in spec["mounts"] if mount_dev or m["destination"] != "/dev"]
+    spec["mounts"] = copy.deepcopy(mounts) + [
+        {"destination": "/vol", "type": "bind", "source": "/srv/devnodes-vol",
+         "options": ["rbind", "dev"]}]
+    spec["process"] = copy.deepcopy(spec["process"])
+    for caps in spec["process"]["capabilities"].values():
+        caps.append("CAP_MKNOD")
+    spec["linux"] = copy.deepcopy(spec["linux"])
+    spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                 "fileMode": 0o666, "uid": 0, "gid": 0}]
     return spec
 
 

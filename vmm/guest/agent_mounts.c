@@ -2,7 +2,9 @@
  * the container can write, and mount points can be made), the extra disks under
  * /run/volumes/<n>, then the OCI mounts inside the new root. Destinations are resolved
  * inside the root with openat2(RESOLVE_IN_ROOT), so a symlink in the image cannot send a
- * mount outside it; the mount goes onto the resolved fd through /proc/self/fd. */
+ * mount outside it; the mount goes onto the resolved fd through /proc/self/fd. Every mount
+ * of the container is nodev but devpts and the default device nodes bound into its /dev:
+ * the guest kernel has no device cgroup, so this is what keeps runc's device list. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,9 @@
 
 #define LOWER_DIR "/run/lower"
 #define OVERLAY_DIR "/run/overlay"
+/* The agent's own device nodes (outside the container's root), bound one by one into the
+ * container's /dev: the only mount of the container that allows device nodes. */
+#define DEVICES_DIR "/run/devices"
 
 static int mkdir_guest(const char *path, struct rc_error *err) {
   if (mkdir(path, 0755) < 0 && errno != EEXIST) return rc_err(err, errno, "mkdir %s", path);
@@ -62,7 +67,9 @@ static int mount_disk(const char *spec, const char *fstype, bool read_only, cons
   char dev[300];
   if (find_device(spec, dev, sizeof(dev), err) < 0) return -1;
   if (mkdir_guest(dir, err) < 0) return -1;
-  if (mount(dev, dir, fstype, read_only ? MS_RDONLY : 0, NULL) < 0)
+  /* nodev: a node in the image would name a device of the guest (its disks among them);
+   * the guest kernel has no device cgroup to stop it as runc's rules would */
+  if (mount(dev, dir, fstype, MS_NODEV | (read_only ? MS_RDONLY : 0), NULL) < 0)
     return rc_err(err, errno, "mount %s (%s) on %s", dev, fstype, dir);
   return 0;
 }
@@ -75,7 +82,9 @@ static int mount_root(const struct agent_config *cfg, struct rc_error *err) {
   if (mkdir_guest(OVERLAY_DIR "/upper", err) < 0 || mkdir_guest(OVERLAY_DIR "/work", err) < 0 ||
       mkdir_guest(AGENT_ROOT_DIR, err) < 0)
     return -1;
-  if (mount("overlay", AGENT_ROOT_DIR, "overlay", 0,
+  /* nodev is what stops the image's device nodes (and any the workload makes with
+   * CAP_MKNOD): the open is checked against the overlay's mount, not the layers' */
+  if (mount("overlay", AGENT_ROOT_DIR, "overlay", MS_NODEV,
             "lowerdir=" LOWER_DIR ",upperdir=" OVERLAY_DIR "/upper,workdir=" OVERLAY_DIR
             "/work") < 0)
     return rc_err(err, errno, "mount the overlay on %s", AGENT_ROOT_DIR);
@@ -275,6 +284,12 @@ static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error
   if (parse_options(m, &mf, err) < 0) return -1;
   bool is_dir = true;
   const char *type = m->type;
+  /* Every mount of the container is nodev, whatever the bundle asks ("dev" included): the
+   * guest has no device cgroup, so a node on a dev-allowed mount (one a volume's image
+   * carries, or one a root workload makes with CAP_MKNOD on a tmpfs) would open a device
+   * of the guest, its disks included. The default devices are bound in one by one
+   * (make_default_devices). devpts keeps its nodes: they are the ptys it makes itself. */
+  if (strcmp(type, "devpts") != 0) mf.flags |= MS_NODEV;
   if (mf.bind) {
     struct stat st;
     if (m->source[0] != '/')
@@ -335,14 +350,95 @@ static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error
   return 0;
 }
 
-/* The device nodes every container has (as runc makes them), made in the container's /dev
- * unless the image or a mount already has them. */
+/* The device nodes every container has (runc's default list). They are made once in
+ * DEVICES_DIR, a tmpfs of the agent's that allows device nodes, and each is bound onto its
+ * path in the container's /dev: every other mount of the container is nodev, so these are
+ * the only nodes the workload can open (what runc's device cgroup allows; the guest kernel
+ * has none). */
+static const struct {
+  const char *name;
+  unsigned major, minor;
+} default_devices[] = {{"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+                       {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+
+static int make_device_nodes(struct rc_error *err) {
+  if (mkdir_guest(DEVICES_DIR, err) < 0) return -1;
+  if (mount("tmpfs", DEVICES_DIR, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") < 0)
+    return rc_err(err, errno, "mount tmpfs on %s", DEVICES_DIR);
+  /* mknod obeys the umask; the nodes are meant for everyone */
+  mode_t old = umask(0);
+  for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]); i++) {
+    char path[64];
+    snprintf(path, sizeof(path), DEVICES_DIR "/%s", default_devices[i].name);
+    if (mknod(path, S_IFCHR | 0666, makedev(default_devices[i].major, default_devices[i].minor)) <
+        0) {
+      int e = errno;
+      umask(old);
+      return rc_err(err, e, "mknod %s", path);
+    }
+  }
+  umask(old);
+  return 0;
+}
+
+static int mount_id_of(int fd, uint64_t *id) {
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0) return -1;
+  if (!(stx.stx_mask & STATX_MNT_ID)) {
+    errno = ENOSYS;
+    return -1;
+  }
+  *id = stx.stx_mnt_id;
+  return 0;
+}
+
+/* Binds the agent's node NAME onto /dev/NAME of the container. An entry the config mounted
+ * there (a bind mount: its own mount), a directory or a symlink is left as it is, as runc
+ * leaves it; any other entry (the image's own node or file, when the bundle does not mount
+ * /dev) is covered, and a missing one gets an empty file to cover. */
+static int bind_device(int rootfd, int dev, uint64_t dev_mnt, const char *name,
+                       struct rc_error *err) {
+  char path[64];
+  snprintf(path, sizeof(path), "/dev/%s", name);
+  int fd = agent_open_in_root(rootfd, path, O_PATH | O_NOFOLLOW);
+  if (fd < 0 && errno == ENOENT) {
+    if (mknodat(dev, name, S_IFREG | 0644, 0) < 0 && errno != EEXIST)
+      return rc_err(err, errno, "create %s in the container root", path);
+    fd = agent_open_in_root(rootfd, path, O_PATH | O_NOFOLLOW);
+  }
+  if (fd < 0) return rc_err(err, errno, "open %s in the container root", path);
+  struct stat st;
+  uint64_t mnt;
+  if (fstat(fd, &st) < 0 || mount_id_of(fd, &mnt) < 0) {
+    int e = errno;
+    close(fd);
+    return rc_err(err, e, "stat %s in the container root", path);
+  }
+  if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode) || mnt != dev_mnt) {
+    close(fd);
+    return 0;
+  }
+  char source[64], target[64];
+  snprintf(source, sizeof(source), DEVICES_DIR "/%s", name);
+  snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
+  int r = mount(source, target, NULL, MS_BIND, NULL);
+  int e = errno;
+  close(fd);
+  if (r < 0) return rc_err(err, e, "bind %s onto %s in the container root", source, path);
+  /* as runc's /dev tmpfs: nosuid, noexec (the remount names the new mount: resolve again) */
+  fd = agent_open_in_root(rootfd, path, O_PATH | O_NOFOLLOW);
+  if (fd < 0) return rc_err(err, errno, "reopen %s in the container root", path);
+  snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
+  r = mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC, NULL);
+  e = errno;
+  close(fd);
+  if (r < 0) return rc_err(err, e, "remount %s in the container root", path);
+  return 0;
+}
+
+/* The default devices and runc's /dev links, in the container's /dev: the bundle's /dev
+ * mount (usually a tmpfs), or else the image's own /dev (made when the image has none). */
 static int make_default_devices(int rootfd, struct rc_error *err) {
-  static const struct {
-    const char *name;
-    unsigned major, minor;
-  } devices[] = {{"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
-                 {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
   static const struct {
     const char *name, *target;
   } links[] = {{"fd", "/proc/self/fd"},
@@ -350,6 +446,7 @@ static int make_default_devices(int rootfd, struct rc_error *err) {
                {"stdout", "/proc/self/fd/1"},
                {"stderr", "/proc/self/fd/2"},
                {"ptmx", "pts/ptmx"}};
+  if (make_device_nodes(err) < 0) return -1;
   int dev = agent_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
   if (dev < 0 && errno == ENOENT) {
     if (mkdirat(rootfd, "dev", 0755) < 0 && errno != EEXIST)
@@ -357,16 +454,16 @@ static int make_default_devices(int rootfd, struct rc_error *err) {
     dev = agent_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
   }
   if (dev < 0) return rc_err(err, errno, "open /dev in the container root");
-  for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
-    dev_t d = makedev(devices[i].major, devices[i].minor);
-    /* mknod obeys the umask; the nodes are meant for everyone */
-    mode_t old = umask(0);
-    int r = mknodat(dev, devices[i].name, S_IFCHR | 0666, d);
+  uint64_t dev_mnt;
+  if (mount_id_of(dev, &dev_mnt) < 0) {
     int e = errno;
-    umask(old);
-    if (r < 0 && e != EEXIST) {
+    close(dev);
+    return rc_err(err, e, "stat /dev in the container root");
+  }
+  for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]); i++) {
+    if (bind_device(rootfd, dev, dev_mnt, default_devices[i].name, err) < 0) {
       close(dev);
-      return rc_err(err, e, "mknod /dev/%s in the container root", devices[i].name);
+      return -1;
     }
   }
   for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
@@ -406,7 +503,7 @@ int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f) 
   /* the overlay let the mount points be made; now the root becomes what the config says */
   f->stage = AGENT_STAGE_ROOTFS;
   if (cfg->rootfs_read_only &&
-      mount(NULL, AGENT_ROOT_DIR, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+      mount(NULL, AGENT_ROOT_DIR, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV, NULL) < 0)
     return rc_err(&f->err, errno, "remount the container root read-only");
   return 0;
 }
