@@ -355,7 +355,9 @@ def build_hostile_agents(build_dir, out):
 
 # Test helpers the lane's scripts run (static: the lane guest has busybox and little else).
 LANE_HELPERS = {"console-receiver": "tests/helpers/console_receiver.c",
-                "subreaper": "tests/helpers/subreaper.c"}
+                "subreaper": "tests/helpers/subreaper.c",
+                # chroot-escape.sh copies it into a rootfs of its own
+                "chroot-escape": "tests/lanes/microvm-tests/chroot_escape.c"}
 
 
 def build_lane_helpers(out):
@@ -418,6 +420,7 @@ def microvm_lane(runcell_bin, tmp_path_factory):
             (hostile, "/srv/hostile"),
             (helpers / "console-receiver", "/usr/local/bin/console-receiver"),
             (helpers / "subreaper", "/usr/local/bin/subreaper"),
+            (helpers / "chroot-escape", "/usr/local/bin/chroot-escape"),
             (guest, "/srv/guest"), (rootfs, "/srv/rootfs"), (rootfs_big, "/srv/rootfs-big"),
             (rootfs_hostile, "/srv/rootfs-hostile"), (bundles, "/srv/bundles"),
             (bindsrc, "/srv/bindsrc"), (TESTS_DIR, "/srv/microvm-tests"),
