@@ -13,6 +13,10 @@
 
 #include "runcell/error.h"
 
+/* A cell kernel's process name (comm): how runcell's cgroup code tells one apart, and
+ * what `ps` on the host shows. */
+#define RC_CELL_KERNEL_NAME "runcell-cellk"
+
 /* What a cell kernel serves; -1 for what it does not. */
 struct rc_cell_kernel_fds {
   int listener; /* a gate's seccomp listener */

@@ -601,7 +601,7 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
       at[i] = moved[i] >= 0 ? 3 + i : -1;
       if (at[i] < 0) close(3 + i);
     }
-    prctl(PR_SET_NAME, "runcell-cellk");
+    prctl(PR_SET_NAME, RC_CELL_KERNEL_NAME);
     /* The CPU it spends answering the cell is the cell's: it joins the cell's cgroups
      * (rc_cgroup_charge_cell_kernel), with every thread it needs already started. A
      * failure is the create's or exec's (the errno in the status), not a limit quietly

@@ -1086,15 +1086,11 @@ const struct rc_cg_hier *rc_cg_procs_hier(const struct rc_cg_layout *l) {
   return h ? h : (l->n ? &l->hiers[0] : NULL);
 }
 
-int rc_cg_collect_pids(int dirfd, const char *path, struct rc_cg_pid_list *out, int depth,
-                       struct rc_error *err) {
-  if (depth > 64) return rc_err(err, ELOOP, "cgroup %s: nested too deep", path);
+int rc_cg_read_own_pids(int dirfd, const char *path, struct rc_cg_pid_list *out,
+                        struct rc_error *err) {
   struct rc_cg_dir d = {.fd = dirfd, .path = path};
   cleanup_free char *procs = NULL;
-  if (rc_cg_read(&d, "cgroup.procs", &procs, err) < 0) {
-    /* a child removed while we walk is simply gone */
-    return err->code == ENOENT && depth > 0 ? 0 : -1;
-  }
+  if (rc_cg_read(&d, "cgroup.procs", &procs, err) < 0) return -1;
   for (char *p = procs; *p;) {
     char *end;
     long v = strtol(p, &end, 10);
@@ -1108,6 +1104,16 @@ int rc_cg_collect_pids(int dirfd, const char *path, struct rc_cg_pid_list *out, 
     }
     p = end;
     while (*p == '\n' || *p == ' ') p++;
+  }
+  return 0;
+}
+
+int rc_cg_collect_pids(int dirfd, const char *path, struct rc_cg_pid_list *out, int depth,
+                       struct rc_error *err) {
+  if (depth > 64) return rc_err(err, ELOOP, "cgroup %s: nested too deep", path);
+  if (rc_cg_read_own_pids(dirfd, path, out, err) < 0) {
+    /* a child removed while we walk is simply gone */
+    return err->code == ENOENT && depth > 0 ? 0 : -1;
   }
   int copy = dup(dirfd); /* fdopendir takes the fd over; keep the caller's */
   if (copy < 0) return rc_err(err, errno, "cgroup %s: dup", path);

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "cgroups_internal.h"
+#include "runcell/cell_kernel.h"
 #include "runcell/process_attrs.h"
 #include "runcell/util.h"
 
@@ -99,7 +100,7 @@ static enum proc_kind proc_kind(pid_t pid) {
   struct rc_error e;
   if (rc_read_proc_file(file, 64, &comm, &e) < 0)
     return e.code == ENOENT || e.code == ESRCH ? PROC_GONE : PROC_OTHER;
-  return strcmp(comm, CELLK_DIR "\n") == 0 ? PROC_CELL_KERNEL : PROC_OTHER;
+  return strcmp(comm, RC_CELL_KERNEL_NAME "\n") == 0 ? PROC_CELL_KERNEL : PROC_OTHER;
 }
 
 static bool is_cell_kernel(pid_t pid) {
@@ -117,23 +118,9 @@ static void list_procs(const char *dir, const char *path, struct rc_cg_pid_list 
 
 /* Appends the processes of dir's own cgroup.procs, not of the cgroups below it. */
 static void list_own_procs(const char *dir, const char *path, struct rc_cg_pid_list *out) {
-  struct rc_cg_dir d = {.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .path = path};
-  if (d.fd < 0) return;
-  cleanup_free char *procs = NULL;
+  cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   struct rc_error ignore;
-  int r = rc_cg_read(&d, "cgroup.procs", &procs, &ignore);
-  close(d.fd);
-  if (r < 0) return;
-  for (char *p = procs, *end;; p = end) {
-    long v = strtol(p, &end, 10);
-    if (end == p) break;
-    if (v <= 0) continue;
-    if (out->n == out->cap) {
-      out->cap = out->cap ? out->cap * 2 : 16;
-      out->v = rc_xrealloc(out->v, out->cap * sizeof(*out->v));
-    }
-    out->v[out->n++] = (pid_t)v;
-  }
+  if (fd >= 0) (void)rc_cg_read_own_pids(fd, path, out, &ignore);
 }
 
 /* Whether <cell>.runcell-parked (dir) is runcell's, or missing: it holds cell kernels only

@@ -81,6 +81,9 @@ struct rc_cg_pid_list {
   pid_t *v;
   size_t n, cap;
 };
+/* Appends the processes of the cgroup open at dirfd (its own cgroup.procs) only. */
+int rc_cg_read_own_pids(int dirfd, const char *path, struct rc_cg_pid_list *out,
+                        struct rc_error *err);
 /* Appends the processes of the cgroup open at dirfd and of every cgroup below it (depth:
  * 0 at the container's own). */
 int rc_cg_collect_pids(int dirfd, const char *path, struct rc_cg_pid_list *out, int depth,

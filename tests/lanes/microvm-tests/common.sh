@@ -47,6 +47,19 @@ nothing_left() {
   return 0
 }
 
+# kill_and_delete ID: SIGKILL, wait (30 s at most) for "stopped", delete, nothing_left
+kill_and_delete() {
+  runcell kill "$1" KILL || fail "kill $1"
+  n=0
+  until runcell state "$1" | grep -q '"status": "stopped"'; do
+    n=$((n + 1))
+    [ $n -lt 300 ] || fail "$1 did not stop"
+    sleep 0.1
+  done
+  runcell delete "$1" || fail "delete $1"
+  nothing_left "$1"
+}
+
 # bounded SECONDS ID COMMAND...: runs COMMAND (a runcell command on container ID) with its
 # own deadline. A command still running then is a hang to diagnose, not a reason to hold
 # the whole lane until its deadline: every thread of the container's runcell processes is

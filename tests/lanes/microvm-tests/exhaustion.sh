@@ -51,10 +51,4 @@ expect_contains "dd's error" "$out" "No space left on device"
 runcell exec mv-bomb rm /fill || fail "rm /fill"
 expect_eq "exec after the full disk" "$(runcell exec mv-bomb echo still-here)" "still-here"
 
-runcell kill mv-bomb KILL || fail "kill"
-n=0
-until runcell state mv-bomb | grep -q '"status": "stopped"'; do
-  n=$((n + 1)); [ $n -lt 100 ] || fail "the container did not stop"; sleep 0.2
-done
-runcell delete mv-bomb || fail "delete"
-nothing_left mv-bomb
+kill_and_delete mv-bomb

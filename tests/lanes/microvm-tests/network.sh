@@ -82,14 +82,7 @@ got=$(get mvpeer 10.200.0.2 8080)
 expect_eq "page after the refused second microVM" "$got" "inside-the-microvm"
 
 # delete: no tap, no filter, no ingress qdisc left in the namespace
-runcell kill mv-net KILL
-i=0
-while ! runcell state mv-net | grep -q '"status": "stopped"' && [ $i -lt 100 ]; do
-  sleep 0.1
-  i=$((i + 1))
-done
-runcell delete mv-net || fail "delete"
-nothing_left mv-net
+kill_and_delete mv-net
 $ip -n mvnet link show tap0_runcell >/dev/null 2>&1 && fail "tap left after delete"
 expect_eq "tc filters after delete" "$($tc -n mvnet filter show dev eth0 ingress)" ""
 case $($tc -n mvnet qdisc show dev eth0) in *ingress*) fail "ingress qdisc left after delete" ;; esac

@@ -99,12 +99,4 @@ expect_contains "the created refusal" "$err" "before it is started"
 runcell delete --force "$id-created" || fail "delete $id-created"
 nothing_left "$id-created"
 
-runcell kill "$id" KILL || fail "kill"
-n=0
-until runcell state "$id" | grep -q '"status": "stopped"'; do
-  n=$((n + 1))
-  [ $n -lt 300 ] || fail "the container did not stop"
-  sleep 0.1
-done
-runcell delete "$id" || fail "delete"
-nothing_left "$id"
+kill_and_delete "$id"

@@ -66,12 +66,4 @@ done
 echo "guest MemTotal after update --memory 512M: $big kB"
 [ "$big" -gt $((small + 200 * 1024)) ] || fail "MemTotal did not grow back ($small -> $big kB)"
 
-runcell kill "$id" KILL || fail "kill"
-n=0
-until runcell state "$id" | grep -q '"status": "stopped"'; do
-  n=$((n + 1))
-  [ $n -lt 300 ] || fail "the container did not stop"
-  sleep 0.1
-done
-runcell delete "$id" || fail "delete"
-nothing_left "$id"
+kill_and_delete "$id"
