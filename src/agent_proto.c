@@ -511,6 +511,17 @@ int agent_encode_config(struct agent_msg *m, const struct agent_config *cfg, str
   agent_put_u32(m, sec->seccomp_flags);
   agent_put_u32(m, sec->seccomp_bpf ? sec->seccomp_bpf_len : 0);
   if (sec->seccomp_bpf) agent_put_bytes(m, sec->seccomp_bpf, sec->seccomp_bpf_len);
+  agent_put_u32(m, cfg->n_devices);
+  for (uint32_t i = 0; i < cfg->n_devices; i++) {
+    const struct agent_device *d = &cfg->devices[i];
+    agent_put_str(m, d->path);
+    agent_put_u8(m, d->type);
+    agent_put_u32(m, d->major);
+    agent_put_u32(m, d->minor);
+    agent_put_u32(m, d->mode);
+    agent_put_u32(m, d->uid);
+    agent_put_u32(m, d->gid);
+  }
   if (agent_msg_end(m, err) < 0) return rc_err_wrap(err, "container config");
   return 0;
 }
@@ -729,6 +740,29 @@ static void get_privileges(struct agent_cursor *c, struct agent_privileges *p) {
   p->no_new_privs = get_bool(c);
 }
 
+/* linux.devices: {str path, u8 type, u32 major, u32 minor, u32 mode, u32 uid, u32 gid}
+ * each, so at least 25 bytes. */
+static void get_devices(struct agent_cursor *c, struct agent_config *cfg) {
+  uint32_t n = get_count(c, 25, AGENT_MAX_DEVICES);
+  if (c->bad) return;
+  cfg->devices = calloc((size_t)n + 1, sizeof(*cfg->devices));
+  if (!cfg->devices) {
+    c->bad = true;
+    return;
+  }
+  for (uint32_t i = 0; i < n && !c->bad; i++) {
+    struct agent_device *d = &cfg->devices[i];
+    cfg->n_devices = i + 1;
+    d->path = agent_get_str(c, AGENT_MAX_DEVICE_PATH);
+    d->type = agent_get_u8(c);
+    d->major = agent_get_u32(c);
+    d->minor = agent_get_u32(c);
+    d->mode = agent_get_u32(c);
+    d->uid = agent_get_u32(c);
+    d->gid = agent_get_u32(c);
+  }
+}
+
 /* Decodes into cfg (already zeroed); frees nothing on failure (the caller does). */
 static void decode_config_fields(struct agent_cursor *c, struct agent_config *cfg) {
   cfg->args = get_str_array(c, 65536, &cfg->n_args);
@@ -793,14 +827,17 @@ static void decode_config_fields(struct agent_cursor *c, struct agent_config *cf
   sec->oom_score_adj = (int32_t)agent_get_u32(c);
   sec->seccomp_flags = agent_get_u32(c);
   n = get_count(c, 1, AGENT_MAX_BPF_INSNS * 8);
-  if (c->bad || n == 0) return;
-  sec->seccomp_bpf = malloc(n);
-  if (!sec->seccomp_bpf) {
-    c->bad = true;
-    return;
+  if (c->bad) return;
+  if (n > 0) {
+    sec->seccomp_bpf = malloc(n);
+    if (!sec->seccomp_bpf) {
+      c->bad = true;
+      return;
+    }
+    sec->seccomp_bpf_len = n;
+    for (uint32_t i = 0; i < n; i++) sec->seccomp_bpf[i] = agent_get_u8(c);
   }
-  sec->seccomp_bpf_len = n;
-  for (uint32_t i = 0; i < n; i++) sec->seccomp_bpf[i] = agent_get_u8(c);
+  get_devices(c, cfg);
 }
 
 int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
@@ -886,6 +923,54 @@ static int validate_rlimits(const char *what, const struct agent_rlimit *rl, uin
   return 0;
 }
 
+/* A device path the agent can make: "/dev/" and then plain components (none empty, "."
+ * or ".."), so that it names one place in the container's /dev however it is resolved,
+ * and two entries for one node cannot hide behind different spellings. */
+static const char *device_path_problem(const char *path) {
+  if (!path || strncmp(path, "/dev/", 5) != 0) return "is not under /dev";
+  if (strlen(path) > AGENT_MAX_DEVICE_PATH) return "is too long";
+  for (const char *p = path + 5;;) {
+    size_t n = strcspn(p, "/");
+    if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+      return "is not a normalized path (an empty, \".\" or \"..\" component)";
+    if (n > 255) return "has a component longer than NAME_MAX";
+    if (p[n] == '\0') return NULL;
+    p += n + 1;
+  }
+}
+
+static int validate_devices(const struct agent_config *cfg, struct rc_error *err) {
+  if (cfg->n_devices > AGENT_MAX_DEVICES)
+    return rc_err(err, EINVAL, "config: more than %u devices", AGENT_MAX_DEVICES);
+  if (cfg->n_devices && !cfg->devices) return rc_err(err, EINVAL, "config: devices missing");
+  for (uint32_t i = 0; i < cfg->n_devices; i++) {
+    const struct agent_device *d = &cfg->devices[i];
+    const char *problem = device_path_problem(d->path);
+    if (problem)
+      return rc_err(err, EINVAL, "config: device %u path \"%s\" %s", i, d->path ? d->path : "",
+                    problem);
+    if (d->type != 'c' && d->type != 'u' && d->type != 'b' && d->type != 'p')
+      return rc_err(err, EINVAL, "config: device %s: unknown type 0x%02x (not c, u, b or p)",
+                    d->path, d->type);
+    if (d->type == 'p' && (d->major || d->minor))
+      return rc_err(err, EINVAL, "config: device %s: a FIFO has no device number (%u:%u)", d->path,
+                    d->major, d->minor);
+    if (d->major > AGENT_MAX_DEVICE_MAJOR || d->minor > AGENT_MAX_DEVICE_MINOR)
+      return rc_err(err, EINVAL, "config: device %s: number %u:%u beyond the kernel's %u:%u",
+                    d->path, d->major, d->minor, AGENT_MAX_DEVICE_MAJOR, AGENT_MAX_DEVICE_MINOR);
+    if (d->mode > 07777)
+      return rc_err(err, EINVAL, "config: device %s: mode 0%o is more than permission bits",
+                    d->path, d->mode);
+    if (d->uid == UINT32_MAX || d->gid == UINT32_MAX)
+      return rc_err(err, EINVAL, "config: device %s: owner %u:%u (-1 would leave it unchanged)",
+                    d->path, d->uid, d->gid);
+    for (uint32_t j = 0; j < i; j++)
+      if (strcmp(cfg->devices[j].path, d->path) == 0)
+        return rc_err(err, EINVAL, "config: device %s listed twice", d->path);
+  }
+  return 0;
+}
+
 int agent_config_validate(const struct agent_config *cfg, struct rc_error *err) {
   if (!cfg->args || cfg->n_args == 0 || !cfg->args[0] || cfg->args[0][0] == '\0')
     return rc_err(err, EINVAL, "config: process.args is empty");
@@ -926,7 +1011,8 @@ int agent_config_validate(const struct agent_config *cfg, struct rc_error *err) 
       if (!m->options || !m->options[j])
         return rc_err(err, EINVAL, "config: mount %u option %u missing", i, j);
   }
-  return validate_security(&cfg->security, err);
+  if (validate_security(&cfg->security, err) < 0) return -1;
+  return validate_devices(cfg, err);
 }
 
 void agent_config_free(struct agent_config *cfg) {
@@ -958,6 +1044,10 @@ void agent_config_free(struct agent_config *cfg) {
       free_str_array(cfg->mounts[i].options);
     }
     free(cfg->mounts);
+  }
+  if (cfg->devices) {
+    for (uint32_t i = 0; i < cfg->n_devices; i++) free(cfg->devices[i].path);
+    free(cfg->devices);
   }
   free(cfg);
 }

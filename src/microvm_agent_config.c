@@ -1,4 +1,4 @@
-/* The CONFIG a microVM's agent gets: the OCI process and mounts as the guest makes them.
+/* The CONFIG a microVM's agent gets: the OCI process, mounts and devices as the guest makes them.
  * Bind mounts' sources become paths on the volumes (the disks holding their snapshots);
  * every other mount is passed through for the agent to make inside the guest. */
 #include "runcell/microvm_agent_config.h"
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "linux/rootfs_internal.h"
 #include "runcell/process_attrs.h"
 #include "runcell/util.h"
 
@@ -60,6 +61,47 @@ static int security(const struct oci_config *cfg, struct agent_security *sec,
   return 0;
 }
 
+/* The kernel's dev_t cannot hold a number this large; passed on as the largest u32, it
+ * fails the CONFIG's validation by name instead of wrapping into another device. */
+static uint32_t device_number(int64_t n) {
+  return n < 0 || n > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* linux.devices as the agent makes them, with runc's reading of the entry: the path
+ * cleaned as its path join does ("/dev//net/./tun" is /dev/net/tun; a ".." stays, for the
+ * validation to refuse), fileMode 0666 and owner root when absent, a FIFO without numbers,
+ * and a later entry for a path already listed dropped (runc's mknod of it meets EEXIST and
+ * moves on). */
+static void devices(const struct oci_config *cfg, struct agent_config *a) {
+  const struct oci_linux *l = &cfg->linux_;
+  size_t n = cfg->has_linux ? l->n_devices : 0;
+  a->devices = rc_xcalloc(n + 1, sizeof(*a->devices));
+  for (size_t i = 0; i < n; i++) {
+    const struct oci_device *d = &l->devices[i];
+    /* the clean path is never longer than the path and a leading slash */
+    size_t size = strlen(d->path) + 2;
+    char *path = rc_xmalloc(size);
+    rc_clean_path(d->path, path, size);
+    bool listed = false;
+    for (uint32_t j = 0; j < a->n_devices && !listed; j++)
+      listed = strcmp(a->devices[j].path, path) == 0;
+    if (listed) {
+      free(path);
+      continue;
+    }
+    bool fifo = d->type == 'p';
+    a->devices[a->n_devices++] = (struct agent_device){
+        .path = path,
+        .type = (uint8_t)d->type,
+        .major = fifo ? 0 : device_number(d->major),
+        .minor = fifo ? 0 : device_number(d->minor),
+        .mode = d->has_file_mode ? (uint32_t)d->file_mode : 0666,
+        .uid = d->has_uid ? (uint32_t)d->uid : 0,
+        .gid = d->has_gid ? (uint32_t)d->gid : 0,
+    };
+  }
+}
+
 int rc_microvm_agent_config(const struct oci_config *cfg, const struct rc_microvm_plan *plan,
                             struct agent_config **out, struct rc_error *err) {
   const struct oci_process *p = &cfg->process;
@@ -105,6 +147,8 @@ int rc_microvm_agent_config(const struct oci_config *cfg, const struct rc_microv
     a->volumes[i - 1].read_only = plan->disks[i].read_only;
   }
 
+  devices(cfg, a);
+
   a->n_mounts = (uint32_t)cfg->n_mounts;
   a->mounts = rc_xcalloc(cfg->n_mounts + 1, sizeof(*a->mounts));
   for (size_t i = 0; i < cfg->n_mounts; i++) {
@@ -137,5 +181,7 @@ void rc_microvm_agent_config_free(struct agent_config *a) {
   for (uint32_t i = 0; i < a->security.n_sysctls; i++) free(a->security.sysctls[i]);
   free(a->security.sysctls);
   free(a->security.seccomp_bpf);
+  for (uint32_t i = 0; i < a->n_devices; i++) free(a->devices[i].path);
+  free(a->devices);
   free(a);
 }

@@ -37,6 +37,8 @@
  * Version 6: PIDS_LIMIT changes that limit while the container runs (`runcell update
  * --pids-limit`), answered PIDS_LIMIT_REPLY; the guest cgroup exists whatever CONFIG's
  * limit (pids.max "max" without one), so that a later PIDS_LIMIT has one to set.
+ * Version 7: CONFIG ends with linux.devices (agent_device), the nodes the agent binds into
+ * the container's /dev beside (or, for the same path, instead of) runc's default ones.
  * Flow control: a sender of STDOUT/STDERR (guest) or STDIN (host) keeps at most
  * AGENT_STDIO_WINDOW bytes per stream and process unacknowledged; the receiver sends
  * CREDIT as it writes the data out, so neither side buffers more than a window of each.
@@ -52,7 +54,7 @@
 #include "runcell/error.h"
 
 #define AGENT_PROTO_MAGIC 0x4c434352u /* "RCCL" as little-endian bytes */
-#define AGENT_PROTO_VERSION 6
+#define AGENT_PROTO_VERSION 7
 #define AGENT_FRAME_HEADER_SIZE 12
 #define AGENT_FRAME_MAX_PAYLOAD (64u * 1024u)
 #define AGENT_FRAME_MAX (AGENT_FRAME_HEADER_SIZE + AGENT_FRAME_MAX_PAYLOAD)
@@ -79,6 +81,14 @@
 #define AGENT_MAX_PATHS 256u /* masked paths, read-only paths */
 #define AGENT_MAX_SYSCTLS 256u
 #define AGENT_MAX_BPF_INSNS 4096u /* BPF_MAXINSNS */
+/* linux.devices: each listed node costs the agent a mknod and a bind mount, and a real list
+ * is a handful (fuse, tun, kvm, a GPU's few nodes); 256 leaves room for a generous one and
+ * keeps the guest's mount table small. A privileged pod's copy of every host node is not
+ * meant for a guest: those numbers name the host's devices. */
+#define AGENT_MAX_DEVICES 256u
+#define AGENT_MAX_DEVICE_PATH 1024u     /* bytes, "/dev/" included */
+#define AGENT_MAX_DEVICE_MAJOR 0xfffu   /* the kernel's dev_t: 12 bits of major */
+#define AGENT_MAX_DEVICE_MINOR 0xfffffu /* and 20 of minor */
 
 /* Message types: guest->host in 0x01xx, host->guest in 0x02xx, so a frame travelling the
  * wrong way is refused by its type alone. */
@@ -305,6 +315,17 @@ struct agent_security {
   uint32_t seccomp_bpf_len; /* a multiple of 8, at most AGENT_MAX_BPF_INSNS instructions */
 };
 
+/* A node of linux.devices (version 7), made by the agent on its own dev-allowed tmpfs and
+ * bound onto `path` in the container, as the default nodes are. Its numbers name a device
+ * of the guest kernel (10:229 is /dev/fuse wherever the kernel has FUSE). */
+struct agent_device {
+  char *path;            /* "/dev/..." normalized: no empty, "." or ".." component */
+  uint8_t type;          /* the OCI letter: 'c', 'u' (the same as 'c'), 'b', 'p' (a FIFO) */
+  uint32_t major, minor; /* within AGENT_MAX_DEVICE_MAJOR/MINOR; both 0 for a FIFO */
+  uint32_t mode;         /* permission bits (07777), no file type */
+  uint32_t uid, gid;     /* not (uint32_t)-1, which chown reads as "unchanged" */
+};
+
 struct agent_config {
   /* process */
   char **args; /* NULL-terminated, at least one */
@@ -337,6 +358,10 @@ struct agent_config {
    * made all the same, with pids.max "max", for PIDS_LIMIT to change later) */
   uint64_t pids_limit;
   struct agent_security security;
+  /* linux.devices; a path the default devices also have replaces the default node, as
+   * under runc. No two share a path. */
+  struct agent_device *devices;
+  uint32_t n_devices;
 };
 
 void agent_encode_empty(struct agent_msg *m, uint16_t type);
@@ -379,7 +404,9 @@ int agent_decode_config(const struct agent_frame *f, struct agent_config **out,
 
 /* The checks both sides apply: args present, absolute cwd and destinations, "NAME=value"
  * environment, umask, rlimit types and soft <= hard, hostname length, device names; the
- * security settings' paths, sysctl names, oom_score_adj range, seccomp flags and size. */
+ * security settings' paths, sysctl names, oom_score_adj range, seccomp flags and size;
+ * linux.devices' count, paths (normalized, under /dev, distinct), types, numbers, modes
+ * and owners. */
 int agent_config_validate(const struct agent_config *cfg, struct rc_error *err);
 /* A sysctl entry's name as a path relative to /proc/sys (agent_security.sysctls); -1 if it
  * is not "name=value" with a name whose every component is a plain one. */

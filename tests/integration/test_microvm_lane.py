@@ -239,7 +239,16 @@ DEVNODES_PROBE = (
     "echo via-dev-tty >/dev/tty && echo ok:tty; "
     "echo pts:$(tty); "
     "echo x >/dev/shm/f && echo ok:shm; "
-    "[ -e /dev/fuse ] && echo fuse:present || echo fuse:absent; "
+    # linux.devices (devnodes_bundle's list): type, number (hex), mode and owner of each
+    "for n in /dev/fuse /dev/net/tun /dev/null /dev/full /dev/ctl/fifo; do "
+    "  echo node:$n:$(stat -c '%F:%t:%T:%a:%u:%g' $n 2>&1); done; "
+    # opened (read-only: "<>" would create a missing node as a file): a node the guest's
+    # kernel has a driver for (a misc device registers /sys/class/misc/NAME) opens; one it
+    # has none for answers ENODEV, not the EACCES of a nodev mount
+    "for d in fuse:/dev/fuse tun:/dev/net/tun; do name=${d%%:*}; node=${d#*:}; "
+    "  [ -e /sys/class/misc/$name ] && drv=yes || drv=no; "
+    "  err=$( (exec 3<$node) 2>&1) && echo open:$name:$drv:ok "
+    "  || echo open:$name:$drv:${err##*: }; done; "
     "echo done")
 
 
@@ -247,8 +256,9 @@ def devnodes_bundle(mount_dev):
     """device-nodes.sh: an image (/srv/rootfs-devnodes, which the script makes, since the
     lane's initramfs carries no device nodes) with block and char nodes outside /dev, in
     its /dev and in a volume bound with an explicit "dev"; with a terminal, runc's /dev
-    mounts and a linux.devices entry, or (mount_dev False) without the /dev tmpfs, so the
-    image's /dev is the container's."""
+    mounts and linux.devices, or (mount_dev False) without the /dev tmpfs, so the image's
+    /dev is the container's. The devices: fuse, tun in a directory the guest must make,
+    two of runc's defaults with their own mode and owner, and a FIFO."""
     spec = bundle_config(["sh", "-c", DEVNODES_PROBE])
     spec["root"] = {"path": "/srv/rootfs-devnodes", "readonly": False}
     spec["process"]["terminal"] = True
@@ -260,8 +270,19 @@ def devnodes_bundle(mount_dev):
     for caps in spec["process"]["capabilities"].values():
         caps.append("CAP_MKNOD")
     spec["linux"] = copy.deepcopy(spec["linux"])
-    spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
-                                 "fileMode": 0o666, "uid": 0, "gid": 0}]
+    spec["linux"]["devices"] = [
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666,
+         "uid": 0, "gid": 0},
+        # (readable by others: the workload is root without CAP_DAC_OVERRIDE, and opens it)
+        {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 0o664,
+         "uid": 1000, "gid": 1001},
+        # runc's defaults are 0666 root:root; a listed entry of the same path replaces them
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666,
+         "uid": 1000, "gid": 1001},
+        {"path": "/dev/full", "type": "c", "major": 1, "minor": 7, "fileMode": 0o640,
+         "uid": 0, "gid": 1001},
+        {"path": "/dev/ctl/fifo", "type": "p", "fileMode": 0o600, "uid": 1000, "gid": 0},
+    ]
     return spec
 
 

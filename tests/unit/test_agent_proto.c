@@ -80,6 +80,24 @@ static void sample_config(struct agent_config *c) {
                                         .seccomp_flags = AGENT_SECCOMP_FLAG_LOG,
                                         .seccomp_bpf = bpf,
                                         .seccomp_bpf_len = sizeof(bpf)};
+  /* every type, a nested path, a default device's path, the largest numbers and owner */
+  static struct agent_device devices[] = {
+      {"/dev/fuse", 'c', 10, 229, 0666, 0, 0},
+      {"/dev/net/tun", 'u', 10, 200, 0620, 1000, 1001},
+      {"/dev/null", 'c', 1, 3, 0600, 1000, 0},
+      {"/dev/ctl/fifo", 'p', 0, 0, 0640, 0, 5},
+      {"/dev/big", 'b', AGENT_MAX_DEVICE_MAJOR, AGENT_MAX_DEVICE_MINOR, 07777, 0xfffffffeu, 7}};
+  c->devices = devices;
+  c->n_devices = 5;
+}
+
+/* The bytes sample_config's devices take at the end of CONFIG. */
+static size_t sample_devices_size(void) {
+  struct agent_config c;
+  sample_config(&c);
+  size_t n = 4;
+  for (uint32_t i = 0; i < c.n_devices; i++) n += 4 + strlen(c.devices[i].path) + 1 + 5 * 4;
+  return n;
 }
 
 static void test_config_round_trip(void) {
@@ -131,6 +149,27 @@ static void test_config_round_trip(void) {
   CHECK(sec->seccomp_flags == AGENT_SECCOMP_FLAG_LOG);
   CHECK(sec->seccomp_bpf_len == 16 && sec->seccomp_bpf && sec->seccomp_bpf[8] == 0x06 &&
         sec->seccomp_bpf[15] == 0x7f);
+  CHECK(out->n_devices == 5);
+  for (uint32_t i = 0; i < out->n_devices && i < in.n_devices; i++) {
+    const struct agent_device *a = &in.devices[i], *b = &out->devices[i];
+    CHECK_STR_EQ(b->path, a->path);
+    CHECK(b->type == a->type && b->major == a->major && b->minor == a->minor &&
+          b->mode == a->mode && b->uid == a->uid && b->gid == a->gid);
+  }
+  CHECK(out->devices[1].type == 'u'); /* the OCI letter travels as it is */
+  CHECK(out->devices[4].major == 0xfff && out->devices[4].minor == 0xfffff &&
+        out->devices[4].mode == 07777 && out->devices[4].uid == 0xfffffffeu);
+  agent_config_free(out);
+
+  /* no devices: an empty list, not a missing one */
+  sample_config(&in);
+  in.devices = NULL;
+  in.n_devices = 0;
+  CHECK(agent_encode_config(&msg, &in, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_config(&f, &out, &err) == 0);
+  if (!out) return;
+  CHECK(out->n_devices == 0);
   agent_config_free(out);
 }
 
@@ -150,15 +189,15 @@ static void test_config_truncation_and_stray_bytes(void) {
     agent_config_free(out);
   }
   CHECK(accepted == 0);
-  /* no_new_privs, the byte before the pids limit (u64) and the security settings (3 string
+  /* no_new_privs, the byte before the pids limit (u64), the security settings (3 string
    * arrays of 2, 1 and 2 entries, u8 oom flag, u32 oom, u32 flags, u32 length, 16 filter
-   * bytes), is 0 or 1 */
+   * bytes) and the devices, is 0 or 1 */
   size_t security = 0;
   const char *strs[] = {"/proc/kcore", "/sys/firmware", "/proc/sys", "net.ipv4.ip_forward=1",
                         "net/ipv4/conf/eth0.100/forwarding=0"};
   for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) security += 4 + strlen(strs[i]);
   security += 8 + 3 * 4 + 1 + 4 + 4 + 4 + 16;
-  uint8_t *nnp = (uint8_t *)f.payload + f.length - security - 1;
+  uint8_t *nnp = (uint8_t *)f.payload + f.length - sample_devices_size() - security - 1;
   CHECK(*nnp == 1);
   *nnp = 2;
   struct agent_config *out = NULL;
@@ -251,6 +290,147 @@ static void test_config_validation(void) {
   CHECK(agent_config_validate(&c, &err) < 0);
   sample_config(&c);
   CHECK(agent_config_validate(&c, &err) == 0);
+}
+
+/* linux.devices: each field out of what the agent can make is refused, with its reason. */
+static void test_config_device_validation(void) {
+  struct agent_config c;
+  struct rc_error err = {0};
+  struct agent_device dev[2];
+  const struct agent_device good = {"/dev/fuse", 'c', 10, 229, 0666, 0, 0};
+  /* AGENT_MAX_DEVICE_PATH + 1 bytes of plain components; a 256-byte name */
+  static char body[AGENT_MAX_DEVICE_PATH - 3], long_path[AGENT_MAX_DEVICE_PATH + 2];
+  for (size_t i = 0; i < sizeof(body) - 1; i++) body[i] = i % 200 == 199 ? '/' : 'a';
+  snprintf(long_path, sizeof(long_path), "/dev/%s", body);
+  static char name[257], long_name[5 + 256 + 1];
+  memset(name, 'n', 256);
+  snprintf(long_name, sizeof(long_name), "/dev/%s", name);
+  static const struct {
+    const char *path, *why;
+  } bad_paths[] = {
+      {"fuse", "not under /dev"},
+      {"/dev", "not under /dev"},
+      {"/dev/", "not a normalized path"},
+      {"/devices/fuse", "not under /dev"},
+      {"/tmp/fuse", "not under /dev"},
+      {"/dev/../etc/shadow", "not a normalized path"},
+      {"/dev/net/../../etc/x", "not a normalized path"},
+      {"/dev/./fuse", "not a normalized path"},
+      {"/dev//fuse", "not a normalized path"},
+      {"/dev/net/", "not a normalized path"},
+      {"/dev/net/.", "not a normalized path"},
+      {"/dev/..", "not a normalized path"},
+      {long_path, "too long"},
+      {long_name, "longer than NAME_MAX"},
+  };
+  for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
+    sample_config(&c);
+    dev[0] = good;
+    dev[0].path = (char *)bad_paths[i].path;
+    c.devices = dev;
+    c.n_devices = 1;
+    CHECK(agent_config_validate(&c, &err) < 0);
+    CHECK_CONTAINS(err.msg, "config: device 0 path");
+    CHECK_CONTAINS(err.msg, bad_paths[i].why);
+  }
+  CHECK(strlen(long_path) == AGENT_MAX_DEVICE_PATH + 1);
+  long_path[AGENT_MAX_DEVICE_PATH] = '\0'; /* at the limit it passes */
+  dev[0] = good;
+  dev[0].path = long_path;
+  CHECK(agent_config_validate(&c, &err) == 0);
+  sample_config(&c);
+  dev[0] = good;
+  dev[0].path = NULL;
+  c.devices = dev;
+  c.n_devices = 1;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "not under /dev");
+
+  static const struct {
+    struct agent_device d;
+    const char *why;
+  } bad[] = {
+      {{"/dev/fuse", 'x', 10, 229, 0666, 0, 0}, "device /dev/fuse: unknown type 0x78"},
+      {{"/dev/fuse", 0, 10, 229, 0666, 0, 0}, "unknown type 0x00"},
+      {{"/dev/fuse", 'C', 10, 229, 0666, 0, 0}, "unknown type 0x43"},
+      {{"/dev/fifo", 'p', 1, 0, 0666, 0, 0}, "device /dev/fifo: a FIFO has no device number"},
+      {{"/dev/fifo", 'p', 0, 3, 0666, 0, 0}, "a FIFO has no device number (0:3)"},
+      {{"/dev/fuse", 'c', 0x1000, 229, 0666, 0, 0}, "device /dev/fuse: number 4096:229 beyond"},
+      {{"/dev/fuse", 'b', 10, 0x100000, 0666, 0, 0}, "number 10:1048576 beyond"},
+      {{"/dev/fuse", 'c', 10, 229, 010000, 0, 0}, "device /dev/fuse: mode 010000 is more than"},
+      {{"/dev/fuse", 'c', 10, 229, 020666, 0, 0}, "mode 020666 is more than permission bits"},
+      {{"/dev/fuse", 'c', 10, 229, 0666, 0xffffffffu, 0}, "device /dev/fuse: owner 4294967295:0"},
+      {{"/dev/fuse", 'c', 10, 229, 0666, 0, 0xffffffffu}, "owner 0:4294967295"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    sample_config(&c);
+    dev[0] = bad[i].d;
+    c.devices = dev;
+    c.n_devices = 1;
+    CHECK(agent_config_validate(&c, &err) < 0);
+    CHECK_CONTAINS(err.msg, bad[i].why);
+  }
+
+  /* one path twice: the agent would bind over its own node */
+  sample_config(&c);
+  dev[0] = good;
+  dev[1] = good;
+  dev[1].mode = 0600;
+  c.devices = dev;
+  c.n_devices = 2;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "device /dev/fuse listed twice");
+  dev[1].path = "/dev/fuse2";
+  CHECK(agent_config_validate(&c, &err) == 0);
+
+  /* the count: AGENT_MAX_DEVICES distinct entries pass, one more does not; a count
+   * without its array is refused */
+  static struct agent_device many[AGENT_MAX_DEVICES + 1];
+  static char names[AGENT_MAX_DEVICES + 1][16];
+  for (uint32_t i = 0; i <= AGENT_MAX_DEVICES; i++) {
+    snprintf(names[i], sizeof(names[i]), "/dev/d%u", i);
+    many[i] = good;
+    many[i].path = names[i];
+  }
+  sample_config(&c);
+  c.devices = many;
+  c.n_devices = AGENT_MAX_DEVICES;
+  CHECK(agent_config_validate(&c, &err) == 0);
+  CHECK(agent_encode_config(&msg, &c, &err) == 0);
+  c.n_devices = AGENT_MAX_DEVICES + 1;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "more than 256 devices");
+  c.devices = NULL;
+  c.n_devices = 1;
+  CHECK(agent_config_validate(&c, &err) < 0);
+  CHECK_CONTAINS(err.msg, "devices missing");
+
+  /* the decoder applies the same checks: a frame written by hand with a device path the
+   * encoder would refuse */
+  sample_config(&c);
+  c.n_devices = 0;
+  CHECK(agent_encode_config(&msg, &c, &err) == 0);
+  msg.len -= 4; /* the empty device count */
+  agent_put_u32(&msg, 1);
+  agent_put_str(&msg, "/dev/../etc/shadow");
+  agent_put_u8(&msg, 'c');
+  for (int i = 0; i < 5; i++) agent_put_u32(&msg, i == 0 ? 1 : 0);
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  struct agent_frame f = frame_of(&msg);
+  struct agent_config *out = NULL;
+  CHECK(agent_decode_config(&f, &out, &err) < 0);
+  CHECK_CONTAINS(err.msg, "not a normalized path");
+  CHECK(out == NULL);
+  /* and a count the payload cannot hold is malformed, not allocated */
+  CHECK(agent_encode_config(&msg, &c, &err) == 0);
+  msg.len -= 4;
+  agent_put_u32(&msg, AGENT_MAX_DEVICES);
+  agent_put_str(&msg, "/dev/fuse");
+  CHECK(agent_msg_end(&msg, &err) == 0);
+  f = frame_of(&msg);
+  CHECK(agent_decode_config(&f, &out, &err) < 0);
+  CHECK_CONTAINS(err.msg, "malformed CONFIG");
+  CHECK(out == NULL);
 }
 
 /* A config bigger than a frame is refused by the encoder, not cut. */
@@ -1131,10 +1311,10 @@ static void test_fuzz_seeds_are_current(void) {
 
 UNIT_MAIN("agent_proto", UNIT_CASE(test_config_round_trip),
           UNIT_CASE(test_config_truncation_and_stray_bytes), UNIT_CASE(test_config_validation),
-          UNIT_CASE(test_config_too_large), UNIT_CASE(test_hostile_payloads),
-          UNIT_CASE(test_small_messages), UNIT_CASE(test_make_printable_unicode),
-          UNIT_CASE(test_exec_round_trip_and_refusals), UNIT_CASE(test_exec_replies),
-          UNIT_CASE(test_ps_round_trip_and_truncation),
+          UNIT_CASE(test_config_device_validation), UNIT_CASE(test_config_too_large),
+          UNIT_CASE(test_hostile_payloads), UNIT_CASE(test_small_messages),
+          UNIT_CASE(test_make_printable_unicode), UNIT_CASE(test_exec_round_trip_and_refusals),
+          UNIT_CASE(test_exec_replies), UNIT_CASE(test_ps_round_trip_and_truncation),
           UNIT_CASE(test_stats_round_trip_and_refusals),
           UNIT_CASE(test_pids_limit_round_trip_and_refusals), UNIT_CASE(test_header_checks),
           UNIT_CASE(test_reader_splits), UNIT_CASE(test_reader_refuses_oversized),

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "runcell/microvm.h"
+#include "runcell/microvm_agent_config.h"
 #include "runcell/oci.h"
 #include "unit.h"
 
@@ -523,7 +524,76 @@ static void abandoned_builds_are_swept(void) {
   tree_case_done(&t);
 }
 
-UNIT_MAIN("microvm_plan", UNIT_CASE(size_from_limits), UNIT_CASE(disks_are_cached_images),
-          UNIT_CASE(image_build_reads_nothing_outside_the_tree),
+/* linux.devices in the agent's CONFIG: paths cleaned as runc joins them, runc's defaults for
+ * what is absent, the first of two entries for one path, and what the guest cannot make
+ * (outside /dev, a number dev_t cannot hold) refused by name when CONFIG is encoded. */
+static void agent_config_devices(void) {
+  static struct agent_msg m;
+  struct rc_error err = {0};
+  struct rc_microvm_plan plan = {.n_disks = 1};
+  snprintf(plan.disks[0].fstype, sizeof(plan.disks[0].fstype), "erofs");
+  struct oci_config *cfg = parse(
+      "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"r\"},"
+      "\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"user\":{\"uid\":0,\"gid\":0}},"
+      "\"linux\":{\"devices\":["
+      "{\"path\":\"/dev//net/./tun\",\"type\":\"c\",\"major\":10,\"minor\":200,"
+      "\"fileMode\":384,\"uid\":1000,\"gid\":1001},"
+      "{\"path\":\"/dev/fuse\",\"type\":\"u\",\"major\":10,\"minor\":229},"
+      "{\"path\":\"/dev/net/tun\",\"type\":\"c\",\"major\":1,\"minor\":3},"
+      "{\"path\":\"/dev/pipe\",\"type\":\"p\",\"major\":4,\"minor\":5}]}}");
+  CHECK(cfg != NULL);
+  if (!cfg) return;
+  struct agent_config *a = NULL;
+  CHECK(rc_microvm_agent_config(cfg, &plan, &a, &err) == 0);
+  CHECK(a != NULL && a->n_devices == 3);
+  if (a && a->n_devices == 3) {
+    const struct agent_device *tun = &a->devices[0], *fuse = &a->devices[1], *pipe = &a->devices[2];
+    CHECK_STR_EQ(tun->path, "/dev/net/tun");
+    CHECK(tun->type == 'c' && tun->major == 10 && tun->minor == 200 && tun->mode == 0600 &&
+          tun->uid == 1000 && tun->gid == 1001);
+    CHECK_STR_EQ(fuse->path, "/dev/fuse");
+    CHECK(fuse->type == 'u' && fuse->minor == 229 && fuse->mode == 0666 && fuse->uid == 0 &&
+          fuse->gid == 0);
+    CHECK_STR_EQ(pipe->path, "/dev/pipe");
+    CHECK(pipe->type == 'p' && pipe->major == 0 && pipe->minor == 0);
+    CHECK(agent_encode_config(&m, a, &err) == 0);
+  }
+  rc_microvm_agent_config_free(a);
+  oci_config_free(cfg);
+
+  static const struct {
+    const char *device, *why;
+  } refused[] = {
+      {"{\"path\":\"/tmp/fuse\",\"type\":\"c\",\"major\":10,\"minor\":229}",
+       "device 0 path \"/tmp/fuse\" is not under /dev"},
+      {"{\"path\":\"/dev/../etc/x\",\"type\":\"c\",\"major\":10,\"minor\":229}",
+       "not a normalized path"},
+      /* 2^32 + 10 must not wrap into 10 */
+      {"{\"path\":\"/dev/x\",\"type\":\"c\",\"major\":4294967306,\"minor\":1}",
+       "device /dev/x: number 4294967295:1 beyond"},
+      {"{\"path\":\"/dev/x\",\"type\":\"b\",\"major\":1,\"minor\":2097152}",
+       "number 1:2097152 beyond"},
+  };
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    char json[1024];
+    snprintf(json, sizeof(json),
+             "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"r\"},"
+             "\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"user\":{\"uid\":0,\"gid\":0}},"
+             "\"linux\":{\"devices\":[%s]}}",
+             refused[i].device);
+    cfg = parse(json);
+    CHECK(cfg != NULL);
+    if (!cfg) continue;
+    a = NULL;
+    CHECK(rc_microvm_agent_config(cfg, &plan, &a, &err) == 0);
+    CHECK(agent_encode_config(&m, a, &err) < 0);
+    CHECK_CONTAINS(err.msg, refused[i].why);
+    rc_microvm_agent_config_free(a);
+    oci_config_free(cfg);
+  }
+}
+
+UNIT_MAIN("microvm_plan", UNIT_CASE(size_from_limits), UNIT_CASE(agent_config_devices),
+          UNIT_CASE(disks_are_cached_images), UNIT_CASE(image_build_reads_nothing_outside_the_tree),
           UNIT_CASE(image_builder_sees_only_the_tree), UNIT_CASE(image_build_has_a_deadline),
           UNIT_CASE(abandoned_builds_are_swept))

@@ -3,8 +3,9 @@
  * /run/volumes/<n>, then the OCI mounts inside the new root. Destinations are resolved
  * inside the root with openat2(RESOLVE_IN_ROOT), so a symlink in the image cannot send a
  * mount outside it; the mount goes onto the resolved fd through /proc/self/fd. Every mount
- * of the container is nodev but devpts and the default device nodes bound into its /dev:
- * the guest kernel has no device cgroup, so this is what keeps runc's device list. */
+ * of the container is nodev but devpts and the device nodes bound into its /dev (runc's
+ * default ones and linux.devices): the guest kernel has no device cgroup, so this is what
+ * keeps runc's device list. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -216,14 +217,16 @@ int agent_open_in_root(int rootfd, const char *path, int flags) {
 }
 
 /* Opens (O_PATH) the destination inside the root, making the missing directories on the
- * way and, for a file bind mount, an empty file at the end. */
-static int make_destination(int rootfd, const char *dest, bool is_dir, struct rc_error *err) {
+ * way and, for a file bind mount, an empty file at the end. Errors begin "WHAT WHOM: "
+ * ("mount /data", "device /dev/net/tun" for the directory that holds a device node). */
+static int make_destination(int rootfd, const char *dest, bool is_dir, const char *what,
+                            const char *whom, struct rc_error *err) {
   size_t len = strlen(dest);
   char *prefix = malloc(len + 1);
-  if (!prefix) return rc_err(err, ENOMEM, "mount %s", dest);
+  if (!prefix) return rc_err(err, ENOMEM, "%s %s", what, whom);
   int parent = agent_open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
   if (parent < 0) {
-    rc_err(err, errno, "mount %s: open the container root", dest);
+    rc_err(err, errno, "%s %s: open the container root", what, whom);
     goto fail;
   }
   size_t i = 0;
@@ -240,7 +243,7 @@ static int make_destination(int rootfd, const char *dest, bool is_dir, struct rc
       char name[256];
       size_t n = i - start;
       if (n >= sizeof(name)) {
-        rc_err(err, ENAMETOOLONG, "mount %s", dest);
+        rc_err(err, ENAMETOOLONG, "%s %s", what, whom);
         goto fail;
       }
       memcpy(name, dest + start, n);
@@ -248,13 +251,13 @@ static int make_destination(int rootfd, const char *dest, bool is_dir, struct rc
       int r = (last && !is_dir) ? mknodat(parent, name, S_IFREG | 0644, 0)
                                 : mkdirat(parent, name, 0755);
       if (r < 0 && errno != EEXIST) {
-        rc_err(err, errno, "mount %s: create %s", dest, prefix);
+        rc_err(err, errno, "%s %s: create %s", what, whom, prefix);
         goto fail;
       }
       fd = agent_open_in_root(rootfd, prefix, O_PATH);
     }
     if (fd < 0) {
-      rc_err(err, errno, "mount %s: resolve %s in the container root", dest, prefix);
+      rc_err(err, errno, "%s %s: resolve %s in the container root", what, whom, prefix);
       goto fail;
     }
     close(parent);
@@ -264,11 +267,11 @@ static int make_destination(int rootfd, const char *dest, bool is_dir, struct rc
   prefix = NULL;
   struct stat st;
   if (fstat(parent, &st) < 0) {
-    rc_err(err, errno, "mount %s: stat", dest);
+    rc_err(err, errno, "%s %s: stat", what, whom);
     goto fail;
   }
   if (is_dir != S_ISDIR(st.st_mode)) {
-    rc_err(err, is_dir ? ENOTDIR : EISDIR, "mount %s: the destination in the image is %s", dest,
+    rc_err(err, is_dir ? ENOTDIR : EISDIR, "%s %s: %s in the image is %s", what, whom, dest,
            is_dir ? "not a directory" : "a directory");
     goto fail;
   }
@@ -287,8 +290,8 @@ static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error
   /* Every mount of the container is nodev, whatever the bundle asks ("dev" included): the
    * guest has no device cgroup, so a node on a dev-allowed mount (one a volume's image
    * carries, or one a root workload makes with CAP_MKNOD on a tmpfs) would open a device
-   * of the guest, its disks included. The default devices are bound in one by one
-   * (make_default_devices). devpts keeps its nodes: they are the ptys it makes itself. */
+   * of the guest, its disks included. The default devices and linux.devices are bound in
+   * one by one (make_devices). devpts keeps its nodes: they are the ptys it makes itself. */
   if (strcmp(type, "devpts") != 0) mf.flags |= MS_NODEV;
   if (mf.bind) {
     struct stat st;
@@ -308,7 +311,7 @@ static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error
      * then would escape it. (runc's default spec asks for it read-only anyway.) */
     if (agent_has_pids_cgroup()) mf.flags |= MS_RDONLY;
   }
-  int fd = make_destination(rootfd, m->destination, is_dir, err);
+  int fd = make_destination(rootfd, m->destination, is_dir, "mount", m->destination, err);
   if (fd < 0) return -1;
   char target[64];
   snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
@@ -350,35 +353,83 @@ static int do_oci_mount(int rootfd, const struct agent_mount *m, struct rc_error
   return 0;
 }
 
-/* The device nodes every container has (runc's default list). They are made once in
- * DEVICES_DIR, a tmpfs of the agent's that allows device nodes, and each is bound onto its
- * path in the container's /dev: every other mount of the container is nodev, so these are
- * the only nodes the workload can open (what runc's device cgroup allows; the guest kernel
- * has none). */
+/* The device nodes every container has (runc's default list) and linux.devices. They are
+ * made once in DEVICES_DIR, a tmpfs of the agent's that allows device nodes, and each is
+ * bound onto its path in the container's /dev: every other mount of the container is
+ * nodev, so these are the only nodes the workload can open (what runc's device cgroup
+ * allows; the guest kernel has none). */
 static const struct {
   const char *name;
   unsigned major, minor;
 } default_devices[] = {{"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
                        {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
 
-static int make_device_nodes(struct rc_error *err) {
+/* Is path one of linux.devices? Such an entry replaces the default node of its path, as
+ * under runc (its mode and owner are the ones wanted). */
+static bool listed(const struct agent_config *cfg, const char *path) {
+  for (uint32_t i = 0; i < cfg->n_devices; i++)
+    if (strcmp(cfg->devices[i].path, path) == 0) return true;
+  return false;
+}
+
+/* runc makes /dev/ptmx its link to pts/ptmx after the nodes, whatever linux.devices says
+ * (a node there would open the guest's own pty multiplexer, not the container's devpts). */
+static bool replaced_by_link(const struct agent_device *d) {
+  return strcmp(d->path, "/dev/ptmx") == 0;
+}
+
+static mode_t node_type(uint8_t type) {
+  switch (type) {
+    case 'b':
+      return S_IFBLK;
+    case 'p':
+      return S_IFIFO;
+    default: /* 'c' and 'u': the CONFIG's validation let no other through */
+      return S_IFCHR;
+  }
+}
+
+/* A listed device's node in DEVICES_DIR: named by its index, not its path, so that
+ * /dev/net/tun needs no directories there and no name can clash with a default one. */
+static void listed_node(char *buf, size_t size, uint32_t index) {
+  snprintf(buf, size, DEVICES_DIR "/%u", index);
+}
+
+/* mknod, then chown, then chmod: chown clears the setuid and setgid bits of a non-directory,
+ * so the mode is set last to be exactly the one asked (the umask is 0 here). */
+static int make_listed_node(const struct agent_device *d, uint32_t index, struct rc_error *err) {
+  char path[64];
+  listed_node(path, sizeof(path), index);
+  dev_t dev = d->type == 'p' ? 0 : makedev(d->major, d->minor);
+  if (mknod(path, node_type(d->type) | (mode_t)d->mode, dev) < 0)
+    return rc_err(err, errno, "device %s: mknod", d->path);
+  if (chown(path, (uid_t)d->uid, (gid_t)d->gid) < 0)
+    return rc_err(err, errno, "device %s: chown to %u:%u", d->path, d->uid, d->gid);
+  if (chmod(path, (mode_t)d->mode) < 0)
+    return rc_err(err, errno, "device %s: chmod to 0%o", d->path, d->mode);
+  return 0;
+}
+
+static int make_device_nodes(const struct agent_config *cfg, struct rc_error *err) {
   if (mkdir_guest(DEVICES_DIR, err) < 0) return -1;
   if (mount("tmpfs", DEVICES_DIR, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") < 0)
     return rc_err(err, errno, "mount tmpfs on %s", DEVICES_DIR);
-  /* mknod obeys the umask; the nodes are meant for everyone */
+  /* mknod obeys the umask; the nodes' modes are exactly the ones wanted */
   mode_t old = umask(0);
-  for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]); i++) {
-    char path[64];
+  int r = 0;
+  for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]) && r == 0; i++) {
+    char path[64], target[64];
     snprintf(path, sizeof(path), DEVICES_DIR "/%s", default_devices[i].name);
+    snprintf(target, sizeof(target), "/dev/%s", default_devices[i].name);
+    if (listed(cfg, target)) continue;
     if (mknod(path, S_IFCHR | 0666, makedev(default_devices[i].major, default_devices[i].minor)) <
-        0) {
-      int e = errno;
-      umask(old);
-      return rc_err(err, e, "mknod %s", path);
-    }
+        0)
+      r = rc_err(err, errno, "mknod %s", path);
   }
+  for (uint32_t i = 0; i < cfg->n_devices && r == 0; i++)
+    if (!replaced_by_link(&cfg->devices[i])) r = make_listed_node(&cfg->devices[i], i, err);
   umask(old);
-  return 0;
+  return r;
 }
 
 static int mount_id_of(int fd, uint64_t *id) {
@@ -392,17 +443,16 @@ static int mount_id_of(int fd, uint64_t *id) {
   return 0;
 }
 
-/* Binds the agent's node NAME onto /dev/NAME of the container. An entry the config mounted
- * there (a bind mount: its own mount), a directory or a symlink is left as it is, as runc
- * leaves it; any other entry (the image's own node or file, when the bundle does not mount
- * /dev) is covered, and a missing one gets an empty file to cover. */
-static int bind_device(int rootfd, int dev, uint64_t dev_mnt, const char *name,
-                       struct rc_error *err) {
-  char path[64];
-  snprintf(path, sizeof(path), "/dev/%s", name);
+/* Binds the agent's node `source` onto `path` of the container (`base` in the directory
+ * `parent`, both resolved inside the root). An entry the config mounted there (a bind
+ * mount: its own mount, not /dev's), a directory or a symlink is left as it is, as runc
+ * leaves it (returns 1); any other entry (the image's own node or file, when the bundle
+ * does not mount /dev) is covered, and a missing one gets an empty file to cover. */
+static int bind_node(int rootfd, int parent, uint64_t dev_mnt, const char *source, const char *path,
+                     const char *base, struct rc_error *err) {
   int fd = agent_open_in_root(rootfd, path, O_PATH | O_NOFOLLOW);
   if (fd < 0 && errno == ENOENT) {
-    if (mknodat(dev, name, S_IFREG | 0644, 0) < 0 && errno != EEXIST)
+    if (mknodat(parent, base, S_IFREG | 0644, 0) < 0 && errno != EEXIST)
       return rc_err(err, errno, "create %s in the container root", path);
     fd = agent_open_in_root(rootfd, path, O_PATH | O_NOFOLLOW);
   }
@@ -416,16 +466,16 @@ static int bind_device(int rootfd, int dev, uint64_t dev_mnt, const char *name,
   }
   if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode) || mnt != dev_mnt) {
     close(fd);
-    return 0;
+    return 1;
   }
-  char source[64], target[64];
-  snprintf(source, sizeof(source), DEVICES_DIR "/%s", name);
+  char target[64];
   snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
   int r = mount(source, target, NULL, MS_BIND, NULL);
   int e = errno;
   close(fd);
   if (r < 0) return rc_err(err, e, "bind %s onto %s in the container root", source, path);
-  /* as runc's /dev tmpfs: nosuid, noexec (the remount names the new mount: resolve again) */
+  /* as runc's /dev tmpfs: nosuid, noexec, but not nodev (the remount names the new mount:
+   * resolve again) */
   fd = agent_open_in_root(rootfd, path, O_PATH | O_NOFOLLOW);
   if (fd < 0) return rc_err(err, errno, "reopen %s in the container root", path);
   snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
@@ -436,9 +486,32 @@ static int bind_device(int rootfd, int dev, uint64_t dev_mnt, const char *name,
   return 0;
 }
 
-/* The default devices and runc's /dev links, in the container's /dev: the bundle's /dev
- * mount (usually a tmpfs), or else the image's own /dev (made when the image has none). */
-static int make_default_devices(int rootfd, struct rc_error *err) {
+/* A linux.devices entry: its directories (/dev/net) made inside the container's root as a
+ * mount's are, then its node bound in as a default one is. */
+static int bind_listed(int rootfd, uint64_t dev_mnt, const struct agent_device *d, uint32_t index,
+                       struct rc_error *err) {
+  /* the path is "/dev/..." with plain components (agent_config_validate) */
+  const char *base = strrchr(d->path, '/') + 1;
+  size_t dir_len = (size_t)(base - 1 - d->path);
+  char *dir = strndup(d->path, dir_len);
+  if (!dir) return rc_err(err, ENOMEM, "device %s", d->path);
+  int parent = make_destination(rootfd, dir, true, "device", d->path, err);
+  free(dir);
+  if (parent < 0) return -1;
+  char source[64];
+  listed_node(source, sizeof(source), index);
+  int r = bind_node(rootfd, parent, dev_mnt, source, d->path, base, err);
+  close(parent);
+  if (r < 0) return rc_err_wrap(err, "device %s", d->path);
+  if (r > 0)
+    agent_log("device %s: left as the config mounted it (or a directory, a link)", d->path);
+  return 0;
+}
+
+/* The default devices, linux.devices and runc's /dev links, in the container's /dev: the
+ * bundle's /dev mount (usually a tmpfs), or else the image's own /dev (made when the image
+ * has none). */
+static int make_devices(int rootfd, const struct agent_config *cfg, struct rc_error *err) {
   static const struct {
     const char *name, *target;
   } links[] = {{"fd", "/proc/self/fd"},
@@ -446,7 +519,7 @@ static int make_default_devices(int rootfd, struct rc_error *err) {
                {"stdout", "/proc/self/fd/1"},
                {"stderr", "/proc/self/fd/2"},
                {"ptmx", "pts/ptmx"}};
-  if (make_device_nodes(err) < 0) return -1;
+  if (make_device_nodes(cfg, err) < 0) return -1;
   int dev = agent_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
   if (dev < 0 && errno == ENOENT) {
     if (mkdirat(rootfd, "dev", 0755) < 0 && errno != EEXIST)
@@ -460,21 +533,27 @@ static int make_default_devices(int rootfd, struct rc_error *err) {
     close(dev);
     return rc_err(err, e, "stat /dev in the container root");
   }
-  for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]); i++) {
-    if (bind_device(rootfd, dev, dev_mnt, default_devices[i].name, err) < 0) {
-      close(dev);
-      return -1;
-    }
+  int r = 0;
+  for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]) && r == 0; i++) {
+    char source[64], path[64];
+    snprintf(source, sizeof(source), DEVICES_DIR "/%s", default_devices[i].name);
+    snprintf(path, sizeof(path), "/dev/%s", default_devices[i].name);
+    if (listed(cfg, path)) continue;
+    if (bind_node(rootfd, dev, dev_mnt, source, path, default_devices[i].name, err) < 0) r = -1;
   }
-  for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-    if (symlinkat(links[i].target, dev, links[i].name) < 0 && errno != EEXIST) {
-      int e = errno;
-      close(dev);
-      return rc_err(err, e, "symlink /dev/%s in the container root", links[i].name);
+  for (uint32_t i = 0; i < cfg->n_devices && r == 0; i++) {
+    if (replaced_by_link(&cfg->devices[i])) {
+      agent_log("device /dev/ptmx: runc's link to pts/ptmx takes its place");
+      continue;
     }
+    r = bind_listed(rootfd, dev_mnt, &cfg->devices[i], i, err);
+  }
+  for (size_t i = 0; i < sizeof(links) / sizeof(links[0]) && r == 0; i++) {
+    if (symlinkat(links[i].target, dev, links[i].name) < 0 && errno != EEXIST)
+      r = rc_err(err, errno, "symlink /dev/%s in the container root", links[i].name);
   }
   close(dev);
-  return 0;
+  return r;
 }
 
 int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f) {
@@ -491,7 +570,7 @@ int agent_build_rootfs(const struct agent_config *cfg, struct agent_failure *f) 
       return -1;
     }
   }
-  int r = make_default_devices(rootfd, &f->err);
+  int r = make_devices(rootfd, cfg, &f->err);
   if (r == 0) {
     /* runc's order: sysctls, then read-only paths, then masked paths */
     f->stage = AGENT_STAGE_SECURITY;
