@@ -121,10 +121,12 @@ static int parse_devices(const struct oci_pctx *c, const json_t *arr, const char
       oci_path_key(sp, sizeof(sp), ep, "path");
       return oci_perr(c, sp, "must be an absolute path, got \"%s\"", d->path);
     }
-    /* FIFOs have no device number; character and block devices need both. */
+    /* FIFOs have no device number; character and block devices need both, within what the
+     * kernel's dev_t holds (12-bit major, 20-bit minor): a larger number would wrap into
+     * another device's in mknod. */
     bool need_nums = d->type != 'p';
-    if (oci_get_int(c, o, ep, "major", need_nums, 0, INT64_MAX, &d->major, NULL) < 0 ||
-        oci_get_int(c, o, ep, "minor", need_nums, 0, INT64_MAX, &d->minor, NULL) < 0)
+    if (oci_get_int(c, o, ep, "major", need_nums, 0, 0xfff, &d->major, NULL) < 0 ||
+        oci_get_int(c, o, ep, "minor", need_nums, 0, 0xfffff, &d->minor, NULL) < 0)
       return -1;
     int64_t v = 0;
     if (oci_get_int(c, o, ep, "fileMode", false, 0, 07777, &v, &d->has_file_mode) < 0) return -1;

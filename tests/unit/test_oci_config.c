@@ -543,6 +543,13 @@ static void test_linux_errors(void) {
   CHECK_STR_EQ(parse_error(with_linux("\"devices\": [{\"type\": \"b\", \"path\": \"/dev/x\", "
                                       "\"minor\": 3}]")),
                "config.json: linux.devices[0].major: is required");
+  /* 2^32 + 1 would reach mknod as major 1 */
+  CHECK_CONTAINS(parse_error(with_linux("\"devices\": [{\"type\": \"c\", \"path\": \"/dev/x\", "
+                                        "\"major\": 4294967297, \"minor\": 3}]")),
+                 "config.json: linux.devices[0].major:");
+  CHECK_CONTAINS(parse_error(with_linux("\"devices\": [{\"type\": \"c\", \"path\": \"/dev/x\", "
+                                        "\"major\": 1, \"minor\": 1048576}]")),
+                 "config.json: linux.devices[0].minor:");
   CHECK_STR_EQ(parse_error(with_linux("\"sysctl\": {\"net.ipv4.ip_forward\": 1}")),
                "config.json: linux.sysctl[\"net.ipv4.ip_forward\"]: must be a string");
   CHECK_STR_EQ(parse_error(with_linux("\"maskedPaths\": [\"/proc/kcore\", \"proc/keys\"]")),
