@@ -92,6 +92,7 @@ static int parse_mount(const struct oci_pctx *c, const json_t *o, const char *pa
   if (oci_get_string(c, o, path, "destination", true, &m->destination) < 0) return -1;
   if (!oci_is_abs(m->destination))
     return oci_perr(c, dp, "must be an absolute path, got \"%s\"", m->destination);
+  if (!oci_path_fits(m->destination)) return oci_perr(c, dp, OCI_PATH_TOO_LONG);
   if (oci_get_string(c, o, path, "type", false, &m->type) < 0 ||
       oci_get_string(c, o, path, "source", false, &m->source) < 0 ||
       oci_get_string_array(c, o, path, "options", false, false, &m->options, &m->n_options) < 0)

@@ -80,6 +80,12 @@ static inline bool oci_is_abs(const char *p) {
   return p && p[0] == '/';
 }
 
+/* true when the kernel can take path p: shorter than PATH_MAX, no component longer than
+ * NAME_MAX. (The runtime's path buffers are PATH_MAX long, so a longer one could only be
+ * cut.) */
+bool oci_path_fits(const char *p);
+#define OCI_PATH_TOO_LONG "is too long for the kernel (at most 4095 bytes, 255 per component)"
+
 /* ---- section parsers (one file each) ---- */
 
 /* process object; parent is "process" for config.json and "" for process.json. */

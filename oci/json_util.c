@@ -72,6 +72,17 @@ int oci_value_string(const struct oci_pctx *c, const json_t *v, const char *path
   return 0;
 }
 
+bool oci_path_fits(const char *p) {
+  if (strlen(p) >= 4096) return false;
+  for (const char *c = p; *c;) {
+    size_t n = strcspn(c, "/");
+    if (n > 255) return false;
+    c += n;
+    while (*c == '/') c++;
+  }
+  return true;
+}
+
 int oci_get_string(const struct oci_pctx *c, const json_t *obj, const char *parent, const char *key,
                    bool required, char **out) {
   char path[OCI_PATH_MAX];

@@ -121,6 +121,10 @@ static int parse_devices(const struct oci_pctx *c, const json_t *arr, const char
       oci_path_key(sp, sizeof(sp), ep, "path");
       return oci_perr(c, sp, "must be an absolute path, got \"%s\"", d->path);
     }
+    if (!oci_path_fits(d->path)) {
+      oci_path_key(sp, sizeof(sp), ep, "path");
+      return oci_perr(c, sp, OCI_PATH_TOO_LONG);
+    }
     /* FIFOs have no device number; character and block devices need both, within what the
      * kernel's dev_t holds (12-bit major, 20-bit minor): a larger number would wrap into
      * another device's in mknod. */

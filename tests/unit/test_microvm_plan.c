@@ -568,11 +568,8 @@ static void agent_config_devices(void) {
        "device 0 path \"/tmp/fuse\" is not under /dev"},
       {"{\"path\":\"/dev/../etc/x\",\"type\":\"c\",\"major\":10,\"minor\":229}",
        "not a normalized path"},
-      /* 2^32 + 10 must not wrap into 10 */
-      {"{\"path\":\"/dev/x\",\"type\":\"c\",\"major\":4294967306,\"minor\":1}",
-       "device /dev/x: number 4294967295:1 beyond"},
-      {"{\"path\":\"/dev/x\",\"type\":\"b\",\"major\":1,\"minor\":2097152}",
-       "number 1:2097152 beyond"},
+      /* numbers beyond dev_t are refused by the config parser first (test_oci_config), and
+       * by the CONFIG's validation (test_agent_proto) */
   };
   for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
     char json[1024];

@@ -543,6 +543,27 @@ static void test_linux_errors(void) {
   CHECK_STR_EQ(parse_error(with_linux("\"devices\": [{\"type\": \"b\", \"path\": \"/dev/x\", "
                                       "\"minor\": 3}]")),
                "config.json: linux.devices[0].major: is required");
+  {
+    /* a component longer than NAME_MAX: the runtime's path buffers would have cut it */
+    char *long_dest = rc_xasprintf(
+        "\"mounts\": [{\"destination\": \"/a/%0300d/b\", \"type\": "
+        "\"tmpfs\", \"source\": \"tmpfs\"}]",
+        0);
+    CHECK_STR_EQ(parse_error(with_top(long_dest)),
+                 "config.json: mounts[0].destination: is too long "
+                 "for the kernel (at most 4095 bytes, 255 per "
+                 "component)");
+    free(long_dest);
+    char *long_dev = rc_xasprintf(
+        "\"devices\": [{\"type\": \"c\", \"path\": \"/dev/%0300d/fuse\", "
+        "\"major\": 10, \"minor\": 229}]",
+        0);
+    CHECK_STR_EQ(parse_error(with_linux(long_dev)),
+                 "config.json: linux.devices[0].path: is too "
+                 "long for the kernel (at most 4095 bytes, 255 "
+                 "per component)");
+    free(long_dev);
+  }
   /* 2^32 + 1 would reach mknod as major 1 */
   CHECK_CONTAINS(parse_error(with_linux("\"devices\": [{\"type\": \"c\", \"path\": \"/dev/x\", "
                                         "\"major\": 4294967297, \"minor\": 3}]")),
