@@ -110,8 +110,9 @@ static json_t *linux_features(void) {
   json_t *cg = json_object();
   json_object_set_new(cg, "v1", json_true());
   json_object_set_new(cg, "v2", json_true());
-  /* runcell drives cgroupfs directly; there is no systemd driver. */
-  json_object_set_new(cg, "systemd", json_false());
+  /* --systemd-cgroup: the system instance's transient units; rootless (a user's systemd)
+   * is not supported. */
+  json_object_set_new(cg, "systemd", json_true());
   json_object_set_new(cg, "systemdUser", json_false());
   json_object_set_new(cg, "rdma", json_true());
   json_object_set_new(l, "cgroup", cg);

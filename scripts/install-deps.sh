@@ -14,6 +14,8 @@ set -euo pipefail
 required=(
   build-essential cmake pkg-config
   libjansson-dev libseccomp-dev libcap-dev libmnl-dev # libmnl: microVM tap + tc set-up
+  libsystemd-dev # sd-bus's headers for the systemd cgroup driver (libsystemd0 is dlopen'ed)
+  systemd dbus-daemon # the systemd driver's tests start a private systemd with its own bus
   busybox-static runc
   python3 python3-pytest
   jq iproute2 util-linux bsdutils procps

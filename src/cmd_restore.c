@@ -116,9 +116,9 @@ static int run_restore(struct rc_global *g, int argc, char **argv, struct rc_err
       goto out;
     }
   if (g->systemd_cgroup) {
-    rc_cgroup_systemd_unsupported(
-        "--systemd-cgroup", "run without it (the cgroupfs driver works on v1, v2 and hybrid hosts)",
-        err);
+    rc_err(err, 0,
+           "restore: --systemd-cgroup is not supported for restore yet (create, run, update and "
+           "delete are); restore without it to use the cgroupfs driver");
     goto out;
   }
   if (!o.criu.image_path) {

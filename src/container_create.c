@@ -18,6 +18,7 @@
 #include "container_internal.h"
 #include "runcell/cell_kernel.h"
 #include "runcell/cgroups.h"
+#include "runcell/cgroups_systemd.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
 #include "runcell/hooks.h"
@@ -77,10 +78,6 @@ static int validate_for_create(const struct rc_create_opts *o, const struct oci_
                   "mappings");
   if (cfg->has_linux && cfg->linux_.has_seccomp && rc_seccomp_check(&cfg->linux_.seccomp, err) < 0)
     return rc_err_wrap(err, "config.json: linux.seccomp");
-  if (o->systemd_cgroup)
-    return rc_cgroup_systemd_unsupported(
-        "--systemd-cgroup", "run without it (the cgroupfs driver works on v1, v2 and hybrid hosts)",
-        err);
   return 0;
 }
 
@@ -214,8 +211,11 @@ const struct oci_resources *rc_effective_resources(const struct oci_config *cfg,
 
 /* Creates the container's cgroup with its resources; the init joins it itself (see
  * rc_cgroup_join_open). */
-static int make_cgroup(const struct oci_config *cfg, const char *cgpath, bool microvm,
-                       struct rc_error *err) {
+/* With the systemd driver (unit not NULL) the unit is started first, holding a stand-in
+ * process, and the cgroupfs side then fills in what systemd does not set. */
+static int make_cgroup(const struct oci_config *cfg, const char *id, const char *cgpath,
+                       bool microvm, const struct rc_systemd_unit *unit,
+                       struct rc_systemd_standin *standin, struct rc_error *err) {
   struct oci_resources res_copy;
   struct oci_device_cgroup *owned_rules = NULL;
   const struct oci_resources *res = rc_effective_resources(cfg, &res_copy, &owned_rules);
@@ -252,7 +252,16 @@ static int make_cgroup(const struct oci_config *cfg, const char *cgpath, bool mi
     vm_res.pids_limit = 0;
     res = &vm_res;
   }
-  int r = rc_cgroup_create(cgpath, res, 0, err);
+  int r = 0;
+  if (unit) r = rc_systemd_start(unit, id, res, cfg->annotations, cfg->n_annotations, standin, err);
+  if (r >= 0) r = rc_cgroup_create(cgpath, res, 0, err);
+  if (r < 0 && unit && standin->pid > 0) {
+    /* the unit was started: take it down again, leaving the cgroupfs error to report */
+    struct rc_error stop_err;
+    rc_systemd_standin_end(standin);
+    if (rc_systemd_stop(unit->unit, &stop_err) < 0)
+      rc_warn("cleanup after failed create: %s", stop_err.msg);
+  }
   free(owned_rules);
   free(vm_rules);
   return r;
@@ -338,6 +347,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   struct rc_microvm_plan *microvm = NULL;
   int vm_console_log = -1;
   struct rc_cgroup_join *cgroup_join = NULL;
+  struct rc_systemd_unit sd_unit = {0};
+  struct rc_systemd_standin standin = {0};
 
   if (validate_for_create(o, cfg, err) < 0) goto out;
   if (choose_mode(o->id, cfg, &mode, err) < 0) goto out;
@@ -352,9 +363,15 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     microvm = rc_xcalloc(1, sizeof(*microvm));
     if (rc_microvm_plan(cfg, rootfs, microvm, err) < 0) goto out;
   }
-  if (rc_cgroup_resolve_path(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, o->id, &cgpath,
-                             err) < 0)
+  if (o->systemd_cgroup) {
+    if (rc_systemd_resolve(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, o->id, &sd_unit, err) <
+        0)
+      goto out;
+    cgpath = rc_xstrdup(sd_unit.path);
+  } else if (rc_cgroup_resolve_path(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, o->id,
+                                    &cgpath, err) < 0) {
     goto out;
+  }
   if (rc_ns_open_paths(cfg, ns_fds, err) < 0) goto out;
   if (rc_state_dir_create(o->root, o->id, &dir, err) < 0) goto out;
 
@@ -370,6 +387,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .owner = (char *)"",
       .cgroup_path = cgpath,
       .mode = (char *)rc_mode_name(mode.mode),
+      .systemd_cgroup = o->systemd_cgroup,
       .annotations = annotations,
       .n_annotations = n_annotations,
       .use_terminal = cfg->process.terminal,
@@ -419,7 +437,9 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   }
   /* Made before the init exists, which then joins it on its own: see rc_cgroup_join_open
    * for the grace period this saves. */
-  if (make_cgroup(cfg, cgpath, microvm != NULL, err) < 0) goto out;
+  if (make_cgroup(cfg, o->id, cgpath, microvm != NULL, o->systemd_cgroup ? &sd_unit : NULL,
+                  &standin, err) < 0)
+    goto out;
   cgroup_made = true;
   /* A microVM's VMM is still moved by the runtime (before GO): with the VMM joining
    * itself a CI run's QEMU lane guest hung in hostile-kernel twice in a row, while a
@@ -560,6 +580,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   rc = 0;
 
 out:
+  /* the container's first process is in the cgroup by now (or there is none) */
+  rc_systemd_standin_end(&standin);
   if (rc < 0) {
     struct rc_error cleanup_err;
     if (pid > 0) {
@@ -573,6 +595,8 @@ out:
     }
     if (cgroup_made) {
       if (rc_cgroup_destroy(cgpath, &cleanup_err) < 0)
+        rc_warn("cleanup after failed create: %s", cleanup_err.msg);
+      if (o->systemd_cgroup && rc_systemd_stop(sd_unit.unit, &cleanup_err) < 0)
         rc_warn("cleanup after failed create: %s", cleanup_err.msg);
     }
     /* a network namespace by path outlives the VMM with runcell's tc redirects on its
@@ -600,6 +624,7 @@ out:
   rc_state_dir_close(&dir);
   free(rootfs);
   free(cgpath);
+  rc_systemd_unit_free(&sd_unit);
   free(annotations);
   if (views_dirfd >= 0) close(views_dirfd);
   if (views_fuse >= 0) close(views_fuse);

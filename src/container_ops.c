@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "runcell/cgroups.h"
+#include "runcell/cgroups_systemd.h"
 #include "runcell/container.h"
 #include "runcell/hooks.h"
 #include "runcell/log.h"
@@ -258,6 +259,13 @@ static int stop_all(struct oci_state *st, struct rc_error *err) {
  * processes (the init among them) are killed and the cgroup and state directory removed,
  * with a warning that says what was wrong. Without a readable config.json nothing is
  * known about the container, and the state directory is kept with both reasons. */
+/* The systemd driver's unit, once the cgroup is gone: a failure leaves only a unit that
+ * systemd collects itself (it is empty), so it is logged rather than failing the delete. */
+static void stop_unit(const char *cgroup_path) {
+  struct rc_error e;
+  if (rc_systemd_stop(rc_systemd_unit_of(cgroup_path), &e) < 0) rc_warn("delete: %s", e.msg);
+}
+
 static int delete_unreadable(const char *root, const char *id, struct rc_container_dir *dir,
                              struct rc_error *err) {
   struct rc_error why = *err;
@@ -273,12 +281,21 @@ static int delete_unreadable(const char *root, const char *id, struct rc_contain
            why.msg, msg);
     return -1;
   }
-  if (rc_cgroup_resolve_path(cfg->has_linux ? cfg->linux_.cgroups_path : NULL, id, &st.cgroup_path,
-                             err) < 0)
+  /* The driver is not known without the state: a systemd-style cgroupsPath tells it. */
+  const char *cgroups_path = cfg->has_linux ? cfg->linux_.cgroups_path : NULL;
+  struct rc_systemd_unit unit = {0};
+  if (rc_cgroup_is_systemd_format(cgroups_path)) {
+    if (rc_systemd_resolve(cgroups_path, id, &unit, err) < 0) goto out;
+    st.cgroup_path = rc_xstrdup(unit.path);
+    st.systemd_cgroup = true;
+    rc_systemd_unit_free(&unit);
+  } else if (rc_cgroup_resolve_path(cgroups_path, id, &st.cgroup_path, err) < 0) {
     goto out;
+  }
   rc_warn("%s: removing container %s by its cgroup %s", why.msg, id, st.cgroup_path);
-  if (stop_all(&st, err) < 0 || rc_cgroup_destroy(st.cgroup_path, err) < 0 ||
-      rc_state_dir_remove(dir, err) < 0) {
+  bool removed = stop_all(&st, err) == 0 && rc_cgroup_destroy(st.cgroup_path, err) == 0;
+  if (removed && st.systemd_cgroup) stop_unit(st.cgroup_path);
+  if (!removed || rc_state_dir_remove(dir, err) < 0) {
     /* say which container and why it was removed this way, not only what failed */
     rc_err_wrap(err, "remove container %s (its state.json unreadable) by its cgroup", id);
     goto out;
@@ -339,6 +356,7 @@ int rc_container_delete(const char *root, const char *id, bool force, struct rc_
   }
   if (stop_all(st, err) < 0) goto out;
   if (st->cgroup_path && rc_cgroup_destroy(st->cgroup_path, err) < 0) goto out;
+  if (st->cgroup_path && st->systemd_cgroup) stop_unit(st->cgroup_path);
 
   struct rc_error cerr;
   bool have_cfg = rc_container_load_config(root, id, &cfg, &cerr) == 0;
@@ -511,6 +529,9 @@ int rc_container_update(const char *root, const char *id, const struct oci_resou
     host.has_pids_limit = false;
   }
   if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, true, err) < 0) goto out;
+  /* systemd first, as runc: it writes the files from its properties on the way */
+  if (st->systemd_cgroup && rc_systemd_update(rc_systemd_unit_of(st->cgroup_path), &host, err) < 0)
+    goto out;
   if (rc_cgroup_apply(st->cgroup_path, &host, err) < 0) goto out;
   if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, false, err) < 0) goto out;
   rc = 0;

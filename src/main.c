@@ -75,7 +75,8 @@ int main(int argc, char **argv) {
        "root directory for container state (default: " RC_DEFAULT_ROOT ")"},
       {"criu", 0, RC_OPT_STRING, &g.criu, "PATH", "path to the criu binary (default: criu)"},
       {"systemd-cgroup", 0, RC_OPT_BOOL, &g.systemd_cgroup, NULL,
-       "use the systemd cgroup driver (not supported: gives an error)"},
+       "enable systemd cgroup support: each container's cgroup is a transient systemd unit "
+       "(cgroupsPath \"slice:prefix:name\")"},
       {"rootless", 0, RC_OPT_STRING, &g.rootless, "true|false|auto",
        "rootless mode (only \"false\" and \"auto\" as root are supported)"},
       {"version", 'v', RC_OPT_BOOL, &version, NULL, "print the version"},

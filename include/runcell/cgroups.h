@@ -20,17 +20,15 @@ enum rc_cgroup_mode rc_cgroup_mode(void);
 const char *rc_cgroup_mode_name(enum rc_cgroup_mode m);
 
 /* Computes the cgroup path to use: an absolute cgroupsPath is taken as is; a relative one
- * is relative to the runtime's own cgroup; none gives "/runcell/<id>". systemd-style
- * "slice:prefix:name" paths are rejected (no systemd driver) with a clear error.
+ * is relative to the runtime's own cgroup; none gives "/runcell/<id>". The systemd
+ * driver's "slice:prefix:name" is refused here (cgroups_systemd.h resolves those).
  * Returns a heap string starting with '/'. */
 int rc_cgroup_resolve_path(const char *cgroups_path, const char *id, char **out,
                            struct rc_error *err);
 
-/* The error for asking for the systemd cgroup driver, which runcell does not have: what
- * names the request (--systemd-cgroup, a "slice:prefix:name" cgroupsPath), advice says
- * what to do instead. When systemd is not running (PID 1 is not systemd) the message says
- * so first, in runc's words. Returns -1. */
-int rc_cgroup_systemd_unsupported(const char *what, const char *advice, struct rc_error *err);
+/* True for runc's systemd-driver form "slice:prefix:name" (exactly two colons, not an
+ * absolute path). */
+bool rc_cgroup_is_systemd_format(const char *cgroups_path);
 
 /* Creates the cgroup in every hierarchy (mkdir -p; v1 cpuset levels inherit cpus/mems
  * from their parent), applies resources, and moves pid into it. On failure removes what

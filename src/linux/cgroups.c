@@ -418,8 +418,8 @@ static int cgroup_of(pid_t pid, const struct rc_cg_hier *h, char **out, struct r
  * ------------------------------------------------------------------------------------- */
 
 /* runc's rule for the systemd driver's "slice:prefix:name". */
-static bool is_systemd_format(const char *p) {
-  if (p[0] == '/') return false;
+bool rc_cgroup_is_systemd_format(const char *p) {
+  if (!p || p[0] == '/') return false;
   size_t colons = 0;
   for (const char *c = p; *c; c++)
     if (*c == ':') colons++;
@@ -495,22 +495,6 @@ static int own_cgroup(char **out, struct rc_error *err) {
   return cgroup_of(0, h, out, err);
 }
 
-int rc_cgroup_systemd_unsupported(const char *what, const char *advice, struct rc_error *err) {
-  /* sd_booted()'s test, which runc's IsRunningSystemd uses too. */
-  struct stat st;
-  bool running = lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
-  if (running)
-    return rc_err(err, 0, "%s: the systemd cgroup driver is not supported by runcell; %s", what,
-                  advice);
-  cleanup_free char *comm = NULL;
-  struct rc_error ignore;
-  if (rc_read_file("/proc/1/comm", 256, &comm, NULL, &ignore) == 0) trim_right(comm);
-  return rc_err(err, 0,
-                "%s: systemd not running on this host, cannot use systemd cgroups manager (PID 1 "
-                "is \"%s\", not systemd; runcell has no systemd driver either); %s",
-                what, comm && *comm ? comm : "?", advice);
-}
-
 int rc_cgroup_resolve_path(const char *cgroups_path, const char *id, char **out,
                            struct rc_error *err) {
   *out = NULL;
@@ -520,14 +504,12 @@ int rc_cgroup_resolve_path(const char *cgroups_path, const char *id, char **out,
     *out = rc_xasprintf("/runcell/%s", id);
     return 0;
   }
-  if (is_systemd_format(cgroups_path)) {
-    cleanup_free char *what =
-        rc_xasprintf("cgroupsPath \"%s\" is in systemd format (slice:prefix:name)", cgroups_path);
-    return rc_cgroup_systemd_unsupported(what,
-                                         "run without --systemd-cgroup and give a cgroup path such "
-                                         "as /runcell/<id> (the cgroupfs driver)",
-                                         err);
-  }
+  if (rc_cgroup_is_systemd_format(cgroups_path))
+    return rc_err(err, 0,
+                  "cgroupsPath \"%s\" is in systemd format (slice:prefix:name) but the cgroupfs "
+                  "driver is in use: give --systemd-cgroup (containerd: SystemdCgroup = true in "
+                  "the runtime's options) or a cgroup path such as /runcell/<id>",
+                  cgroups_path);
   if (has_dotdot(cgroups_path))
     return rc_err(err, EINVAL, "cgroupsPath \"%s\": \"..\" components are not allowed",
                   cgroups_path);

@@ -145,7 +145,7 @@ static void test_resolve_path(void) {
   CHECK(rc_cgroup_resolve_path("system.slice:runcell:abc", "abc", &p, &err) < 0);
   CHECK(p == NULL);
   CHECK_CONTAINS(err.msg, "cgroupsPath \"system.slice:runcell:abc\" is in systemd format");
-  CHECK_CONTAINS(err.msg, "run without --systemd-cgroup");
+  CHECK_CONTAINS(err.msg, "give --systemd-cgroup");
 
   CHECK(rc_cgroup_resolve_path("/a/../b", "id", &p, &err) < 0);
   CHECK_CONTAINS(err.msg, "\"..\"");

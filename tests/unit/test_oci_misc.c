@@ -304,7 +304,8 @@ static void test_features(void) {
   CHECK(json_array_size(caps) == (size_t)oci_cap_last() + 1);
   CHECK_STR_EQ(json_string_value(json_array_get(caps, 0)), "CAP_CHOWN");
   const json_t *cg = json_object_get(l, "cgroup");
-  CHECK(json_is_true(json_object_get(cg, "v2")) && json_is_false(json_object_get(cg, "systemd")));
+  CHECK(json_is_true(json_object_get(cg, "v2")) && json_is_true(json_object_get(cg, "systemd")) &&
+        json_is_false(json_object_get(cg, "systemdUser")));
   CHECK(json_is_false(json_object_get(cg, "systemdUser")));
 
   const json_t *sc = json_object_get(l, "seccomp");
