@@ -9,6 +9,12 @@ nothing is still mounted under its directory.
 The runc v2 shim calls the runtime with `--root /run/containerd/runc/<namespace>` (its
 default), so each user of a Containerd takes its own namespace and its runtime state
 directory is known.
+
+`wrap` (optional) runs containerd inside something else: a function given containerd's
+argv that returns the argv to start (e.g. systemd_harness's argv(), which enters a private
+systemd's namespaces). containerd is then a descendant of the process started; stop()
+signals containerd itself, found among those descendants, and leaves the host's
+/run/containerd/runc alone (the shim's runtime root is then the wrapper's, not the host's).
 """
 import json
 import os
@@ -60,8 +66,9 @@ disabled_plugins = {disabled}
 
 
 class Containerd:
-    def __init__(self, base, extra_config="", disable_cri=True, imports=()):
+    def __init__(self, base, extra_config="", disable_cri=True, imports=(), wrap=None):
         self.base = Path(base)
+        self.wrap = wrap
         self.base.mkdir(parents=True, exist_ok=True)
         self.socket = self.base / "containerd.sock"
         self.config_path = self.base / "config.toml"
@@ -73,8 +80,9 @@ class Containerd:
     # --- lifetime
     def start(self, timeout=30):
         log = open(self.log_path, "ab")
+        argv = [str(CONTAINERD), "--config", str(self.config_path)]
         self.proc = subprocess.Popen(
-            [str(CONTAINERD), "--config", str(self.config_path)],
+            self.wrap(argv) if self.wrap else argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -98,6 +106,29 @@ class Containerd:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def daemon_pid(self):
+        """containerd's own (host) pid: the process started, or with `wrap` the first
+        descendant of it whose argv[0] is containerd; None when it is gone."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        if self.wrap is None:
+            return self.proc.pid
+        todo = [self.proc.pid]
+        while todo:
+            pid = todo.pop(0)
+            try:
+                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if argv0 == str(CONTAINERD).encode() and process_alive(pid):
+                return pid
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+                except OSError:
+                    pass
+        return None
 
     def shim_pids(self):
         """Pids of the shims this containerd started: containerd-shim-runc-v2 processes
@@ -125,12 +156,24 @@ class Containerd:
             problems += self.remove_all(ns)
         shims = self.shim_pids()
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            daemon = self.daemon_pid()
+            if daemon is not None:
+                os.kill(daemon, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                if self.wrap is not None:
+                    problems.append("containerd did not end on SIGTERM")
+                    daemon = self.daemon_pid()
+                    if daemon is not None:
+                        os.kill(daemon, signal.SIGKILL)
+                    try:
+                        self.proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
         for pid in shims:
             if process_alive(pid):
                 problems.append(f"shim {pid} still running after its tasks were deleted")
@@ -138,8 +181,9 @@ class Containerd:
         for mp in sorted(mounts_under(self.base), key=len, reverse=True):
             problems.append(f"mount {mp}")
             subprocess.run(["umount", "-l", mp], capture_output=True)
-        for ns in self.namespaces:
-            shutil.rmtree(SHIM_RUNTIME_ROOT / ns, ignore_errors=True)
+        if self.wrap is None:
+            for ns in self.namespaces:
+                shutil.rmtree(SHIM_RUNTIME_ROOT / ns, ignore_errors=True)
         return problems
 
     # --- ctr

@@ -110,11 +110,16 @@ def _first(fields, n, default=None):
 # --- messages -------------------------------------------------------------------------
 
 
-def pod_sandbox_config(name, uid, namespace, log_dir, annotations=None, host_network=True):
+def pod_sandbox_config(name, uid, namespace, log_dir, annotations=None, host_network=True,
+                       cgroup_parent=None):
+    """cgroup_parent: LinuxPodSandboxConfig.cgroup_parent, e.g. the kubelet's systemd
+    driver's "kubepods-besteffort-pod<uid with underscores>.slice"."""
     metadata = f_bytes(1, name) + f_bytes(2, uid) + f_bytes(3, namespace)
     # LinuxPodSandboxConfig.security_context(2).namespace_options(1)
     ns_opts = f_varint(1, NODE if host_network else POD) + f_varint(2, POD) + f_varint(3, POD)
     linux = f_bytes(2, f_bytes(1, ns_opts))
+    if cgroup_parent:
+        linux = f_bytes(1, cgroup_parent) + linux
     msg = f_bytes(1, metadata) + f_bytes(3, str(log_dir)) + f_bytes(8, linux)
     if not host_network:
         msg += f_bytes(2, name)
@@ -123,12 +128,27 @@ def pod_sandbox_config(name, uid, namespace, log_dir, annotations=None, host_net
     return msg
 
 
-def container_config(name, image, command, log_path, annotations=None):
+def linux_container_resources(cpu_period=0, cpu_quota=0, cpu_shares=0,
+                              memory_limit_in_bytes=0):
+    """A LinuxContainerResources message (0: not specified, as in the proto)."""
+    msg = b""
+    for field, value in ((1, cpu_period), (2, cpu_quota), (3, cpu_shares),
+                         (4, memory_limit_in_bytes)):
+        if value:
+            msg += f_varint(field, value)
+    return msg
+
+
+def container_config(name, image, command, log_path, annotations=None, resources=None):
+    """resources: a linux_container_resources() message, as
+    ContainerConfig.linux(15).resources(1)."""
     msg = f_bytes(1, f_bytes(1, name)) + f_bytes(2, f_bytes(1, image))
     msg += b"".join(f_bytes(3, c) for c in command)
     msg += f_bytes(11, log_path)
     if annotations:
         msg += f_map(10, annotations)
+    if resources is not None:
+        msg += f_bytes(15, f_bytes(1, resources))
     return msg
 
 
@@ -194,6 +214,20 @@ class CriClient:
 
     def remove_container(self, cid):
         self.call("RemoveContainer", f_bytes(1, cid))
+
+    def exec_sync(self, cid, cmd, timeout=10):
+        """ExecSync: (exit code, stdout, stderr) of cmd (a list) run in the container."""
+        resp = self.call("ExecSync", f_bytes(1, cid) + b"".join(f_bytes(2, c) for c in cmd)
+                         + f_varint(3, timeout))
+        code = _first(resp, 3, 0)
+        if code >= 1 << 63:
+            code -= 1 << 64
+        return (code, _first(resp, 1, b"").decode(errors="replace"),
+                _first(resp, 2, b"").decode(errors="replace"))
+
+    def update_container_resources(self, cid, resources):
+        """UpdateContainerResources with a linux_container_resources() message."""
+        self.call("UpdateContainerResources", f_bytes(1, cid) + f_bytes(2, resources))
 
     def container_status(self, cid):
         resp = self.call("ContainerStatus", f_bytes(1, cid) + f_varint(2, 1))
