@@ -393,6 +393,15 @@ int rc_systemd_parse_property(const char *name, const char *text, struct rc_syst
                   "annotation org.systemd.property.%s: not a systemd property name (a capital "
                   "letter, then letters and digits)",
                   name ? name : "");
+  /* What places the unit and makes its cgroup runcell's: changed, runcell would manage a
+   * cgroup the container is not in (runc lets them through). */
+  static const char *const reserved[] = {"Slice", "PIDs", "Delegate"};
+  for (size_t i = 0; i < RC_ARRAY_SIZE(reserved); i++)
+    if (strcmp(name, reserved[i]) == 0)
+      return rc_err(err, 0,
+                    "annotation org.systemd.property.%s: runcell sets %s itself (from "
+                    "cgroupsPath and for the container's cgroup to be runcell's)",
+                    name, name);
   while (*text == ' ') text++;
   int r = -1;
   if (text[0] == '\'' || text[0] == '"') {

@@ -137,7 +137,7 @@ static void test_properties(void) {
   CHECK(v.type == 't' && v.u == 1500000ULL);
   rc_systemd_value_free(&v);
 
-  check_property("Delegate", "true", "Delegate", 'b');
+  check_property("SendSIGKILL", "true", "SendSIGKILL", 'b');
   check_property("CPUWeight", "@t 100", "CPUWeight", 't');
   check_property("Nice", "int32 -5", "Nice", 'i');
   check_property("Description", "\"a \\\"quoted\\\" word\"", "Description", 's');
@@ -157,6 +157,9 @@ static void test_properties(void) {
   CHECK_CONTAINS(property_error("X", "['array']"), "not a GVariant text value");
   CHECK_CONTAINS(property_error("X", "'unterminated"), "not a GVariant text value");
   CHECK_CONTAINS(property_error("TimeoutStopSec", "-1"), "non-negative number");
+  CHECK_CONTAINS(property_error("Slice", "'user.slice'"), "runcell sets Slice itself");
+  CHECK_CONTAINS(property_error("Delegate", "false"), "runcell sets Delegate itself");
+  CHECK_CONTAINS(property_error("PIDs", "uint32 1"), "runcell sets PIDs itself");
   CHECK_CONTAINS(property_error("TimeoutStopSec", "'soon'"), "non-negative number");
 }
 
