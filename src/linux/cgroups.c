@@ -20,6 +20,7 @@
 
 #include "cgroups_internal.h"
 #include "runcell/log.h"
+#include "runcell/process_attrs.h"
 #include "runcell/util.h"
 
 /* Containers are created in one cgroup per hierarchy; this caps the number of
@@ -854,6 +855,59 @@ static int enable_level(const char *dir, size_t level, bool leaf, void *ctx) {
   return 0;
 }
 
+/* A cgroup v2 path through a threaded subtree (a level that is "domain threaded" or
+ * "threaded", made so by someone else: a threaded child turns its parent into a thread
+ * root) ends in "domain invalid" cgroups, in which no process can be placed: the kernel
+ * answers the join with a bare EOPNOTSUPP. runc's rule (libcontainer/cgroups/fs2
+ * CreateCgroupPath), which runcell follows so that such a config runs under both or under
+ * neither: a config that sets a domain controller's limits is refused, saying why, before
+ * anything is enabled or changed; otherwise every "domain invalid" level is made threaded
+ * and the container runs there. runc's domain controllers are memory, io, hugetlb and cpu
+ * (although the kernel's cpu controller is threaded). Found by the cgroup v2 lane
+ * (tests/lanes/cgroupv2/cgroupv2.sh): runc ran a pids-only container there, runcell failed
+ * with "write cgroup.procs: Operation not supported" and left the parent's
+ * cgroup.subtree_control changed. */
+struct threaded_ctx {
+  const char *path;
+  const char *domain; /* a domain controller the config sets limits for, or NULL */
+  struct rc_error *err;
+};
+
+/* The domain controller on v2 hierarchy h that r sets limits for, if any. */
+static const char *v2_domain_controller_set(const struct rc_cg_layout *l,
+                                            const struct rc_cg_hier *h,
+                                            const struct oci_resources *r) {
+  if (!r) return NULL;
+  if (rc_cg_memory_is_set(r) && rc_cg_find(l, "memory") == h) return "memory";
+  if (rc_cg_blkio_is_set(r) && !rc_cg_find(l, "blkio") && rc_cg_find(l, "io") == h) return "io";
+  if (rc_cg_cpu_is_set(r) && rc_cg_find(l, "cpu") == h) return "cpu";
+  if (r->n_hugepage_limits && rc_cg_find(l, "hugetlb") == h) return "hugetlb";
+  return NULL;
+}
+
+static int threaded_level(const char *dir, size_t level, bool leaf, void *ctx) {
+  (void)leaf;
+  struct threaded_ctx *c = ctx;
+  if (level == 0) return 0; /* the hierarchy's root is a domain, whatever is below it */
+  struct rc_cg_dir d = {.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .path = c->path};
+  if (d.fd < 0) return 0; /* a missing level shows later, with context */
+  static const char *const names[] = {"domain", "domain invalid", "domain threaded", "threaded"};
+  enum rc_cg_v2_type type;
+  int r = 0;
+  if (rc_cg_v2_type(&d, &type) == 0 && type != RC_CG_V2_DOMAIN) {
+    if (c->domain)
+      r = rc_err(c->err, EOPNOTSUPP,
+                 "cgroup %s: %s is \"%s\", part of a threaded subtree, where the config's %s "
+                 "limits cannot apply: only pids and cpuset limits may be set there (runc's rule: "
+                 "it refuses this config too)",
+                 c->path, dir, names[type], c->domain);
+    else if (type == RC_CG_V2_DOMAIN_INVALID)
+      r = rc_cg_v2_join_threaded(&d, c->err);
+  }
+  close_dir(&d);
+  return r;
+}
+
 /* v2's refusal to put a process beside children that have controllers enabled says only
  * EBUSY: say what it means. */
 static void explain_v2_busy(struct rc_error *err) {
@@ -898,6 +952,13 @@ int rc_cgroup_create(const char *cgroup_path, const struct oci_resources *resour
     int r = for_each_level(&l->hiers[i], path, mkdir_level, &c);
     made[i] = c.first_made;
     if (r < 0) goto out;
+  }
+  /* Before anything is enabled, so that a refusal leaves every existing cgroup as it was. */
+  const struct rc_cg_hier *v2 = rc_cg_v2_hier(l);
+  if (v2) {
+    struct threaded_ctx t = {
+        .path = path, .domain = v2_domain_controller_set(l, v2, resources), .err = err};
+    if (for_each_level(v2, path, threaded_level, &t) < 0) goto out;
   }
   for (size_t i = 0; i < l->n; i++) {
     const struct rc_cg_hier *h = &l->hiers[i];
@@ -1068,15 +1129,40 @@ const struct rc_cg_hier *rc_cg_procs_hier(const struct rc_cg_layout *l) {
   return h ? h : (l->n ? &l->hiers[0] : NULL);
 }
 
+/* The process (thread group) thread tid belongs to; 0 when it is gone. */
+static pid_t tgid_of(pid_t tid) {
+  char file[64];
+  snprintf(file, sizeof(file), "/proc/%d/status", (int)tid);
+  cleanup_free char *status = NULL;
+  struct rc_error ignore;
+  if (rc_read_proc_file(file, 1 << 16, &status, &ignore) < 0) return 0;
+  const char *t = strstr(status, "\nTgid:");
+  return t ? (pid_t)strtol(t + 6, NULL, 10) : 0;
+}
+
 int rc_cg_read_own_pids(int dirfd, const char *path, struct rc_cg_pid_list *out,
                         struct rc_error *err) {
   struct rc_cg_dir d = {.fd = dirfd, .path = path};
   cleanup_free char *procs = NULL;
-  if (rc_cg_read(&d, "cgroup.procs", &procs, err) < 0) return -1;
+  size_t first = out->n;
+  bool threads = false;
+  if (rc_cg_read(&d, "cgroup.procs", &procs, err) < 0) {
+    /* A threaded cgroup's cgroup.procs cannot be read (EOPNOTSUPP): its processes are
+     * its thread root's. Its cgroup.threads lists its threads, each standing for its
+     * process. (runc reads cgroup.procs alone, so its ps and kill --all fail there; found
+     * by the cgroup v2 lane, once runcell could create such a container.) */
+    if (err->code != EOPNOTSUPP || rc_cg_read(&d, "cgroup.threads", &procs, err) < 0) return -1;
+    threads = true;
+  }
   for (char *p = procs; *p;) {
     char *end;
     long v = strtol(p, &end, 10);
     if (end == p) break;
+    if (v > 0 && threads) {
+      v = tgid_of((pid_t)v);
+      for (size_t i = first; i < out->n && v > 0; i++)
+        if (out->v[i] == v) v = 0; /* another thread of a process already listed */
+    }
     if (v > 0) {
       if (out->n == out->cap) {
         out->cap = out->cap ? out->cap * 2 : 16;

@@ -143,6 +143,15 @@ static bool parked_is_ours(const char *dir, const char *path) {
   return ours;
 }
 
+/* rc_cg_v2_join_threaded for the cgroup directory dir. */
+static int join_threaded(const char *dir, const char *path, struct rc_error *err) {
+  struct rc_cg_dir d = {.fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .path = path};
+  if (d.fd < 0) return rc_err(err, errno, "cgroup %s: open %s", path, dir);
+  int r = rc_cg_v2_join_threaded(&d, err);
+  close(d.fd);
+  return r;
+}
+
 /* Whether a path component is one of the names the cell kernel's cgroups use. */
 static bool reserved_name(const char *name, size_t len) {
   size_t cl = strlen(CELLK_DIR), pl = strlen(PARKED_SUFFIX);
@@ -193,6 +202,9 @@ int rc_cgroup_charge_cell_kernel(const char *cgroup_path, pid_t pid, struct rc_e
   cleanup_free char *dir = rc_cg_hier_dir(v2, child);
   if (mkdir(dir, 0755) < 0 && errno != EEXIST)
     return rc_err(err, errno, "cgroup %s: create %s", path, dir);
+  /* Below a threaded cell (cgroups.c's threaded_level) the child is "domain invalid" and
+   * takes no process until it is threaded too. */
+  if (join_threaded(dir, path, err) < 0) return -1;
   if (rc_cg_write_pid(v2, child, path, pid, err) < 0) return -1;
   return joined + 1;
 }
@@ -243,6 +255,8 @@ int rc_cg_park_cell_kernels(const struct rc_cg_hier *v2, const char *path, bool 
                      "processes or cgroups that are not runcell's cell kernels",
                      path, parked_dir);
     }
+    /* the sibling of a threaded cell is "domain invalid" as the cell was */
+    if (ret == 0) ret = join_threaded(parked_dir, path, err);
   }
   for (size_t i = 0; ret == 0 && i < from.n; i++) {
     /* Only cell kernels leave the cell, and only they come back. */

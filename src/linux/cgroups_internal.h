@@ -81,7 +81,8 @@ struct rc_cg_pid_list {
   pid_t *v;
   size_t n, cap;
 };
-/* Appends the processes of the cgroup open at dirfd (its own cgroup.procs) only. */
+/* Appends the processes of the cgroup open at dirfd (its own cgroup.procs, or for a
+ * threaded cgroup the processes of its cgroup.threads) only. */
 int rc_cg_read_own_pids(int dirfd, const char *path, struct rc_cg_pid_list *out,
                         struct rc_error *err);
 /* Appends the processes of the cgroup open at dirfd and of every cgroup below it (depth:
@@ -144,6 +145,23 @@ int rc_cg_v2_hugetlb(const struct rc_cg_dir *d, const struct oci_hugepage_limit 
 int rc_cg_v2_unified(const struct rc_cg_dir *d, const struct oci_key_value *kv, size_t n,
                      struct rc_error *err);
 int rc_cg_v2_freeze(const struct rc_cg_dir *d, bool freeze, struct rc_error *err);
+/* A v2 cgroup's cgroup.type. A domain child of a threaded subtree ("domain threaded"
+ * root, "threaded" members) is "domain invalid": it can hold no process until it is made
+ * threaded, and a threaded cgroup has only the threaded controllers (cpu, cpuset, pids,
+ * perf_event). */
+enum rc_cg_v2_type {
+  RC_CG_V2_DOMAIN,
+  RC_CG_V2_DOMAIN_INVALID,
+  RC_CG_V2_DOMAIN_THREADED,
+  RC_CG_V2_THREADED,
+};
+/* -1 when the kernel has no cgroup.type (before 4.14: no threaded mode); *out is then
+ * RC_CG_V2_DOMAIN. */
+int rc_cg_v2_type(const struct rc_cg_dir *d, enum rc_cg_v2_type *out);
+/* Makes a "domain invalid" cgroup threaded (what runc does for a container cgroup inside
+ * a threaded subtree, and the cell kernel's cgroups need below a threaded cell); leaves
+ * any other as it is. */
+int rc_cg_v2_join_threaded(const struct rc_cg_dir *d, struct rc_error *err);
 /* Enables in dir's cgroup.subtree_control every controller in its cgroup.controllers
  * that the kernel lets it enable; the ones it refuses are left for the resource writers
  * to report (by the missing file) if they are needed. */

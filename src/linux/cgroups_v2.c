@@ -289,6 +289,27 @@ int rc_cg_v2_freeze(const struct rc_cg_dir *d, bool freeze, struct rc_error *err
                      "the host's kernel has no cgroup v2 freezer (it needs Linux 5.2)", err);
 }
 
+int rc_cg_v2_type(const struct rc_cg_dir *d, enum rc_cg_v2_type *out) {
+  *out = RC_CG_V2_DOMAIN;
+  cleanup_free char *type = NULL;
+  struct rc_error ignore;
+  /* No cgroup.type before Linux 4.14: no threaded mode either. */
+  if (rc_cg_read(d, "cgroup.type", &type, &ignore) < 0) return -1;
+  if (strcmp(type, "domain invalid") == 0)
+    *out = RC_CG_V2_DOMAIN_INVALID;
+  else if (strcmp(type, "domain threaded") == 0)
+    *out = RC_CG_V2_DOMAIN_THREADED;
+  else if (strcmp(type, "threaded") == 0)
+    *out = RC_CG_V2_THREADED;
+  return 0;
+}
+
+int rc_cg_v2_join_threaded(const struct rc_cg_dir *d, struct rc_error *err) {
+  enum rc_cg_v2_type type;
+  if (rc_cg_v2_type(d, &type) < 0 || type != RC_CG_V2_DOMAIN_INVALID) return 0;
+  return rc_cg_write(d, "cgroup.type", "threaded", NULL, err);
+}
+
 void rc_cg_v2_enable_controllers(const struct rc_cg_dir *d) {
   struct rc_error ignore;
   cleanup_free char *avail = NULL, *enabled = NULL;
