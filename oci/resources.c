@@ -296,6 +296,22 @@ int oci_parse_resources(const struct oci_pctx *c, const json_t *obj, const char 
     if (parse_rdma(c, v, path, r) < 0) return -1;
   }
   if (oci_get_string_map(c, obj, parent, "unified", &r->unified, &r->n_unified) < 0) return -1;
+  /* The core files that move processes or reshape the tree are the runtime's: a config
+   * writing cgroup.procs could pull any host process into the container's cgroup, where
+   * kill --all and delete would signal it (runc 1.1.5 writes them all). */
+  static const char *const runtime_files[] = {"cgroup.procs", "cgroup.threads",
+                                              "cgroup.type",  "cgroup.subtree_control",
+                                              "cgroup.kill",  "cgroup.freeze"};
+  for (size_t i = 0; i < r->n_unified; i++)
+    for (size_t j = 0; j < RC_ARRAY_SIZE(runtime_files); j++)
+      if (strcmp(r->unified[i].key, runtime_files[j]) == 0) {
+        char up[OCI_PATH_MAX];
+        oci_path_key(up, sizeof(up), parent, "unified");
+        oci_path_map(path, sizeof(path), up, r->unified[i].key);
+        return oci_perr(c, path,
+                        "the runtime's to write (it moves processes or changes the cgroup "
+                        "tree), not a resource");
+      }
   return 0;
 }
 

@@ -631,6 +631,12 @@ static void test_resources_errors(void) {
                "between 0 and 4294967295");
   CHECK_STR_EQ(parse_error(with_linux("\"resources\": {\"unified\": {\"memory.max\": 5}}")),
                "config.json: linux.resources.unified[\"memory.max\"]: must be a string");
+  CHECK_STR_EQ(parse_error(with_linux("\"resources\": {\"unified\": {\"cgroup.procs\": \"1\"}}")),
+               "config.json: linux.resources.unified[\"cgroup.procs\"]: the runtime's to write "
+               "(it moves processes or changes the cgroup tree), not a resource");
+  CHECK_CONTAINS(parse_error(with_linux("\"resources\": {\"unified\": {\"cgroup.subtree_control\": "
+                                        "\"+cpu\"}}")),
+                 "unified[\"cgroup.subtree_control\"]: the runtime's to write");
   CHECK_STR_EQ(parse_error(with_linux("\"resources\": {\"pids\": {\"limit\": \"max\"}}")),
                "config.json: linux.resources.pids.limit: must be an integer between "
                "-9223372036854775808 and 9223372036854775807");
