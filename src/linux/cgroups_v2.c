@@ -235,7 +235,14 @@ int rc_cg_v2_io(const struct rc_cg_dir *d, const struct oci_blkio *b, struct rc_
     char line[96];
     snprintf(line, sizeof(line), "%" PRId64 ":%" PRId64 " %" PRIu64, w->major, w->minor,
              bfq ? (uint64_t)w->weight : rc_cg_v2_blkio_weight_to_io(w->weight));
-    if (rc_cg_write(d, wfile, line, whint, err) < 0) return -1;
+    if (rc_cg_write(d, wfile, line, whint, err) == 0) continue;
+    /* A device weight takes a disk whose scheduler weighs cgroups (iocost enabled, or
+     * BFQ); elsewhere the kernel refuses it. A weight is a share, not a limit, and runc
+     * 1.1.5 leaves weightDevice out on v2 altogether: warn and go on rather than fail a
+     * config that runs under runc. */
+    if (err->code != EOPNOTSUPP) return -1;
+    rc_warn("cgroup %s: blockIO.weightDevice %" PRId64 ":%" PRId64 " is not applied: %s", d->path,
+            w->major, w->minor, err->msg);
   }
   if (write_io_max(d, "rbps", b->throttle_read_bps, b->n_throttle_read_bps, err) < 0 ||
       write_io_max(d, "wbps", b->throttle_write_bps, b->n_throttle_write_bps, err) < 0 ||

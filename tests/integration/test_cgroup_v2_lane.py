@@ -51,6 +51,10 @@ SCENARIOS = {
         "cpu": {"shares": 512}, "pids": {"limit": 64},
         "unified": {"pids.max": "33", "cpu.weight": "77", "cgroup.max.descendants": "5"},
     }, ("runc", "native"), "", SLEEP),
+    # a device weight on a disk whose scheduler weighs no cgroups (ram0: no iocost, no BFQ):
+    # runc 1.1 leaves weightDevice out on v2, runcell warns that the kernel refused it
+    "weightdev": ({"blockIO": {"weight": 300, "weightDevice": [dict(RAM0, weight=700)]}},
+                  ("runc", "native"), "", SLEEP),
     "rdma": ({"rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 100}}},
              ("runc", "native"), "", SLEEP),
     "unified-slash": ({"unified": {"../memory.max": "1"}}, ("runc", "native"), "", SLEEP),

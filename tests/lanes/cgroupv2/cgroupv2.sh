@@ -274,6 +274,17 @@ expect "unified values" "$(cat $G/override-native/pids.max $G/override-native/cp
   $G/override-native/cgroup.max.descendants | tr '\n' ' ')" "33 77 5 "
 for id in override-runc override-native; do $(rt $id) delete $id || fail "delete $id"; done
 
+# ---- a device weight the kernel refuses (ram0's scheduler weighs no cgroups): runc leaves
+# weightDevice out on v2; runcell runs the container too and says the weight is not applied
+for id in weightdev-runc weightdev-native; do
+  create $id || fail "create $id: $(cat /tmp/create.err)"
+done
+same_cg "blockIO weight with a weightDevice the kernel refuses" $G/weightdev-runc $G/weightdev-native
+warned=$(grep 'weightdev-native: blockIO.weightDevice 1:0 is not applied' "$LOG" | tail -1)
+[ -n "$warned" ] || fail "runcell did not log that weightDevice 1:0 was not applied"
+echo "ok: weightDevice: runcell logs: $(echo "$warned" | grep -o 'weightDevice 1:0.*' | head -c 160)"
+for id in weightdev-runc weightdev-native; do $(rt $id) delete $id || fail "delete $id"; done
+
 # ---- configs both refuse, leaving no cgroup behind: an rdma device the host lacks, unified
 # keys that are not a file of the container's cgroup
 for s in rdma unified-slash unified-nofile; do
