@@ -395,6 +395,17 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   /* Saved before anything else exists, so that `delete --force` can find and undo a
    * create that was killed half-way. */
   if (rc_state_save(&dir, &st, err) < 0) goto out;
+  if (o->systemd_cgroup) {
+    /* for delete --force of a container whose state.json is damaged (see the header); made
+     * durable by config.json's write, which syncs the directory */
+    int fd = openat(dir.dirfd, RC_SYSTEMD_STATE_MARKER, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                    0600);
+    if (fd < 0) {
+      rc_err(err, errno, "create %s/%s", dir.path, RC_SYSTEMD_STATE_MARKER);
+      goto out;
+    }
+    close(fd);
+  }
   /* The config is kept with the state: delete needs its poststop hooks even if the bundle
    * is gone by then. */
   if (rc_write_file_atomic(dir.dirfd, "config.json", cfg->raw, strlen(cfg->raw), 0600, err) < 0)
@@ -525,6 +536,11 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       goto out;
     }
   }
+  /* The init joined its cgroup before asking for the hooks (a microVM's VMM was moved
+   * in above): the scope holds a process of the container, so the stand-in goes now, not
+   * when create ends, so that the hooks (which may take long) and the pids limit find the
+   * container alone there (docs/systemd-cgroup.md). */
+  rc_systemd_standin_end(&standin);
   {
     cleanup_free char *hook_state = oci_state_to_hook_json(&st);
     if (rc_hooks_run("prestart", cfg->hooks.prestart, cfg->hooks.n_prestart, hook_state, err) < 0 ||
@@ -580,7 +596,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   rc = 0;
 
 out:
-  /* the container's first process is in the cgroup by now (or there is none) */
+  /* a create that failed before its init joined (a no-op once ended above) */
   rc_systemd_standin_end(&standin);
   if (rc < 0) {
     struct rc_error cleanup_err;

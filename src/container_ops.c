@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -240,10 +241,20 @@ static int stop_all(struct oci_state *st, struct rc_error *err) {
     for (;;) {
       pid_t *pids = NULL;
       size_t n = 0;
-      if (rc_cgroup_pids(st->cgroup_path, &pids, &n, err) < 0) return -1;
+      /* With the systemd driver, systemd collects the scope once it is empty and removes
+       * its cgroups under this loop: reading one removed after it was opened fails with
+       * ENOENT or ENODEV, and a cgroup removed holds no process (delete --force failed
+       * with "read cgroup.procs: No such device" when systemd came in between). */
+      if (rc_cgroup_pids(st->cgroup_path, &pids, &n, err) < 0) {
+        if (st->systemd_cgroup && (err->code == ENOENT || err->code == ENODEV)) break;
+        return -1;
+      }
       free(pids);
       if (n == 0) break;
-      if (rc_cgroup_kill_all(st->cgroup_path, SIGKILL, err) < 0) return -1;
+      if (rc_cgroup_kill_all(st->cgroup_path, SIGKILL, err) < 0) {
+        if (st->systemd_cgroup && (err->code == ENOENT || err->code == ENODEV)) break;
+        return -1;
+      }
       clock_gettime(CLOCK_MONOTONIC, &now);
       long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
       if (ms > STOP_TIMEOUT_MS)
@@ -281,10 +292,14 @@ static int delete_unreadable(const char *root, const char *id, struct rc_contain
            why.msg, msg);
     return -1;
   }
-  /* The driver is not known without the state: a systemd-style cgroupsPath tells it. */
+  /* The driver is not known without the state: the marker create leaves with the
+   * systemd driver tells it (an empty cgroupsPath is the unit runcell-<id>.scope then,
+   * not the cgroup /runcell/<id>: without the marker delete removed the state and left
+   * the container running in its unit), as does a systemd-style cgroupsPath. */
   const char *cgroups_path = cfg->has_linux ? cfg->linux_.cgroups_path : NULL;
   struct rc_systemd_unit unit = {0};
-  if (rc_cgroup_is_systemd_format(cgroups_path)) {
+  if (rc_cgroup_is_systemd_format(cgroups_path) ||
+      faccessat(dir->dirfd, RC_SYSTEMD_STATE_MARKER, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
     if (rc_systemd_resolve(cgroups_path, id, &unit, err) < 0) goto out;
     st.cgroup_path = rc_xstrdup(unit.path);
     st.systemd_cgroup = true;
@@ -505,6 +520,61 @@ static int microvm_set_pids_limit(const char *root, const struct oci_state *st, 
   return 0;
 }
 
+/* systemd keeps a CPU quota as a rate (CPUQuotaPerSecUSec, the quota over the period) and
+ * writes the cgroup's quota back from it on every realize (a property change, a
+ * daemon-reload). An update that names only one of quota and period must give systemd the
+ * rate with the other as the cgroup has it now: rc_systemd_update would otherwise take the
+ * default period (`--cpu-quota` of a container with another period: the rate is wrong and
+ * the next realize changes the quota) or no quota at all (`--cpu-period` alone: systemd
+ * made the quota "infinity" and wrote cfs_quota_us -1, removing the limit). runc merges the
+ * update into the container's resources, which does the same. Only for systemd's
+ * properties: the cgroupfs files are written from the update as given. */
+static void systemd_cpu_rate(const char *cgpath, struct oci_resources *r) {
+  /* 0 leaves either as it is (runc's flags) */
+  bool quota_given = r->cpu.has_quota && r->cpu.quota != 0,
+       period_given = r->cpu.has_period && r->cpu.period != 0;
+  if (!r->has_cpu || quota_given == period_given) return;
+  struct rc_error ignore;
+  cleanup_free char *quota = NULL, *period = NULL;
+  /* v1: cpu.cfs_quota_us ("-1" or a number), cpu.cfs_period_us; v2: cpu.max
+   * ("max PERIOD" or "QUOTA PERIOD") */
+  if (rc_cgroup_read_control(cgpath, "cpu", "cpu.cfs_quota_us", "cpu.max", &quota, &ignore) < 0)
+    return;
+  const char *space = strchr(quota, ' ');
+  if (!space &&
+      rc_cgroup_read_control(cgpath, "cpu", "cpu.cfs_period_us", NULL, &period, &ignore) < 0)
+    return;
+  long long q = strncmp(quota, "max", 3) == 0 ? -1 : strtoll(quota, NULL, 10);
+  unsigned long long p = strtoull(space ? space + 1 : period, NULL, 10);
+  if (!quota_given) {
+    r->cpu.has_quota = true;
+    r->cpu.quota = q > 0 ? q : -1;
+  }
+  if (!period_given && p > 0) {
+    r->cpu.has_period = true;
+    r->cpu.period = p;
+  }
+}
+
+/* With the systemd driver the cgroupfs side comes after systemd has taken the update (and
+ * written its own files from it): what the cgroupfs side then refuses, unified keys on a
+ * host without (their controller on) cgroup v2, a cpuset the machine has not, left the
+ * update failed with systemd's limits (memory, pids...) already changed. Those parts go
+ * first, as the cgroupfs driver's own apply does cpuset first, so that a refusal leaves
+ * everything as it was (runc refuses unified on v1 before anything changes too); they
+ * are written again with the rest after systemd. */
+static int apply_refusable_first(const char *cgpath, const struct oci_resources *r,
+                                 struct rc_error *err) {
+  bool cpus = r->has_cpu && r->cpu.cpus && *r->cpu.cpus,
+       mems = r->has_cpu && r->cpu.mems && *r->cpu.mems;
+  if (!cpus && !mems && !r->n_unified) return 0;
+  struct oci_resources first = {
+      .has_cpu = cpus || mems, .unified = r->unified, .n_unified = r->n_unified};
+  first.cpu.cpus = cpus ? r->cpu.cpus : NULL;
+  first.cpu.mems = mems ? r->cpu.mems : NULL;
+  return rc_cgroup_apply(cgpath, &first, err);
+}
+
 int rc_container_update(const char *root, const char *id, const struct oci_resources *r,
                         struct rc_error *err) {
   struct rc_container_dir dir;
@@ -530,8 +600,12 @@ int rc_container_update(const char *root, const char *id, const struct oci_resou
   }
   if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, true, err) < 0) goto out;
   /* systemd first, as runc: it writes the files from its properties on the way */
-  if (st->systemd_cgroup && rc_systemd_update(rc_systemd_unit_of(st->cgroup_path), &host, err) < 0)
-    goto out;
+  if (st->systemd_cgroup) {
+    if (apply_refusable_first(st->cgroup_path, &host, err) < 0) goto out;
+    struct oci_resources for_systemd = host;
+    systemd_cpu_rate(st->cgroup_path, &for_systemd);
+    if (rc_systemd_update(rc_systemd_unit_of(st->cgroup_path), &for_systemd, err) < 0) goto out;
+  }
   if (rc_cgroup_apply(st->cgroup_path, &host, err) < 0) goto out;
   if (vm_memory && microvm_follow_memory_limit(root, st, r->memory.limit, false, err) < 0) goto out;
   rc = 0;

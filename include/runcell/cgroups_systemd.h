@@ -28,6 +28,12 @@ struct rc_systemd_unit {
   char *path;  /* its cgroup, relative to the hierarchy roots: "/system.slice/runcell-x.scope" */
 };
 
+/* A file in the state directory of a container created with the systemd driver: delete
+ * --force of one whose state.json cannot be read finds its cgroup from the saved
+ * config.json, whose cgroupsPath does not name the driver when it is empty (the default
+ * is runcell-<id>.scope with this driver, /runcell/<id> without). */
+#define RC_SYSTEMD_STATE_MARKER "systemd-cgroup"
+
 /* Parses and checks cgroups_path (NULL or "" for the default) for container id. */
 int rc_systemd_resolve(const char *cgroups_path, const char *id, struct rc_systemd_unit *out,
                        struct rc_error *err);

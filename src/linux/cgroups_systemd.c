@@ -187,6 +187,27 @@ static bool ends_with(const char *s, const char *suffix) {
   return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
 }
 
+/* systemd's cg_escape (252): the cgroup directory of a unit, and of each slice above it, is
+ * the unit's name with a "_" put before it when the name starts with "_" or ".", is a
+ * cgroup file's name, or is "<controller>.<suffix>" ("pids.slice", "cpu.slice"). Without
+ * it runcell made and joined "/pids.slice/..." while systemd's unit was "/_pids.slice/...":
+ * the container ran outside its unit (which went inactive once the stand-in ended). */
+static char *cg_escape(const char *name) {
+  /* systemd 252's cgroup_controller_table */
+  static const char controllers[] =
+      " cpu cpuacct cpuset io blkio memory devices pids bpf-firewall bpf-devices bpf-foreign "
+      "bpf-socket-bind bpf-restrict-network-interfaces ";
+  bool prefix = name[0] == '_' || name[0] == '.' || strcmp(name, "notify_on_release") == 0 ||
+                strcmp(name, "release_agent") == 0 || strcmp(name, "tasks") == 0 ||
+                strncmp(name, "cgroup.", 7) == 0;
+  const char *dot = strrchr(name, '.');
+  if (!prefix && dot && dot > name) {
+    cleanup_free char *word = rc_xasprintf(" %.*s ", (int)(dot - name), name);
+    prefix = strstr(controllers, word) != NULL;
+  }
+  return rc_xasprintf("%s%s", prefix ? "_" : "", name);
+}
+
 int rc_systemd_expand_slice(const char *slice, char **out, struct rc_error *err) {
   *out = NULL;
   if (strcmp(slice, "-.slice") == 0) {
@@ -206,12 +227,14 @@ int rc_systemd_expand_slice(const char *slice, char **out, struct rc_error *err)
            slice);
     return -1;
   }
-  /* "a-b-c.slice" lives in "a-b.slice", which lives in "a.slice". */
-  size_t cap = 2 * (len + 1) * (len + 1) + 16, used = 0;
+  /* "a-b-c.slice" lives in "a-b.slice", which lives in "a.slice" (each escaped). */
+  size_t cap = 2 * (len + 2) * (len + 2) + 16, used = 0;
   char *p = rc_xmalloc(cap);
   for (size_t i = 0; i <= len; i++) {
     if (i < len && slice[i] != '-') continue;
-    used += (size_t)snprintf(p + used, cap - used, "/%.*s.slice", (int)i, slice);
+    cleanup_free char *name = rc_xasprintf("%.*s.slice", (int)i, slice);
+    cleanup_free char *dir = cg_escape(name);
+    used += (size_t)snprintf(p + used, cap - used, "/%s", dir);
   }
   *out = p;
   return 0;
@@ -226,7 +249,9 @@ void rc_systemd_unit_free(struct rc_systemd_unit *u) {
 
 const char *rc_systemd_unit_of(const char *path) {
   const char *slash = strrchr(path, '/');
-  return slash ? slash + 1 : path;
+  const char *dir = slash ? slash + 1 : path;
+  /* cg_escape's "_" (cg_unescape): an unescaped unit name never starts with one */
+  return dir[0] == '_' ? dir + 1 : dir;
 }
 
 int rc_systemd_resolve(const char *cgroups_path, const char *id, struct rc_systemd_unit *out,
@@ -237,30 +262,34 @@ int rc_systemd_resolve(const char *cgroups_path, const char *id, struct rc_syste
     spec = rc_xasprintf(":runcell:%s", id ? id : "");
   else
     spec = rc_xstrdup(cgroups_path);
+  /* what the messages name: the config's, or for none the default it stands for (a NULL
+   * given to "%s" printed "(null)") */
+  cleanup_free char *shown = rc_xstrdup(spec);
   char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
   if (!c1 || !c2 || strchr(c2 + 1, ':'))
     return rc_err(err, 0,
                   "cgroupsPath \"%s\": with --systemd-cgroup it must be \"slice:prefix:name\" "
                   "(e.g. \"system.slice:runcell:<id>\")",
-                  cgroups_path);
+                  shown);
   *c1 = *c2 = '\0';
   const char *slice = *spec ? spec : "system.slice", *prefix = c1 + 1, *name = c2 + 1;
   if (strcmp(slice, "-") == 0) slice = "-.slice";
-  if (!*name) return rc_err(err, 0, "cgroupsPath \"%s\": the name part is empty", cgroups_path);
+  if (!*name) return rc_err(err, 0, "cgroupsPath \"%s\": the name part is empty", shown);
   cleanup_free char *parent = NULL;
   if (rc_systemd_expand_slice(slice, &parent, err) < 0)
-    return rc_err_wrap(err, "cgroupsPath \"%s\"", cgroups_path);
+    return rc_err_wrap(err, "cgroupsPath \"%s\"", shown);
   cleanup_free char *unit = NULL;
   if (ends_with(name, ".slice")) {
     /* systemd places a slice by its own name; the parent named must be that place. */
     cleanup_free char *own = NULL;
     if (rc_systemd_expand_slice(name, &own, err) < 0)
-      return rc_err_wrap(err, "cgroupsPath \"%s\"", cgroups_path);
-    cleanup_free char *want = rc_xasprintf("%s/%s", strcmp(parent, "/") ? parent : "", name);
+      return rc_err_wrap(err, "cgroupsPath \"%s\"", shown);
+    cleanup_free char *dir = cg_escape(name);
+    cleanup_free char *want = rc_xasprintf("%s/%s", strcmp(parent, "/") ? parent : "", dir);
     if (strcmp(own, want) != 0)
       return rc_err(err, 0,
                     "cgroupsPath \"%s\": slice %s is not a child of %s (systemd places it at %s)",
-                    cgroups_path, name, slice, own);
+                    shown, name, slice, own);
     unit = rc_xstrdup(name);
   } else {
     unit = rc_xasprintf("%s-%s.scope", prefix, name);
@@ -269,8 +298,9 @@ int rc_systemd_resolve(const char *cgroups_path, const char *id, struct rc_syste
     return rc_err(err, 0,
                   "cgroupsPath \"%s\": unit name \"%s\" is not valid for systemd (letters, "
                   "digits and \":-_.\\\" only, at most 255 characters)",
-                  cgroups_path, unit);
-  out->path = rc_xasprintf("%s/%s", strcmp(parent, "/") ? parent : "", unit);
+                  shown, unit);
+  cleanup_free char *dir = cg_escape(unit);
+  out->path = rc_xasprintf("%s/%s", strcmp(parent, "/") ? parent : "", dir);
   out->slice = rc_xstrdup(slice);
   out->unit = unit;
   unit = NULL;
@@ -446,7 +476,9 @@ int rc_systemd_parse_property(const char *name, const char *text, struct rc_syst
       secs = (double)out->i;
     else
       secs = -1;
-    if (secs < 0 || secs > 1.8e13) {
+    /* written so that NaN ("nan", "@d nan") fails too: its conversion below is undefined
+     * (found by tests/fuzz/fuzz_systemd_props with UBSan) */
+    if (!(secs >= 0 && secs <= 1.8e13)) {
       rc_systemd_value_free(out);
       return rc_err(err, 0,
                     "annotation org.systemd.property.%s: value %s: a time in seconds must be a "
@@ -509,6 +541,7 @@ struct props {
   const char *unit;
   unsigned version; /* systemd's major version, 0 until asked */
   sd_bus *bus;
+  bool update; /* SetUnitProperties of a started unit (its devices cgroup realized) */
 };
 
 static void prop_basic(struct props *p, const char *name, char type, const void *value) {
@@ -741,59 +774,116 @@ static void device_allow(struct props *p, const char *node, unsigned access) {
   if (r < 0) p->r = r;
 }
 
+/* Empties the unit's DeviceAllow list. systemd adds the entries a call gives to those the
+ * unit has (a rule an update takes away would stay in systemd's list, and come back with
+ * systemd's next realize: on v1 it rewrites the devices cgroup from that list, on v2 its
+ * program): runc sends an empty list first too. */
+static void device_allow_reset(struct props *p) {
+  if (p->r < 0) return;
+  int r = sd.sd_bus_message_append(p->m, "(sv)", "DeviceAllow", "a(ss)", 0);
+  if (r < 0) p->r = r;
+}
+
+struct device_entry {
+  char *node;
+  unsigned access;
+};
+
 /* The device rules as DevicePolicy/DeviceAllow, so that systemd's realize keeps them (on
- * v2 systemd then attaches its own filter beside ours).
+ * v2 systemd then attaches its own filter beside ours, and both must allow a device).
  * An allow-list translates; what systemd cannot name (a wildcard major with one minor, a
- * major /proc/devices does not list) is left out, which only narrows it, and the
- * cgroupfs rules written after are exact. A deny-list is not expressible: as runc, systemd
- * is told "strict" with nothing allowed, and the cgroupfs rules written after decide. */
-static int props_devices(struct props *p, const struct oci_resources *r, struct rc_error *err) {
+ * major /proc/devices does not list) is left out, which only narrows it. A deny-list is
+ * not expressible. Where systemd's list is not the rules themselves:
+ *  - v1: as runc, systemd is told "strict" with the list it can hold (nothing for a
+ *    deny-list), and the cgroupfs rules written after are exact; systemd's next realize
+ *    writes its own list again (the limit docs/systemd-cgroup.md names). "auto" would be
+ *    worse there: systemd would then allow every device, or leave the scope's devices
+ *    cgroup and move the container to the slice's.
+ *  - v2: systemd is told "auto" with no list, so that it attaches no program: its program
+ *    would deny what the rules allow (every device, for a deny-list) from its next realize
+ *    on (a daemon-reload), while runcell's program holds the rules exactly all along. */
+static int props_devices(struct props *p, const struct oci_resources *r, bool v2,
+                         struct rc_error *err) {
   struct rc_dev_policy pol;
   if (rc_cg_dev_policy_build(r ? r->devices : NULL, r ? r->n_devices : 0, true, &pol, err) < 0)
     return -1;
   if (pol.default_allow && pol.n == 0) {
     prop_str(p, "DevicePolicy", "auto");
+    device_allow_reset(p);
+    if (!v2 && p->update && p->r >= 0) {
+      /* v1, an update to every device: "auto" with no list takes the devices controller
+       * out of the unit, and systemd 252 moved the container to the devices hierarchy's
+       * root and removed the unit's devices cgroup under the cgroupfs writes that follow
+       * (the update failed with ENOENT, or not, by who came first). Every device by name
+       * ("c *:* rwm", "b *:* rwm") keeps the controller and the container in its cgroup. */
+      int rr = sd.sd_bus_message_append(p->m, "(sv)", "DeviceAllow", "a(ss)", 2, "char-*", "rwm",
+                                        "block-*", "rwm");
+      if (rr < 0) p->r = rr;
+    }
     rc_cg_dev_policy_free(&pol);
     return 0;
   }
-  prop_str(p, "DevicePolicy", "strict");
-  if (p->r >= 0) {
-    int rr = sd.sd_bus_message_open_container(p->m, 'r', "sv");
-    if (rr >= 0) rr = sd.sd_bus_message_append_basic(p->m, 's', "DeviceAllow");
-    if (rr >= 0) rr = sd.sd_bus_message_open_container(p->m, 'v', "a(ss)");
-    if (rr >= 0) rr = sd.sd_bus_message_open_container(p->m, 'a', "(ss)");
-    if (rr < 0) p->r = rr;
-  }
-  if (pol.default_allow)
-    rc_warn(
-        "systemd unit %s: systemd has no deny-list device rules: it is told to allow none, "
-        "and the cgroup's own rules decide",
-        p->unit);
+  struct device_entry *entries = rc_xcalloc(pol.n + 1, sizeof(*entries));
+  size_t n = 0;
+  bool exact = !pol.default_allow;
   for (size_t i = 0; !pol.default_allow && i < pol.n; i++) {
     const struct rc_dev_exception *e = &pol.ex[i];
     const char *kind = e->type == 'c' ? "char" : "block";
+    char *node = NULL;
     if (e->major < 0 && e->minor < 0) {
-      cleanup_free char *all = rc_xasprintf("%s-*", kind);
-      device_allow(p, all, e->access);
+      node = rc_xasprintf("%s-*", kind);
     } else if (e->major >= 0 && e->minor >= 0) {
-      cleanup_free char *node =
-          rc_xasprintf("/dev/%s/%" PRId64 ":%" PRId64, kind, e->major, e->minor);
-      device_allow(p, node, e->access);
+      node = rc_xasprintf("/dev/%s/%" PRId64 ":%" PRId64, kind, e->major, e->minor);
     } else if (e->major >= 0) {
-      cleanup_free char *group = device_group(e->type, e->major);
-      if (group)
-        device_allow(p, group, e->access);
-      else
+      node = device_group(e->type, e->major);
+      if (!node)
         rc_debug("systemd unit %s: no name for %s major %" PRId64 " in /proc/devices", p->unit,
                  kind, e->major);
     }
+    if (node)
+      entries[n++] = (struct device_entry){.node = node, .access = e->access};
+    else
+      exact = false;
   }
-  if (p->r >= 0) {
-    int rr = sd.sd_bus_message_close_container(p->m);
-    if (rr >= 0) rr = sd.sd_bus_message_close_container(p->m);
-    if (rr >= 0) rr = sd.sd_bus_message_close_container(p->m);
-    if (rr < 0) p->r = rr;
+  if (v2 && !exact) {
+    rc_debug(
+        "systemd unit %s: systemd has no form for these device rules (%s): it is given none "
+        "(DevicePolicy=auto), and runcell's eBPF filter alone holds them",
+        p->unit, pol.default_allow ? "a deny-list" : "a rule it cannot name");
+    prop_str(p, "DevicePolicy", "auto");
+    device_allow_reset(p);
+  } else {
+    if (pol.default_allow)
+      rc_warn(
+          "systemd unit %s: systemd has no deny-list device rules: it is told to allow none, "
+          "and the cgroup's own rules decide until systemd realizes the unit again (a "
+          "daemon-reload), which leaves the container no device (cgroup v1)",
+          p->unit);
+    else if (!exact)
+      rc_warn(
+          "systemd unit %s: systemd cannot name every device rule (a wildcard major with one "
+          "minor, a major /proc/devices does not list): the cgroup's own rules allow them until "
+          "systemd realizes the unit again (a daemon-reload) from its narrower list (cgroup v1)",
+          p->unit);
+    prop_str(p, "DevicePolicy", "strict");
+    device_allow_reset(p);
+    if (p->r >= 0) {
+      int rr = sd.sd_bus_message_open_container(p->m, 'r', "sv");
+      if (rr >= 0) rr = sd.sd_bus_message_append_basic(p->m, 's', "DeviceAllow");
+      if (rr >= 0) rr = sd.sd_bus_message_open_container(p->m, 'v', "a(ss)");
+      if (rr >= 0) rr = sd.sd_bus_message_open_container(p->m, 'a', "(ss)");
+      if (rr < 0) p->r = rr;
+    }
+    for (size_t i = 0; i < n; i++) device_allow(p, entries[i].node, entries[i].access);
+    if (p->r >= 0) {
+      int rr = sd.sd_bus_message_close_container(p->m);
+      if (rr >= 0) rr = sd.sd_bus_message_close_container(p->m);
+      if (rr >= 0) rr = sd.sd_bus_message_close_container(p->m);
+      if (rr < 0) p->r = rr;
+    }
   }
+  for (size_t i = 0; i < n; i++) free(entries[i].node);
+  free(entries);
   rc_cg_dev_policy_free(&pol);
   return 0;
 }
@@ -1004,7 +1094,7 @@ static int start_once(sd_bus *bus, const struct rc_systemd_unit *u, const char *
   prop_bool(&p, "CPUAccounting", true);
   prop_bool(&p, v2 ? "IOAccounting" : "BlockIOAccounting", true);
   prop_bool(&p, "TasksAccounting", true);
-  if (props_resources(&p, resources, v2, err) < 0 || props_devices(&p, resources, err) < 0 ||
+  if (props_resources(&p, resources, v2, err) < 0 || props_devices(&p, resources, v2, err) < 0 ||
       props_annotations(&p, annotations, n_annotations, err) < 0)
     return rc_err_wrap(err, "systemd unit %s", u->unit);
   r = p.r;
@@ -1032,6 +1122,14 @@ int rc_systemd_start(const struct rc_systemd_unit *u, const char *id,
     (void)sd.sd_bus_call_method(bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, "ResetFailedUnit",
                                 &e, NULL, "s", u->unit);
     r = start_once(bus, u, id, resources, annotations, n_annotations, standin->pid, err);
+    struct rc_error stop_err;
+    if (r == 1 && scope && !rc_cgroup_exists(u->path) && rc_systemd_stop(u->unit, &stop_err) == 0) {
+      /* An active scope whose cgroup is gone holds nothing: systemd never saw it empty (a
+       * delete that could not reach systemd removed the cgroup before systemd read its
+       * cgroup.events), and would keep it, and its name, for ever. Stopped, it goes. */
+      rc_info("systemd unit %s: active without a cgroup: stopped, to start it again", u->unit);
+      r = start_once(bus, u, id, resources, annotations, n_annotations, standin->pid, err);
+    }
     if (r == 1)
       r = rc_err(err, EEXIST,
                  "systemd unit %s already exists and is active: another container (or service) "
@@ -1069,11 +1167,11 @@ int rc_systemd_update(const char *unit, const struct oci_resources *resources,
   if (r >= 0) r = sd.sd_bus_message_append(m, "sb", unit, 1);
   if (r >= 0) r = sd.sd_bus_message_open_container(m, 'a', "(sv)");
   if (r < 0) return rc_err(err, -r, "systemd unit %s: build SetUnitProperties", unit);
-  struct props p = {.m = m, .unit = unit, .bus = bus};
-  if (props_resources(&p, resources, cgroup_v2(), err) < 0)
-    return rc_err_wrap(err, "systemd unit %s", unit);
+  struct props p = {.m = m, .unit = unit, .bus = bus, .update = true};
+  bool v2 = cgroup_v2();
+  if (props_resources(&p, resources, v2, err) < 0) return rc_err_wrap(err, "systemd unit %s", unit);
   /* Device rules only when the update names some (as the cgroupfs side does). */
-  if (resources && resources->n_devices && props_devices(&p, resources, err) < 0)
+  if (resources && resources->n_devices && props_devices(&p, resources, v2, err) < 0)
     return rc_err_wrap(err, "systemd unit %s", unit);
   r = p.r;
   if (r >= 0) r = sd.sd_bus_message_close_container(m);

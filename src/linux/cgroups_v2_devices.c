@@ -225,6 +225,20 @@ static int prog_fd_by_id(uint32_t id) {
   return (int)sys_bpf(BPF_PROG_GET_FD_BY_ID, &attr);
 }
 
+/* Whether the program is systemd's device filter, which it attaches to a unit's cgroup
+ * from DevicePolicy/DeviceAllow (systemd 252 names it "sd_devices"). */
+static bool is_systemds(int prog_fd) {
+  struct bpf_prog_info info;
+  memset(&info, 0, sizeof(info));
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof(attr));
+  attr.info.bpf_fd = (uint32_t)prog_fd;
+  attr.info.info_len = sizeof(info);
+  attr.info.info = (uint64_t)(uintptr_t)&info;
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) < 0) return false;
+  return strncmp(info.name, "sd_devices", sizeof(info.name)) == 0;
+}
+
 static int attach(int dirfd, int prog_fd, int replace_fd) {
   union bpf_attr attr;
   memset(&attr, 0, sizeof(attr));
@@ -259,7 +273,14 @@ int rc_cg_bpf_device_attach(int dirfd, const char *path, const struct rc_dev_pol
   size_t n_fds = 0;
   for (uint32_t i = 0; i < n_old; i++) {
     int fd = prog_fd_by_id(ids[i]);
-    /* One the runtime may not open (an LSM's) can only restrict further: leave it. */
+    /* One the runtime may not open (an LSM's) can only restrict further: leave it.
+     * systemd's on a unit's cgroup (the systemd driver's scope) stays too: it is
+     * systemd's, from the unit's DevicePolicy/DeviceAllow, and systemd replaces it itself
+     * when it realizes the unit (taken away here, it would come back with that realize). */
+    if (fd >= 0 && is_systemds(fd)) {
+      close(fd);
+      fd = -1;
+    }
     if (fd >= 0) old_fds[n_fds++] = fd;
   }
   int ret = -1;

@@ -35,6 +35,20 @@ systemd-nspawn would run it but on the host's root file system:
   (SYSTEMD_GENERATOR_PATH, SYSTEMD_ENVIRONMENT_GENERATOR_PATH: an empty directory), no
   kernel command line (SYSTEMD_PROC_CMDLINE), no journald, services' output to /dev/null.
 
+A unified host on any host with cgroup2 (SystemdHarness(..., cgroup="v2"); the default,
+cgroup="host", is the layout above): only the host's cgroup2 hierarchy is used. The
+subtree is made under its root as above, and inside the private mount namespace that
+hierarchy alone is mounted, at /sys/fs/cgroup (no tmpfs, no v1 hierarchy), so systemd
+finds a unified host (default-hierarchy=unified) and so do the runtimes. Its mount point
+inside differs from the host's (/sys/fs/cgroup/unified on a hybrid host): `hierarchies`
+and the keys of `subtrees` are the mount points inside, `host_mounts` maps them to the
+host's, and host_cgroup() takes the inside one. The processes keep the v1 cgroups the
+harness's own process has (the cgroup namespace's root there; nothing inside sees them).
+The controllers such a host offers are those the host's cgroup2 root hands down
+(v2_controllers(); on a hybrid host only what no v1 hierarchy holds, hugetlb here), and
+systemd tracks its units there (tracking_key "", where the host layout's is
+"name=systemd").
+
 start() waits (30 s at most) until `busctl --system call org.freedesktop.systemd1 ... Ping`
 answers and `systemctl is-system-running` says running (or degraded), inside.
 
@@ -356,17 +370,29 @@ exec "$@"
 # The harness
 
 
+CGROUP_LAYOUTS = ("host", "v2")
+
+
 class SystemdHarness:
-    def __init__(self, base, visible=(), readonly=()):
+    def __init__(self, base, visible=(), readonly=(), cgroup="host"):
+        """cgroup: "host", systemd sees the host's hierarchies as they are (hybrid here);
+        "v2", it sees only the host's cgroup2 hierarchy, mounted at /sys/fs/cgroup: a
+        unified host (with the controllers the host's cgroup2 has)."""
+        if cgroup not in CGROUP_LAYOUTS:
+            raise ValueError(f"cgroup={cgroup!r}: want one of {CGROUP_LAYOUTS}")
         self.base = Path(base)
         self.visible = [str(Path(v).resolve()) for v in visible]
         self.readonly = [str(Path(v).resolve()) for v in readonly]
+        self.cgroup = cgroup
         self.name = SUBTREE_PREFIX + secrets.token_hex(4)
         self.proc = None  # the unshare process, our child
         self.pid = None  # systemd, PID 1 of the namespaces, host pid
-        self.hierarchies = []  # (mount point, fstype, options, key)
-        self.subtrees = {}  # mount point -> host path of the subtree root
-        self.origins = {}  # mount point -> host path of the starter's own cgroup
+        # (mount point, fstype, options, key) as systemd sees them: the host's mount
+        # points, but with cgroup="v2" (where cgroup2 is at /sys/fs/cgroup inside)
+        self.hierarchies = []
+        self.host_mounts = {}  # mount point inside -> the host's mount point
+        self.subtrees = {}  # mount point inside -> host path of the subtree root
+        self.origins = {}  # mount point inside -> host path of the starter's own cgroup
         self.log_path = self.base / "console.log"
         self.console_path = None
         self._console = None
@@ -380,11 +406,21 @@ class SystemdHarness:
             if not os.access(tool, os.X_OK):
                 raise SystemdUnavailable(f"{tool} is not installed (apt-get install systemd "
                                          "dbus util-linux)")
-        self.hierarchies = host_hierarchies()
-        if not self.hierarchies:
+        hierarchies = host_hierarchies()
+        if not hierarchies:
             raise SystemdUnavailable("no cgroup hierarchy is mounted on this host")
-        mps = [mp for mp, _, _, _ in self.hierarchies]
-        for mp in mps:
+        if self.cgroup == "v2":
+            hierarchies = [h for h in hierarchies if h[1] == "cgroup2"]
+            if not hierarchies:
+                raise SystemdUnavailable("this host has no cgroup2 hierarchy to show systemd "
+                                         "as a unified host")
+            mp, fstype, opts, key = hierarchies[0]
+            self.hierarchies = [("/sys/fs/cgroup", fstype, opts, key)]
+            self.host_mounts = {"/sys/fs/cgroup": mp}
+        else:
+            self.hierarchies = hierarchies
+            self.host_mounts = {mp: mp for mp, _, _, _ in hierarchies}
+        for mp in self.host_mounts.values():
             if not mp.startswith("/sys/fs/cgroup"):
                 raise SystemdUnavailable(f"cgroup hierarchy mounted at {mp}, outside "
                                          "/sys/fs/cgroup: cannot give systemd the same layout")
@@ -397,6 +433,7 @@ class SystemdHarness:
         own = own_cgroups()
         now = time.time()
         for mp, fstype, _, key in self.hierarchies:
+            mp = self.host_mounts[mp]
             parent = Path(mp) if fstype == "cgroup2" else Path(mp + own.get(key, "/").rstrip("/"))
             try:
                 candidates = [d for d in parent.iterdir()
@@ -419,12 +456,13 @@ class SystemdHarness:
             rel = own.get(key)
             if rel is None:
                 raise SystemdUnavailable(f"/proc/self/cgroup has no entry for {mp}")
-            self.origins[mp] = Path(mp + rel.rstrip("/"))
+            host_mp = self.host_mounts[mp]
+            self.origins[mp] = Path(host_mp + rel.rstrip("/"))
             if fstype == "cgroup2":
                 # under the root, which alone may both hold processes (the caller's own
                 # cgroup does) and hand controllers down to a child
                 rel = "/"
-            root = Path(mp + rel.rstrip("/")) / self.name
+            root = Path(host_mp + rel.rstrip("/")) / self.name
             self.subtrees[mp] = root
             for d in (root, root / CLIENT_CGROUP):
                 d.mkdir()
@@ -716,9 +754,30 @@ class SystemdHarness:
                     return mp
             elif controller in key.split(","):
                 return mp
-        if v2 is not None and controller in Path(v2, "cgroup.controllers").read_text().split():
+        if v2 is not None and controller in self.v2_controllers():
             return v2
         return None
+
+    def v2_controllers(self):
+        """The controllers systemd's cgroup2 root offers (its subtree root's
+        cgroup.controllers: what the host's root hands down), [] without cgroup2."""
+        for mp, fstype, _, _ in self.hierarchies:
+            if fstype == "cgroup2":
+                root = self.subtrees.get(mp) or Path(self.host_mounts[mp])
+                return Path(root, "cgroup.controllers").read_text().split()
+        return []
+
+    @property
+    def unified(self):
+        """Whether systemd sees a unified (cgroup v2 only) host."""
+        return [fstype for _, fstype, _, _ in self.hierarchies] == ["cgroup2"]
+
+    @property
+    def tracking_key(self):
+        """The /proc/PID/cgroup key (as cgroups_of() gives) of the hierarchy systemd tracks
+        its units' processes in: "name=systemd" on a hybrid or v1 host, "" on a unified."""
+        keys = [key for _, _, _, key in self.hierarchies]
+        return "name=systemd" if "name=systemd" in keys else ""
 
     def cgroup_dirs_containing(self, text):
         """Host directories in systemd's cgroup subtree whose name contains text."""
@@ -775,11 +834,11 @@ class SystemdHarness:
 
 
 @contextlib.contextmanager
-def systemd_or_skip(base, visible=(), readonly=()):
+def systemd_or_skip(base, visible=(), readonly=(), cgroup="host"):
     """A started SystemdHarness, or pytest.skip with the reason it cannot start here."""
     import pytest
 
-    harness = SystemdHarness(base, visible, readonly)
+    harness = SystemdHarness(base, visible, readonly, cgroup=cgroup)
     try:
         harness.start()
     except SystemdUnavailable as e:

@@ -52,6 +52,18 @@ static void test_resolve(void) {
   /* a slice unit: placed by its own name, under the slice named as its parent */
   check_resolve("a.slice:ignored:a-b.slice", "x", "a-b.slice", "a.slice", "/a.slice/a-b.slice");
   check_resolve("-:p:top.slice", "x", "top.slice", "-.slice", "/top.slice");
+  /* systemd's cg_escape: "_" before a name starting with "_" or ".", or "<controller>.x" */
+  check_resolve("system.slice:_p:n", "x", "_p-n.scope", "system.slice",
+                "/system.slice/__p-n.scope");
+  check_resolve("system.slice:.p:n", "x", ".p-n.scope", "system.slice",
+                "/system.slice/_.p-n.scope");
+  check_resolve("pids.slice:p:n", "x", "p-n.scope", "pids.slice", "/_pids.slice/p-n.scope");
+  check_resolve("cpu-a.slice:p:n", "x", "p-n.scope", "cpu-a.slice",
+                "/_cpu.slice/cpu-a.slice/p-n.scope");
+  check_resolve("-:bpf:firewall", "x", "bpf-firewall.scope", "-.slice", "/_bpf-firewall.scope");
+  check_resolve("-:x:memory.slice", "x", "memory.slice", "-.slice", "/_memory.slice");
+  check_resolve("system.slice:cpuset:n", "x", "cpuset-n.scope", "system.slice",
+                "/system.slice/cpuset-n.scope");
 
   CHECK_CONTAINS(resolve_error("nocolon"), "must be \"slice:prefix:name\"");
   CHECK_CONTAINS(resolve_error("too:many:colons:here"), "must be \"slice:prefix:name\"");
@@ -161,6 +173,10 @@ static void test_properties(void) {
   CHECK_CONTAINS(property_error("Delegate", "false"), "runcell sets Delegate itself");
   CHECK_CONTAINS(property_error("PIDs", "uint32 1"), "runcell sets PIDs itself");
   CHECK_CONTAINS(property_error("TimeoutStopSec", "'soon'"), "non-negative number");
+  /* NaN is no number of seconds (its conversion to microseconds was undefined) */
+  CHECK_CONTAINS(property_error("TimeoutStopSec", "nan"), "non-negative number");
+  CHECK_CONTAINS(property_error("TimeoutStopSec", "@d -nan"), "non-negative number");
+  CHECK_CONTAINS(property_error("TimeoutStopSec", "inf"), "non-negative number");
 }
 
 static void test_cpuset_mask(void) {
