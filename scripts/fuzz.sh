@@ -19,6 +19,9 @@ cmake --build "$build" -j"$(nproc)" --target fuzz >"$build/fuzz-build.log" 2>&1 
   exit 1
 }
 
+# UBSan's findings fail the run too (by default it reports and goes on, so undefined
+# behaviour the fuzzer reached went unnoticed)
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 targets=${FUZZ_TARGETS:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -27,6 +27,7 @@
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
 #include "runcell/rootfs.h"
+#include "runcell/state_store.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
@@ -163,9 +164,13 @@ static int loopback_up(struct rc_error *err) {
 static int setup_keyring(const struct rc_init_ctx *ctx, struct rc_error *err) {
   if (ctx->no_new_keyring) return 0;
   /* KEYCTL_JOIN_SESSION_KEYRING = 1: a fresh session keyring keeps the container from
-   * reading the host session's keys. Kernels without keyrings are fine. */
-  if (syscall(SYS_keyctl, 1, ctx->id) < 0 && errno != ENOSYS && errno != EACCES)
-    return rc_err(err, errno, "join session keyring");
+   * reading the host session's keys. Kernels without keyrings are fine. Named as runc
+   * names it: the kernel refuses to make a keyring whose name starts with '.', which an
+   * id may. */
+  char name[RC_ID_MAX + 8];
+  snprintf(name, sizeof(name), "_ses.%s", ctx->id);
+  if (syscall(SYS_keyctl, 1, name) < 0 && errno != ENOSYS && errno != EACCES)
+    return rc_err(err, errno, "join session keyring %s", name);
   return 0;
 }
 

@@ -60,6 +60,21 @@ def test_run_foreground_success_and_signal_exit(h, bundle):
     assert h.run_container(bundle).rc == 128 + 9
 
 
+@pytest.mark.parametrize("runtime", ["runcell", "runc"])
+def test_id_starting_with_a_dot_runs(request, runtime):
+    """Ids may start with '.'; the session keyring is named "_ses.<id>", as runc names it:
+    the kernel refuses to make a keyring whose name starts with '.' (runcell's create failed
+    with "join session keyring: Operation not permitted")."""
+    harness = request.getfixturevalue("h" if runtime == "runcell" else "runc_h")
+    bundle = harness.bundle()
+    bundle.sh("echo ran")
+    bundle.write()
+    cid = harness.track_id("." + harness.new_id())
+    res = harness.run_container(bundle, cid)
+    assert res.rc == 0, res.describe()
+    assert res.out == "ran\n"
+
+
 def test_run_detach(h, bundle):
     bundle.args("sleep", "60")
     cid = h.run_detached(bundle)
