@@ -169,7 +169,8 @@ def _die_with_parent():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _nspids(pid):
+def nspids(pid):
+    """The pids of a process in each pid namespace from ours down (/proc/PID/status NSpid)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("NSpid:"):
@@ -805,11 +806,11 @@ class SystemdHarness:
         if res.returncode != 0:
             return None
         start = _starttime(res.stdout)
-        level = len(_nspids("self"))  # systemd's pid namespace is one below ours
+        level = len(nspids("self"))  # systemd's pid namespace is one below ours
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
-            pids = _nspids(entry)
+            pids = nspids(entry)
             if len(pids) > level and pids[level] == int(ns_pid):
                 try:
                     if _starttime(Path(f"/proc/{entry}/stat").read_text()) == start:

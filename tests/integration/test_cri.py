@@ -57,14 +57,10 @@ def handler_config(base, runcell_bin):
     return "\n".join(line for line in text.splitlines() if not line.startswith("version"))
 
 
-@pytest.fixture(scope="module")
-def cri(session_dir, runcell_bin):
-    why = containerd_missing() or cri_missing()
-    if why:
-        pytest.fail(why, pytrace=False)
-    base = session_dir / f"cri-{secrets.token_hex(3)}"
-    base.mkdir()
-    cri_settings = f"""
+def cri_settings(base):
+    """containerd's CRI plugin settings for the tests: the offline pause image, no stream
+    server port of its own, CNI directories under base."""
+    return f"""
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_REF}"
   stream_server_address = "127.0.0.1"
@@ -77,7 +73,16 @@ def cri(session_dir, runcell_bin):
     bin_dir = "{base}/cni/bin"
     conf_dir = "{base}/cni/conf"
 """
-    ctd = Containerd(base, extra_config=cri_settings + handler_config(base, runcell_bin),
+
+
+@pytest.fixture(scope="module")
+def cri(session_dir, runcell_bin):
+    why = containerd_missing() or cri_missing()
+    if why:
+        pytest.fail(why, pytrace=False)
+    base = session_dir / f"cri-{secrets.token_hex(3)}"
+    base.mkdir()
+    ctd = Containerd(base, extra_config=cri_settings(base) + handler_config(base, runcell_bin),
                      disable_cri=False)
     ctd.namespaces.add(K8S_NS)
     ctd.start()

@@ -54,7 +54,7 @@ from cri_client import (
 from helpers import processes_mentioning
 from oci_image import IMAGE_REF, build_image_archive
 from systemd_harness import systemd_or_skip
-from test_cri import PAUSE_REF, handler_config, has_cap_sys_resource
+from test_cri import PAUSE_REF, cri_settings, handler_config
 
 pytestmark = [pytest.mark.containerd, pytest.mark.differential]
 
@@ -86,16 +86,7 @@ def cri_config(base, runcell_bin):
     handlers = handler_config(base, runcell_bin)
     assert handlers.count("SystemdCgroup = false") == 2, handlers
     handlers = handlers.replace("SystemdCgroup = false", "SystemdCgroup = true")
-    return f"""
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_REF}"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  # as in test_cri.py: without CAP_SYS_RESOURCE no runtime can give the sandbox -998
-  restrict_oom_score_adj = {"true" if not has_cap_sys_resource() else "false"}
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{base}/cni/bin"
-    conf_dir = "{base}/cni/conf"
+    return cri_settings(base) + f"""
 {handlers}
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
   BinaryName = "{RUNC}"

@@ -60,7 +60,7 @@ import pytest
 
 import helpers
 from helpers import NATIVE_ANNOTATIONS, Harness, Runtime
-from systemd_harness import systemd_or_skip
+from systemd_harness import nspids, systemd_or_skip
 
 MiB = 1024 * 1024
 differential = pytest.mark.differential
@@ -998,7 +998,7 @@ def cell_kernels(sd):
     """{pid in systemd's pid namespace: cgroup v2 path seen inside} of the cell kernels
     (comm runcell-cellk) running under this private systemd."""
     ours = os.stat(f"/proc/{sd.pid}/ns/pid").st_ino
-    level = len(_nspids("self"))  # systemd's pid namespace is one below ours
+    level = len(nspids("self"))  # systemd's pid namespace is one below ours
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -1009,22 +1009,12 @@ def cell_kernels(sd):
                 continue
         except OSError:
             continue
-        pids = _nspids(entry)
+        pids = nspids(entry)
         if len(pids) > level:
             found[pids[level]] = None
     for ns_pid in found:
         found[ns_pid] = sd.cgroups_of(ns_pid).get("")
     return {k: v for k, v in found.items() if v is not None}
-
-
-def _nspids(pid):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("NSpid:"):
-                return [int(p) for p in line.split()[1:]]
-    except OSError:
-        pass
-    return []
 
 
 @runcell_specific
