@@ -118,6 +118,15 @@ int rc_vmctl_reply(const struct agent_frame *f, struct agent_cursor *result, str
   return -1;
 }
 
+/* Names the request in an error, unless the VMM's reply already did: the VMM wraps its
+ * handlers' errors in the request's name ("stats: ..."), and wrapping again read
+ * "stats: stats: ...". */
+static int wrap_request(struct rc_error *err, const char *name) {
+  size_t n = strlen(name);
+  if (strncmp(err->msg, name, n) == 0 && err->msg[n] == ':') return -1;
+  return rc_err_wrap(err, "%s", name);
+}
+
 int rc_microvm_ps(const char *root, const char *id, struct agent_ps_reply *out,
                   struct rc_error *err) {
   memset(out, 0, sizeof(*out));
@@ -129,12 +138,12 @@ int rc_microvm_ps(const char *root, const char *id, struct agent_ps_reply *out,
   struct agent_cursor result = {0};
   if (agent_msg_end(m, err) < 0 || rc_vmctl_send(fd, m, NULL, 0, err) < 0 ||
       rc_vmctl_recv(fd, m, &f, err) < 0 || rc_vmctl_reply(&f, &result, err) < 0)
-    return rc_err_wrap(err, "ps");
+    return wrap_request(err, "ps");
   /* the rest is a PS_REPLY payload, which the VMM checked; check it again all the same */
   struct agent_frame ps = {.type = AGENT_MSG_PS_REPLY,
                            .length = (uint32_t)(result.len - result.off),
                            .payload = result.p + result.off};
-  if (agent_decode_ps_reply(&ps, out, err) < 0) return rc_err_wrap(err, "ps");
+  if (agent_decode_ps_reply(&ps, out, err) < 0) return wrap_request(err, "ps");
   return 0;
 }
 
@@ -159,7 +168,7 @@ int rc_microvm_set_paused(const char *root, const char *id, bool paused, struct 
   struct agent_cursor result = {0};
   if (simple_request(root, id, paused ? RC_VMCTL_PAUSE : RC_VMCTL_RESUME, NULL, m, &result, err) <
       0)
-    return rc_err_wrap(err, "%s", paused ? "pause" : "resume");
+    return wrap_request(err, paused ? "pause" : "resume");
   return 0;
 }
 
@@ -168,7 +177,7 @@ int rc_microvm_memory(const char *root, const char *id, uint64_t guest_bytes, ui
   cleanup_free struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
   struct agent_cursor result = {0};
   if (simple_request(root, id, RC_VMCTL_MEMORY, &guest_bytes, m, &result, err) < 0)
-    return rc_err_wrap(err, "memory");
+    return wrap_request(err, "memory");
   uint64_t v[3];
   for (int i = 0; i < 3; i++) v[i] = agent_get_u64(&result);
   if (agent_cursor_finish(&result, "memory reply", err) < 0) return -1;
@@ -192,10 +201,10 @@ int rc_microvm_stats(const char *root, const char *id, struct agent_stats *out,
   cleanup_free struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
   struct agent_cursor result = {0};
   if (simple_request(root, id, RC_VMCTL_STATS, NULL, m, &result, err) < 0)
-    return rc_err_wrap(err, "stats");
+    return wrap_request(err, "stats");
   struct agent_frame st = {.type = AGENT_MSG_STATS_REPLY,
                            .length = (uint32_t)(result.len - result.off),
                            .payload = result.p + result.off};
-  if (agent_decode_stats_reply(&st, out, err) < 0) return rc_err_wrap(err, "stats");
+  if (agent_decode_stats_reply(&st, out, err) < 0) return wrap_request(err, "stats");
   return 0;
 }
