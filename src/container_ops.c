@@ -241,20 +241,18 @@ static int stop_all(struct oci_state *st, struct rc_error *err) {
     for (;;) {
       pid_t *pids = NULL;
       size_t n = 0;
-      /* With the systemd driver, systemd collects the scope once it is empty and removes
-       * its cgroups under this loop: reading one removed after it was opened fails with
-       * ENOENT or ENODEV, and a cgroup removed holds no process (delete --force failed
-       * with "read cgroup.procs: No such device" when systemd came in between). */
-      if (rc_cgroup_pids(st->cgroup_path, &pids, &n, err) < 0) {
-        if (st->systemd_cgroup && (err->code == ENOENT || err->code == ENODEV)) break;
+      /* A cgroup removed under this loop holds no process: reading it fails with ENOENT,
+       * or ENODEV for a file opened before. systemd removes the systemd driver's scope on
+       * its own once it is empty (delete --force failed with "read cgroup.procs: No such
+       * device" when it came in between); whoever removed it, there is nothing to stop. */
+      if (rc_cgroup_pids(st->cgroup_path, &pids, &n, err) < 0 ||
+          (n > 0 && rc_cgroup_kill_all(st->cgroup_path, SIGKILL, err) < 0)) {
+        free(pids);
+        if (err->code == ENOENT || err->code == ENODEV) break;
         return -1;
       }
       free(pids);
       if (n == 0) break;
-      if (rc_cgroup_kill_all(st->cgroup_path, SIGKILL, err) < 0) {
-        if (st->systemd_cgroup && (err->code == ENOENT || err->code == ENODEV)) break;
-        return -1;
-      }
       clock_gettime(CLOCK_MONOTONIC, &now);
       long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
       if (ms > STOP_TIMEOUT_MS)

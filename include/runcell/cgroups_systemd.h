@@ -20,10 +20,10 @@
 #include "runcell/oci.h"
 
 /* A container's unit, from its cgroupsPath "slice:prefix:name" (empty: ":runcell:<id>"):
- * the scope "prefix-name.scope" in slice (empty: system.slice; "-": the root slice), or,
- * when name ends in ".slice", that slice itself. */
+ * the scope "prefix-name.scope" in slice (empty: system.slice; "-": the root slice). A
+ * name ending in ".slice" is refused: a slice holds no processes. */
 struct rc_systemd_unit {
-  char *unit;  /* "runcell-<id>.scope", or the slice's name */
+  char *unit;  /* "runcell-<id>.scope" */
   char *slice; /* the slice the unit is in, e.g. "system.slice", "-.slice" */
   char *path;  /* its cgroup, relative to the hierarchy roots: "/system.slice/runcell-x.scope" */
 };

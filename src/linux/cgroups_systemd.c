@@ -278,22 +278,15 @@ int rc_systemd_resolve(const char *cgroups_path, const char *id, struct rc_syste
   cleanup_free char *parent = NULL;
   if (rc_systemd_expand_slice(slice, &parent, err) < 0)
     return rc_err_wrap(err, "cgroupsPath \"%s\"", shown);
-  cleanup_free char *unit = NULL;
-  if (ends_with(name, ".slice")) {
-    /* systemd places a slice by its own name; the parent named must be that place. */
-    cleanup_free char *own = NULL;
-    if (rc_systemd_expand_slice(name, &own, err) < 0)
-      return rc_err_wrap(err, "cgroupsPath \"%s\"", shown);
-    cleanup_free char *dir = cg_escape(name);
-    cleanup_free char *want = rc_xasprintf("%s/%s", strcmp(parent, "/") ? parent : "", dir);
-    if (strcmp(own, want) != 0)
-      return rc_err(err, 0,
-                    "cgroupsPath \"%s\": slice %s is not a child of %s (systemd places it at %s)",
-                    shown, name, slice, own);
-    unit = rc_xstrdup(name);
-  } else {
-    unit = rc_xasprintf("%s-%s.scope", prefix, name);
-  }
+  /* runc would make a slice unit of it, with PIDs, which systemd refuses: a slice holds
+   * units, not processes. */
+  if (ends_with(name, ".slice"))
+    return rc_err(err, 0,
+                  "cgroupsPath \"%s\": name %s is a slice, which cannot hold the container's "
+                  "processes (systemd refuses them); give a scope name (slice:prefix:name "
+                  "makes prefix-name.scope)",
+                  shown, name);
+  cleanup_free char *unit = rc_xasprintf("%s-%s.scope", prefix, name);
   if (!unit_chars_valid(unit) || strlen(unit) > 255)
     return rc_err(err, 0,
                   "cgroupsPath \"%s\": unit name \"%s\" is not valid for systemd (letters, "
@@ -1077,16 +1070,10 @@ static int start_once(sd_bus *bus, const struct rc_systemd_unit *u, const char *
   struct props p = {.m = m, .unit = u->unit, .bus = bus};
   cleanup_free char *desc = rc_xasprintf("runcell container %s", id);
   prop_str(&p, "Description", desc);
-  if (pid > 0) {
-    prop_str(&p, "Slice", u->slice);
-    prop_bool(&p, "Delegate", true);
-    if (p.r >= 0) {
-      r = sd.sd_bus_message_append(m, "(sv)", "PIDs", "au", 1, (uint32_t)pid);
-      if (r < 0) p.r = r;
-    }
-  } else if (p.r >= 0) {
-    /* a slice: placed by its name; wanting the parent starts it first */
-    r = sd.sd_bus_message_append(m, "(sv)", "Wants", "as", 1, u->slice);
+  prop_str(&p, "Slice", u->slice);
+  prop_bool(&p, "Delegate", true);
+  if (p.r >= 0) {
+    r = sd.sd_bus_message_append(m, "(sv)", "PIDs", "au", 1, (uint32_t)pid);
     if (r < 0) p.r = r;
   }
   prop_bool(&p, "DefaultDependencies", false);
@@ -1104,6 +1091,14 @@ static int start_once(sd_bus *bus, const struct rc_systemd_unit *u, const char *
   return call_job(bus, m, u->unit, "start", "org.freedesktop.systemd1.UnitExists", err);
 }
 
+/* Forgets a failed unit, freeing its name; nothing to do (the unit is not failed, or
+ * not loaded) is not an error. */
+static void reset_failed(sd_bus *bus, const char *unit) {
+  cleanup_bus_error sd_bus_error e = SD_BUS_ERROR_NULL;
+  (void)sd.sd_bus_call_method(bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, "ResetFailedUnit",
+                              &e, NULL, "s", unit);
+}
+
 int rc_systemd_start(const struct rc_systemd_unit *u, const char *id,
                      const struct oci_resources *resources, const struct oci_key_value *annotations,
                      size_t n_annotations, struct rc_systemd_standin *standin,
@@ -1111,19 +1106,16 @@ int rc_systemd_start(const struct rc_systemd_unit *u, const char *id,
   standin->pid = 0;
   cleanup_bus sd_bus *bus = NULL;
   if (bus_open(&bus, err) < 0) return -1;
-  bool scope = ends_with(u->unit, ".scope");
-  if (scope && standin_spawn(standin, err) < 0) return -1;
+  if (standin_spawn(standin, err) < 0) return -1;
   int r = start_once(bus, u, id, resources, annotations, n_annotations, standin->pid, err);
   if (r == 1) {
     /* A unit of that name is still loaded: one that failed or was left inactive (a
      * container of the same cgroupsPath that ended) is cleared and the start retried; an
      * active one belongs to someone else. */
-    cleanup_bus_error sd_bus_error e = SD_BUS_ERROR_NULL;
-    (void)sd.sd_bus_call_method(bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, "ResetFailedUnit",
-                                &e, NULL, "s", u->unit);
+    reset_failed(bus, u->unit);
     r = start_once(bus, u, id, resources, annotations, n_annotations, standin->pid, err);
     struct rc_error stop_err;
-    if (r == 1 && scope && !rc_cgroup_exists(u->path) && rc_systemd_stop(u->unit, &stop_err) == 0) {
+    if (r == 1 && !rc_cgroup_exists(u->path) && rc_systemd_stop(u->unit, &stop_err) == 0) {
       /* An active scope whose cgroup is gone holds nothing: systemd never saw it empty (a
        * delete that could not reach systemd removed the cgroup before systemd read its
        * cgroup.events), and would keep it, and its name, for ever. Stopped, it goes. */
@@ -1151,9 +1143,7 @@ int rc_systemd_stop(const char *unit, struct rc_error *err) {
   r = call_job(bus, m, unit, "stop", "org.freedesktop.systemd1.NoSuchUnit", err);
   if (r < 0) return -1;
   /* A failed scope stays loaded (and its name taken) until reset. */
-  cleanup_bus_error sd_bus_error e = SD_BUS_ERROR_NULL;
-  (void)sd.sd_bus_call_method(bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, "ResetFailedUnit",
-                              &e, NULL, "s", unit);
+  reset_failed(bus, unit);
   return 0;
 }
 

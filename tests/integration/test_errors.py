@@ -269,16 +269,6 @@ def test_unknown_command_and_flag(h):
     assert h("state", "--no-such-flag", "x").rc != 0
 
 
-@runcell_specific
-def test_systemd_cgroup_is_a_clear_error(h, bundle):
-    bundle.args("true")
-    bundle.write()
-    cid = h.new_id()
-    res = h("--systemd-cgroup", "run", "--bundle", bundle.path, cid)
-    assert res.rc != 0
-    assert "systemd" in res.msg, res.describe()
-
-
 def test_error_goes_to_stderr_not_stdout(h):
     res = h("state", h.new_id())
     assert res.rc != 0
