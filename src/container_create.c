@@ -29,6 +29,7 @@
 #include "runcell/mode.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
+#include "runcell/procfs.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
@@ -321,6 +322,9 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   out->console_master = -1;
   if (rc_state_validate_id(o->id, err) < 0) return -1;
   rc_close_inherited_fds(3 + o->preserve_fds);
+  /* before the init is cloned: once it is in the container's mount namespace, its /proc
+   * is one the container can mount over */
+  if (rc_procfs_prepare(err) < 0) return -1;
 
   char bundle[PATH_MAX];
   if (!realpath(o->bundle ? o->bundle : ".", bundle))

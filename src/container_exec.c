@@ -28,6 +28,7 @@
 #include "runcell/microvm_control.h"
 #include "runcell/mode.h"
 #include "runcell/process_attrs.h"
+#include "runcell/procfs.h"
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
@@ -154,6 +155,9 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
   out->pid = -1;
   out->console_master = -1;
   rc_close_inherited_fds(3 + o->preserve_fds);
+  /* before the process joins the container's mount namespace, whose /proc the container
+   * can mount over (it may hold CAP_SYS_ADMIN in a user namespace of its own) */
+  if (rc_procfs_prepare(err) < 0) return -1;
   struct oci_state *st = NULL;
   if (rc_state_read(o->root, o->id, &st, err) < 0) return -1;
   int rc = -1;

@@ -30,6 +30,7 @@
 
 #include "runcell/microvm.h"
 #include "runcell/process_attrs.h"
+#include "runcell/procfs.h"
 #include "runcell/rootfs.h"
 #include "runcell/util.h"
 
@@ -43,6 +44,8 @@ int rc_microvm_jail_prepare(struct rc_error *err) {
 }
 
 int rc_microvm_jail_enter(struct rc_error *err) {
+  /* the runtime's procfs handle (runcell/procfs.h) is a way out of the empty root */
+  rc_procfs_release();
   /* The new root is a tmpfs with nothing in it. It is mounted on /dev — any directory of
    * this private namespace would do, and every host has that one — and the mount it
    * covers goes with the old root. */

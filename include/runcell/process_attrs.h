@@ -15,9 +15,10 @@
 int rc_apply_rlimits(const struct oci_process *p, struct rc_error *err);
 
 /* Writes (rc_write_proc_file) or reads (rc_read_proc_file, at most max bytes) a file of
- * /proc after checking that the open file is on procfs: after pivot_root and in exec the
- * /proc is the container's, and a label or limit written to a file of the image (or a value
- * read from one) would silently not be the kernel's (CVE-2023-28642). */
+ * /proc through the runtime's own procfs handle (runcell/procfs.h): after pivot_root and
+ * in exec the /proc is the container's, and a label or limit written to a file of the
+ * image (CVE-2023-28642) or to another procfs file mounted over the right one
+ * (CVE-2025-52881) would silently not be the process's. */
 int rc_write_proc_file(const char *path, const char *data, size_t len, struct rc_error *err);
 int rc_read_proc_file(const char *path, size_t max, char **out, struct rc_error *err);
 

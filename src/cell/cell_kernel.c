@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "runcell/cgroups.h"
+#include "runcell/procfs.h"
 #include "runcell/sync.h"
 #include "runcell/util.h"
 #include "runcell/views.h"
@@ -558,6 +559,8 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
   pid_t pid = fork();
   if (pid < 0) return rc_err(err, errno, "start the cell kernel: fork");
   if (pid == 0) {
+    /* the runtime's procfs handle is not the cell kernel's (its fd is about to be reused) */
+    rc_procfs_release();
     /* The middle process exits once the cell kernel is ready, so the cell kernel is
      * nobody's child here: the runtime need not wait for it, and it outlives `runcell
      * create`. */

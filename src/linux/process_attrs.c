@@ -5,16 +5,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "runcell/procfs.h"
 #include "runcell/util.h"
 
 static const struct {
@@ -71,27 +70,15 @@ int rc_apply_rlimits(const struct oci_process *p, struct rc_error *err) {
   return 0;
 }
 
-/* O_NONBLOCK: a FIFO in a /proc that is not the kernel's must not block the open */
-static int open_proc_file(const char *path, int flags, struct rc_error *err) {
-  int fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) return rc_err(err, errno, "open %s", path);
-  struct statfs fs;
-  if (fstatfs(fd, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC) {
-    close(fd);
-    return rc_err(err, 0, "%s is not on procfs", path);
-  }
-  return fd;
-}
-
 int rc_write_proc_file(const char *path, const char *data, size_t len, struct rc_error *err) {
-  cleanup_close int fd = open_proc_file(path, O_WRONLY | O_TRUNC, err);
+  cleanup_close int fd = rc_procfs_open(path, O_WRONLY | O_TRUNC, err);
   if (fd < 0) return -1;
   if (rc_write_all(fd, data, len) < 0) return rc_err(err, errno, "write %s", path);
   return 0;
 }
 
 int rc_read_proc_file(const char *path, size_t max, char **out, struct rc_error *err) {
-  cleanup_close int fd = open_proc_file(path, O_RDONLY, err);
+  cleanup_close int fd = rc_procfs_open(path, O_RDONLY, err);
   if (fd < 0) return -1;
   return rc_read_fd(fd, path, max, out, NULL, err);
 }

@@ -165,10 +165,48 @@ static int open_optional(int rootfd, const char *path, int *fd, struct rc_error 
   return -1;
 }
 
+/* After pivot_root, runcell binds and mounts onto the masked and read-only paths by
+ * descriptor (open_tree, fsmount, move_mount): a /proc/self/fd/N path would be looked up
+ * in the container's /proc, where whoever can mount there — a second container racing
+ * from a shared mount (runc's CVE-2025-52881) — decides what N is, and the read-only bind
+ * meant for /proc/sys would land on a directory of the attacker's, leaving core_pattern
+ * writable. These return 0, or -1 with errno; ENOSYS (or EPERM from an outer runtime's
+ * filter that predates the calls) where the kernel has not got them: open_tree and
+ * move_mount are Linux 5.2, mount_setattr 5.12. Nothing is attached before the last call,
+ * so such a failure changes nothing and the /proc/self/fd way is taken instead. */
+static bool no_fd_mounts(void) {
+  return errno == ENOSYS || errno == EPERM;
+}
+
+/* A copy of the mount tree at src (recursive: with its submounts), its top read-only
+ * when asked (keeping every flag the kernel locked), attached onto dst. */
+static int bind_by_fd(int src, int dst, bool recursive, bool rdonly) {
+  cleanup_close int tree = (int)open_tree(
+      src, "",
+      AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+  if (tree < 0) return -1;
+  struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (rdonly && mount_setattr(tree, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0) return -1;
+  return move_mount(tree, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+/* An empty read-only tmpfs attached onto dst. */
+static int empty_tmpfs_by_fd(int dst) {
+  cleanup_close int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+  if (fs < 0 || fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) return -1;
+  cleanup_close int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY);
+  if (mnt < 0) return -1;
+  return move_mount(mnt, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
 static int readonly_path(int rootfd, const char *path, struct rc_error *err) {
   cleanup_close int fd = -1;
   if (open_optional(rootfd, path, &fd, err) < 0) return rc_err_wrap(err, "readonly path");
   if (fd < 0) return 0;
+  /* read-only, keeping the nosuid/nodev/noexec the mount has, as runc does (adding them
+   * would stop programs under a read-only /bin or / from running) */
+  if (bind_by_fd(fd, fd, true, true) == 0) return 0;
+  if (!no_fd_mounts()) return rc_err(err, errno, "readonly path %s: read-only bind mount", path);
   char p[RC_FD_PATH_MAX];
   rc_fd_path(p, fd);
   if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
@@ -177,8 +215,6 @@ static int readonly_path(int rootfd, const char *path, struct rc_error *err) {
   if (nfd < 0) return rc_err_wrap(err, "readonly path");
   char np[RC_FD_PATH_MAX];
   rc_fd_path(np, nfd);
-  /* read-only, keeping the nosuid/nodev/noexec the mount has, as runc does (adding them
-   * would stop programs under a read-only /bin or / from running) */
   if (rc_remount_keep_locked(np, MS_RDONLY, 0) < 0)
     return rc_err(err, errno, "readonly path %s: remount read-only", path);
   return 0;
@@ -194,21 +230,24 @@ static int masked_path(int rootfd, const char *path, struct rc_error *err) {
   rc_fd_path(p, fd);
   if (S_ISDIR(st.st_mode)) {
     /* an empty read-only tmpfs hides the directory's contents */
-    if (mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
+    if (empty_tmpfs_by_fd(fd) == 0) return 0;
+    if (!no_fd_mounts() || mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
       return rc_err(err, errno, "masked path %s: mount tmpfs", path);
     return 0;
   }
   /* files read as empty and take no writes: the container's own /dev/null over them,
-   * after checking it really is the null device */
+   * after checking it really is the null device (a symlink or file put in its place
+   * would otherwise be bound over the path: CVE-2025-31133) */
   cleanup_close int null = rc_open_in_root(rootfd, "/dev/null", O_PATH, 0, err);
   if (null < 0) return rc_err_wrap(err, "masked path %s", path);
   struct stat nst;
   if (fstat(null, &nst) < 0) return rc_err(err, errno, "masked path %s: stat /dev/null", path);
   if (!S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3))
     return rc_err(err, ENODEV, "masked path %s: /dev/null is not the null device", path);
+  if (bind_by_fd(null, fd, false, false) == 0) return 0;
   char np[RC_FD_PATH_MAX];
   rc_fd_path(np, null);
-  if (mount(np, p, NULL, MS_BIND, NULL) < 0)
+  if (!no_fd_mounts() || mount(np, p, NULL, MS_BIND, NULL) < 0)
     return rc_err(err, errno, "masked path %s: bind /dev/null", path);
   return 0;
 }
