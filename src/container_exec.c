@@ -102,7 +102,7 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *c
     rc_err(&err, errno, "setsid");
     child_fail(c->sync_fd, &err);
   }
-  if (c->console_fd >= 0 && rc_setup_process_terminal(c->p, c->console_fd, &err) < 0)
+  if (c->console_fd >= 0 && rc_setup_process_terminal(c->p, c->console_fd, NULL, &err) < 0)
     child_fail(c->sync_fd, &err);
   if (chdir(c->p->cwd) < 0) {
     rc_err(&err, errno, "chdir to cwd (\"%s\")", c->p->cwd);

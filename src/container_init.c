@@ -22,6 +22,7 @@
 
 #include "container_internal.h"
 #include "runcell/cgroups.h"
+#include "runcell/console.h"
 #include "runcell/gate.h"
 #include "runcell/hooks.h"
 #include "runcell/namespaces.h"
@@ -198,12 +199,19 @@ static int apply_security_labels(const struct oci_process *p, struct rc_error *e
   return 0;
 }
 
-int rc_setup_process_terminal(const struct oci_process *p, int console_fd, struct rc_error *err) {
+int rc_setup_process_terminal(const struct oci_process *p, int console_fd,
+                              const struct oci_config *dev_console, struct rc_error *err) {
   if (!p->terminal) return 0;
   int master = -1, slave = -1;
   if (rc_pty_open(&master, &slave, p->has_console_size ? p->console_width : 0,
                   p->has_console_size ? p->console_height : 0, err) < 0)
     return rc_err_wrap(err, "set up terminal");
+  /* before the master leaves: a container that cannot have its console is not created */
+  if (dev_console && rc_console_mount(dev_console, slave, err) < 0) {
+    close(master);
+    close(slave);
+    return rc_err_wrap(err, "set up terminal");
+  }
   char name[64] = "/dev/pts/ptmx";
   (void)!ptsname_r(master, name, sizeof(name));
   int r = rc_send_fd(console_fd, master, name, err);
@@ -215,6 +223,16 @@ int rc_setup_process_terminal(const struct oci_process *p, int console_fd, struc
   r = rc_pty_make_controlling(slave, err);
   if (slave > 2) close(slave);
   close(console_fd);
+  return r;
+}
+
+/* The init's terminal, with /dev/console: rc_rootfs_finalize calls it once the container's
+ * root is this process's root (the pty must come from the container's devpts), before the
+ * masks and read-only remounts (rootfs.c says why that order is safe). */
+static int setup_init_terminal(void *arg, struct rc_error *err) {
+  struct rc_init_ctx *ctx = arg;
+  int r = rc_setup_process_terminal(&ctx->cfg->process, ctx->console_fd, ctx->cfg, err);
+  if (r == 0) ctx->console_fd = -1; /* closed */
   return r;
 }
 
@@ -466,6 +484,8 @@ void rc_init_main(struct rc_init_ctx *ctx) {
       .new_userns = (ctx->clone_flags & CLONE_NEWUSER) || ctx->ns_fds[OCI_NS_USER] >= 0,
       .new_netns = (ctx->clone_flags & CLONE_NEWNET) != 0,
       .new_cgroupns = oci_config_namespace(cfg, OCI_NS_CGROUP) != NULL,
+      .after_pivot = setup_init_terminal,
+      .after_pivot_arg = ctx,
   };
   if (rc_rootfs_prepare(&ro, &err) < 0) fail(sync, &err);
   if (prepare_cwd(ctx, &err) < 0) fail(sync, &err);
@@ -479,9 +499,8 @@ void rc_init_main(struct rc_init_ctx *ctx) {
    * working directory (so hooks can prepare it with relative paths). */
   if (rc_init_create_container_hooks(ctx, &err) < 0) fail(sync, &err);
 
+  /* with the terminal (setup_init_terminal) */
   if (rc_rootfs_finalize(&ro, &err) < 0) fail(sync, &err);
-  if (rc_setup_process_terminal(p, ctx->console_fd, &err) < 0) fail(sync, &err);
-  ctx->console_fd = -1;
   if (chdir(p->cwd) < 0) {
     rc_err(&err, errno, "chdir to cwd (\"%s\") set in config.json", p->cwd);
     fail(sync, &err);

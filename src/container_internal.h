@@ -71,8 +71,11 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
                         char ***exec_env, bool *late_seccomp, struct rc_error *err);
 
 /* For a terminal process: a pty from the container's /dev/ptmx, its master sent to
- * console_fd (then closed), the slave as controlling terminal and stdio. */
-int rc_setup_process_terminal(const struct oci_process *p, int console_fd, struct rc_error *err);
+ * console_fd (then closed), the slave as controlling terminal and stdio. dev_console: the
+ * container's config, for the init, whose pty also becomes /dev/console (rc_console_mount);
+ * NULL for an exec'd process, which leaves /dev/console alone, as runc does. */
+int rc_setup_process_terminal(const struct oci_process *p, int console_fd,
+                              const struct oci_config *dev_console, struct rc_error *err);
 
 /* Closes every descriptor from `first` on that is not close-on-exec: what runcell inherited
  * from its caller beyond stdio and the preserved fds never reaches a container. */

@@ -19,6 +19,11 @@ struct rc_rootfs_opts {
   bool new_userns;    /* in a new user namespace: device nodes are bind-mounted */
   bool new_netns;     /* sysfs may only be mounted when a new netns was made */
   bool new_cgroupns;  /* cgroup mounts are fresh mounts, rooted at the namespace's root */
+  /* Called by rc_rootfs_finalize as soon as the container's root is the process's root,
+   * before readonlyPaths, maskedPaths and every read-only remount: the init's terminal and
+   * its /dev/console (rootfs.c says why then). NULL: nothing. */
+  int (*after_pivot)(void *arg, struct rc_error *err);
+  void *after_pivot_arg;
 };
 
 /* Phase 1, run in the container's new mount namespace before createContainer hooks:
@@ -27,8 +32,9 @@ struct rc_rootfs_opts {
 int rc_rootfs_prepare(const struct rc_rootfs_opts *o, struct rc_error *err);
 
 /* Phase 2, after createContainer hooks: pivot_root (or chroot), applies
- * rootfsPropagation, then readonly root, maskedPaths, readonlyPaths. After it the
- * process's / and cwd are the container's root. */
+ * rootfsPropagation, calls after_pivot, then readonlyPaths, maskedPaths, the deferred
+ * read-only mounts and the read-only root. After it the process's / and cwd are the
+ * container's root. */
 int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err);
 
 /* For runcell's own confined processes (the image builder, the jailed VMM), in a mount

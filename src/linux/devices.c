@@ -30,15 +30,13 @@ static const struct oci_device default_devices[] = {
 /* runc's default when fileMode is absent. */
 #define DEFAULT_DEVICE_MODE 0666
 
-/* When /dev is bound from the host (or elsewhere) its contents are the caller's; creating
- * nodes or links there would write into the source directory. */
-static bool needs_setup_dev(const struct oci_config *cfg) {
+bool rc_dev_is_bound(const struct oci_config *cfg) {
   for (size_t i = 0; i < cfg->n_mounts; i++) {
     char d[PATH_MAX];
     rc_clean_path(cfg->mounts[i].destination, d, sizeof(d));
-    if (rc_mount_is_bind(&cfg->mounts[i]) && strcmp(d, "/dev") == 0) return false;
+    if (rc_mount_is_bind(&cfg->mounts[i]) && strcmp(d, "/dev") == 0) return true;
   }
-  return true;
+  return false;
 }
 
 /* Splits a cleaned absolute path into its parent ("/" for "/x") and last component.
@@ -220,7 +218,7 @@ static int setup_dev_symlinks(int devfd, struct rc_error *err) {
 }
 
 int rc_setup_dev(const struct rc_mount_ctx *c, struct rc_error *err) {
-  if (!needs_setup_dev(c->o->cfg)) return 0;
+  if (rc_dev_is_bound(c->o->cfg)) return 0;
   cleanup_close int devfd = rc_mkdir_in_root(c->rootfd, "/dev", 0755, err);
   if (devfd < 0) return -1;
   /* modes are exactly fileMode, whatever umask the caller runs with */

@@ -4,9 +4,10 @@
  * the host, the rootfs is bound onto itself (pivot_root needs a mount point), then config
  * mounts in order and /dev.
  * finalize: pivot_root(".", ".") (or MS_MOVE + chroot for --no-pivot), rootfsPropagation
- * on the new /, readonlyPaths, maskedPaths, the deferred read-only tmpfs and /dev, and a
- * read-only root. Order as runc: masking and read-only binds come before the root turns
- * read-only, which they do not depend on. */
+ * on the new /, the caller's after_pivot step (the terminal and /dev/console),
+ * readonlyPaths, maskedPaths, the deferred read-only tmpfs and /dev, and a read-only root.
+ * Order as runc: masking and read-only binds come before the root turns read-only, which
+ * they do not depend on. */
 #include "runcell/rootfs.h"
 
 #include <errno.h>
@@ -288,6 +289,18 @@ int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err) {
     if (mount(NULL, "/", NULL, prop, NULL) < 0)
       return rc_err(err, errno, "set propagation of / to %s", p);
   }
+
+  /* The terminal's /dev/console comes before readonlyPaths and maskedPaths, as in runc,
+   * but nothing in it can be redirected (CVE-2025-52565: runc's source and target were
+   * paths the container could swap for symlinks, which turned the unmasked /dev/console
+   * into a writable /proc/sysrq-trigger): its source is the pty slave's descriptor and its
+   * target a regular file just created in /dev, so the bind can only ever be the pty, and
+   * there is nothing in it for a mask to have covered. Being first, it cannot undo a mask
+   * or a read-only bind either: those are applied to the tree it leaves, so a maskedPaths
+   * or readonlyPaths entry naming /dev/console or /dev still holds (made afterwards, the
+   * console would have had to detach such a mount to put the pty there). And it is made
+   * before /dev and / turn read-only, which a new file in /dev needs. */
+  if (o->after_pivot && o->after_pivot(o->after_pivot_arg, err) < 0) return -1;
 
   if (cfg->has_linux && (cfg->linux_.n_readonly_paths || cfg->linux_.n_masked_paths) &&
       check_container_proc(err) < 0)

@@ -56,6 +56,11 @@ int rc_mount_one(const struct rc_mount_ctx *c, const struct oci_mount *m, struct
  * bind-mounted from the config (its contents are then the caller's). */
 int rc_setup_dev(const struct rc_mount_ctx *c, struct rc_error *err);
 
+/* Whether the config binds /dev from the host (or elsewhere): its contents are then the
+ * caller's, and creating nodes, links or /dev/console there would write into the source
+ * directory. */
+bool rc_dev_is_bound(const struct oci_config *cfg);
+
 /* Whether a mount is a bind mount (the "bind"/"rbind" option or type "bind"). */
 bool rc_mount_is_bind(const struct oci_mount *m);
 

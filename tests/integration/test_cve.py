@@ -514,3 +514,55 @@ def test_runtime_init_in_proc_is_unreachable(h, bundle, mode):
     assert int(lines[1]) > 3, "the init holds the runtime's descriptors: " + res.out
     assert "REACHED" not in res.out, res.out
     assert h.delete(cid, force=True).rc == 0
+
+
+# ---------------------------------------------------------------------------------------
+# CVE-2025-31133
+
+# What a createContainer hook (in the container's mount namespace, before pivot_root, cwd
+# the rootfs) leaves at dev/null in place of the null device runcell made there.
+NULL_SWAPS = {
+    "symlink-to-core-pattern": "ln -s /proc/sys/kernel/core_pattern dev/null",
+    "regular-file": "echo not-null > dev/null",
+    "removed": "true",
+    "other-device": "mknod -m 666 dev/null c 1 5",
+}
+
+
+@pytest.mark.parametrize("swap", list(NULL_SWAPS))
+@pytest.mark.parametrize("mode", MODES)
+def test_cve_2025_31133_dev_null_swapped_before_masking_is_refused(h, bundle, host_dir, mode,
+                                                                    swap):
+    """maskedPaths files are covered with the container's /dev/null. In runc (before 1.2.8)
+    a /dev/null replaced by a symlink to /proc/sys/kernel/core_pattern was bound over each
+    masked file as it was, leaving core_pattern writable through /proc/keys and the like
+    (a host root shell on the next crash); a regular file in its place made every masked
+    file read its content. runcell opens /dev/null inside the root, checks it is the
+    character device 1:3 and binds that very descriptor: create fails, naming /dev/null
+    and the masked path, and leaves nothing behind (the harness checks state directories,
+    mounts, cgroups and processes). Precondition: a masked path that is a file exists (so
+    /dev/null is needed) and the hook's entry was in place."""
+    set_mode(bundle, mode)
+    masked_files = [p for p in bundle.linux["maskedPaths"] if os.path.isfile(p)]
+    assert masked_files, "no masked path of the default spec is a file on this host"
+    core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    saw = host_dir / "hook-saw"
+    bundle.config["hooks"] = {"createContainer": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", f"rm -f dev/null && {NULL_SWAPS[swap]} && "
+                             f"(ls -l dev/null 2>&1 || true) > {saw}"]}]}
+    bundle.args("true")
+    res = h.create(bundle)
+    assert saw.exists(), res.describe()
+    hook_saw = saw.read_text()
+    assert {"symlink-to-core-pattern": hook_saw.startswith("l"),
+            "regular-file": hook_saw.startswith("-"),
+            "removed": "No such file" in hook_saw,
+            "other-device": re.match(r"c.* 1, +5 ", hook_saw) is not None}[swap], hook_saw
+    assert res.rc != 0, res.describe()
+    assert f"masked path {masked_files[0]}" in res.msg, res.describe()
+    if swap == "removed":
+        assert "open /dev/null inside rootfs: No such file or directory" in res.msg, res.msg
+    else:
+        assert "/dev/null is not the null device" in res.msg, res.msg
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern

@@ -180,6 +180,24 @@ def test_terminal(guest_assets):
     assert err == b""
 
 
+def test_terminal_is_dev_console(guest_assets):
+    """As runc gives it (and runcell's cells): the terminal process's /dev/console is its
+    pty, the same device as its stdin, bound over a file in its /dev; text written there
+    reaches the terminal. --ro: made while the /dev tmpfs is writable under a read-only
+    root."""
+    script = ("stat -c '%F %t:%T' /dev/console; "
+              "[ \"$(stat -L -c %d:%i /dev/console)\" = \"$(stat -L -c %d:%i /proc/self/fd/0)\" ]"
+              " && echo same-as-stdin; grep -c ' /dev/console ' /proc/self/mountinfo; "
+              "echo via-dev-console > /dev/console")
+    rc, out, err, log = run(guest_assets, "--tty", "--ro", "--", "/bin/sh", "-c", script)
+    assert rc == 0, f"{err!r}\n{log}"
+    assert out == (b"character special file 88:0\r\nsame-as-stdin\r\n1\r\n"
+                   b"via-dev-console\r\n"), out
+    rc, out, err, log = run(guest_assets, "--", "/bin/sh", "-c", "ls /dev/console 2>&1; true")
+    assert rc == 0, f"{err!r}\n{log}"
+    assert b"No such file or directory" in out, out
+
+
 def test_stdin_relay(guest_assets):
     data = os.urandom(700 * 1024)  # more than the 256 KiB window: credits must flow
     rc, out, err, log = run(guest_assets, "--", "/bin/sh", "-c", "cat | md5sum; wc -c </dev/null",

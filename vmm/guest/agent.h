@@ -72,6 +72,12 @@ int agent_load_seccomp(const struct agent_security *sec);
  * container's root were "/", whatever symlinks it crosses. O_CLOEXEC is added. */
 int agent_open_in_root(int rootfd, const char *path, int flags);
 
+/* /dev/console for the container's process with a terminal: the pty whose slave is open
+ * at slave, bound by descriptor over a file made in the container's /dev (agent_console.c).
+ * Where /dev/console cannot be made the process goes without it (logged); -1 only for a
+ * bind that fails. */
+int agent_make_console(int rootfd, int slave, struct rc_error *err);
+
 /* Finds name the way execvp would, but with the process's PATH (from env) inside the
  * container's root: out gets the path to exec after chroot. */
 int agent_find_executable(int rootfd, const char *name, char *const *env, uint32_t n_env,

@@ -319,6 +319,12 @@ static int spawn(const struct spawn_spec *sp, int rootfd, struct agent_stdio *io
   f->stage = AGENT_STAGE_PROCESS;
   if (sp->terminal) {
     r = open_terminal(rootfd, &sp->winsize, &master, &slave, &f->err);
+    /* the container's own process: an exec'd one leaves /dev/console alone, as with runc */
+    if (r == 0 && sp->mntns < 0 && agent_make_console(rootfd, slave, &f->err) < 0) {
+      close(rootfd);
+      r = -1;
+      goto out;
+    }
     close(rootfd);
     if (r < 0) return -1;
   } else {
