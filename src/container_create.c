@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -325,6 +326,10 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   /* before the init is cloned: once it is in the container's mount namespace, its /proc
    * is one the container can mount over */
   if (rc_procfs_prepare(err) < 0) return -1;
+  /* Not dumpable from here, so the init is not for a moment after its clone (until its
+   * own prctl): a process of its user namespace's owner could otherwise ptrace it or open
+   * /proc/<init>/root while it still has the host's root and every capability. */
+  prctl(PR_SET_DUMPABLE, 0);
 
   char bundle[PATH_MAX];
   if (!realpath(o->bundle ? o->bundle : ".", bundle))

@@ -25,6 +25,7 @@
 #include "runcell/cgroups.h"
 #include "runcell/container.h"
 #include "runcell/gate.h"
+#include "runcell/log.h"
 #include "runcell/microvm_control.h"
 #include "runcell/mode.h"
 #include "runcell/process_attrs.h"
@@ -50,8 +51,25 @@ int rc_container_load_config(const char *root, const char *id, struct oci_config
   return oci_config_parse(text, len, cfg, err);
 }
 
-/* The namespaces of the init that differ from ours: the ones to enter. */
-static int namespaces_to_join(pid_t pid) {
+/* True if the process behind pidfd exits within timeout_ms. */
+static bool exits_within(int pidfd, int timeout_ms) {
+  struct pollfd p = {.fd = pidfd, .events = POLLIN};
+  int r;
+  while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return r > 0;
+}
+
+/* The namespaces of the init that differ from ours: the ones to enter. An init that
+ * shows none of a kind this kernel has is exiting: do_exit drops a task's namespaces
+ * long before it is a zombie (its files, a big memfd say, are released in between, while
+ * /proc/<pid>/stat still says R or S). Taking "none to show" for "the same as ours" ran
+ * the process in the runtime's own namespaces — the host's, for a container without a
+ * pid namespace of its own (hostPID), where nothing then joins any (CVE-class escape
+ * found in session 17). So that is a stopped container; and the links read are the
+ * init's only if it has not exited by the time they were all read (pidfd), as its pid
+ * could be another process's afterwards. */
+static int namespaces_to_join(pid_t pid, int pidfd, struct rc_error *err) {
   static const struct {
     const char *name;
     int flag;
@@ -64,9 +82,14 @@ static int namespaces_to_join(pid_t pid) {
     snprintf(theirs, sizeof(theirs), "/proc/%d/ns/%s", (int)pid, kinds[i].name);
     snprintf(ours, sizeof(ours), "/proc/self/ns/%s", kinds[i].name);
     struct stat a, b;
-    if (stat(theirs, &a) < 0 || stat(ours, &b) < 0) continue;
+    if (stat(ours, &b) < 0) continue; /* a kind this kernel has not got */
+    if (stat(theirs, &a) < 0) {
+      rc_debug("exec: %s of the init: %m (it is exiting)", theirs);
+      return rc_err(err, 0, "cannot exec in a stopped container");
+    }
     if (a.st_ino != b.st_ino || a.st_dev != b.st_dev) flags |= kinds[i].flag;
   }
+  if (exits_within(pidfd, 0)) return rc_err(err, 0, "cannot exec in a stopped container");
   return flags;
 }
 
@@ -141,15 +164,6 @@ static bool init_may_have_exited(int code) {
   return code == ESRCH || code == ENOMEM || code == EPIPE || code == ECONNRESET;
 }
 
-/* True if the process behind pidfd exits within timeout_ms. */
-static bool exits_within(int pidfd, int timeout_ms) {
-  struct pollfd p = {.fd = pidfd, .events = POLLIN};
-  int r;
-  while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
-  }
-  return r > 0;
-}
-
 int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
                       struct rc_error *err) {
   out->pid = -1;
@@ -158,6 +172,8 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
   /* before the process joins the container's mount namespace, whose /proc the container
    * can mount over (it may hold CAP_SYS_ADMIN in a user namespace of its own) */
   if (rc_procfs_prepare(err) < 0) return -1;
+  /* the exec'd process is not dumpable from its clone on (see rc_container_create) */
+  prctl(PR_SET_DUMPABLE, 0);
   struct oci_state *st = NULL;
   if (rc_state_read(o->root, o->id, &st, err) < 0) return -1;
   int rc = -1;
@@ -197,7 +213,8 @@ int rc_container_exec(const struct rc_exec_opts *o, struct rc_exec_result *out,
     rc = rc_microvm_exec(o, st, out, err);
     goto out;
   }
-  int flags = namespaces_to_join(st->pid);
+  int flags = namespaces_to_join(st->pid, pidfd, err);
+  if (flags < 0) goto out;
   if (p->terminal) {
     if (o->console_socket) {
       if ((console = rc_console_socket_connect(o->console_socket, err)) < 0) goto out;
