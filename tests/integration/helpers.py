@@ -54,6 +54,17 @@ def cap_mask(names):
 NATIVE_ANNOTATIONS = {"run.runcell.gate": "off"}
 
 
+def set_mode(bundle, mode):
+    """cell: runcell's default (the gate on); native: the annotation that switches the gate
+    off (NATIVE_ANNOTATIONS). Returns the bundle."""
+    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
+           if k not in NATIVE_ANNOTATIONS}
+    if mode == "native":
+        ann.update(NATIVE_ANNOTATIONS)
+    bundle.config["annotations"] = ann
+    return bundle
+
+
 # runc's spec adds a cgroup namespace where /sys/fs/cgroup is cgroup v2 (statfs there)
 HOST_CGROUP2_UNIFIED = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 

@@ -19,20 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS
+from helpers import set_mode
 
 pytestmark = pytest.mark.runcell_specific
 
 PARALLEL_LIFECYCLES = 50
 ROUNDS_ON_ONE_ID = 10
-
-
-def set_mode(bundle, mode):
-    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
-           if k not in NATIVE_ANNOTATIONS}
-    if mode == "native":
-        ann.update(NATIVE_ANNOTATIONS)
-    bundle.config["annotations"] = ann
 
 
 class ListWatcher(threading.Thread):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cve import set_mode
+from helpers import set_mode
 from test_namespaces import _userns_bundle
 from test_stdio import ConsoleSocket, _run_in_pty, read_until_eof
 

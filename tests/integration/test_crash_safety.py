@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS
+from helpers import set_mode
 
 pytestmark = pytest.mark.runcell_specific
 
@@ -47,14 +47,6 @@ def measured(fn, runs=3):
 
 
 STATUSES = {"creating", "created", "running", "stopped", "paused"}
-
-
-def set_mode(bundle, mode):
-    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
-           if k not in NATIVE_ANNOTATIONS}
-    if mode == "native":
-        ann.update(NATIVE_ANNOTATIONS)
-    bundle.config["annotations"] = ann
 
 
 def killed_after(h, delay_ms, *args):

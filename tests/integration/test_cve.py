@@ -23,21 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS, Harness, mountinfo, run
+from helpers import Harness, mountinfo, run, set_mode
 
 pytestmark = pytest.mark.runcell_specific
 
 HERE = Path(__file__).resolve().parent
 MODES = ["cell", "native"]
-
-
-def set_mode(bundle, mode):
-    """cell: runcell's default (the gate on); native: the gate off."""
-    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
-           if k not in NATIVE_ANNOTATIONS}
-    if mode == "native":
-        ann.update(NATIVE_ANNOTATIONS)
-    bundle.config["annotations"] = ann
 
 
 def assert_mode(h, cid, mode):

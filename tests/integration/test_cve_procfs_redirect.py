@@ -29,20 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS
+from helpers import set_mode
 
 pytestmark = pytest.mark.runcell_specific
 
 HOOK = Path(__file__).resolve().parent / "procfs_redirect_hook.py"
 MODES = ["cell", "native"]
-
-
-def set_mode(bundle, mode):
-    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
-           if k not in NATIVE_ANNOTATIONS}
-    if mode == "native":
-        ann.update(NATIVE_ANNOTATIONS)
-    bundle.config["annotations"] = ann
 
 
 def attack_hook(bundle, mode, outdir):

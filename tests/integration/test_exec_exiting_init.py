@@ -16,20 +16,12 @@ import time
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS
+from helpers import set_mode
 
 pytestmark = pytest.mark.runcell_specific
 
 MODES = ["cell", "native"]
 TRIES = 60
-
-
-def set_mode(bundle, mode):
-    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
-           if k not in NATIVE_ANNOTATIONS}
-    if mode == "native":
-        ann.update(NATIVE_ANNOTATIONS)
-    bundle.config["annotations"] = ann
 
 
 def race_once(h, bundle, host_dir):

@@ -22,29 +22,18 @@ import pytest
 
 from helpers import (
     CGROUP_TEST_PARENT,
-    NATIVE_ANNOTATIONS,
     cgroup_dirs_named,
     controller_dir,
     make_rootfs,
     mounts_under,
     process_alive,
     processes_mentioning,
+    set_mode,
 )
 
 MiB = 1024 * 1024
 
 modes = pytest.mark.parametrize("mode", ["cell", "native"])
-
-
-def set_mode(bundle, mode):
-    """A cell is runcell's default: drop the annotation that switches the gate off."""
-    annotations = bundle.config.setdefault("annotations", {})
-    if mode == "cell":
-        for key in NATIVE_ANNOTATIONS:
-            annotations.pop(key, None)
-    else:
-        annotations.update(NATIVE_ANNOTATIONS)
-    return bundle
 
 
 def cgroup_file(controller, cid, name):

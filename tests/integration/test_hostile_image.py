@@ -12,17 +12,9 @@ import subprocess
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS, mounts_under
+from helpers import mounts_under, set_mode
 
 MODES = ["cell", "native"]
-
-
-def set_mode(bundle, mode):
-    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
-           if k not in NATIVE_ANNOTATIONS}
-    if mode == "native":
-        ann.update(NATIVE_ANNOTATIONS)
-    bundle.config["annotations"] = ann
 
 
 def home_of(h, bundle, uid=0, timeout=20):
@@ -371,7 +363,6 @@ def test_device_node_as_mount_destination_parent(h, bundle, mode):
     res = h.run_container(bundle)
     assert res.rc != 0
     assert "/memdev/x" in res.msg, res.msg
-
 
 
 @pytest.mark.parametrize("mode", MODES)

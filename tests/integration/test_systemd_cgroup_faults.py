@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import helpers
-from helpers import NATIVE_ANNOTATIONS
+from helpers import set_mode
 from systemd_harness import systemd_or_skip
 from test_systemd_cgroup import (
     SdHarness,
@@ -597,14 +597,6 @@ def test_update_the_cgroup_refuses_changes_nothing(sdf, both, bad):
 
 # ---------------------------------------------------------------------------------------
 # The stand-in, the modes, exec, kill --all, pause, ps
-
-
-def set_mode(bundle, mode):
-    ann = {k: v for k, v in bundle.config.get("annotations", {}).items()
-           if k not in NATIVE_ANNOTATIONS}
-    if mode == "native":
-        ann.update(NATIVE_ANNOTATIONS)
-    bundle.config["annotations"] = ann
 
 
 @pytest.mark.parametrize("mode", ["native", "cell"])
