@@ -1,8 +1,8 @@
-/* The VMM's jail, entered as soon as its threads exist — the vCPUs have just started the
- * guest kernel, which has read nothing of the container's yet (the agent mounts its
- * images only when the VMM sends the config) — so that a guest that takes over the VMM
- * holds what Firecracker's jailer leaves (startContainer hooks, which need the host, run
- * from a helper forked before it: src/microvm_init.c):
+/* The VMM's jail, entered as soon as its threads exist — the vCPU threads wait parked
+ * until it is in place, so the guest runs not one instruction before it (the guest kernel
+ * probes the disks, which hold the container's image, as it boots) — so that a guest
+ * that takes over the VMM holds what Firecracker's jailer leaves (startContainer hooks,
+ * which need the host, run from a helper forked before it: src/microvm_init.c):
  *  - an empty, read-only root: the VMM's mount namespace (its own since it was one
  *    thread) holds nothing but a tmpfs, so no path leads to the host's files;
  *  - no capability on any thread: capabilities are per thread, so the vCPU and I/O
@@ -30,7 +30,6 @@
 
 #include "runcell/microvm.h"
 #include "runcell/process_attrs.h"
-#include "runcell/procfs.h"
 #include "runcell/rootfs.h"
 #include "runcell/util.h"
 
@@ -44,8 +43,6 @@ int rc_microvm_jail_prepare(struct rc_error *err) {
 }
 
 int rc_microvm_jail_enter(struct rc_error *err) {
-  /* the runtime's procfs handle (runcell/procfs.h) is a way out of the empty root */
-  rc_procfs_release();
   /* The new root is a tmpfs with nothing in it. It is mounted on /dev — any directory of
    * this private namespace would do, and every host has that one — and the mount it
    * covers goes with the old root. */

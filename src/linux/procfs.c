@@ -61,7 +61,9 @@ int rc_procfs_prepare(struct rc_error *err) {
 }
 
 void rc_procfs_release(void) {
-  if (procfs_root >= 0) close(procfs_root);
+  /* closed only if the fd is still the handle: a process that closed its fds wholesale
+   * (and reused the number) must not lose whatever now has it */
+  if (procfs_root >= 0 && is_procfs_root(procfs_root)) close(procfs_root);
   procfs_root = -1;
 }
 

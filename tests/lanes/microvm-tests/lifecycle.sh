@@ -5,7 +5,15 @@
 . /srv/microvm-tests/common.sh
 id=mv-life
 cd /srv/bundles/sleep || exit 1
-runcell create "$id" </dev/null >/tmp/out 2>/tmp/err || { cat /tmp/err; fail "create"; }
+runcell --log /tmp/life.log --log-format json create "$id" </dev/null >/tmp/out 2>/tmp/err ||
+  { cat /tmp/err; fail "create"; }
+# The vCPUs start parked: the guest's first instruction comes after the VMM's jail (a
+# negative time here is a guest that ran while the VMM still had the host).
+jail_to_entry=$(sed -n 's/.*"msg":"microvm phases: .*jail-to-guest-entry \([-0-9.]*\) ms.*/\1/p' /tmp/life.log)
+case $jail_to_entry in
+  [0-9]*) ;;
+  *) fail "jail-to-guest-entry '$jail_to_entry' (the guest ran before the jail?)" ;;
+esac
 st=$(runcell state "$id")
 expect_contains "state after create" "$st" '"status": "created"'
 expect_contains "state annotations" "$st" '"run.runcell.mode": "microvm"'
