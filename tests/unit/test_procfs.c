@@ -54,7 +54,7 @@ static int read_int(const char *path) {
   if (!f) return -9999;
   if (!fgets(buf, sizeof(buf), f)) buf[0] = '\0';
   fclose(f);
-  return atoi(buf);
+  return (int)strtol(buf, NULL, 10);
 }
 
 /* In a mount namespace of its own: another process's oom_score_adj is bound over this
@@ -90,7 +90,7 @@ static void overmounted(void) {
   fd = rc_procfs_open("self/oom_score_adj", O_RDONLY, &err);
   CHECK(fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0);
   if (fd >= 0) close(fd);
-  CHECK(atoi(buf) == 77);
+  CHECK(strtol(buf, NULL, 10) == 77);
 
   rc_procfs_release();
   CHECK(open_errno("/proc/self/oom_score_adj", O_WRONLY) == EXDEV);
