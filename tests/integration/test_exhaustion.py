@@ -176,7 +176,8 @@ def test_memory_hog_is_oom_killed_and_reported(h, workdir, host_dir, mode):
         stream.wait_registered()
         h.start_ok(cid)
         status = host_dir / "hog-status"
-        wait_for(status.exists, 20, "the hog to end")
+        # not just exists(): the shell creates the file before echo writes the status
+        wait_for(lambda: status.exists() and status.read_text().strip(), 20, "the hog to end")
         assert status.read_text().strip() == "137", "the hog did not die of SIGKILL"
         # `events` says so, in runc's words.
         assert stream.read_until(lambda lines: any(e["type"] == "oom" for e in lines),
