@@ -65,10 +65,9 @@ static bool exits_within(int pidfd, int timeout_ms) {
  * long before it is a zombie (its files, a big memfd say, are released in between, while
  * /proc/<pid>/stat still says R or S). Taking "none to show" for "the same as ours" ran
  * the process in the runtime's own namespaces — the host's, for a container without a
- * pid namespace of its own (hostPID), where nothing then joins any (CVE-class escape
- * found in session 17). So that is a stopped container; and the links read are the
- * init's only if it has not exited by the time they were all read (pidfd), as its pid
- * could be another process's afterwards. */
+ * pid namespace of its own (hostPID), where nothing then joins any. So that is a stopped
+ * container; and the links read are the init's only if it has not exited by the time
+ * they were all read (pidfd), as its pid could be another process's afterwards. */
 static int namespaces_to_join(pid_t pid, int pidfd, struct rc_error *err) {
   static const struct {
     const char *name;
@@ -84,7 +83,8 @@ static int namespaces_to_join(pid_t pid, int pidfd, struct rc_error *err) {
     struct stat a, b;
     if (stat(ours, &b) < 0) continue; /* a kind this kernel has not got */
     if (stat(theirs, &a) < 0) {
-      rc_debug("exec: %s of the init: %m (it is exiting)", theirs);
+      int e = errno;
+      rc_debug("exec: %s of the init: %s (it is exiting)", theirs, strerror(e));
       return rc_err(err, 0, "cannot exec in a stopped container");
     }
     if (a.st_ino != b.st_ino || a.st_dev != b.st_dev) flags |= kinds[i].flag;

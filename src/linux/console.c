@@ -126,27 +126,16 @@ static int create_console(int devfd, int rootfd, struct rc_error *err) {
                 CONSOLE_TRIES);
 }
 
-/* Binds the slave onto target, both descriptors: a private clone of the slave's mount
- * (open_tree) moved onto the target (move_mount). Kernels before 5.2 have neither: there,
- * as for the masks and read-only paths on such kernels, the bind goes through
- * /proc/self/fd/N, which names exactly the two objects once /proc is known to be procfs
- * (the container's since pivot_root; CVE-2025-52881 is why it is only the fallback). */
+/* Binds the slave onto target by descriptor (rc_bind_by_fd). Kernels before 5.2 have
+ * not got the calls: there, as for the masks, the bind goes through /proc/self/fd/N once
+ * the container's /proc is known to be procfs (CVE-2025-52881 is why it is only the
+ * fallback). */
 static int bind_slave(int slave, int target, struct rc_error *err) {
-  cleanup_close int tree =
-      open_tree(slave, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-  if (tree >= 0) {
-    if (move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-      return rc_err(err, errno, "/dev/console: bind the pty there (move_mount)");
-    return 0;
-  }
-  /* EPERM: an outer runtime's seccomp filter that predates the new mount API */
-  if (errno != ENOSYS && errno != EPERM)
-    return rc_err(err, errno, "/dev/console: clone the pty's mount (open_tree)");
-  struct statfs fs;
-  if (statfs("/proc/self/fd", &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC)
-    return rc_err(err, 0,
-                  "/dev/console: without open_tree the bind needs /proc/self/fd, and the "
-                  "container's /proc is not procfs");
+  int r = rc_bind_by_fd(slave, target, false, false);
+  if (r == 0) return 0;
+  if (r < 0) return rc_err(err, errno, "/dev/console: bind the pty there");
+  if (rc_check_container_proc(err) < 0)
+    return rc_err_wrap(err, "/dev/console: without open_tree the bind needs /proc/self/fd");
   char src[RC_FD_PATH_MAX], dst[RC_FD_PATH_MAX];
   rc_fd_path(src, slave);
   rc_fd_path(dst, target);

@@ -166,35 +166,34 @@ static int open_optional(int rootfd, const char *path, int *fd, struct rc_error 
   return -1;
 }
 
-/* After pivot_root, runcell binds and mounts onto the masked and read-only paths by
- * descriptor (open_tree, fsmount, move_mount): a /proc/self/fd/N path would be looked up
- * in the container's /proc, where whoever can mount there — a second container racing
- * from a shared mount (runc's CVE-2025-52881) — decides what N is, and the read-only bind
- * meant for /proc/sys would land on a directory of the attacker's, leaving core_pattern
- * writable. These return 0, or -1 with errno; ENOSYS (or EPERM from an outer runtime's
- * filter that predates the calls) where the kernel has not got them: open_tree and
- * move_mount are Linux 5.2, mount_setattr 5.12. Nothing is attached before the last call,
- * so such a failure changes nothing and the /proc/self/fd way is taken instead. */
-static bool no_fd_mounts(void) {
-  return errno == ENOSYS || errno == EPERM;
+/* After pivot_root, runcell binds and mounts onto the masked and read-only paths (and
+ * /dev/console) by descriptor (open_tree, fsmount, move_mount): a /proc/self/fd/N path
+ * would be looked up in the container's /proc, where whoever can mount there — a second
+ * container racing from a shared mount (runc's CVE-2025-52881) — decides what N is, and
+ * the read-only bind meant for /proc/sys would land on a directory of the attacker's,
+ * leaving core_pattern writable. open_tree, fsopen and move_mount are Linux 5.2,
+ * mount_setattr 5.12; an outer runtime's filter that predates them answers EPERM. Only
+ * the first call can say "not here": nothing is attached before the last one. */
+static int fd_mounts_missing(void) {
+  return errno == ENOSYS || errno == EPERM ? 1 : -1;
 }
 
-/* A copy of the mount tree at src (recursive: with its submounts), its top read-only
- * when asked (keeping every flag the kernel locked), attached onto dst. */
-static int bind_by_fd(int src, int dst, bool recursive, bool rdonly) {
+int rc_bind_by_fd(int src, int dst, bool recursive, bool rdonly) {
   cleanup_close int tree = (int)open_tree(
       src, "",
       AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
-  if (tree < 0) return -1;
+  if (tree < 0) return fd_mounts_missing();
   struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
-  if (rdonly && mount_setattr(tree, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0) return -1;
+  if (rdonly && mount_setattr(tree, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
+    return errno == ENOSYS ? 1 : -1;
   return move_mount(tree, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
 }
 
-/* An empty read-only tmpfs attached onto dst. */
+/* An empty read-only tmpfs attached onto dst; returns as rc_bind_by_fd. */
 static int empty_tmpfs_by_fd(int dst) {
   cleanup_close int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-  if (fs < 0 || fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) return -1;
+  if (fs < 0) return fd_mounts_missing();
+  if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) return -1;
   cleanup_close int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY);
   if (mnt < 0) return -1;
   return move_mount(mnt, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
@@ -206,8 +205,9 @@ static int readonly_path(int rootfd, const char *path, struct rc_error *err) {
   if (fd < 0) return 0;
   /* read-only, keeping the nosuid/nodev/noexec the mount has, as runc does (adding them
    * would stop programs under a read-only /bin or / from running) */
-  if (bind_by_fd(fd, fd, true, true) == 0) return 0;
-  if (!no_fd_mounts()) return rc_err(err, errno, "readonly path %s: read-only bind mount", path);
+  int r = rc_bind_by_fd(fd, fd, true, true);
+  if (r == 0) return 0;
+  if (r < 0) return rc_err(err, errno, "readonly path %s: read-only bind mount", path);
   char p[RC_FD_PATH_MAX];
   rc_fd_path(p, fd);
   if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
@@ -231,8 +231,9 @@ static int masked_path(int rootfd, const char *path, struct rc_error *err) {
   rc_fd_path(p, fd);
   if (S_ISDIR(st.st_mode)) {
     /* an empty read-only tmpfs hides the directory's contents */
-    if (empty_tmpfs_by_fd(fd) == 0) return 0;
-    if (!no_fd_mounts() || mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
+    int r = empty_tmpfs_by_fd(fd);
+    if (r == 0) return 0;
+    if (r < 0 || mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
       return rc_err(err, errno, "masked path %s: mount tmpfs", path);
     return 0;
   }
@@ -245,10 +246,11 @@ static int masked_path(int rootfd, const char *path, struct rc_error *err) {
   if (fstat(null, &nst) < 0) return rc_err(err, errno, "masked path %s: stat /dev/null", path);
   if (!S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3))
     return rc_err(err, ENODEV, "masked path %s: /dev/null is not the null device", path);
-  if (bind_by_fd(null, fd, false, false) == 0) return 0;
+  int r = rc_bind_by_fd(null, fd, false, false);
+  if (r == 0) return 0;
   char np[RC_FD_PATH_MAX];
   rc_fd_path(np, null);
-  if (!no_fd_mounts() || mount(np, p, NULL, MS_BIND, NULL) < 0)
+  if (r < 0 || mount(np, p, NULL, MS_BIND, NULL) < 0)
     return rc_err(err, errno, "masked path %s: bind /dev/null", path);
   return 0;
 }
@@ -267,7 +269,7 @@ static bool is_procfs(const char *path, int flags) {
  * the kernel's procfs there, as runc requires ("/proc/self/fd is not on procfs"). (The
  * process attributes written there before exec check each file they open; the bounding
  * set's last capability is probed, not read from /proc.) */
-static int check_container_proc(struct rc_error *err) {
+int rc_check_container_proc(struct rc_error *err) {
   if (!is_procfs("/proc", O_NOFOLLOW) || !is_procfs("/proc/self/fd", 0))
     return rc_err(err, 0,
                   "the container's /proc is not procfs after pivot_root (it must be a proc "
@@ -303,7 +305,7 @@ int rc_rootfs_finalize(const struct rc_rootfs_opts *o, struct rc_error *err) {
   if (o->after_pivot && o->after_pivot(o->after_pivot_arg, err) < 0) return -1;
 
   if (cfg->has_linux && (cfg->linux_.n_readonly_paths || cfg->linux_.n_masked_paths) &&
-      check_container_proc(err) < 0)
+      rc_check_container_proc(err) < 0)
     return -1;
 
   cleanup_close int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);

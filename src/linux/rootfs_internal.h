@@ -61,6 +61,16 @@ int rc_setup_dev(const struct rc_mount_ctx *c, struct rc_error *err);
  * directory. */
 bool rc_dev_is_bound(const struct oci_config *cfg);
 
+/* Binds the mount tree at src (recursive: with its submounts; its top read-only when
+ * asked, keeping what the kernel locked) onto dst, both descriptors, never a path.
+ * 0: done; 1: this kernel (or an outer filter) has not got the calls and nothing was
+ * attached, so the caller may take the /proc/self/fd way; -1 with errno: failed. */
+int rc_bind_by_fd(int src, int dst, bool recursive, bool rdonly);
+
+/* After pivot_root: the container's /proc must be procfs before anything is mounted
+ * through /proc/self/fd/N paths (the fallback of rc_bind_by_fd). */
+int rc_check_container_proc(struct rc_error *err);
+
 /* Whether a mount is a bind mount (the "bind"/"rbind" option or type "bind"). */
 bool rc_mount_is_bind(const struct oci_mount *m);
 

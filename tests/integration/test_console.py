@@ -214,6 +214,16 @@ def test_exec_tty_leaves_dev_console_alone_like_runc(h, runc_h, mode):
 # CVE-2025-52565: what a hook leaves at /dev/console is never followed
 
 CANARY = "canary: the host's own\n"
+
+
+def host_canary(directory):
+    """A host directory any container user may use, holding a canary file (CANARY) that
+    an attack must leave as it is: (directory, canary)."""
+    directory.mkdir(mode=0o777)
+    canary = directory / "canary"
+    canary.write_text(CANARY)
+    os.chmod(canary, 0o666)
+    return directory, canary
 # kernels without CONFIG_MAGIC_SYSRQ have none: the link to it then dangles
 SYSRQ = os.path.exists("/proc/sysrq-trigger")
 
@@ -268,11 +278,7 @@ true
 def test_cve_2025_52565_dev_console_swapped_by_a_hook_is_not_followed(
         request, workdir, which, attack):
     harness = runtime(request, which)
-    host = workdir / f"host-{which}"
-    host.mkdir(mode=0o777)
-    canary = host / "canary"
-    canary.write_text(CANARY)
-    os.chmod(canary, 0o666)
+    host, canary = host_canary(workdir / f"host-{which}")
     core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
     bundle = harness.bundle()
     if which != "runc":
@@ -316,11 +322,7 @@ def test_cve_2025_52565_dev_console_swapped_while_runcell_makes_it(h, workdir, m
     container its pty at /dev/console or fails saying why; nothing is ever followed.
     Precondition: runcell's debug log shows that it met (and removed) the racer's symlink
     at least once (about one create in three here)."""
-    host = workdir / "host"
-    host.mkdir(mode=0o777)
-    canary = host / "canary"
-    canary.write_text(CANARY)
-    os.chmod(canary, 0o666)
+    host, canary = host_canary(workdir / "host")
     core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
     bundle = h.bundle()
     set_mode(bundle, mode)
@@ -395,11 +397,7 @@ def test_cve_2025_52565_host_dev_bind_with_a_console_link_is_left_alone(
     `console` is a symlink to a host file (through another bind): runcell creates and
     removes nothing there, follows nothing, and the container still has its terminal."""
     harness = runtime(request, which)
-    host = workdir / f"hostdir-{which}"
-    host.mkdir(mode=0o777)
-    canary = host / "canary"
-    canary.write_text(CANARY)
-    os.chmod(canary, 0o666)
+    host, canary = host_canary(workdir / f"hostdir-{which}")
     dev = workdir / f"hostdev-{which}"
     dev.mkdir()
     for d in ("pts", "shm", "mqueue"):

@@ -262,27 +262,21 @@ def test_the_handler_alone_selects_the_mode(cri, pods, handler, gate):
     assert ("Seccomp:\t2" in text) == (gate == "on"), text
 
 
-def test_a_pod_annotation_cannot_switch_the_gate_off(cri, pods):
-    """The shipped runcell handler passes the mode and placement through, not the gate:
-    a pod author on the runcell RuntimeClass cannot weaken the boundary the operator
-    chose (red team, session 17: with "run.runcell.*" this pod ran with no gate)."""
-    pod_id, pod_cfg = pods.run_pod("runcell", annotations={"run.runcell.gate": "off"})
+@pytest.mark.parametrize("handler,asked,gate", [("runcell", "off", "on"),
+                                                ("runcell-native", "on", "on")])
+def test_a_pod_annotation_can_only_ask_for_more_than_the_handler(cri, pods, handler, asked,
+                                                                  gate):
+    """The shipped runcell handler passes the mode and placement through, not the gate: a
+    pod author on the runcell RuntimeClass cannot weaken the boundary the operator chose
+    (red team, session 17: with "run.runcell.*" a gate-off pod ran with no gate). The
+    runcell-native handler passes every runcell key: from the gate off a pod can only ask
+    for more, and gets it."""
+    pod_id, pod_cfg = pods.run_pod(handler, annotations={"run.runcell.gate": asked})
     cid = pods.run_container(pod_id, pod_cfg, ["sleep", "1000"])
     st = cri.cri_client.wait_container_state(cid, CONTAINER_RUNNING)
     assert st["state"] == CONTAINER_RUNNING, st
-    assert mode_annotations(pods, pod_id) == ("cell", "on")
-    assert mode_annotations(pods, cid) == ("cell", "on")
-
-
-def test_a_pod_annotation_can_ask_for_more_than_the_handler(cri, pods):
-    """The runcell-native handler passes every runcell key: from the gate off a pod can
-    only ask for more, and gets it."""
-    pod_id, pod_cfg = pods.run_pod("runcell-native", annotations={"run.runcell.gate": "on"})
-    cid = pods.run_container(pod_id, pod_cfg, ["sleep", "1000"])
-    st = cri.cri_client.wait_container_state(cid, CONTAINER_RUNNING)
-    assert st["state"] == CONTAINER_RUNNING, st
-    assert mode_annotations(pods, pod_id) == ("cell", "on")
-    assert mode_annotations(pods, cid) == ("cell", "on")
+    assert mode_annotations(pods, pod_id) == ("cell", gate)
+    assert mode_annotations(pods, cid) == ("cell", gate)
 
 
 def test_a_pod_cannot_ask_for_an_unknown_mode(cri, pods):
