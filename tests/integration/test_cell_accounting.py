@@ -92,10 +92,14 @@ def cell(bundle, loop_bin, seconds, quota=None):
 def test_cell_kernel_joins_the_cells_cpu_cgroups_and_nothing_else(h, bundle, loop_bin):
     v1_cpu_hierarchies()
     before = cell_kernel_pids()
-    cell(bundle, loop_bin, 30)
+    # Half a CPU for the two loops and their cell kernels (charged to the cell): unbounded
+    # they held this 2-vCPU machine so busy that `ps` below took up to 30 s, by when a 30 s
+    # loop had ended and ps listed nothing. The loops outlast any such wait; kill --all
+    # ends them.
+    cell(bundle, loop_bin, 300, quota=50000)
     cid = h.run_detached(bundle)
     init = h.state(cid)["pid"]
-    res = h("exec", "--detach", cid, "/bin/routed-loop", "30")
+    res = h("exec", "--detach", cid, "/bin/routed-loop", "300")
     assert res.rc == 0, res.describe()
     mine = cell_kernel_pids() - before
     assert len(mine) >= 2, f"expected the init's and the exec's cell kernels, found {mine}"
