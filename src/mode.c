@@ -17,25 +17,76 @@ const char *rc_mode_name(enum rc_mode mode) {
 }
 
 /* The handler: containerd's runc v2 shim can only be given a binary name, so each CRI
- * runtime handler points at its own name for the same binary (a symlink). */
+ * runtime handler points at its own name for the same binary (a symlink).
+ *
+ * runcell-cell and runcell-microvm are also floors: an annotation may ask for more
+ * isolation than they give, never for less. Under the CRI plugin runcell cannot tell a
+ * pod author's annotation from the operator's, so whether a pod may switch the gate off or
+ * leave the microVM would otherwise hang on the handler's pod_annotations list alone; with
+ * a floor, a RuntimeClass named for a boundary keeps it whatever that list lets through.
+ * Plain runcell and runcell-native take every annotation (runcell-native has nothing left
+ * to lower; plain runcell is what ctr and the command line use, where the bundle's author
+ * is the operator). */
+struct handler {
+  const char *name;
+  enum rc_mode mode;
+  bool gate;
+  bool floor;
+};
+
+static const struct handler handlers[] = {
+    {"runcell-cell", RC_MODE_CELL, true, true},
+    {"runcell-native", RC_MODE_CELL, false, false},
+    {"runcell-microvm", RC_MODE_MICROVM, true, true},
+};
+
+static const struct handler *invoked_handler(void) {
+  for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+    if (strcmp(invocation, handlers[i].name) == 0) return &handlers[i];
+  return NULL;
+}
+
 static void from_handler(struct rc_mode_choice *c) {
-  static const struct {
-    const char *name;
-    enum rc_mode mode;
-    bool gate;
-  } handlers[] = {
-      {"runcell-cell", RC_MODE_CELL, true},
-      {"runcell-native", RC_MODE_CELL, false},
-      {"runcell-microvm", RC_MODE_MICROVM, true},
-  };
-  for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
-    if (strcmp(invocation, handlers[i].name) != 0) continue;
-    c->mode = handlers[i].mode;
-    c->gate = handlers[i].gate;
-    snprintf(c->source, sizeof(c->source), "handler %s", invocation);
-    snprintf(c->gate_source, sizeof(c->gate_source), "handler %s", invocation);
-    return;
-  }
+  const struct handler *h = invoked_handler();
+  if (!h) return;
+  c->mode = h->mode;
+  c->gate = h->gate;
+  snprintf(c->source, sizeof(c->source), "handler %s", invocation);
+  snprintf(c->gate_source, sizeof(c->gate_source), "handler %s", invocation);
+}
+
+/* How much isolation a choice gives: a cell without its gate, a cell, a microVM. */
+static int strength(enum rc_mode mode, bool gate) {
+  if (mode == RC_MODE_MICROVM) return 2;
+  return gate ? 1 : 0;
+}
+
+static const char *describe(enum rc_mode mode, bool gate) {
+  if (mode == RC_MODE_MICROVM) return "a microVM";
+  return gate ? "a cell with the gate on" : "a cell with the gate off";
+}
+
+/* Refuses a choice the annotations lowered below a floor handler's. A sandbox container is
+ * a cell under every handler (see below), so under runcell-microvm its floor is a cell with
+ * the gate on. */
+static int check_floor(const struct rc_mode_choice *c, bool sandbox, struct rc_error *err) {
+  const struct handler *h = invoked_handler();
+  if (!h || !h->floor) return 0;
+  int floor = strength(h->mode, h->gate);
+  if (sandbox && floor > 1) floor = 1;
+  if (strength(c->mode, c->gate) >= floor) return 0;
+  /* the handler's gate is on, so a gate that is off came from the annotation */
+  bool mode_lowered = !sandbox && c->mode != h->mode;
+  bool gate_lowered = c->mode == RC_MODE_CELL && !c->gate;
+  const char *what = mode_lowered && gate_lowered ? "annotations " RC_ANNOTATION_MODE
+                                                    " and " RC_ANNOTATION_GATE " ask"
+                     : mode_lowered ? "annotation " RC_ANNOTATION_MODE " asks"
+                                    : "annotation " RC_ANNOTATION_GATE " asks";
+  return rc_err(err, 0,
+                "config.json: annotations: %s for %s, less isolation than the %s handler "
+                "gives (%s): it lets an annotation ask only for more (the runcell-native "
+                "handler is the one for cells with the gate off)",
+                what, describe(c->mode, c->gate), h->name, describe(h->mode, h->gate));
 }
 
 bool rc_state_gate_on(const struct oci_state *st) {
@@ -114,9 +165,10 @@ int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, str
   }
   /* A pod's sandbox only holds its namespaces: it is always a cell, whatever the handler
    * chose for the pod's workload containers. */
-  if (out->mode != RC_MODE_CELL && is_sandbox(cfg)) {
+  bool sandbox = is_sandbox(cfg);
+  if (out->mode != RC_MODE_CELL && sandbox) {
     out->mode = RC_MODE_CELL;
     snprintf(out->source, sizeof(out->source), "Kubernetes sandbox container");
   }
-  return 0;
+  return check_floor(out, sandbox, err);
 }

@@ -4,7 +4,9 @@
  * invoked as: runcell-native, runcell-cell, runcell-microvm; plain runcell is a cell with
  * the gate on); the bundle's annotations run.runcell.mode / run.runcell.gate override them
  * (under the CRI plugin only those the operator lets through with pod_annotations reach
- * the bundle); and Kubernetes sandbox ("pause") containers are always cells. */
+ * the bundle); and Kubernetes sandbox ("pause") containers are always cells. The handlers
+ * named for a boundary (runcell-cell, runcell-microvm) are floors: an annotation asking for
+ * less isolation than theirs is an error. */
 #ifndef RUNCELL_MODE_H
 #define RUNCELL_MODE_H
 

@@ -411,6 +411,87 @@ def test_a_kubernetes_sandbox_is_always_a_cell(h, bundle, runcell_bin, annotatio
     assert annotations.get("run.runcell.gate") == "on", annotations
 
 
+FLOOR_TAIL = (": it lets an annotation ask only for more (the runcell-native handler is the "
+              "one for cells with the gate off)")
+
+
+@pytest.mark.parametrize("handler,annotations,sandbox,message", [
+    ("runcell-cell", {"run.runcell.gate": "off"}, False,
+     "annotation run.runcell.gate asks for a cell with the gate off, less isolation than the "
+     "runcell-cell handler gives (a cell with the gate on)"),
+    ("runcell-microvm", {"run.runcell.mode": "cell"}, False,
+     "annotation run.runcell.mode asks for a cell with the gate on, less isolation than the "
+     "runcell-microvm handler gives (a microVM)"),
+    ("runcell-microvm", {"run.runcell.mode": "cell", "run.runcell.gate": "off"}, False,
+     "annotations run.runcell.mode and run.runcell.gate ask for a cell with the gate off, less "
+     "isolation than the runcell-microvm handler gives (a microVM)"),
+    # a sandbox is a cell under every handler, but not one without its gate
+    ("runcell-microvm", {"run.runcell.gate": "off"}, True,
+     "annotation run.runcell.gate asks for a cell with the gate off, less isolation than the "
+     "runcell-microvm handler gives (a microVM)"),
+    ("runcell-cell", {"run.runcell.gate": "off"}, True,
+     "annotation run.runcell.gate asks for a cell with the gate off, less isolation than the "
+     "runcell-cell handler gives (a cell with the gate on)"),
+])
+def test_a_handler_named_for_a_boundary_refuses_an_annotation_that_lowers_it(
+        h, bundle, runcell_bin, handler, annotations, sandbox, message):
+    """runcell-cell and runcell-microvm are floors: under the CRI plugin a pod's annotation
+    cannot be told from the operator's, so the handler itself refuses one asking for less
+    (whatever the containerd config lets through), before anything exists."""
+    link = h.workdir / handler
+    os.symlink(runcell_bin, link)
+    set_gate(bundle, True).args("true")
+    bundle.config["annotations"].update(annotations)
+    if sandbox:
+        bundle.config["annotations"]["io.kubernetes.cri.container-type"] = "sandbox"
+    bundle.write()
+    cid = h.new_id()
+    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    assert res.rc != 0, res.describe()
+    assert res.msg == "config.json: annotations: " + message + FLOOR_TAIL, res.describe()
+    assert_nothing_left(h, cid)
+
+
+@pytest.mark.parametrize("handler,annotations,gate", [
+    ("runcell-cell", {"run.runcell.gate": "on"}, "on"),
+    ("runcell-cell", {"run.runcell.placement": "xgate"}, "on"),
+    ("runcell-native", {"run.runcell.gate": "on"}, "on"),
+    ("runcell", {"run.runcell.gate": "off"}, "off"),  # the command line's: the operator's
+])
+def test_a_handler_takes_an_annotation_that_does_not_lower_it(
+        h, bundle, runcell_bin, handler, annotations, gate):
+    link = h.workdir / handler
+    os.symlink(runcell_bin, link)
+    set_gate(bundle, True).args("true")
+    bundle.config["annotations"].update(annotations)
+    bundle.write()
+    cid = h.new_id()
+    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    assert res.rc == 0, res.describe()
+    got = annotations_of(h, cid)
+    assert got.get("run.runcell.mode") == "cell", got
+    assert got.get("run.runcell.gate") == gate, got
+
+
+@pytest.mark.parametrize("handler", ["runcell-cell", "runcell-native"])
+def test_a_handler_lets_an_annotation_ask_for_a_microvm(h, bundle, runcell_bin, handler):
+    """More isolation than the handler's passes the floor (here it then meets this host's
+    KVM, which cannot boot a microVM; the lane runs them)."""
+    link = h.workdir / handler
+    os.symlink(runcell_bin, link)
+    set_gate(bundle, True).args("true")
+    bundle.config["annotations"]["run.runcell.mode"] = "microvm"
+    bundle.write()
+    cid = h.new_id()
+    want = expected_microvm_refusal(cid, "annotation run.runcell.mode")
+    if want is None:
+        pytest.skip("this host's /dev/kvm is usable: microVMs run here (the lane covers it)")
+    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    assert res.rc != 0, res.describe()
+    assert res.msg.startswith(want), res.describe()
+    assert_nothing_left(h, cid)
+
+
 # A few denials, for the checks below: each answers differently natively (see above).
 SAMPLE = ["bpf", "mount", "unshare", "clone3", "clone:newuts", "socket:packet", "ioctl:tiocsti"]
 SAMPLE_IN_CELL = {"bpf": "EPERM", "mount": "EPERM", "unshare": "EPERM", "clone3": "ENOSYS",

@@ -28,7 +28,7 @@ from oci_image import IMAGE_REF, build_image_archive
 pytestmark = pytest.mark.containerd
 
 SHIPPED_CONFIG = REPO / "shims" / "containerd" / "runcell.toml"
-SHIPPED_BINARY = 'BinaryName = "/usr/local/bin/runcell"'
+SHIPPED_BINARY = 'BinaryName = "/usr/local/bin/runcell-cell"'
 SHIPPED_NATIVE = 'BinaryName = "/usr/local/bin/runcell-native"'
 SHIPPED_ROOT = 'Root = "/run/containerd/runcell"'
 PAUSE_REF = "docker.io/runcell/pause:test"
@@ -50,11 +50,27 @@ def handler_config(base, runcell_bin):
     # The handler names are symlinks to the binary, as `cmake --install` makes them.
     (base / "bin").mkdir()
     os.symlink(runcell_bin, base / "bin" / "runcell-native")
-    text = text.replace(SHIPPED_BINARY, f'BinaryName = "{runcell_bin}"')
+    os.symlink(runcell_bin, base / "bin" / "runcell-cell")
+    text = text.replace(SHIPPED_BINARY, f'BinaryName = "{base}/bin/runcell-cell"')
     text = text.replace(SHIPPED_NATIVE, f'BinaryName = "{base}/bin/runcell-native"')
     text = text.replace(SHIPPED_ROOT, f'Root = "{base}/runcell-root"')
     # Merged into the main config: drop the file's own `version` line.
     return "\n".join(line for line in text.splitlines() if not line.startswith("version"))
+
+
+def widened_handler(base):
+    """A test-only handler: the shipped runcell handler with its annotation lists widened to
+    every runcell key, as an operator might (and as the shipped config itself did before
+    session 17's red team): the binary's floor must hold on its own."""
+    return f"""
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runcell-widened]
+  runtime_type = "io.containerd.runc.v2"
+  pod_annotations = ["run.runcell.*"]
+  container_annotations = ["run.runcell.*"]
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runcell-widened.options]
+    BinaryName = "{base}/bin/runcell-cell"
+    Root = "{base}/runcell-root"
+"""
 
 
 def cri_settings(base):
@@ -82,7 +98,8 @@ def cri(session_dir, runcell_bin):
         pytest.fail(why, pytrace=False)
     base = session_dir / f"cri-{secrets.token_hex(3)}"
     base.mkdir()
-    ctd = Containerd(base, extra_config=cri_settings(base) + handler_config(base, runcell_bin),
+    ctd = Containerd(base, extra_config=(cri_settings(base) + handler_config(base, runcell_bin)
+                                         + widened_handler(base)),
                      disable_cri=False)
     ctd.namespaces.add(K8S_NS)
     ctd.start()
@@ -181,7 +198,7 @@ def test_cri_plugin_starts_with_runcells_handler(cri):
     assert "runcell" in runtimes and "runcell-native" in runtimes, runtimes.keys()
     runcell = runtimes["runcell"]
     assert runcell["runtimeType"] == "io.containerd.runc.v2"
-    assert runcell["options"]["BinaryName"].endswith("runcell"), runcell
+    assert runcell["options"]["BinaryName"].endswith("/runcell-cell"), runcell
     # The default handler is still runc.
     assert config["containerd"]["defaultRuntimeName"] == "runc"
     assert runtimes["runc"]["runtimeType"] == "io.containerd.runc.v2"
@@ -284,3 +301,21 @@ def test_a_pod_cannot_ask_for_an_unknown_mode(cri, pods):
         pods.run_pod("runcell", annotations={"run.runcell.mode": "bogus"})
     message = str(failure.value).replace('\\"', '"')
     assert 'run.runcell.mode: must be "cell" or "microvm", got "bogus"' in message, message
+
+
+def test_a_widened_runcell_handler_still_keeps_the_gate(cri, pods):
+    """With every runcell key let through to the runcell-cell binary, a pod asking for the
+    gate off is refused by runcell itself (RunPodSandbox fails with the reason, nothing is
+    left), while the same handler runs a pod that asks for nothing, or for the gate on."""
+    with pytest.raises(Exception) as failure:
+        pods.run_pod("runcell-widened", annotations={"run.runcell.gate": "off"})
+    message = str(failure.value).replace('\\"', '"')
+    assert ("annotation run.runcell.gate asks for a cell with the gate off, less isolation than "
+            "the runcell-cell handler gives (a cell with the gate on)") in message, message
+    for annotations in (None, {"run.runcell.gate": "on"}):
+        pod_id, pod_cfg = pods.run_pod("runcell-widened", annotations=annotations)
+        cid = pods.run_container(pod_id, pod_cfg, ["sleep", "1000"])
+        st = cri.cri_client.wait_container_state(cid, CONTAINER_RUNNING)
+        assert st["state"] == CONTAINER_RUNNING, st
+        assert mode_annotations(pods, pod_id) == ("cell", "on")
+        assert mode_annotations(pods, cid) == ("cell", "on")

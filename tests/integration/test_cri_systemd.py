@@ -108,11 +108,13 @@ class Node:
         return RUNC_ROOT if handler == "runc" else str(self.runcell_root)
 
     def runtime_binary(self, handler):
-        return RUNC if handler == "runc" else self.runcell_bin
+        """The binary the handler runs: runc, or the shipped handler's name for runcell (a
+        symlink to the binary under test, made by test_cri.handler_config)."""
+        return RUNC if handler == "runc" else str(self.base / "bin" / "runcell-cell")
 
     def is_runc(self, handler):
         """Whether the handler runs runc (also "runcell" with RUNCELL_BIN=/usr/sbin/runc)."""
-        return Path(self.runtime_binary(handler)).name == "runc"
+        return Path(self.runtime_binary(handler)).resolve().name == "runc"
 
     def runtime_state(self, handler, cid):
         """`<runtime> --root <the shim's root> state <id>`, run inside (as the shim does)."""
