@@ -361,18 +361,25 @@ def test_log_records_the_mode(h, bundle):
     assert any(r.get("msg") == wanted and r.get("level") == "info" for r in records), records
 
 
+def create_as(h, bundle, runcell_bin, handler, annotations=None):
+    """`create` of a cell bundle (plus annotations) by runcell invoked as a handler's name
+    (a symlink, as `cmake --install` makes them). Returns (id, result)."""
+    link = h.workdir / handler
+    if not link.exists():
+        os.symlink(runcell_bin, link)
+    set_gate(bundle, True).args("true")
+    bundle.config["annotations"].update(annotations or {})
+    bundle.write()
+    cid = h.new_id()
+    return cid, run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+
+
 @pytest.mark.parametrize("handler,gate", [
     ("runcell-native", "off"),
     ("runcell-cell", "on"),
 ])
 def test_runtime_handler_chooses_the_gate(h, bundle, runcell_bin, handler, gate):
-    link = h.workdir / handler
-    os.symlink(runcell_bin, link)
-    rt = Runtime(link, h.rt.root)
-    set_gate(bundle, True).args("true")  # no annotation: the handler decides
-    bundle.write()
-    cid = h.new_id()
-    res = run(rt, "create", "--bundle", bundle.path, cid)
+    cid, res = create_as(h, bundle, runcell_bin, handler)  # no annotation: the handler decides
     assert res.rc == 0, res.describe()
     annotations = annotations_of(h, cid)
     assert annotations.get("run.runcell.mode") == "cell", annotations
@@ -380,15 +387,10 @@ def test_runtime_handler_chooses_the_gate(h, bundle, runcell_bin, handler, gate)
 
 
 def test_runtime_handler_microvm_on_a_host_without_usable_kvm(h, bundle, runcell_bin):
-    link = h.workdir / "runcell-microvm"
-    os.symlink(runcell_bin, link)
-    set_gate(bundle, True).args("true")
-    bundle.write()
-    cid = h.new_id()
-    want = expected_microvm_refusal(cid, "handler runcell-microvm")
-    if want is None:
+    if expected_microvm_refusal("x", "y") is None:
         pytest.skip("this host's /dev/kvm is usable: microVMs run here")
-    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    cid, res = create_as(h, bundle, runcell_bin, "runcell-microvm")
+    want = expected_microvm_refusal(cid, "handler runcell-microvm")
     assert res.rc != 0, res.describe()
     assert res.msg.startswith(want), res.describe()
     assert_nothing_left(h, cid)
@@ -398,13 +400,7 @@ def test_runtime_handler_microvm_on_a_host_without_usable_kvm(h, bundle, runcell
                                         "io.kubernetes.cri-o.ContainerType"])
 def test_a_kubernetes_sandbox_is_always_a_cell(h, bundle, runcell_bin, annotation):
     """Under a microVM handler a pod's sandbox (pause) container still runs as a cell."""
-    link = h.workdir / "runcell-microvm"
-    os.symlink(runcell_bin, link)
-    set_gate(bundle, True).args("true")
-    bundle.config.setdefault("annotations", {})[annotation] = "sandbox"
-    bundle.write()
-    cid = h.new_id()
-    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    cid, res = create_as(h, bundle, runcell_bin, "runcell-microvm", {annotation: "sandbox"})
     assert res.rc == 0, res.describe()
     annotations = annotations_of(h, cid)
     assert annotations.get("run.runcell.mode") == "cell", annotations
@@ -438,15 +434,9 @@ def test_a_handler_named_for_a_boundary_refuses_an_annotation_that_lowers_it(
     """runcell-cell and runcell-microvm are floors: under the CRI plugin a pod's annotation
     cannot be told from the operator's, so the handler itself refuses one asking for less
     (whatever the containerd config lets through), before anything exists."""
-    link = h.workdir / handler
-    os.symlink(runcell_bin, link)
-    set_gate(bundle, True).args("true")
-    bundle.config["annotations"].update(annotations)
     if sandbox:
-        bundle.config["annotations"]["io.kubernetes.cri.container-type"] = "sandbox"
-    bundle.write()
-    cid = h.new_id()
-    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+        annotations = {**annotations, "io.kubernetes.cri.container-type": "sandbox"}
+    cid, res = create_as(h, bundle, runcell_bin, handler, annotations)
     assert res.rc != 0, res.describe()
     assert res.msg == "config.json: annotations: " + message + FLOOR_TAIL, res.describe()
     assert_nothing_left(h, cid)
@@ -460,13 +450,7 @@ def test_a_handler_named_for_a_boundary_refuses_an_annotation_that_lowers_it(
 ])
 def test_a_handler_takes_an_annotation_that_does_not_lower_it(
         h, bundle, runcell_bin, handler, annotations, gate):
-    link = h.workdir / handler
-    os.symlink(runcell_bin, link)
-    set_gate(bundle, True).args("true")
-    bundle.config["annotations"].update(annotations)
-    bundle.write()
-    cid = h.new_id()
-    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    cid, res = create_as(h, bundle, runcell_bin, handler, annotations)
     assert res.rc == 0, res.describe()
     got = annotations_of(h, cid)
     assert got.get("run.runcell.mode") == "cell", got
@@ -477,16 +461,10 @@ def test_a_handler_takes_an_annotation_that_does_not_lower_it(
 def test_a_handler_lets_an_annotation_ask_for_a_microvm(h, bundle, runcell_bin, handler):
     """More isolation than the handler's passes the floor (here it then meets this host's
     KVM, which cannot boot a microVM; the lane runs them)."""
-    link = h.workdir / handler
-    os.symlink(runcell_bin, link)
-    set_gate(bundle, True).args("true")
-    bundle.config["annotations"]["run.runcell.mode"] = "microvm"
-    bundle.write()
-    cid = h.new_id()
-    want = expected_microvm_refusal(cid, "annotation run.runcell.mode")
-    if want is None:
+    if expected_microvm_refusal("x", "y") is None:
         pytest.skip("this host's /dev/kvm is usable: microVMs run here (the lane covers it)")
-    res = run(Runtime(link, h.rt.root), "create", "--bundle", bundle.path, cid)
+    cid, res = create_as(h, bundle, runcell_bin, handler, {"run.runcell.mode": "microvm"})
+    want = expected_microvm_refusal(cid, "annotation run.runcell.mode")
     assert res.rc != 0, res.describe()
     assert res.msg.startswith(want), res.describe()
     assert_nothing_left(h, cid)
