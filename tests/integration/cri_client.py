@@ -139,16 +139,71 @@ def linux_container_resources(cpu_period=0, cpu_quota=0, cpu_shares=0,
     return msg
 
 
-def container_config(name, image, command, log_path, annotations=None, resources=None):
+# SecurityProfile.ProfileType
+RUNTIME_DEFAULT, UNCONFINED, LOCALHOST = 0, 1, 2
+
+
+def linux_security_context(run_as_user=None, run_as_group=None, supplemental_groups=(),
+                           readonly_rootfs=False, cap_add=(), cap_drop=(), privileged=False,
+                           no_new_privs=False, pid=None, seccomp=None):
+    """A LinuxContainerSecurityContext message, as the kubelet fills it from a pod's
+    securityContext (pid: the NamespaceMode of the container's pid namespace; seccomp: a
+    ProfileType)."""
+    msg = b""
+    if cap_add or cap_drop:
+        msg += f_bytes(1, b"".join(f_bytes(1, c) for c in cap_add)
+                       + b"".join(f_bytes(2, c) for c in cap_drop))
+    if privileged:
+        msg += f_varint(2, 1)
+    if pid is not None:
+        # NamespaceOption: network and ipc POD (the pod's), pid as asked
+        msg += f_bytes(3, f_varint(1, POD) + f_varint(2, pid) + f_varint(3, POD))
+    if run_as_user is not None:
+        msg += f_bytes(5, f_varint(1, run_as_user))  # Int64Value
+    if readonly_rootfs:
+        msg += f_varint(7, 1)
+    msg += b"".join(f_varint(8, g) for g in supplemental_groups)
+    if no_new_privs:
+        msg += f_varint(11, 1)
+    if run_as_group is not None:
+        msg += f_bytes(12, f_varint(1, run_as_group))
+    if seccomp is not None:
+        msg += f_bytes(15, f_varint(1, seccomp) if seccomp else b"")
+    return msg
+
+
+def mount(container_path, host_path, readonly=False):
+    """A Mount message (a hostPath volume)."""
+    msg = f_bytes(1, container_path) + f_bytes(2, str(host_path))
+    if readonly:
+        msg += f_varint(3, 1)
+    return msg
+
+
+def container_config(name, image, command, log_path, annotations=None, resources=None,
+                     security_context=None, envs=None, working_dir=None, mounts=(), attempt=0):
     """resources: a linux_container_resources() message, as
-    ContainerConfig.linux(15).resources(1)."""
-    msg = f_bytes(1, f_bytes(1, name)) + f_bytes(2, f_bytes(1, image))
+    ContainerConfig.linux(15).resources(1); security_context: a linux_security_context()
+    message, as linux(15).security_context(2); envs: {name: value}; mounts: mount()
+    messages."""
+    metadata = f_bytes(1, name) + (f_varint(2, attempt) if attempt else b"")
+    msg = f_bytes(1, metadata) + f_bytes(2, f_bytes(1, image))
     msg += b"".join(f_bytes(3, c) for c in command)
+    if working_dir:
+        msg += f_bytes(5, working_dir)
+    for key, value in (envs or {}).items():
+        msg += f_bytes(6, f_bytes(1, key) + f_bytes(2, value))
+    msg += b"".join(f_bytes(7, m) for m in mounts)
     msg += f_bytes(11, log_path)
     if annotations:
         msg += f_map(10, annotations)
+    linux = b""
     if resources is not None:
-        msg += f_bytes(15, f_bytes(1, resources))
+        linux += f_bytes(1, resources)
+    if security_context is not None:
+        linux += f_bytes(2, security_context)
+    if linux:
+        msg += f_bytes(15, linux)
     return msg
 
 
@@ -228,6 +283,19 @@ class CriClient:
     def update_container_resources(self, cid, resources):
         """UpdateContainerResources with a linux_container_resources() message."""
         self.call("UpdateContainerResources", f_bytes(1, cid) + f_bytes(2, resources))
+
+    def container_stats(self, cid):
+        """ContainerStats: cumulative CPU time (ns) and the memory working set and usage
+        (bytes), None where the runtime reported none."""
+        stats = decode(_first(self.call("ContainerStats", f_bytes(1, cid)), 1, b""))
+
+        def value(usage, field):
+            wrapped = _first(decode(usage), field) if usage is not None else None
+            return _first(decode(wrapped), 1, 0) if wrapped is not None else None
+
+        cpu, memory = _first(stats, 2), _first(stats, 3)
+        return {"cpu_ns": value(cpu, 2), "working_set": value(memory, 2),
+                "usage": value(memory, 4)}
 
     def container_status(self, cid):
         resp = self.call("ContainerStatus", f_bytes(1, cid) + f_varint(2, 1))
