@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cri_client import (CONTAINER, CONTAINER_EXITED, CONTAINER_RUNNING, RUNTIME_DEFAULT,
+from cri_client import (CONTAINER, CONTAINER_EXITED, CONTAINER_RUNNING, POD, RUNTIME_DEFAULT,
                         container_config, linux_container_resources, linux_security_context,
                         mount)
 from helpers import cgroup_dirs_named
@@ -286,3 +286,35 @@ def test_exec_sync_exit_codes_output_and_timeout(pods, handler):
     assert runc[0] == (7, "out\n", "err\n"), runc
     assert ours == runc, (handler, ours, runc)
 
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_shared_process_namespace_shows_the_pods_processes(pods, handler):
+    """shareProcessNamespace (pid POD): the container sees the pod's sandbox process and
+    its own, and nothing of runcell's (a cell's kernel runs outside the pod's pid
+    namespace), the same commands as under runc."""
+    def scenario(h):
+        cid = running(pods, h, security_context=linux_security_context(pid=POD))
+        out = exec_ok(pods, cid, "ps -o comm=,args=")
+        # the pause stand-in's `sleep 1` comes and goes: keep one line per distinct command
+        return sorted(set(out.splitlines()))
+
+    runc, ours = same_as_runc(pods, handler, scenario)
+    assert any("trap 'exit 0' TERM" in line for line in runc), runc  # the sandbox's process
+    assert ours == runc, (handler, ours, runc)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_the_pods_etc_files_and_shm(pods, handler):
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf (containerd's files for the pod, bound
+    in) and the pod's /dev/shm: the same contents and mount options as under runc."""
+    script = ("hostname; cat /etc/hostname /etc/hosts /etc/resolv.conf | md5sum; "
+              "grep -E ' /etc/(hosts|hostname|resolv.conf) | /dev/shm ' /proc/self/mountinfo "
+              "| cut -d' ' -f5,6,9-")
+
+    def scenario(h):
+        return exec_ok(pods, running(pods, h), script)
+
+    runc, ours = same_as_runc(pods, handler, scenario)
+    assert "/etc/resolv.conf" in runc and "/dev/shm" in runc, runc
+    assert ours == runc, (handler, ours, runc)
