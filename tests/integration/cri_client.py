@@ -111,13 +111,15 @@ def _first(fields, n, default=None):
 
 
 def pod_sandbox_config(name, uid, namespace, log_dir, annotations=None, host_network=True,
-                       cgroup_parent=None):
+                       cgroup_parent=None, privileged=False):
     """cgroup_parent: LinuxPodSandboxConfig.cgroup_parent, e.g. the kubelet's systemd
-    driver's "kubepods-besteffort-pod<uid with underscores>.slice"."""
+    driver's "kubepods-besteffort-pod<uid with underscores>.slice"; privileged: the pod may
+    hold privileged containers (the kubelet sets it when one of them is)."""
     metadata = f_bytes(1, name) + f_bytes(2, uid) + f_bytes(3, namespace)
     # LinuxPodSandboxConfig.security_context(2).namespace_options(1)
     ns_opts = f_varint(1, NODE if host_network else POD) + f_varint(2, POD) + f_varint(3, POD)
-    linux = f_bytes(2, f_bytes(1, ns_opts))
+    security = f_bytes(1, ns_opts) + (f_varint(6, 1) if privileged else b"")
+    linux = f_bytes(2, security)
     if cgroup_parent:
         linux = f_bytes(1, cgroup_parent) + linux
     msg = f_bytes(1, metadata) + f_bytes(3, str(log_dir)) + f_bytes(8, linux)

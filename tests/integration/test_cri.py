@@ -135,10 +135,11 @@ class Pods:
         self.logs = cri.base / "pod-logs" / secrets.token_hex(3)
         self.logs.mkdir(parents=True)
 
-    def run_pod(self, handler, annotations=None):
+    def run_pod(self, handler, annotations=None, **config):
+        """config: more pod_sandbox_config() arguments."""
         name = f"rct-{secrets.token_hex(4)}"
         cfg = pod_sandbox_config(name, secrets.token_hex(8), "default", self.logs / name,
-                                 annotations=annotations)
+                                 annotations=annotations, **config)
         (self.logs / name).mkdir()
         pod_id = self.client.run_pod_sandbox(cfg, handler)
         self.pods.append(pod_id)

@@ -8,8 +8,10 @@ first under containerd's default handler (Debian's runc) and then under runcell'
 same thing from both: same ids, capabilities, flags, cgroup limits, outputs, exit codes and
 reasons. The CRI messages are those the kubelet sends (cri_client.py).
 """
+import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -32,10 +34,11 @@ pytestmark = pytest.mark.containerd
 HANDLERS = ["runcell", "runcell-native"]
 
 
-def start(pods, handler, command, **config):
-    """A pod under handler and one container in it (its own pid namespace, as the kubelet
-    asks for v1 pods unless shareProcessNamespace), started; returns the container id."""
-    pod_id, pod_cfg = pods.run_pod(handler)
+def start(pods, handler, command, pod=None, **config):
+    """A pod under handler (pod: more pod_sandbox_config() arguments) and one container in
+    it (its own pid namespace, as the kubelet asks for v1 pods unless
+    shareProcessNamespace), started; returns the container id."""
+    pod_id, pod_cfg = pods.run_pod(handler, **(pod or {}))
     name = f"c{secrets.token_hex(3)}"
     config.setdefault("security_context", linux_security_context(pid=CONTAINER))
     cfg = container_config(name, IMAGE_REF, command, f"{name}.log", **config)
@@ -318,3 +321,50 @@ def test_the_pods_etc_files_and_shm(pods, handler):
     runc, ours = same_as_runc(pods, handler, scenario)
     assert "/etc/resolv.conf" in runc and "/dev/shm" in runc, runc
     assert ours == runc, (handler, ours, runc)
+
+
+def host_device():
+    """(path, type letter, major, minor) of a host device node this host lets root open
+    (the disk holding the root, else the kernel log, else a loop device), or None."""
+    candidates = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == "/":
+            candidates.append(fields[fields.index("-") + 2])
+    candidates += ["/dev/kmsg", "/dev/loop0"]
+    for path in candidates:
+        try:
+            st = os.stat(path)
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError:
+            continue
+        kind = "b" if stat.S_ISBLK(st.st_mode) else "c" if stat.S_ISCHR(st.st_mode) else None
+        if kind:
+            return path, kind, os.major(st.st_rdev), os.minor(st.st_rdev)
+    return None
+
+
+def test_a_privileged_pod_in_a_cell_gets_no_host_devices(pods):
+    """A privileged pod on the runcell handler (the shipped config's
+    privileged_without_host_devices, as Kata ships it) keeps every capability and its gate,
+    but neither the host's device nodes nor a device cgroup that lets a node it makes open
+    a host device (a disk, the kernel log); under runc (and runcell-native, which is runc's
+    behaviour) the same pod opens it, which is what shows the test can fail."""
+    dev = host_device()
+    if dev is None:
+        pytest.skip("this host lets root open none of its disk, /dev/kmsg or /dev/loop0")
+    path, kind, major, minor = dev
+    script = (f"grep -E '^(CapEff|Seccomp):' /proc/self/status; ls {path} 2>/dev/null; "
+              f"mknod /hostdev {kind} {major} {minor} && (exec 3< /hostdev) 2>/dev/null; "
+              "echo open=$?")
+    privileged = {"pod": {"privileged": True},
+                  "security_context": linux_security_context(pid=CONTAINER, privileged=True)}
+    seen = {h: exec_ok(pods, running(pods, h, **privileged), script)
+            for h in ("runc", "runcell-native", "runcell")}
+    full_caps = "CapEff:\t000001fffeffffff"
+    for h in ("runc", "runcell-native"):
+        assert full_caps in seen[h] and path in seen[h] and "open=0" in seen[h], (h, seen[h])
+    assert full_caps in seen["runcell"], seen["runcell"]
+    assert "Seccomp:\t2" in seen["runcell"], seen["runcell"]  # the gate stays
+    assert path not in seen["runcell"], seen["runcell"]
+    assert "open=1" in seen["runcell"], seen["runcell"]
