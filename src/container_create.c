@@ -382,6 +382,8 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     goto out;
   }
   if (rc_ns_open_paths(cfg, ns_fds, err) < 0) goto out;
+  /* a microVM's sysctls are the guest kernel's */
+  if (mode.mode != RC_MODE_MICROVM && rc_ns_check_sysctl_targets(cfg, ns_fds, err) < 0) goto out;
   if (rc_state_dir_create(o->root, o->id, &dir, err) < 0) goto out;
 
   char created[64];

@@ -42,5 +42,11 @@ int rc_ns_write_id_maps(const struct oci_config *cfg, pid_t pid, struct rc_error
 /* In the child, in its namespaces: hostname, domainname, sysctl. */
 int rc_ns_apply_uts(const struct oci_config *cfg, bool new_uts, struct rc_error *err);
 int rc_ns_apply_sysctl(const struct oci_config *cfg, struct rc_error *err);
+/* In the parent, with the namespaces given by path already open (rc_ns_open_paths): a
+ * sysctl whose namespace is given by a path that leads to the runtime's own namespace, the
+ * host's, is refused, as runc's checkHostNs refuses it (a path cannot dodge the rule that
+ * a namespaced sysctl needs a namespace of the container's own). */
+int rc_ns_check_sysctl_targets(const struct oci_config *cfg, const int fds[OCI_NS_COUNT],
+                               struct rc_error *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runcell/log.h"
@@ -154,27 +155,57 @@ int rc_ns_apply_uts(const struct oci_config *cfg, bool new_uts, struct rc_error 
   return 0;
 }
 
+/* The namespace a sysctl belongs to, OCI_NS_COUNT for one that belongs to none. */
+static enum oci_ns_type sysctl_namespace(const char *key) {
+  if (strncmp(key, "net.", 4) == 0) return OCI_NS_NETWORK;
+  if (strncmp(key, "fs.mqueue.", 10) == 0 || strcmp(key, "kernel.msgmax") == 0 ||
+      strcmp(key, "kernel.msgmnb") == 0 || strcmp(key, "kernel.msgmni") == 0 ||
+      strcmp(key, "kernel.sem") == 0 || strcmp(key, "kernel.shmall") == 0 ||
+      strcmp(key, "kernel.shmmax") == 0 || strcmp(key, "kernel.shmmni") == 0 ||
+      strcmp(key, "kernel.shm_rmid_forced") == 0)
+    return OCI_NS_IPC;
+  if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0)
+    return OCI_NS_UTS;
+  return OCI_NS_COUNT;
+}
+
 /* Sysctls that belong to a namespace may only be set when the container has its own
  * copy of that namespace; everything else would change the host (runc refuses too). */
 static int check_sysctl_namespace(const struct oci_config *cfg, const char *key,
                                   struct rc_error *err) {
-  enum oci_ns_type need = OCI_NS_COUNT;
-  if (strncmp(key, "net.", 4) == 0)
-    need = OCI_NS_NETWORK;
-  else if (strncmp(key, "fs.mqueue.", 10) == 0 || strcmp(key, "kernel.msgmax") == 0 ||
-           strcmp(key, "kernel.msgmnb") == 0 || strcmp(key, "kernel.msgmni") == 0 ||
-           strcmp(key, "kernel.sem") == 0 || strcmp(key, "kernel.shmall") == 0 ||
-           strcmp(key, "kernel.shmmax") == 0 || strcmp(key, "kernel.shmmni") == 0 ||
-           strcmp(key, "kernel.shm_rmid_forced") == 0)
-    need = OCI_NS_IPC;
-  else if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0)
-    need = OCI_NS_UTS;
+  enum oci_ns_type need = sysctl_namespace(key);
   if (need == OCI_NS_COUNT)
     return rc_err(err, 0, "sysctl \"%s\" is not in a separate kernel namespace", key);
   const struct oci_namespace *ns = oci_config_namespace(cfg, need);
   if (!ns)
     return rc_err(err, 0, "sysctl \"%s\" is not allowed in the host's %s namespace", key,
                   oci_ns_type_name(need));
+  return 0;
+}
+
+int rc_ns_check_sysctl_targets(const struct oci_config *cfg, const int fds[OCI_NS_COUNT],
+                               struct rc_error *err) {
+  static const char *const proc_name[OCI_NS_COUNT] = {
+      [OCI_NS_NETWORK] = "net", [OCI_NS_IPC] = "ipc", [OCI_NS_UTS] = "uts"};
+  if (!cfg->has_linux) return 0;
+  for (size_t i = 0; i < cfg->linux_.n_sysctl; i++) {
+    const char *key = cfg->linux_.sysctl[i].key;
+    enum oci_ns_type need = sysctl_namespace(key);
+    if (need == OCI_NS_COUNT || fds[need] < 0) continue;
+    char own[32];
+    snprintf(own, sizeof(own), "/proc/self/ns/%s", proc_name[need]);
+    struct stat target;
+    struct stat mine;
+    if (fstat(fds[need], &target) < 0)
+      return rc_err(err, errno, "sysctl \"%s\": stat the %s namespace", key,
+                    oci_ns_type_name(need));
+    if (stat(own, &mine) < 0) return rc_err(err, errno, "sysctl \"%s\": stat %s", key, own);
+    if (target.st_dev == mine.st_dev && target.st_ino == mine.st_ino)
+      return rc_err(err, 0,
+                    "sysctl \"%s\" is not allowed in the host's %s namespace (the path "
+                    "given for it, %s, is the runtime's own)",
+                    key, oci_ns_type_name(need), oci_config_namespace(cfg, need)->path);
+  }
   return 0;
 }
 

@@ -2,6 +2,7 @@
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -454,6 +455,31 @@ def test_sysctl_outside_the_containers_namespaces_is_refused(h, bundle):
     res = h.create(bundle)
     assert res.rc != 0
     assert "net.ipv4.ip_forward" in res.msg, res.describe()
+
+
+HOST_NS_SYSCTLS = [
+    pytest.param("network", "net", "net.ipv4.tcp_keepalive_probes", id="net"),
+    # runc 1.1.5 checks only the network namespace's path
+    pytest.param("ipc", "ipc", "kernel.msgmnb", id="ipc", marks=pytest.mark.runcell_specific),
+]
+
+
+@pytest.mark.parametrize("ns_type,proc_name,key", HOST_NS_SYSCTLS)
+def test_sysctl_in_a_namespace_given_by_the_hosts_path_is_refused(h, bundle, ns_type,
+                                                                   proc_name, key):
+    """A namespaced sysctl with its namespace given as a path that leads to the host's
+    (red team, session 18: the host's value was written). The value asked for is the host's
+    current one, so that a failing run changes nothing; nothing is left behind."""
+    current = Path("/proc/sys", *key.split(".")).read_text().strip()
+    bundle.set_namespace(ns_type, f"/proc/{os.getpid()}/ns/{proc_name}")
+    bundle.linux["sysctl"] = {key: current}
+    bundle.args("true")
+    cid = h.new_id()
+    res = h.create(bundle, cid)
+    assert res.rc != 0, res.describe()
+    assert key in res.msg and "host" in res.msg, res.describe()
+    assert h("state", cid).rc != 0
+    assert not (h.rt.root / cid).exists()
 
 
 @pytest.mark.parametrize("key", ["net/../kernel/msgmax", "net.ipv4..ip_forward", "net/ipv4/",
