@@ -39,10 +39,22 @@ int rc_console_socket_connect(const char *path, struct rc_error *err) {
   }
   memcpy(addr.sun_path, path, len + 1);
 
-  cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* Non-blocking for the connect: a listener that never accepts (its backlog full) would
+   * otherwise hold create, and the container's lock, forever; a unix socket answers EAGAIN
+   * at once instead, as runc reports it. Blocking again after: the pty's master is sent
+   * with one short message. */
+  cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return rc_err(err, errno, "console socket: socket");
-  if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+  if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+    if (errno == EAGAIN)
+      return rc_err(err, EAGAIN,
+                    "connect to console socket %s (its listener accepts no more connections)",
+                    path);
     return rc_err(err, errno, "connect to console socket %s", path);
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+    return rc_err(err, errno, "console socket %s: make it blocking", path);
   return rc_steal_fd(&fd);
 }
 

@@ -184,6 +184,41 @@ def test_console_socket_without_terminal_is_an_error(h, bundle, workdir):
         server.close()
 
 
+def test_console_socket_whose_listener_never_accepts_fails_at_once(h, bundle, workdir):
+    """A console socket whose listener never accepts and whose backlog is full (red team,
+    session 18: create hung forever holding the container's lock): create fails at once
+    with the reason, as runc's does, and leaves nothing behind."""
+    sock_path = workdir / "full.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fillers = []
+    try:
+        listener.bind(str(sock_path))
+        listener.listen(0)
+        for _ in range(16):
+            f = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            f.setblocking(False)
+            try:
+                f.connect(str(sock_path))
+            except BlockingIOError:
+                f.close()
+                break
+            fillers.append(f)
+        else:
+            pytest.fail("the listener's backlog never filled")
+        bundle.config["process"]["terminal"] = True
+        bundle.args("true")
+        cid = h.new_id()
+        res = h.create(bundle, cid, "--console-socket", sock_path, timeout=20)
+        assert res.rc != 0, res.describe()
+        assert "console" in res.msg.lower() or "unavailable" in res.msg.lower(), res.describe()
+        assert h("state", cid).rc != 0
+        assert not (h.rt.root / cid).exists()
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
 def _run_in_pty(argv, timeout=30, input=None):
     """Runs argv with a new pty as its controlling terminal and stdio; returns
     (exit status, output)."""
