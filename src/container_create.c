@@ -255,7 +255,21 @@ static int make_cgroup(const struct oci_config *cfg, const char *id, const char 
     res = &vm_res;
   }
   int r = 0;
-  if (unit) r = rc_systemd_start(unit, id, res, cfg->annotations, cfg->n_annotations, standin, err);
+  /* A cgroup that already holds processes is not the container's alone: `kill --all`,
+   * pause and delete would reach the host processes in it (red team, session 18). runc
+   * 1.1.5 warns that it will stop supporting this; runc 1.2 refuses it, in these words.
+   * (With the systemd driver the unit is new: systemd refuses a name in use.) */
+  if (!unit) {
+    pid_t *pids = NULL;
+    size_t n = 0;
+    r = rc_cgroup_pids(cgpath, &pids, &n, err);
+    free(pids);
+    if (r >= 0 && n > 0)
+      r = rc_err(err, 0, "container's cgroup is not empty: %zu process(es) found", n);
+    if (r < 0) r = rc_err_wrap(err, "cgroup %s", cgpath);
+  }
+  if (r >= 0 && unit)
+    r = rc_systemd_start(unit, id, res, cfg->annotations, cfg->n_annotations, standin, err);
   if (r >= 0) r = rc_cgroup_create(cgpath, res, 0, err);
   if (r < 0 && unit && standin->pid > 0) {
     /* the unit was started: take it down again, leaving the cgroupfs error to report */

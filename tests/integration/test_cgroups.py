@@ -152,6 +152,30 @@ def test_cgroup_removed_when_create_fails(h, bundle):
     assert cgroup_dirs_named(cid) == []
 
 
+@pytest.mark.runcell_specific  # runc 1.1.5 only warns (runc 1.2 refuses, in these words)
+def test_a_cgroup_that_already_holds_processes_is_refused(h, bundle):
+    """Two containers given one cgroupsPath (red team, session 18: the second's `kill --all`
+    and delete reached the first's, and any host process, in it): the second create is
+    refused before anything exists, and the first keeps running in its cgroup."""
+    path = f"/{CGROUP_TEST_PARENT}/{h.new_id()}"
+    bundle.linux["cgroupsPath"] = path
+    bundle.args("sleep", "1000")
+    first = h.run_detached(bundle)
+    pid = h.state(first)["pid"]
+    second = h.new_id()
+    res = h.create(bundle, second)
+    assert res.rc != 0, res.describe()
+    assert "container's cgroup is not empty: 1 process(es) found" in res.msg, res.describe()
+    assert h("state", second).rc != 0
+    assert not (h.rt.root / second).exists()
+    assert process_alive(pid)
+    assert h.status(first) == "running"
+    name = path.rsplit("/", 1)[1]
+    assert cgroup_dirs_named(name), "the first container's cgroup was removed"
+    assert h.delete(first, force=True).rc == 0
+    assert cgroup_dirs_named(name) == []
+
+
 def test_cgroup_removed_when_container_exits_and_is_deleted(h, bundle):
     cid = h.new_id()
     bundle.linux["cgroupsPath"] = f"/{CGROUP_TEST_PARENT}/{cid}"

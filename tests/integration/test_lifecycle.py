@@ -1,6 +1,8 @@
 """create/start/run/state/list/kill/delete: the lifecycle containerd drives."""
 import json
 import os
+import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -13,6 +15,19 @@ from helpers import RFC3339, parse_rfc3339, process_alive
 # A container that exits on SIGTERM even as PID 1 of its pid namespace (where a signal
 # without a handler is ignored).
 TERMINABLE = "trap 'exit 143' TERM; while :; do sleep 0.1; done"
+
+
+def wait_for_term_trap(pid, timeout=10):
+    """Until the TERMINABLE shell has set its trap: before that a SIGTERM reaches a pid 1
+    with no handler, which the kernel drops, and the container runs on (seen under load)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+        if caught >> (signal.SIGTERM - 1) & 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"pid {pid} set no SIGTERM handler in {timeout}s")
 
 
 def test_create_blocks_until_start_then_runs_and_stops(h, bundle):
@@ -166,6 +181,7 @@ def test_kill_signal_forms(h, bundle, signal_arg):
     cid = h.create_ok(bundle)
     h.start_ok(cid)
     pid = h.state(cid)["pid"]
+    wait_for_term_trap(pid)
     res = h.kill(cid, signal_arg)
     assert res.rc == 0, res.describe()
     h.wait_status(cid, "stopped", timeout=10)
@@ -177,6 +193,7 @@ def test_kill_default_signal_is_term(h, bundle):
     bundle.sh(TERMINABLE)
     cid = h.create_ok(bundle)
     h.start_ok(cid)
+    wait_for_term_trap(h.state(cid)["pid"])
     res = h.kill(cid)
     assert res.rc == 0, res.describe()
     h.wait_status(cid, "stopped", timeout=10)
@@ -297,6 +314,8 @@ def test_containerd_call_sequence(h, bundle):
     pid = int(pid_file.read_text())
     h.note_pid(pid)
     for args in (["start", cid], ["state", cid], ["kill", cid, "15"]):
+        if args[0] == "kill":
+            wait_for_term_trap(pid)
         res = h(*g, *args)
         assert res.rc == 0, (args, res.describe())
     h.wait_status(cid, "stopped")
