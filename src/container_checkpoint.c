@@ -908,9 +908,15 @@ static char *sh_quote(const char *s) {
 }
 
 /* The action script criu runs at each step of a restore: runcell itself, to run the
- * prestart and createRuntime hooks once the namespaces exist. */
-static int write_hook_script(const char *work, const char *root, const char *id, char **path,
-                             struct rc_error *err) {
+ * prestart and createRuntime hooks once the namespaces exist.
+ *
+ * criu runs it as root by path, after runcell wrote it: whoever can write the directory it
+ * lies in can swap it in between. So it goes in the container's state directory (dirfd,
+ * real path state_dir), which this restore has just made, root's and 0700 under the state
+ * root, and not in the work path, which may be any directory the caller names (even one
+ * another user owns); criu's log and images are criu's to open there. */
+static int write_hook_script(int dirfd, const char *state_dir, const char *root, const char *id,
+                             char **path, struct rc_error *err) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n < 0) return rc_err(err, errno, "readlink /proc/self/exe");
@@ -922,10 +928,9 @@ static int write_hook_script(const char *work, const char *root, const char *id,
   cleanup_free char *q_id = sh_quote(id);
   cleanup_free char *text = rc_xasprintf("#!/bin/sh\nexec %s --root %s restore %s %s\n", q_exe,
                                          q_root, RC_CRIU_HOOK_FLAG, q_id);
-  cleanup_close int dfd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return rc_err(err, errno, "open %s", work);
-  if (rc_write_file_atomic(dfd, HOOK_SCRIPT, text, strlen(text), 0700, err) < 0) return -1;
-  *path = rc_xasprintf("%s/%s", work, HOOK_SCRIPT);
+  if (rc_write_file_atomic(dirfd, HOOK_SCRIPT, text, strlen(text), 0700, err) < 0)
+    return rc_err_wrap(err, "restore: criu's action script");
+  *path = rc_xasprintf("%s/%s", state_dir, HOOK_SCRIPT);
   return 0;
 }
 
@@ -1110,6 +1115,33 @@ static int resolve_rootfs(const struct oci_config *cfg, const char *bundle, char
   return 0;
 }
 
+/* Chooses the mode as create would (handler, annotations, floors) and refuses anything but a
+ * cell with its gate off, before anything exists. criu gives back the processes as the
+ * image recorded them, seccomp filters included: the gate is not among them (a gated cell
+ * cannot be checkpointed, and an image may come from a native container or be crafted), and
+ * nothing of runcell's could add it to a restored tree. Restoring what the handler and
+ * annotations ask to be a gated cell or a microVM would silently give less isolation. */
+static int choose_restored_mode(const char *id, const struct oci_config *cfg,
+                                struct rc_mode_choice *mode, struct rc_error *err) {
+  if (rc_mode_choose(cfg, mode, err) < 0) return -1;
+  if (mode->mode == RC_MODE_MICROVM)
+    return rc_err(err, 0,
+                  "restore: container %s would be a microVM (chosen by %s): runcell restores "
+                  "only native containers (a cell with the gate off), because criu restores "
+                  "the checkpointed processes on the host kernel, not in a guest",
+                  id, mode->source);
+  if (mode->gate)
+    return rc_err(err, 0,
+                  "restore: container %s would be a cell with its gate on (chosen by %s): "
+                  "runcell restores only native containers (gate off), because criu restores "
+                  "the checkpointed process's own seccomp state, not the gate; restore it "
+                  "with the annotation " RC_ANNOTATION_GATE "=off (or the runcell-native handler)",
+                  id, mode->gate_source);
+  rc_info("container %s: restore: %s mode (%s), gate off (%s)", id, rc_mode_name(mode->mode),
+          mode->source, mode->gate_source);
+  return 0;
+}
+
 int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *out,
                          struct rc_error *err) {
   out->pid = -1;
@@ -1135,6 +1167,8 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
   struct oci_key_value *annotations = NULL;
   size_t n_annotations = 0;
 
+  struct rc_mode_choice mode;
+  if (choose_restored_mode(o->id, cfg, &mode, err) < 0) goto out;
   if (!cfg->has_process) {
     rc_err(err, 0, "config.json: process: is required to restore");
     goto out;
@@ -1169,10 +1203,9 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
     goto out;
   if (rc_state_dir_create(o->root, o->id, &r.dir, err) < 0) goto out;
 
-  /* What criu restores is a native container (a gated cell cannot be checkpointed): the
-   * state says so, and processes exec'd into it are not gated either. */
-  struct rc_mode_choice restored = {.mode = RC_MODE_CELL, .gate = false};
-  annotations = rc_state_annotations(cfg, &restored, &n_annotations);
+  /* a native container (choose_restored_mode): the state says so, and processes exec'd
+   * into it are not gated either */
+  annotations = rc_state_annotations(cfg, &mode, &n_annotations);
   char created[64];
   rc_rfc3339_now(created, sizeof(created));
   st = (struct oci_state){
@@ -1221,21 +1254,19 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
     r.criu_root = rc_xstrdup(real);
   }
 
-  {
-    char real_dir[PATH_MAX];
-    if (!realpath(r.dir.path, real_dir)) {
-      rc_err(err, errno, "restore: %s", r.dir.path);
-      goto out;
-    }
-    pid_file = rc_xasprintf("%s/%s", real_dir, CRIU_PID_FILE);
+  char state_dir[PATH_MAX];
+  if (!realpath(r.dir.path, state_dir)) {
+    rc_err(err, errno, "restore: %s", r.dir.path);
+    goto out;
   }
+  pid_file = rc_xasprintf("%s/%s", state_dir, CRIU_PID_FILE);
   struct fd_map map[2];
   size_t nmap = 0;
   if (build_restore_args(o, cfg, bundle, images, work, pid_file, descriptors, version, &r, &a, map,
                          &nmap, err) < 0)
     goto out;
   if (cfg->hooks.n_prestart + cfg->hooks.n_create_runtime > 0) {
-    if (write_hook_script(work, o->root, o->id, &hook_script, err) < 0) goto out;
+    if (write_hook_script(r.dir.dirfd, state_dir, o->root, o->id, &hook_script, err) < 0) goto out;
     av_add(&a, "--action-script");
     av_add(&a, hook_script);
   }
@@ -1281,7 +1312,7 @@ int rc_container_restore(const struct rc_restore_opts *o, struct rc_restored *ou
   rc = 0;
 
 out:
-  if (hook_script) (void)unlink(hook_script);
+  if (hook_script) (void)unlinkat(r.dir.dirfd, HOOK_SCRIPT, 0);
   if (rc < 0) {
     if (out->pidfd >= 0) close(out->pidfd);
     out->pidfd = -1;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -140,17 +141,75 @@ int rc_write_file(const char *path, const char *data, size_t len, struct rc_erro
   return rc_write_file_at(AT_FDCWD, path, data, len, err);
 }
 
+/* The directory a descriptor names, for error messages only (never opened by it). */
+static void dir_path_of(int dirfd, char *buf, size_t size) {
+  if (dirfd == AT_FDCWD) {
+    snprintf(buf, size, ".");
+    return;
+  }
+  char link[64];
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+  ssize_t n = readlink(link, buf, size - 1);
+  if (n <= 0) {
+    snprintf(buf, size, "(directory fd %d)", dirfd);
+    return;
+  }
+  buf[n] = '\0';
+}
+
+/* How many unpredictable names to try before deciding that someone is planting them. */
+#define ATOMIC_TMP_TRIES 8
+/* The part of the final name a temporary name keeps, so it stays within NAME_MAX. */
+#define ATOMIC_TMP_NAME_KEEP 200
+
+/* Creates the temporary file that will become dirfd/name; its name goes to tmp.
+ *
+ * The directory may be writable by someone less privileged than us (a pid file in a
+ * directory the caller chose): a temporary name they can guess lets them plant a symlink
+ * there that our open would follow, writing through it to any file. So the name is random,
+ * and the open never follows a symlink nor reuses anything that exists (O_EXCL, which also
+ * refuses a symlink at the name, dangling or not); whatever was planted is left alone and
+ * another name tried. (O_TMPFILE would spare the name until the file is written, but a
+ * linkat cannot replace an existing name, so a named step before the rename remains.) */
+static int create_temp(int dirfd, const char *name, mode_t mode, char tmp[NAME_MAX + 1],
+                       struct rc_error *err) {
+  char dir[PATH_MAX];
+  for (int tries = 0; tries < ATOMIC_TMP_TRIES; tries++) {
+    uint64_t r = 0;
+    ssize_t got;
+    do {
+      got = getrandom(&r, sizeof(r), 0);
+    } while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof(r))
+      return rc_err(err, got < 0 ? errno : EIO, "getrandom for a temporary name");
+    snprintf(tmp, NAME_MAX + 1, ".%.*s.tmp.%016llx", ATOMIC_TMP_NAME_KEEP, name,
+             (unsigned long long)r);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd >= 0) return fd;
+    if (errno != EEXIST) {
+      int e = errno;
+      dir_path_of(dirfd, dir, sizeof(dir));
+      return rc_err(err, e, "create a temporary file for %s/%s", dir, name);
+    }
+  }
+  dir_path_of(dirfd, dir, sizeof(dir));
+  return rc_err(err, EEXIST,
+                "create a temporary file for %s/%s: %d random names were all taken (is someone "
+                "else creating files in %s?)",
+                dir, name, ATOMIC_TMP_TRIES, dir);
+}
+
 int rc_write_file_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
                          struct rc_error *err) {
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof(tmp), ".%s.tmp.%d", name, (int)getpid());
-  cleanup_close int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return rc_err(err, errno, "create %s", tmp);
+  char tmp[NAME_MAX + 1];
+  cleanup_close int fd = create_temp(dirfd, name, mode, tmp, err);
+  if (fd < 0) return -1;
   if (rc_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
     int e = errno;
     unlinkat(dirfd, tmp, 0);
     return rc_err(err, e, "write %s", tmp);
   }
+  /* Within the one directory fd: a rename replaces a symlink at name, never its target. */
   if (renameat(dirfd, tmp, dirfd, name) < 0) {
     int e = errno;
     unlinkat(dirfd, tmp, 0);

@@ -45,7 +45,10 @@ int rc_read_fd(int fd, const char *path, size_t max, char **out, size_t *len, st
 int rc_write_file(const char *path, const char *data, size_t len, struct rc_error *err);
 int rc_write_file_at(int dirfd, const char *path, const char *data, size_t len,
                      struct rc_error *err);
-/* Writes a file atomically: temp file in the same directory, fsync, rename, fsync dir. */
+/* Writes a file atomically: temp file in the same directory, fsync, rename, fsync dir.
+ * Safe in a directory someone else can write: the temp name is random and created with
+ * O_EXCL|O_NOFOLLOW (a planted file or symlink is never written through), and a symlink
+ * already at name is replaced, not followed. */
 int rc_write_file_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
                          struct rc_error *err);
 /* Writes pid to path (relative to the cwd) as a bare integer without a newline, which is

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import controller_dir, proc_stat, process_alive
+from helpers import Runtime, controller_dir, proc_stat, process_alive, run, set_mode
 
 # ---------------------------------------------------------------------------------------
 # The host's criu
@@ -420,6 +420,8 @@ case "$cmd" in
     exit 0 ;;
   restore)
     if [ -n "$script" ]; then
+      # who could have swapped the script criu is about to run as root
+      stat -c '%u %a %n' "$script" "${script%/*}" > "$dir/script.stat"
       CRTOOLS_SCRIPT_ACTION=setup-namespaces CRTOOLS_INIT_PID=4242 "$script" || exit 1
     fi
     sh -c "$STANDIN_RESTORED" &
@@ -633,6 +635,155 @@ def test_stand_in_restore_runs_prestart_hooks_from_the_action_script(h, workdir,
     assert state["id"] == cid and state["pid"] == 4242 and state["status"] == "creating", state
     # the script is removed once criu is done
     assert not (images / "runcell-criu-hook.sh").exists()
+
+
+@pytest.mark.runcell_specific
+def test_stand_in_restore_keeps_the_action_script_where_only_root_can_write(
+        h, workdir, stand_in, host_dir):
+    """criu runs the action script as root by path once runcell has written it: in a work
+    path another user can write (here nobody's), that user could swap it in between. It is
+    written in the container's state directory instead."""
+    bundle = h.bundle()
+    bundle.config["hooks"] = {"prestart": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {host_dir}/prestart.json"]}]}
+    bundle.write()
+    images, work = workdir / "images", workdir / "work"
+    write_descriptors(images)
+    work.mkdir()
+    os.chown(work, 65534, 65534)
+    cid = h.new_id()
+    res = h("--criu", stand_in.bin, "restore", "--image-path", images, "--work-path", work,
+            "--bundle", bundle.path, "-d", cid, env=stand_in.env())
+    assert res.rc == 0, res.describe()
+    h.note_pid(h.state(cid)["pid"])
+    assert (host_dir / "prestart.json").exists(), "the hook did not run"
+    (script,) = option(stand_in.argv("restore"), "--action-script")
+    state_dir = (h.rt.root / cid).resolve()
+    assert Path(script) == state_dir / "runcell-criu-hook.sh", script
+    (script_uid, script_mode, _), (dir_uid, dir_mode, _) = (
+        line.split(" ", 2) for line in (stand_in.dir / "script.stat").read_text().splitlines())
+    assert (script_uid, script_mode) == ("0", "700")
+    assert (dir_uid, dir_mode) == ("0", "700")
+    # and no directory above it lets anyone but root replace what lies in it
+    for d in state_dir.parents:
+        st = d.stat()
+        assert st.st_uid == 0 and (not st.st_mode & 0o022 or st.st_mode & 0o1000), d
+    assert not (state_dir / "runcell-criu-hook.sh").exists()
+    assert os.listdir(work) == [], "runcell wrote into the work path"
+
+
+# ---------------------------------------------------------------------------------------
+# restore gives back a native container: it refuses what would be anything else
+
+RESTORE_TAIL = ("runcell restores only native containers (gate off), because criu restores "
+                "the checkpointed process's own seccomp state, not the gate; restore it with "
+                "the annotation run.runcell.gate=off (or the runcell-native handler)")
+
+
+def restore_as(h, runcell_bin, handler, bundle, images, stand_in, cid):
+    """`restore -d` by runcell invoked as handler's name (a symlink, as `cmake --install`
+    makes them; "runcell" is the plain binary)."""
+    link = Path(runcell_bin)
+    if handler != "runcell":
+        link = h.workdir / handler
+        if not link.exists():
+            os.symlink(runcell_bin, link)
+    return run(Runtime(link, h.rt.root), "--criu", stand_in.bin, "restore", "--image-path",
+               images, "--bundle", bundle.path, "-d", cid, env=stand_in.env())
+
+
+def assert_restore_left_nothing(h, cid, stand_in):
+    assert not (stand_in.dir / "argv.restore").exists(), "criu was called"
+    assert not (h.rt.root / cid).exists()
+    assert h("state", cid).msg == "container does not exist"
+    # the harness checks for a cgroup, process or mount left behind
+
+
+@pytest.mark.runcell_specific
+@pytest.mark.parametrize("handler,annotations,message", [
+    ("runcell", {}, "a cell with its gate on (chosen by default)"),
+    ("runcell", {"run.runcell.gate": "on"},
+     "a cell with its gate on (chosen by annotation run.runcell.gate)"),
+    ("runcell-cell", {}, "a cell with its gate on (chosen by handler runcell-cell)"),
+    ("runcell-native", {"run.runcell.gate": "on"},
+     "a cell with its gate on (chosen by annotation run.runcell.gate)"),
+])
+def test_restore_refuses_what_would_be_a_gated_cell(h, workdir, stand_in, runcell_bin,
+                                                    handler, annotations, message):
+    """criu gives the processes back with the seccomp state the image recorded, never the
+    gate (an image may come from a native container, or be crafted): a restore that the
+    handler and annotations make a gated cell would be a cell without its gate, so it is
+    refused before anything exists."""
+    bundle = set_mode(h.bundle(), "cell")
+    bundle.config["annotations"].update(annotations)
+    bundle.write()
+    images = workdir / "images"
+    write_descriptors(images)
+    cid = h.new_id()
+    res = restore_as(h, runcell_bin, handler, bundle, images, stand_in, cid)
+    assert res.rc != 0, res.describe()
+    assert res.msg == f"restore: container {cid} would be {message}: {RESTORE_TAIL}", \
+        res.describe()
+    assert_restore_left_nothing(h, cid, stand_in)
+
+
+@pytest.mark.runcell_specific
+def test_restore_refuses_what_would_be_a_microvm(h, workdir, stand_in, runcell_bin):
+    bundle = h.bundle()
+    bundle.config["annotations"]["run.runcell.mode"] = "microvm"
+    bundle.write()
+    images = workdir / "images"
+    write_descriptors(images)
+    cid = h.new_id()
+    res = restore_as(h, runcell_bin, "runcell", bundle, images, stand_in, cid)
+    assert res.rc != 0, res.describe()
+    assert res.msg == (f"restore: container {cid} would be a microVM (chosen by annotation "
+                       "run.runcell.mode): runcell restores only native containers (a cell "
+                       "with the gate off), because criu restores the checkpointed processes "
+                       "on the host kernel, not in a guest"), res.describe()
+    assert_restore_left_nothing(h, cid, stand_in)
+
+
+@pytest.mark.runcell_specific
+def test_restore_through_runcell_cell_refuses_a_gate_off_annotation(h, workdir, stand_in,
+                                                                     runcell_bin):
+    """runcell-cell is a floor for restore as for create: the annotation that switches the
+    gate off is refused (the shipped `runcell` CRI handler runs runcell-cell)."""
+    bundle = set_mode(h.bundle(), "native")
+    bundle.write()
+    images = workdir / "images"
+    write_descriptors(images)
+    cid = h.new_id()
+    res = restore_as(h, runcell_bin, "runcell-cell", bundle, images, stand_in, cid)
+    assert res.rc != 0, res.describe()
+    assert res.msg == (
+        "config.json: annotations: annotation run.runcell.gate asks for a cell with the gate "
+        "off, less isolation than the runcell-cell handler gives (a cell with the gate on): it "
+        "lets an annotation ask only for more (the runcell-native handler is the one for cells "
+        "with the gate off)"), res.describe()
+    assert_restore_left_nothing(h, cid, stand_in)
+
+
+@pytest.mark.runcell_specific
+@pytest.mark.parametrize("handler,annotations", [
+    ("runcell", {"run.runcell.gate": "off"}),
+    ("runcell-native", {}),
+])
+def test_restore_of_a_native_container_works(h, workdir, stand_in, runcell_bin, handler,
+                                             annotations):
+    bundle = set_mode(h.bundle(), "cell")
+    bundle.config["annotations"].update(annotations)
+    bundle.write()
+    images = workdir / "images"
+    write_descriptors(images)
+    cid = h.new_id()
+    res = restore_as(h, runcell_bin, handler, bundle, images, stand_in, cid)
+    assert res.rc == 0, res.describe()
+    st = h.state(cid)
+    assert st["status"] == "running", st
+    assert st["annotations"]["run.runcell.mode"] == "cell"
+    assert st["annotations"]["run.runcell.gate"] == "off"
+    assert "run.runcell.placement" not in st["annotations"]
 
 
 # ---------------------------------------------------------------------------------------
