@@ -49,7 +49,8 @@ char *rc_view_render(enum rc_view v, const struct rc_view_input *in);
 int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err);
 /* Container init, once the cell kernel has the views: checks that views (the root of the
  * filesystem mounted at staging_path) is the views filesystem, bind-mounts each view over
- * its target inside the rootfs (targets resolved inside it; missing ones are skipped),
+ * its target inside the rootfs (targets resolved inside it; missing ones are skipped, and
+ * so are ones on a shared mount, whose peers, the host's among them, would get the view),
  * then detaches the staging mount when detach_staging (without pivot_root, which drops it
  * with the old root). */
 int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_staging,

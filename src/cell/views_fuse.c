@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include "runcell/cgroups.h"
+#include "runcell/log.h"
+#include "runcell/procfs.h"
 #include "runcell/rootfs.h"
 #include "runcell/sync.h"
 #include "runcell/util.h"
@@ -175,25 +177,96 @@ int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err) {
   return 0;
 }
 
+/* Largest mountinfo read: a host with many thousands of mounts still fits. */
+#define MOUNTINFO_MAX (64u << 20)
+
+/* The peer group of the mount whose id is id, from mountinfo (a line's optional fields
+ * hold "shared:N" when the mount is shared); 0 when it is in none. -1 if the mount is not
+ * listed. */
+static int64_t peer_group(const char *mountinfo, uint64_t id) {
+  for (const char *line = mountinfo; *line;) {
+    const char *end = strchr(line, '\n');
+    if (!end) end = line + strlen(line);
+    char *after = NULL;
+    if (strtoull(line, &after, 10) == id && after != line && *after == ' ') {
+      /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS, then optional fields up to "-"; the
+       * paths are escaped (\040 for a space), so fields are split at spaces */
+      const char *p = line;
+      for (int field = 0; field < 6 && p; field++) {
+        p = memchr(p, ' ', (size_t)(end - p));
+        if (p) p++;
+      }
+      while (p && p < end && !(p[0] == '-' && (p + 1 == end || p[1] == ' '))) {
+        if (!strncmp(p, "shared:", 7)) return (int64_t)strtoull(p + 7, NULL, 10);
+        p = memchr(p, ' ', (size_t)(end - p));
+        if (p) p++;
+      }
+      return 0;
+    }
+    line = *end ? end + 1 : end;
+  }
+  return -1;
+}
+
+/* Whether a view may be bound over target: not when target lies on a shared mount. A
+ * mount made on a shared mount is made on each of its peers too, whatever API makes it
+ * (the kernel propagates when it attaches a mount), and a peer may be the host's: with
+ * rootfsPropagation "rshared" (containerd's for a bidirectional volume), or one that
+ * changes / alone, a volume (or /sys bound from the host) stays in the host mount's peer
+ * group, and the views bound on it appeared on the host (a node's
+ * /sys/devices/system/cpu/online said "0" while a 0.5-CPU cell ran), then stayed there,
+ * dead, after delete: the end of the container's namespace unmounts nothing on its peers.
+ * Making the user's mount a slave would stop that, and also the propagation the user
+ * asked for. Which namespaces a group reaches is not visible from here (mountinfo lists
+ * this one's mounts only: a group made in it, an rshared volume under the default rslave
+ * root, looks like the host's), so a view on any shared mount is left out, and the
+ * container sees there what runc shows: the file of the mount the user chose. A slave
+ * only receives, a private mount neither: a view on them stays in the container. */
+static int may_bind_over(int target, const char *path, const char *mountinfo, bool *ok,
+                         struct rc_error *err) {
+  *ok = false;
+  uint64_t id = mount_id(target);
+  int64_t group = id ? peer_group(mountinfo, id) : -1;
+  if (group < 0) return rc_err(err, id ? 0 : errno, "cell views: find the mount of %s", path);
+  *ok = group == 0;
+  if (!*ok)
+    rc_warn(
+        "cell views: %s is not served: it is on a shared mount (peer group %lld), which "
+        "would propagate the view to its peers, outside the container",
+        path, (long long)group);
+  return 0;
+}
+
 int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_staging,
                   struct rc_error *err) {
   struct statfs fs;
   if (fstatfs(views, &fs) < 0) return rc_err(err, errno, "cell views: statfs %s", staging_path);
   if (fs.f_type != FUSE_SUPER_MAGIC)
     return rc_err(err, 0, "cell views: %s is not the views filesystem", staging_path);
+  /* This namespace's mounts, through the runtime's own procfs handle: nothing of the
+   * container's is mounted over it. Read once: nothing else mounts while the views are
+   * bound, and the view mounts themselves go on top of the targets, not under them. */
+  cleanup_close int mi_fd = rc_procfs_open("thread-self/mountinfo", O_RDONLY, err);
+  cleanup_free char *mountinfo = NULL;
+  if (mi_fd < 0 ||
+      rc_read_fd(mi_fd, "/proc/thread-self/mountinfo", MOUNTINFO_MAX, &mountinfo, NULL, err) < 0)
+    return rc_err_wrap(err, "cell views: read the container's mounts");
   for (int v = 0; v < RC_VIEW_COUNT; v++) {
     struct rc_error ignore;
+    const char *path = rc_view_target((enum rc_view)v);
     /* only where the container has the file (a /sys or /proc it does not mount stays so) */
-    cleanup_close int target = rc_open_in_root(rootfd, rc_view_target((enum rc_view)v) + 1,
-                                               O_PATH | O_CLOEXEC, 0, &ignore);
+    cleanup_close int target = rc_open_in_root(rootfd, path + 1, O_PATH | O_CLOEXEC, 0, &ignore);
     if (target < 0) continue;
+    bool ok;
+    if (may_bind_over(target, path, mountinfo, &ok, err) < 0) return -1;
+    if (!ok) continue;
     cleanup_close int source = openat(views, rc_view_name((enum rc_view)v), O_PATH | O_CLOEXEC);
     if (source < 0) return rc_err(err, errno, "cell views: open %s", rc_view_name((enum rc_view)v));
     char from[RC_FD_PATH_MAX], to[RC_FD_PATH_MAX];
     rc_fd_path(from, source);
     rc_fd_path(to, target);
     if (mount(from, to, NULL, MS_BIND, NULL) < 0)
-      return rc_err(err, errno, "cell views: bind %s", rc_view_target((enum rc_view)v));
+      return rc_err(err, errno, "cell views: bind %s", path);
   }
   /* The bind mounts keep the filesystem alive; the staging mount is not needed. With
    * pivot_root it goes away with the old root's tree, which is detached anyway, so only
