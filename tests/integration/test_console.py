@@ -336,14 +336,15 @@ def test_cve_2025_52565_dev_console_swapped_while_runcell_makes_it(h, workdir, m
         "path": "/bin/sh",
         "args": ["sh", "-c", f"( {racer} ) </dev/null >/dev/null 2>&1 & sleep 0.02"]}]}
     outcomes = {}
-    met = 0
+    met = raced = 0
     for i in range(RACE_CREATES):
         swaps.unlink(missing_ok=True)
         log = workdir / f"create-{i}.log"
         res, lines = run_with_terminal(h, bundle, FACTS + ATTACK_CHECKS, log=log)
         met += "/dev/console: removed what was there (mode 120777)" in log.read_text()
-        # the precondition: the racer was running while the container was set up
-        assert swaps.exists(), res.describe()
+        # whether the racer got through a round while the container was set up: under
+        # load (a CI run with other work on 2 CPUs) it may not have been scheduled in time
+        raced += swaps.exists()
         if lines is None:
             assert "/dev/console" in res.msg, res.describe()
             key = res.msg.split("/dev/console: ", 1)[-1]
@@ -354,8 +355,13 @@ def test_cve_2025_52565_dev_console_swapped_while_runcell_makes_it(h, workdir, m
         outcomes[key] = outcomes.get(key, 0) + 1
         assert canary.read_text() == CANARY
         assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern
-    assert met, f"runcell never met the racer's symlink at /dev/console: {outcomes}"
-    print(f"met the symlink {met} times in {RACE_CREATES}; outcomes: {outcomes}")
+    if not met and not raced:
+        pytest.skip(f"the racer never completed a round during any of {RACE_CREATES} creates "
+                    f"(the machine too loaded to schedule it in time): nothing was raced")
+    assert met, (f"the racer ran during {raced} of {RACE_CREATES} creates, but runcell never "
+                 f"met its symlink at /dev/console: {outcomes}")
+    print(f"met the symlink {met} times in {RACE_CREATES} (the racer ran in {raced}); "
+          f"outcomes: {outcomes}")
 
 
 @pytest.mark.runcell_specific
