@@ -14,8 +14,10 @@
  * numbers the ones present consecutively).
  *
  * Requests are served on the vCPU that notifies: the guest's driver waits for them, and a
- * report is a few dozen ranges. Nothing the guest wrote is used before it is copied out
- * and checked against guest RAM. */
+ * report is a few dozen ranges. The VMM's main thread still gets the device lock between
+ * two requests (virtio_dev_serve), so a guest feeding its queues cannot keep the host's
+ * calls below waiting. Nothing the guest wrote is used before it is copied out and checked
+ * against guest RAM. */
 #include "runcell/vmm/balloon.h"
 
 #include <endian.h>
@@ -34,7 +36,9 @@
 #include "virtio_dev.h"
 
 /* Linux sends at most 256 page frame numbers per request; anything past this many is a
- * driver gone wrong, refused before any of it is used. */
+ * driver gone wrong, refused before any of it is used. It is also the most the VMM's main
+ * thread waits for the device lock (virtio_dev_serve makes way for it between requests):
+ * 4096 frames none next to another are 4096 hole punches, a few milliseconds. */
 #define MAX_PFNS_PER_REQUEST 4096u
 /* A statistics buffer holds one 10-byte entry per tag; more than this is not read. */
 #define MAX_STAT_ENTRIES 32u
@@ -358,31 +362,34 @@ int vmm_virtio_balloon_create(const struct vmm_guest_mem *mem, struct vmm_irq_li
   return 0;
 }
 
-/* The host-side calls below run on the VMM's main thread and take the device lock, which a
- * vCPU holds while serving a notification: they wait at most one notification's bounded
- * work (a queue's worth of requests, see virtio_dev_serve), never for as long as the
- * guest keeps its queues fed. */
+/* The host-side calls below run on the VMM's main thread (its relay, which forwards stdio
+ * and signals and answers control requests while nothing else does) and take the device
+ * lock, which a vCPU holds while serving a notification. A notification may be a second of
+ * hole punching (virtio_dev_serve: 256 requests of 4096 scattered frames), and a plain
+ * mutex would let two vCPUs re-notifying from both sides keep it for many seconds; with
+ * virtio_dev_host_lock the serving vCPU makes way between two requests, so these wait for
+ * one request (4096 hole punches at most) however the guest feeds its queues. */
 int vmm_balloon_set_target_bytes(struct vmm_balloon *b, uint64_t guest_bytes,
                                  struct rc_error *err) {
   (void)err; /* every size is valid: it is clamped to the guest's RAM */
   uint64_t total = b->total_pages * VMM_BALLOON_PAGE_SIZE;
   uint64_t keep = guest_bytes < total ? guest_bytes : total;
   uint32_t pages = (uint32_t)((total - keep) / VMM_BALLOON_PAGE_SIZE); /* RAM <= 1 TiB */
-  pthread_mutex_lock(&b->dev->lock);
+  virtio_dev_host_lock(b->dev);
   if (pages != b->target_pages) {
     b->target_pages = pages;
     uint32_t le = htole32(pages);
     memcpy(b->dev->config + CONFIG_NUM_PAGES, &le, sizeof(le));
     virtio_dev_config_changed(b->dev);
   }
-  pthread_mutex_unlock(&b->dev->lock);
+  virtio_dev_host_unlock(b->dev);
   return 0;
 }
 
 int vmm_balloon_request_stats(struct vmm_balloon *b, struct rc_error *err) {
   struct vmm_virtio_dev *dev = b->dev;
   int r = 0;
-  pthread_mutex_lock(&dev->lock);
+  virtio_dev_host_lock(dev);
   if (!virtio_dev_live(dev) || !negotiated(dev, VIRTIO_BALLOON_F_STATS_VQ)) {
     r = rc_err(err, ENOTSUP, "virtio-balloon: the guest's driver has no statistics queue");
   } else if (b->stats_held && dev->queues[b->stats_queue].ready) {
@@ -390,7 +397,7 @@ int vmm_balloon_request_stats(struct vmm_balloon *b, struct rc_error *err) {
     virtio_dev_used(dev, b->stats_queue);
     b->stats_held = false;
   } /* else the buffer is with the driver already: its next post answers */
-  pthread_mutex_unlock(&dev->lock);
+  virtio_dev_host_unlock(dev);
   return r;
 }
 
@@ -401,14 +408,14 @@ int vmm_balloon_stats_fd(const struct vmm_balloon *b) {
 void vmm_balloon_read_stats(struct vmm_balloon *b, struct vmm_balloon_stats *out) {
   uint64_t n;
   if (read(b->stats_fd, &n, sizeof(n)) < 0) n = 0; /* EAGAIN: nothing new */
-  pthread_mutex_lock(&b->dev->lock);
+  virtio_dev_host_lock(b->dev);
   *out = b->stats;
-  pthread_mutex_unlock(&b->dev->lock);
+  virtio_dev_host_unlock(b->dev);
 }
 
 void vmm_balloon_counters(struct vmm_balloon *b, struct vmm_balloon_counters *out) {
   const struct vmm_virtio_dev *dev = b->dev;
-  pthread_mutex_lock(&b->dev->lock);
+  virtio_dev_host_lock(b->dev);
   *out = (struct vmm_balloon_counters){
       .total_bytes = b->total_pages * VMM_BALLOON_PAGE_SIZE,
       .target_bytes = (uint64_t)b->target_pages * VMM_BALLOON_PAGE_SIZE,
@@ -422,5 +429,5 @@ void vmm_balloon_counters(struct vmm_balloon *b, struct vmm_balloon_counters *ou
       .reporting_negotiated = negotiated(dev, VIRTIO_BALLOON_F_REPORTING),
       .stats_negotiated = negotiated(dev, VIRTIO_BALLOON_F_STATS_VQ),
   };
-  pthread_mutex_unlock(&b->dev->lock);
+  virtio_dev_host_unlock(b->dev);
 }

@@ -36,6 +36,12 @@ int virtio_dev_new(const struct vmm_guest_mem *mem, struct vmm_irq_line irq,
     free(dev);
     return rc_err(err, r, "%s: device lock", ops->name);
   }
+  r = pthread_cond_init(&dev->host_done, NULL);
+  if (r != 0) {
+    pthread_mutex_destroy(&dev->lock);
+    free(dev);
+    return rc_err(err, r, "%s: device lock", ops->name);
+  }
   dev->mem = mem;
   dev->irq = irq;
   dev->ops = ops;
@@ -50,6 +56,7 @@ int virtio_dev_new(const struct vmm_guest_mem *mem, struct vmm_irq_line irq,
 void vmm_virtio_dev_destroy(struct vmm_virtio_dev *dev) {
   if (!dev) return;
   if (dev->ops->destroy) dev->ops->destroy(dev);
+  pthread_cond_destroy(&dev->host_done);
   pthread_mutex_destroy(&dev->lock);
   free(dev);
 }
@@ -85,27 +92,69 @@ void virtio_dev_used(struct vmm_virtio_dev *dev, unsigned q) {
   if (virtq_wants_interrupt(&dev->queues[q])) raise_interrupt(dev, VIRTIO_MMIO_INT_VRING);
 }
 
+/* The main thread's turn. It announces itself (host_waiting) before it blocks on the lock;
+ * a vCPU serving a queue checks between two requests and, if a host thread is waiting,
+ * sleeps on host_done, which lets go of the lock, until a host hold has ended (host_turns
+ * moved). Nothing else is needed for the waiter to get through: every long holder (a vCPU
+ * in virtio_dev_serve, whichever got the lock first) makes way the same way before its next
+ * request, and the other holders (a register access, the statistics queue's few small
+ * buffers, a model's I/O thread) hold it briefly. The host thread therefore waits for one
+ * request already being served, at most, never for the rest of a notification.
+ *
+ * It cannot wait for ever either. A vCPU that reads host_waiting != 0 (with the lock held)
+ * knows that a host thread has announced itself and not yet taken the lock, since the
+ * count comes down only under the lock; that thread takes the lock, once let go, and its
+ * unlock moves host_turns and wakes the vCPU. */
+void virtio_dev_host_lock(struct vmm_virtio_dev *dev) {
+  __atomic_fetch_add(&dev->host_waiting, 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_lock(&dev->lock);
+  __atomic_fetch_sub(&dev->host_waiting, 1, __ATOMIC_SEQ_CST);
+}
+
+void virtio_dev_host_unlock(struct vmm_virtio_dev *dev) {
+  dev->host_turns++;
+  pthread_cond_broadcast(&dev->host_done);
+  pthread_mutex_unlock(&dev->lock);
+}
+
+/* Lock held: if a host thread is waiting for the lock, lets it have its turn and takes the
+ * lock back after. True if the lock was let go (the device may have changed meanwhile). */
+static bool make_way_for_host(struct vmm_virtio_dev *dev) {
+  if (!__atomic_load_n(&dev->host_waiting, __ATOMIC_SEQ_CST)) return false;
+  unsigned turn = dev->host_turns;
+  while (dev->host_turns == turn) pthread_cond_wait(&dev->host_done, &dev->lock);
+  return true;
+}
+
 /* At most one queue's worth of chains per call. Without a bound a guest could keep a vCPU
- * here, holding the device lock, for as long as it liked by refilling the ring from
- * another vCPU as fast as this one empties it; the VMM's main thread, which takes the same
- * lock (the balloon's target, counters and statistics), would wait as long, and with it
- * the stdio relay, signal forwarding and control requests. With the bound one call does at
- * most q->num (<= 256) requests, each bounded by its model, so a lock holder lets go in
- * bounded time and a waiter gets its turn between two notifications.
+ * here for as long as it liked by refilling the ring from another vCPU as fast as this one
+ * empties it. Each request is bounded by its model (an inflate request: 4096 frames, one
+ * hole punch each at worst), so one call does at most q->num (<= 256) of them: about a
+ * second of hole punching for a guest that posts 256 requests of 4096 scattered frames.
+ * That is the guest's own vCPU's time; the device lock is another matter, since the VMM's
+ * main thread takes it (the balloon's target, counters and statistics) and, while it
+ * waits, so do the stdio relay, signal forwarding and control requests. So the lock is
+ * held for one request at a time when the main thread wants it: before each request this
+ * loop makes way for a host thread waiting in virtio_dev_host_lock, and resumes after
+ * (what the device looks like then is checked again: another vCPU may have reset it or
+ * disabled the queue meanwhile, and then the rest is not served).
  *
  * The bound leaves no chain unserved. The available index is never more than q->num
  * ahead of last_avail (virtq_has_avail fails the device otherwise), so every chain that
- * was available when the call began is among the first q->num it takes. A chain still
- * available when the budget runs out was made available after the call began, and its
- * driver notifies after that: this device never sets VRING_USED_F_NO_NOTIFY and offers no
- * VIRTIO_F_EVENT_IDX, and then 2.7.7.2 says the driver MUST notify after adding to the
- * ring. That notification is a register write, which waits for the lock held here, so it
- * is handled after this call returns and serves the rest from last_avail. */
+ * was available when the call began is among the first q->num taken from the ring after
+ * it began, by this call or by another vCPU's that ran while this one made way (chains
+ * are taken in ring order, each under the lock). A chain still available when the budget
+ * runs out was made available after the call began, and its driver notifies after that:
+ * this device never sets VRING_USED_F_NO_NOTIFY and offers no VIRTIO_F_EVENT_IDX, and then
+ * 2.7.7.2 says the driver MUST notify after adding to the ring. That notification is a
+ * register write, which takes the lock, so it is served after this call's last look at
+ * the ring, or by itself while this call made way, and serves the rest from last_avail. */
 void virtio_dev_serve(struct vmm_virtio_dev *dev, unsigned q, virtio_serve_fn serve) {
   struct virtq_chain chain;
   struct rc_error err = {0};
   bool pushed = false;
   for (unsigned budget = dev->queues[q].num; budget > 0; budget--) {
+    if (make_way_for_host(dev) && !(virtio_dev_live(dev) && dev->queues[q].ready)) return;
     int r = virtq_pop(&dev->queues[q], dev->mem, &chain, &err);
     if (r == 0) break;
     int64_t written = r > 0 ? serve(dev, &chain, &err) : -1;

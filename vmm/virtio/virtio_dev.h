@@ -4,7 +4,8 @@
  * Locking: dev->lock guards everything in struct vmm_virtio_dev and the model's own
  * state. The transport takes it for every MMIO access (vCPU threads) and calls the hooks
  * with it held; a model's own thread (the console's I/O thread) takes it before touching
- * a queue. */
+ * a queue. The VMM's main thread takes it with virtio_dev_host_lock, which a vCPU serving
+ * a queue makes way for between two requests (virtio_dev_serve). */
 #ifndef RUNCELL_VMM_VIRTIO_DEV_H
 #define RUNCELL_VMM_VIRTIO_DEV_H
 
@@ -45,6 +46,14 @@ struct virtio_dev_ops {
 
 struct vmm_virtio_dev {
   pthread_mutex_t lock;
+  /* The main thread's turn (virtio_dev_host_lock): a glibc mutex hands nothing over, so a
+   * vCPU that drops the lock and takes it again a few microseconds later, or a second
+   * vCPU, wins it over a sleeping waiter nearly every time. host_waiting counts host
+   * threads on their way to the lock (atomic: raised before it is taken); host_turns counts
+   * their holds (lock held), and host_done is broadcast at the end of each. */
+  pthread_cond_t host_done;
+  unsigned host_waiting;
+  unsigned host_turns;
   const struct vmm_guest_mem *mem;
   struct vmm_irq_line irq;
   const struct virtio_dev_ops *ops;
@@ -86,12 +95,21 @@ void virtio_dev_used(struct vmm_virtio_dev *dev, unsigned q);
 /* Serves the chains available on queue q in turn, at most one queue's worth (q->num) per
  * call: serve returns the bytes it wrote into the chain (which goes back through the used
  * ring), or <0 with err set when the request breaks the rules, which fails the device.
- * Interrupts once at the end. Lock held. The bound keeps the time a notifying vCPU holds
- * the device lock finite however fast another vCPU refills the ring; mmio.c says why no
- * chain is left behind by it. */
+ * Interrupts once at the end. Lock held. The bound keeps the time a notifying vCPU spends
+ * here finite however fast another vCPU refills the ring; mmio.c says why no chain is left
+ * behind by it. Between two chains it lets a host thread waiting in virtio_dev_host_lock
+ * have the lock (virtio_dev_host_lock says how), so the caller must expect the device's
+ * state to have changed when it returns: the lock is held again, but may have been let go
+ * in between. A host thread waits for at most one request's work (bounded by its model). */
 typedef int64_t (*virtio_serve_fn)(struct vmm_virtio_dev *dev, const struct virtq_chain *chain,
                                    struct rc_error *err);
 void virtio_dev_serve(struct vmm_virtio_dev *dev, unsigned q, virtio_serve_fn serve);
+
+/* The lock, for a host thread (the VMM's main thread: the balloon's target, counters and
+ * statistics), with its turn guaranteed: a vCPU in virtio_dev_serve lets go between two
+ * requests and takes the lock again only after a host thread has held and released it. */
+void virtio_dev_host_lock(struct vmm_virtio_dev *dev);
+void virtio_dev_host_unlock(struct vmm_virtio_dev *dev);
 
 /* Whether the device processes queues now (DRIVER_OK and not broken). Lock held. */
 bool virtio_dev_live(const struct vmm_virtio_dev *dev);
