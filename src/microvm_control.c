@@ -6,12 +6,19 @@
  * What the agent sends about these processes is checked like everything else from the
  * guest: numbers it never got, output beyond its credit, credits for stdin never sent are
  * protocol errors. Callers are the runtime on the host (root, through the state directory),
- * yet their requests are decoded with the same bounds-checked codec. */
+ * yet their requests are decoded with the same bounds-checked codec.
+ *
+ * Nor can a guest that stops answering, or stops reading its channel, stall the VMM or
+ * its callers: nothing is polled that could not be served (no spinning loop), hang-ups
+ * are seen whatever the agent does, requests that need no agent are served regardless,
+ * and callers and EXECs it leaves waiting are answered and let go at a deadline. */
 #include "runcell/microvm_control.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -24,9 +31,28 @@
 #include "runcell/util.h"
 
 /* Callers connected that have not sent their request yet, or wait for the agent's answer
- * (PS, STATS, PIDS_LIMIT). */
-#define MAX_CALLERS 16
+ * (PS, STATS, PIDS_LIMIT), or wait for room to send the agent their request. While every
+ * slot is taken the listening socket is not polled (a connection left in its backlog
+ * would keep it readable: a spinning loop); new callers wait in the backlog until a slot
+ * frees, which the deadline below bounds. */
+#define MAX_CALLERS 32
+/* At most this many of them wait on the agent (answer or room): a request past that which
+ * needs the agent is answered EBUSY at once, so that a guest that never answers cannot
+ * take every slot, and PAUSE, RESUME and MEMORY, which do not need it, are still served. */
+#define MAX_WAITING 16
 #define MAX_REQUEST_FDS 3
+
+/* How long the VMM holds a caller: from its connection to its answer, and an EXEC'd
+ * process from its EXEC to EXEC_STARTED (or, once started, from its caller's hang-up to
+ * its EXIT). The caller gives up after 60 s (REPLY_TIMEOUT_MS in
+ * src/microvm_control_client.c), counted from its request; a little less here, so that it
+ * reads why rather than its own bare timeout, and a guest that never answers holds
+ * neither a slot nor a caller's stdio past it. rc_vmctl_set_deadline_ms (tests) changes it. */
+#define DEADLINE_MS 55000
+static int64_t deadline_ms = DEADLINE_MS;
+/* accept(2) out of descriptors leaves the connection queued and the socket readable: the
+ * listener rests this long rather than spin. */
+#define ACCEPT_REST_MS 1000
 
 struct out_queue {
   uint8_t *data;
@@ -45,6 +71,9 @@ struct exec_proc {
   bool in_eof;       /* stdin ended (STDIN_EOF sent) */
   bool kill_pending; /* the caller hung up before it started: kill once it has */
   bool killed;
+  /* nonzero: when the VMM gives up on it (rc_now_ms): not started yet, or its caller gone
+   * (give_up_exec) */
+  int64_t give_up_at;
   uint32_t stdin_in_flight;
   struct out_queue out[2];
   uint32_t out_uncredited[2]; /* written out, not yet credited */
@@ -56,6 +85,16 @@ struct caller {
   int fd;                 /* -1: free */
   uint32_t agent_request; /* nonzero: waits for the agent's answer to this request */
   uint16_t reply_type;    /* ... which must be of this type (PS_REPLY, STATS_REPLY, ...) */
+  const char *what;       /* ... to a request of this name */
+  bool parked;            /* its request needs the agent, which had no room: left unread */
+  int64_t deadline;       /* answered ETIMEDOUT and hung up on at this time (rc_now_ms) */
+};
+
+/* An EXEC'd process given up on (give_up_exec): slot, stdio and buffers are freed, and
+ * what the agent still says about it is answered with a kill (EXEC_STARTED) or dropped. */
+struct ghost {
+  uint32_t id; /* 0: none */
+  bool started;
 };
 
 /* What one of our pollfds stands for (the objects may go while the events are handled,
@@ -72,6 +111,11 @@ struct rc_vmctl {
   struct rc_vmctl_agent agent;
   struct caller callers[MAX_CALLERS];
   struct exec_proc *execs[AGENT_MAX_EXECS];
+  /* the latest given up on; the oldest is forgotten for a newer one (the agent naming it
+   * after that is a protocol error, as for any number it never got) */
+  struct ghost ghosts[AGENT_MAX_EXECS];
+  size_t next_ghost;
+  int64_t listen_rests_until; /* accept failed for want of descriptors */
   uint32_t next_id, next_request;
   struct agent_msg *msg; /* to the agent or a caller */
   struct agent_msg *in;  /* a caller's request */
@@ -101,25 +145,48 @@ static int handle_pids_limit(struct request *rq, struct rc_error *err);
 static int refuse_if_paused(const struct rc_vmctl *c, const char *what, struct rc_error *err);
 
 /* The requests the VMM serves. on_exec: only on an EXEC's own connection (else only on a
- * fresh one). A handler that answers at once returns 1; 0 when the answer comes later (it
- * keeps the connection); <0 with err for a failure to report to the caller. */
+ * fresh one). needs_agent: the handler sends the agent a frame, so the request is read
+ * only while the agent's queue has room (the others act on the machine and are served
+ * whatever the guest does). A handler that answers at once returns 1; 0 when the answer
+ * comes later (it keeps the connection); <0 with err for a failure to report to the
+ * caller. */
 static const struct request_type {
   uint16_t type;
   const char *name;
   size_t max_fds;
   bool on_exec;
+  bool needs_agent;
   int (*handle)(struct request *rq, struct rc_error *err);
 } request_types[] = {
-    {RC_VMCTL_EXEC, "exec", MAX_REQUEST_FDS, false, handle_exec},
-    {RC_VMCTL_PS, "ps", 0, false, handle_ps},
-    {RC_VMCTL_SIGNAL, "signal", 0, true, handle_signal},
-    {RC_VMCTL_RESIZE, "resize", 0, true, handle_resize},
-    {RC_VMCTL_PAUSE, "pause", 0, false, handle_pause},
-    {RC_VMCTL_RESUME, "resume", 0, false, handle_resume},
-    {RC_VMCTL_MEMORY, "memory", 0, false, handle_memory},
-    {RC_VMCTL_STATS, "stats", 0, false, handle_stats},
-    {RC_VMCTL_PIDS_LIMIT, "pids limit", 0, false, handle_pids_limit},
+    {RC_VMCTL_EXEC, "exec", MAX_REQUEST_FDS, false, true, handle_exec},
+    {RC_VMCTL_PS, "ps", 0, false, true, handle_ps},
+    {RC_VMCTL_SIGNAL, "signal", 0, true, true, handle_signal},
+    {RC_VMCTL_RESIZE, "resize", 0, true, true, handle_resize},
+    {RC_VMCTL_PAUSE, "pause", 0, false, false, handle_pause},
+    {RC_VMCTL_RESUME, "resume", 0, false, false, handle_resume},
+    {RC_VMCTL_MEMORY, "memory", 0, false, false, handle_memory},
+    {RC_VMCTL_STATS, "stats", 0, false, true, handle_stats},
+    {RC_VMCTL_PIDS_LIMIT, "pids limit", 0, false, true, handle_pids_limit},
 };
+
+static const struct request_type *request_type_of(uint16_t type) {
+  for (size_t i = 0; i < RC_ARRAY_SIZE(request_types); i++)
+    if (request_types[i].type == type) return &request_types[i];
+  return NULL;
+}
+
+void rc_vmctl_set_deadline_ms(uint32_t ms) {
+  deadline_ms = ms ? ms : DEADLINE_MS;
+}
+
+/* The deadline in words: "55 s" (a test's shortened one in ms). */
+static const char *deadline_words(char buf[32]) {
+  if (deadline_ms % 1000 == 0)
+    snprintf(buf, 32, "%lld s", (long long)(deadline_ms / 1000));
+  else
+    snprintf(buf, 32, "%lld ms", (long long)deadline_ms);
+  return buf;
+}
 
 static void close_fd(int *fd) {
   if (*fd >= 0) close(*fd);
@@ -207,6 +274,8 @@ static bool agent_has_room(const struct rc_vmctl *c) {
   return c->agent.queued(c->agent.vm) < AGENT_FRAME_MAX;
 }
 
+/* Sent whether or not the agent's queue has room: one small frame per process at most
+ * (killed; a ghost's once, when it starts), which the queue's spare window holds. */
 static int kill_exec(struct rc_vmctl *c, struct exec_proc *e, struct rc_error *err) {
   if (e->killed || e->exited) return 0;
   if (!e->started) {
@@ -227,10 +296,37 @@ static void nonblocking_if_pipe(int fd, bool own_tty) {
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
+static struct ghost *find_ghost(struct rc_vmctl *c, uint32_t id) {
+  for (size_t i = 0; i < RC_ARRAY_SIZE(c->ghosts); i++)
+    if (c->ghosts[i].id && c->ghosts[i].id == id) return &c->ghosts[i];
+  return NULL;
+}
+
+/* The guest never started it in time, or its caller is gone and it has not ended: the
+ * caller (if still there) learns so, and the slot, the caller's stdio and the buffers are
+ * freed at once rather than held for as long as the guest likes. The agent may still
+ * report it: a ghost remembers it for that. */
+static void give_up_exec(struct rc_vmctl *c, struct exec_proc *e) {
+  if (!e->started) {
+    struct rc_error late;
+    char words[32];
+    rc_err(&late, ETIMEDOUT, "exec: the guest agent did not start the process within %s",
+           deadline_words(words));
+    reply_error(c, e->conn, &late);
+  }
+  if (!e->exited) {
+    c->ghosts[c->next_ghost] = (struct ghost){.id = e->id, .started = e->started};
+    c->next_ghost = (c->next_ghost + 1) % RC_ARRAY_SIZE(c->ghosts);
+  }
+  rc_warn("microVM: exec %u: given up on (%s)", e->id,
+          e->started ? "no exit after its caller went" : "the guest never started it");
+  exec_free(c, e->id);
+}
+
 static uint32_t new_exec_id(struct rc_vmctl *c) {
   for (;;) {
     uint32_t id = c->next_id++;
-    if (id != AGENT_PROC_CONTAINER && !find_exec(c, id)) return id;
+    if (id != AGENT_PROC_CONTAINER && !find_exec(c, id) && !find_ghost(c, id)) return id;
   }
 }
 
@@ -269,6 +365,7 @@ static int handle_exec(struct request *rq, struct rc_error *err) {
     e->out[s] = (struct out_queue){.data = rc_xcalloc(1, AGENT_STDIO_WINDOW + AGENT_FRAME_MAX),
                                    .cap = AGENT_STDIO_WINDOW + AGENT_FRAME_MAX};
   e->conn = rq->fd;
+  e->give_up_at = rc_now_ms() + deadline_ms;
   *slot = e;
   ex->proc = e->id;
   if (agent_encode_exec(c->msg, ex, err) < 0 || to_agent(c, err) < 0) {
@@ -338,11 +435,11 @@ static int handle_memory(struct request *rq, struct rc_error *err) {
   if (agent_cursor_finish(&cur, "memory", err) < 0) return -1;
   struct vmm_balloon *b = rq->c->agent.machine ? vmm_machine_balloon(rq->c->agent.machine) : NULL;
   if (!b) return rc_err(err, ENOTSUP, "this microVM has no balloon");
-  /* These take the balloon's device lock on this, the relay's, thread. A vCPU holds that
-   * lock while it serves a notification, and the guest drives how much there is to serve;
-   * the device serves at most one queue's worth (<= 256 requests, each bounded) per
-   * notification (virtio_dev_serve), so the wait here is bounded and the relay, signal
-   * forwarding and other requests go on however the guest feeds its queues. */
+  /* These take the balloon's device lock on this, the relay's, thread, with
+   * virtio_dev_host_lock: a vCPU serving a notification makes way between two requests
+   * (virtio_dev_serve), so the wait here is one request's work (at most 4096 hole punches,
+   * a few ms), and the relay, signal forwarding and other requests go on however the
+   * guest feeds its queues. */
   if (keep && vmm_balloon_set_target_bytes(b, keep, err) < 0) return -1;
   struct vmm_balloon_counters k;
   vmm_balloon_counters(b, &k);
@@ -459,8 +556,7 @@ static int dispatch(struct rc_vmctl *c, int fd, struct caller *who, struct exec_
   if (r == 0) return 3;
   const struct request_type *t = NULL;
   if (r == 1) {
-    for (size_t i = 0; i < RC_ARRAY_SIZE(request_types) && !t; i++)
-      if (request_types[i].type == f.type) t = &request_types[i];
+    t = request_type_of(f.type);
     if (!t)
       r = rc_err(err, EINVAL, "unknown control request 0x%04x", f.type);
     else if (t->on_exec != (exec != NULL))
@@ -473,25 +569,91 @@ static int dispatch(struct rc_vmctl *c, int fd, struct caller *who, struct exec_
     struct request rq = {c, who, exec, fd, &f, fds, nfds};
     r = t->handle(&rq, err);
     if (r < 0) rc_err_wrap(err, "%s", t->name);
+    if (r == 0 && who) who->what = t->name;
   }
   for (size_t i = 0; i < nfds; i++)
     if (fds[i] >= 0) close(fds[i]);
   return r;
 }
 
+/* The caller's slot is free again (answered, given up on, or it hung up). */
+static void caller_free(struct caller *who) {
+  close_fd(&who->fd);
+  *who = (struct caller){.fd = -1};
+}
+
+/* The type of the request waiting on fd, its header read without taking it (nor its
+ * fds: there is no control buffer to receive them); 0 for a hang-up or a broken request,
+ * which dispatch answers. */
+static uint16_t peek_request_type(int fd) {
+  uint8_t hdr[AGENT_FRAME_HEADER_SIZE];
+  struct rc_error ignored = {0};
+  uint16_t type = 0;
+  uint32_t len = 0;
+  ssize_t n = recv(fd, hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
+  if (n < (ssize_t)sizeof(hdr) || agent_header_decode(hdr, &type, &len, &ignored) < 0) return 0;
+  return type;
+}
+
+/* Callers other than but that wait on the agent: for its answer, or for room. */
+static size_t callers_waiting(const struct rc_vmctl *c, const struct caller *but) {
+  size_t n = 0;
+  for (size_t i = 0; i < MAX_CALLERS; i++) {
+    const struct caller *who = &c->callers[i];
+    n += who != but && who->fd >= 0 && (who->agent_request || who->parked);
+  }
+  return n;
+}
+
 /* A fresh caller's request: answered, or kept (EXEC hands the connection to its process,
- * PS waits for the agent); a failure is answered and ends the connection. */
+ * PS waits for the agent, one that needs the agent waits for room); a failure is answered
+ * and ends the connection. */
 static void on_caller_request(struct rc_vmctl *c, struct caller *who) {
   struct rc_error err = {0};
+  const struct request_type *t = request_type_of(peek_request_type(who->fd));
+  if (t && t->needs_agent && !t->on_exec) {
+    bool room = agent_has_room(c);
+    /* an EXEC sent at once holds no slot; others wait for the answer, or for room */
+    if ((!room || t->type != RC_VMCTL_EXEC) && callers_waiting(c, who) >= MAX_WAITING) {
+      struct agent_frame f;
+      int fds[MAX_REQUEST_FDS];
+      size_t nfds = 0;
+      (void)read_request(c, who->fd, &f, fds, &nfds, &err); /* taken, so it is not reset */
+      for (size_t i = 0; i < nfds; i++) close(fds[i]);
+      rc_err(&err, EBUSY, "%s: the microVM is busy (%u requests wait for its guest agent)", t->name,
+             MAX_WAITING);
+      reply_error(c, who->fd, &err);
+      caller_free(who);
+      return;
+    }
+    if (!room) {
+      /* unread until the agent's queue has room again; its hang-up still shows */
+      who->parked = true;
+      return;
+    }
+  }
+  who->parked = false;
   uint16_t type = 0;
   int r = dispatch(c, who->fd, who, NULL, &type, &err);
   if (r == 2) return;
   if (r < 0) reply_error(c, who->fd, &err);
   if (r < 0 || r == 3) {
-    close_fd(&who->fd);
+    caller_free(who);
     return;
   }
-  if (r == 0 && type == RC_VMCTL_EXEC) who->fd = -1; /* the exec owns it now */
+  if (r == 0 && type == RC_VMCTL_EXEC) {
+    who->fd = -1; /* the exec owns it now */
+    caller_free(who);
+  }
+}
+
+/* An EXEC's caller (its stand-in) hung up: the process goes too, and is given up on if
+ * it has not started, or not ended, by the deadline. SIGNAL or RESIZE it left unread go
+ * with it (it is killed). */
+static int exec_caller_gone(struct rc_vmctl *c, struct exec_proc *e, struct rc_error *err) {
+  close_fd(&e->conn);
+  if (e->started) e->give_up_at = rc_now_ms() + deadline_ms;
+  return kill_exec(c, e, err);
 }
 
 /* A stand-in's message (SIGNAL, RESIZE), or its hang-up: then its process goes too. */
@@ -499,19 +661,22 @@ static void on_exec_request(struct rc_vmctl *c, struct exec_proc *e) {
   struct rc_error err = {0};
   uint16_t type = 0;
   int r = dispatch(c, e->conn, NULL, e, &type, &err);
-  if (r == 3) {
-    close_fd(&e->conn);
-    r = kill_exec(c, e, &err);
-  }
+  if (r == 3) r = exec_caller_gone(c, e, &err);
   if (r < 0) rc_warn("microVM: exec %u: %s", e->id, err.msg);
 }
 
 static void accept_callers(struct rc_vmctl *c) {
   for (size_t i = 0; i < MAX_CALLERS; i++) {
     if (c->callers[i].fd >= 0) continue;
-    int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) return;
-    c->callers[i] = (struct caller){.fd = fd, .agent_request = 0, .reply_type = 0};
+    int fd;
+    do fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        c->listen_rests_until = rc_now_ms() + ACCEPT_REST_MS;
+      return;
+    }
+    c->callers[i] = (struct caller){.fd = fd, .deadline = rc_now_ms() + deadline_ms};
   }
 }
 
@@ -589,27 +754,63 @@ int rc_vmctl_flush(struct rc_vmctl *c, struct rc_error *err) {
   return 0;
 }
 
+/* ---- Deadlines ------------------------------------------------------------------------ */
+
+/* Whoever the VMM has held past the deadline is answered (if still there) and let go. */
+static void expire(struct rc_vmctl *c) {
+  int64_t now = rc_now_ms();
+  char s[32];
+  deadline_words(s);
+  for (size_t i = 0; i < MAX_CALLERS; i++) {
+    struct caller *who = &c->callers[i];
+    if (who->fd < 0 || now < who->deadline) continue;
+    struct rc_error late;
+    if (who->agent_request) {
+      rc_err(&late, ETIMEDOUT, "%s: the guest agent did not answer within %s", who->what, s);
+      rc_warn("microVM: %s", late.msg);
+    } else if (who->parked) {
+      rc_err(&late, ETIMEDOUT,
+             "the guest agent has not read its channel for %s: the request was not sent", s);
+    } else {
+      rc_err(&late, ETIMEDOUT, "no request within %s", s);
+    }
+    reply_error(c, who->fd, &late);
+    caller_free(who); /* a late answer from the agent goes to no one */
+  }
+  for (size_t i = 0; i < AGENT_MAX_EXECS; i++) {
+    struct exec_proc *e = c->execs[i];
+    if (e && e->give_up_at && now >= e->give_up_at) give_up_exec(c, e);
+  }
+}
+
 /* ---- Poll ---------------------------------------------------------------------------- */
 
 size_t rc_vmctl_poll_fill(struct rc_vmctl *c, struct pollfd *p) {
   size_t n = 0;
   bool room = agent_has_room(c);
   if (c->listen_fd >= 0) {
+    bool slot = false;
+    for (size_t i = 0; i < MAX_CALLERS && !slot; i++) slot = c->callers[i].fd < 0;
+    /* with no slot to take it, a connection would keep the socket readable */
+    bool resting = c->listen_rests_until && rc_now_ms() < c->listen_rests_until;
     c->tags[n] = (struct poll_tag){POLL_LISTEN, 0, 0};
-    p[n++] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = slot && !resting ? c->listen_fd : -1, .events = POLLIN};
   }
   for (uint32_t i = 0; i < MAX_CALLERS; i++) {
-    if (c->callers[i].fd < 0) continue;
+    const struct caller *who = &c->callers[i];
+    if (who->fd < 0) continue;
     c->tags[n] = (struct poll_tag){POLL_CALLER, i, 0};
-    /* one waiting for the agent has nothing more to say; its hang-up still shows */
-    p[n++] = (struct pollfd){.fd = room || c->callers[i].agent_request ? c->callers[i].fd : -1,
-                             .events = c->callers[i].agent_request ? 0 : POLLIN};
+    /* one waiting for the agent (its answer, or room for its request) has nothing to be
+     * read now; its hang-up still shows (POLLHUP needs no events) and frees its slot */
+    bool quiet = who->agent_request || (who->parked && !room);
+    p[n++] = (struct pollfd){.fd = who->fd, .events = quiet ? 0 : POLLIN};
   }
   for (size_t i = 0; i < AGENT_MAX_EXECS; i++) {
     struct exec_proc *e = c->execs[i];
     if (!e) continue;
     c->tags[n] = (struct poll_tag){POLL_EXEC_CONN, e->id, 0};
-    p[n++] = (struct pollfd){.fd = room ? e->conn : -1, .events = POLLIN};
+    /* SIGNAL and RESIZE wait for room; the hang-up still shows */
+    p[n++] = (struct pollfd){.fd = e->conn, .events = room ? POLLIN : 0};
     bool want_in =
         e->started && !e->exited && !e->in_eof && room && e->stdin_in_flight < AGENT_STDIO_WINDOW;
     c->tags[n] = (struct poll_tag){POLL_EXEC_IN, e->id, 0};
@@ -632,17 +833,23 @@ int rc_vmctl_poll_handle(struct rc_vmctl *c, const struct pollfd *p, size_t n,
       case POLL_LISTEN:
         accept_callers(c);
         break;
-      case POLL_CALLER:
-        if (c->callers[t->id].fd < 0) break;
-        if (c->callers[t->id].agent_request) {
-          close_fd(&c->callers[t->id].fd); /* it gave up waiting */
-          c->callers[t->id].agent_request = 0;
-        } else {
-          on_caller_request(c, &c->callers[t->id]);
-        }
+      case POLL_CALLER: {
+        struct caller *who = &c->callers[t->id];
+        if (who->fd < 0) break;
+        if (p[i].revents & POLLIN)
+          on_caller_request(c, who);
+        else
+          caller_free(who); /* it hung up (or its socket failed) while it waited */
         break;
+      }
       case POLL_EXEC_CONN:
-        if (e && e->conn >= 0) on_exec_request(c, e);
+        if (!e || e->conn < 0) break;
+        if ((p[i].revents & POLLIN) && agent_has_room(c)) {
+          on_exec_request(c, e);
+        } else if (p[i].revents & (POLLHUP | POLLERR)) {
+          struct rc_error gone = {0};
+          if (exec_caller_gone(c, e, &gone) < 0) rc_warn("microVM: exec %u: %s", e->id, gone.msg);
+        }
         break;
       case POLL_EXEC_IN:
         if (e && e->in_fd >= 0 && !e->in_eof && read_stdin(c, e, err) < 0) return -1;
@@ -652,7 +859,21 @@ int rc_vmctl_poll_handle(struct rc_vmctl *c, const struct pollfd *p, size_t n,
         break;
     }
   }
+  expire(c);
   return 0;
+}
+
+int rc_vmctl_poll_timeout(const struct rc_vmctl *c) {
+  int64_t next = INT64_MAX, now = rc_now_ms();
+  for (size_t i = 0; i < MAX_CALLERS; i++)
+    if (c->callers[i].fd >= 0 && c->callers[i].deadline < next) next = c->callers[i].deadline;
+  for (size_t i = 0; i < AGENT_MAX_EXECS; i++)
+    if (c->execs[i] && c->execs[i]->give_up_at && c->execs[i]->give_up_at < next)
+      next = c->execs[i]->give_up_at;
+  if (c->listen_rests_until > now && c->listen_rests_until < next) next = c->listen_rests_until;
+  if (next == INT64_MAX) return -1;
+  if (next <= now) return 0;
+  return next - now > INT_MAX ? INT_MAX : (int)(next - now);
 }
 
 /* ---- Frames from the agent ------------------------------------------------------------ */
@@ -673,6 +894,19 @@ static int on_exec_result(struct rc_vmctl *c, const struct agent_frame *f, struc
   if (ok ? agent_decode_exec_started(f, &id, &pid, err) < 0
          : agent_decode_exec_error(f, &id, &em, err) < 0)
     return -1;
+  struct ghost *g = find_exec(c, id) ? NULL : find_ghost(c, id);
+  if (g) {
+    if (g->started)
+      return rc_err(err, EPROTO, "microVM: the guest agent started process %u twice", id);
+    if (!ok) {
+      g->id = 0; /* never ran: nothing more comes about it */
+      return 1;
+    }
+    /* given up on before it started: nobody is there for it */
+    g->started = true;
+    agent_encode_signal(c->msg, id, SIGKILL);
+    return to_agent(c, err) < 0 ? -1 : 1;
+  }
   struct exec_proc *e = known_exec(c, id, f->type, err);
   if (!e) return -1;
   if (e->started)
@@ -686,6 +920,9 @@ static int on_exec_result(struct rc_vmctl *c, const struct agent_frame *f, struc
     return 1;
   }
   e->started = true;
+  /* its caller is there for as long as it runs; one that left has it killed, and waits
+   * no longer for its end than for its start */
+  e->give_up_at = e->conn >= 0 ? 0 : rc_now_ms() + deadline_ms;
   reply_begin(c->msg, 0, "");
   agent_put_u32(c->msg, pid);
   send_to_caller(e->conn, c->msg);
@@ -707,9 +944,7 @@ static struct caller *waiting_caller(struct rc_vmctl *c, uint32_t request, uint1
 
 /* The caller has its answer: the connection ends. */
 static void answered(struct caller *who) {
-  close_fd(&who->fd);
-  who->agent_request = 0;
-  who->reply_type = 0;
+  caller_free(who);
 }
 
 static int on_ps_reply(struct rc_vmctl *c, const struct agent_frame *f, struct rc_error *err) {
@@ -773,6 +1008,7 @@ int rc_vmctl_on_frame(struct rc_vmctl *c, const struct agent_frame *f, struct rc
       struct agent_data d;
       if (agent_decode_data(f, &d, err) < 0) return -1;
       if (d.proc == AGENT_PROC_CONTAINER) return 0;
+      if (!find_exec(c, d.proc) && find_ghost(c, d.proc)) return 1; /* nobody reads it */
       struct exec_proc *e = known_exec(c, d.proc, f->type, err);
       if (!e) return -1;
       int s = f->type == AGENT_MSG_STDERR;
@@ -790,6 +1026,7 @@ int rc_vmctl_on_frame(struct rc_vmctl *c, const struct agent_frame *f, struct rc
       uint32_t id = 0, n = 0;
       if (agent_decode_stdin_credit(f, &id, &n, err) < 0) return -1;
       if (id == AGENT_PROC_CONTAINER) return 0;
+      if (!find_exec(c, id) && find_ghost(c, id)) return 1;
       struct exec_proc *e = known_exec(c, id, f->type, err);
       if (!e) return -1;
       if (n > e->stdin_in_flight)
@@ -801,9 +1038,14 @@ int rc_vmctl_on_frame(struct rc_vmctl *c, const struct agent_frame *f, struct rc
       struct agent_exit x;
       if (agent_decode_exit(f, &x, err) < 0) return -1;
       if (x.proc == AGENT_PROC_CONTAINER) return 0;
-      struct exec_proc *e = known_exec(c, x.proc, f->type, err);
-      if (!e) return -1;
-      if (!e->started || e->exited)
+      struct ghost *g = find_exec(c, x.proc) ? NULL : find_ghost(c, x.proc);
+      if (g && g->started) {
+        g->id = 0; /* its end: nothing more comes about it */
+        return 1;
+      }
+      struct exec_proc *e = g ? NULL : known_exec(c, x.proc, f->type, err);
+      if (!e && !g) return -1;
+      if (!e || !e->started || e->exited)
         return rc_err(err, EPROTO, "microVM: the guest agent sent EXIT for process %u out of turn",
                       x.proc);
       e->exited = true;
@@ -847,7 +1089,7 @@ void rc_vmctl_finish(struct rc_vmctl *c) {
   }
   for (size_t i = 0; i < MAX_CALLERS; i++) {
     if (c->callers[i].fd < 0) continue;
-    if (c->callers[i].agent_request) {
+    if (c->callers[i].agent_request || c->callers[i].parked) {
       struct rc_error gone;
       rc_err(&gone, ESRCH, "container is not running");
       reply_error(c, c->callers[i].fd, &gone);

@@ -650,7 +650,8 @@ static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
     p[n++] = (struct pollfd){.fd = vm->out[0].len ? vm->out_fd[0] : -1, .events = POLLOUT};
     p[n++] = (struct pollfd){.fd = vm->out[1].len ? vm->out_fd[1] : -1, .events = POLLOUT};
     size_t n_ctl = rc_vmctl_poll_fill(vm->ctl, p + n);
-    if (poll(p, (nfds_t)n + n_ctl, -1) < 0) {
+    /* the control side's deadlines (callers the agent never answers) bound the wait */
+    if (poll(p, (nfds_t)n + n_ctl, rc_vmctl_poll_timeout(vm->ctl)) < 0) {
       if (errno == EINTR) continue;
       return rc_err(err, errno, "microVM: poll");
     }

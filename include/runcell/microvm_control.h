@@ -73,9 +73,16 @@ void rc_vmctl_free(struct rc_vmctl *c);
 size_t rc_vmctl_max_pollfds(void);
 /* Fills p (at least rc_vmctl_max_pollfds() of them); returns how many it used. */
 size_t rc_vmctl_poll_fill(struct rc_vmctl *c, struct pollfd *p);
-/* Handles what poll reported on the pollfds rc_vmctl_poll_fill filled. */
+/* Handles what poll reported on the pollfds rc_vmctl_poll_fill filled, then answers and
+ * lets go whoever was held past the deadline (a caller the agent never answered, an EXEC
+ * it never started): call it after every poll, a timeout's included. */
 int rc_vmctl_poll_handle(struct rc_vmctl *c, const struct pollfd *p, size_t n,
                          struct rc_error *err);
+/* The poll timeout (ms) until the next deadline; -1 for none. */
+int rc_vmctl_poll_timeout(const struct rc_vmctl *c);
+/* Tests only: how long callers and unstarted EXECs are held (0: the default, 55 s, just
+ * under the caller's own 60 s timeout), so that a test need not wait that long. */
+void rc_vmctl_set_deadline_ms(uint32_t ms);
 /* A frame from the agent: 1 if it was about an EXEC'd process or answers a request (PS,
  * STATS, PIDS_LIMIT: handled), 0 if it is the container's process's, <0 when it breaks the
  * protocol. */
