@@ -1,4 +1,5 @@
 /* The state store: id validation, create/open/lock semantics, atomic state, refresh. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -70,10 +71,16 @@ static void create_open_save_remove(void) {
     CHECK(back->status == OCI_STATUS_STOPPED);
     oci_state_free(back);
   }
-  /* No temp files are left next to state.json. */
-  char *tmp = rc_xasprintf("%s/c1/.state.json.tmp.%d", root, (int)getpid());
-  CHECK(access(tmp, F_OK) != 0);
-  free(tmp);
+  /* No temp files (.state.json.tmp.<random>) are left next to state.json. */
+  char *dir_path = rc_xasprintf("%s/c1", root);
+  DIR *dir = opendir(dir_path);
+  CHECK(dir != NULL);
+  int temps = 0;
+  for (struct dirent *de; dir && (de = readdir(dir));)
+    temps += strncmp(de->d_name, ".state.json.tmp.", 16) == 0;
+  if (dir) closedir(dir);
+  CHECK(temps == 0);
+  free(dir_path);
 
   /* A second opener blocks on the lock until the first closes; a waiter that gets the lock
    * after the directory was removed sees "does not exist". */
