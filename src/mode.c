@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "runcell/log.h"
+
 static char invocation[64] = "runcell";
 
 void rc_mode_set_invocation(const char *argv0) {
@@ -44,6 +46,18 @@ static const struct handler *invoked_handler(void) {
   for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
     if (strcmp(invocation, handlers[i].name) == 0) return &handlers[i];
   return NULL;
+}
+
+/* A name that looks like a handler's but is none of them (a renamed copy, a hardlink
+ * "runcell-cell.new") runs as plain runcell, which takes every annotation: the operator
+ * should hear that the floor they may have meant is not there. */
+static void warn_unknown_handler(void) {
+  if (invoked_handler() || strncmp(invocation, "runcell-", 8) != 0) return;
+  rc_warn(
+      "invoked as %s, which is no runtime handler's name (runcell-cell, runcell-native, "
+      "runcell-microvm): plain runcell's defaults apply, and annotations may choose "
+      "anything",
+      invocation);
 }
 
 static void from_handler(struct rc_mode_choice *c) {
@@ -110,10 +124,18 @@ bool rc_state_is_microvm(const struct oci_state *st) {
   return false;
 }
 
+/* A sandbox only when every CRI's key present says so. Each CRI writes its own key over
+ * whatever a pod passed (containerd: io.kubernetes.cri.container-type; CRI-O:
+ * io.kubernetes.cri-o.ContainerType), but pod annotations pass through, so under containerd
+ * a pod can add CRI-O's key and under CRI-O containerd's: "either key" let a workload
+ * container declare itself a sandbox and leave a runcell-microvm floor for a cell (red
+ * team, session 18). A pod can only make its own sandbox a non-sandbox this way, which
+ * asks for more isolation, not less. */
 static bool is_sandbox(const struct oci_config *cfg) {
   const char *cri = oci_config_annotation(cfg, "io.kubernetes.cri.container-type");
   const char *crio = oci_config_annotation(cfg, "io.kubernetes.cri-o.ContainerType");
-  return (cri && !strcmp(cri, "sandbox")) || (crio && !strcmp(crio, "sandbox"));
+  if (!cri && !crio) return false;
+  return (!cri || !strcmp(cri, "sandbox")) && (!crio || !strcmp(crio, "sandbox"));
 }
 
 int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, struct rc_error *err) {
@@ -121,6 +143,7 @@ int rc_mode_choose(const struct oci_config *cfg, struct rc_mode_choice *out, str
   snprintf(out->source, sizeof(out->source), "default");
   snprintf(out->gate_source, sizeof(out->gate_source), "default");
   snprintf(out->placement_source, sizeof(out->placement_source), "default");
+  warn_unknown_handler();
   from_handler(out);
 
   const char *mode = oci_config_annotation(cfg, RC_ANNOTATION_MODE);

@@ -470,6 +470,35 @@ def test_a_handler_lets_an_annotation_ask_for_a_microvm(h, bundle, runcell_bin, 
     assert_nothing_left(h, cid)
 
 
+@pytest.mark.parametrize("claims", [
+    {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri-o.ContainerType": "sandbox"},
+    {"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri-o.ContainerType": "container"},
+])
+def test_a_workload_cannot_pass_for_a_sandbox_with_the_other_cris_key(h, bundle, runcell_bin,
+                                                                      claims):
+    """Each CRI writes its own container-type key, but a pod's annotations pass through, so
+    a workload container can carry the other CRI's key saying "sandbox" (red team, session
+    18: under runcell-microvm that made it a cell). A container is a sandbox only if every
+    key present says so: here it stays a microVM (refused on this host for want of KVM)."""
+    if expected_microvm_refusal("x", "y") is None:
+        pytest.skip("this host's /dev/kvm is usable: microVMs run here (the lane covers it)")
+    cid, res = create_as(h, bundle, runcell_bin, "runcell-microvm", claims)
+    assert res.rc != 0, res.describe()
+    assert res.msg.startswith(expected_microvm_refusal(cid, "handler runcell-microvm")), \
+        res.describe()
+    assert_nothing_left(h, cid)
+
+
+def test_a_name_like_a_handlers_that_is_none_warns(h, bundle, runcell_bin):
+    """A renamed copy or hardlink (runcell-cell.new) is plain runcell, which takes every
+    annotation: create says so, so that an operator who meant a floor finds out."""
+    cid, res = create_as(h, bundle, runcell_bin, "runcell-cell.new", {"run.runcell.gate": "off"})
+    assert res.rc == 0, res.describe()
+    assert "invoked as runcell-cell.new, which is no runtime handler's name" in res.err, \
+        res.describe()
+    assert annotations_of(h, cid).get("run.runcell.gate") == "off"
+
+
 # A few denials, for the checks below: each answers differently natively (see above).
 SAMPLE = ["bpf", "mount", "unshare", "clone3", "clone:newuts", "socket:packet", "ioctl:tiocsti"]
 SAMPLE_IN_CELL = {"bpf": "EPERM", "mount": "EPERM", "unshare": "EPERM", "clone3": "ENOSYS",
