@@ -518,7 +518,9 @@ static int read_request(struct rc_vmctl *c, int fd, struct agent_frame *f, int *
       .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
   ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 2;
-  if (n <= 0) return 0;
+  if (n < 0) return 0;
+  /* The descriptors first, whatever the message: an empty one (read as a hang-up) can
+   * carry some too, and they are ours from recvmsg on (fuzz_vmctl found them leaked). */
   for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
     if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
     size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -530,6 +532,11 @@ static int read_request(struct rc_vmctl *c, int fd, struct agent_frame *f, int *
       else
         close(got);
     }
+  }
+  if (n == 0) {
+    for (size_t i = 0; i < *nfds; i++) close(fds[i]);
+    *nfds = 0;
+    return 0;
   }
   if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
     return rc_err(err, EMSGSIZE, "control request too large");

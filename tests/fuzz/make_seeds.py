@@ -139,9 +139,80 @@ def render_seeds():
         write("views_render", name, header + texts.encode())
 
 
+def vmctl_seeds():
+    # a script of events for fuzz_vmctl.c (its OP_ list): opcodes and their operands; TURN
+    # twice where a caller just connected (one turn accepts it, the next reads its request)
+    CONNECT, REQUEST, HANGUP, STDIN, STDIN_CLOSE, OUTPUT, REPLIES, FRAME, RAW_FRAME, TURN, \
+        WAIT, QUEUED, FINISH = range(13)
+    EXEC, PS, SIGNAL, RESIZE, PAUSE, RESUME, MEMORY, STATS, PIDS_LIMIT = range(9)
+    STDOUT, STDERR, EXIT, STDIN_CREDIT, EXEC_STARTED, EXEC_ERROR, PS_REPLY, STATS_REPLY, \
+        PIDS_LIMIT_REPLY = range(9)
+
+    def s(text):
+        return bytes([len(text)]) + text.encode()
+
+    def exec_(conn, tty=False):  # /bin/sh, 24x80
+        return bytes([REQUEST, conn, EXEC, 1 if tty else 0]) + s("/bin/sh") + bytes([24, 80])
+
+    def started(proc=0):  # proc: the index of the VMM's EXEC among those it sent
+        return bytes([FRAME, EXEC_STARTED, proc]) + struct.pack("<I", 42)
+
+    def data(stream, text, proc=0):
+        return bytes([FRAME, stream, proc]) + s(text)
+
+    def exit_(proc=0, code=0):
+        return bytes([FRAME, EXIT, proc, 0, code])
+
+    session = (exec_(0) + bytes([TURN, TURN]) + started() + bytes([REPLIES, 0, STDIN, 0]) +
+               s("hello\n") + bytes([TURN, TURN, FRAME, STDIN_CREDIT, 0, 0]) +
+               data(STDOUT, "hello\n") + data(STDERR, "warning\n") +
+               bytes([OUTPUT, 0, 0, OUTPUT, 0, 1, TURN, TURN, REQUEST, 0, SIGNAL, 0, 15,
+                      TURN, TURN, STDIN_CLOSE, 0, TURN, TURN]) +
+               exit_() + bytes([TURN, TURN, REPLIES, 0]))
+    write("vmctl", "exec-session", bytes([0]) + session)
+    write("vmctl", "exec-tty",
+          bytes([0]) + exec_(0, tty=True) + bytes([TURN, TURN]) + started() +
+          bytes([REQUEST, 0, RESIZE, 0, TURN, TURN, STDIN, 0]) + s("ls\r") + bytes([TURN, TURN]) +
+          data(STDOUT, "bin\r\n") + bytes([OUTPUT, 0, 0, TURN, TURN]) + exit_(code=1) +
+          bytes([TURN, TURN, REPLIES, 0]))
+    stats = struct.pack("<QIHHBB", 1000, 1 << 20, 4096, 8192, 3, 0)
+    write("vmctl", "agent-requests",
+          bytes([0, REQUEST, 0, PS, 0, REQUEST, 1, STATS, 0, REQUEST, 2, PIDS_LIMIT, 0, 100,
+                 TURN, TURN, FRAME, PS_REPLY, 0, 0, 3]) + s("/sbin/init") +
+          bytes([FRAME, STATS_REPLY, 1, 1]) + stats +
+          bytes([FRAME, PIDS_LIMIT_REPLY, 2, 0, 0]) + s("") +
+          bytes([1, TURN, TURN, REPLIES, 0, REPLIES, 1, REPLIES, 2]))
+    write("vmctl", "machine-requests",
+          bytes([0, REQUEST, 0, PAUSE, 0, REQUEST, 1, RESUME, 0, REQUEST, 2, MEMORY, 0, 0,
+                 REQUEST, 3, PS, 4, TURN, TURN, REPLIES, 0, REPLIES, 1, REPLIES, 2, REPLIES, 3]))
+    # the deadline at 1 ms: a ps and an exec the agent never answers, then a late start
+    write("vmctl", "deadline",
+          bytes([1, REQUEST, 0, PS, 0]) + exec_(1) + bytes([CONNECT, 2, TURN, TURN, WAIT, WAIT,
+                                                            REPLIES, 0, REPLIES, 1]) +
+          started() + data(STDOUT, "late") + exit_())
+    write("vmctl", "no-room",
+          bytes([0]) + exec_(0) + bytes([TURN, TURN]) + started() +
+          bytes([QUEUED, 0x80, REQUEST, 1, PS, 0, REQUEST, 2, MEMORY, 0, 0, TURN, TURN,
+                 REPLIES, 2, HANGUP, 0, 1, TURN, TURN, QUEUED, 0, TURN, TURN, REPLIES, 1]))
+    # output up to the window (the pattern in 64 KiB frames), read out and credited
+    write("vmctl", "window",
+          bytes([0]) + exec_(0) + bytes([TURN, TURN]) + started() +
+          bytes([FRAME, STDOUT, 0, 0xff, 0xf0]) * 4 + bytes([OUTPUT, 0, 0, TURN, TURN]) * 8 +
+          bytes([FRAME, STDERR, 0, 0xff, 0xf0, TURN, TURN]))
+    write("vmctl", "finish",
+          bytes([0]) + exec_(0) + exec_(1) + bytes([TURN, TURN]) + started() +
+          bytes([REQUEST, 2, PS, 0, TURN, TURN, FINISH]))
+    write("vmctl", "exec-error",
+          bytes([0]) + exec_(0) + bytes([TURN, TURN, FRAME, EXEC_ERROR, 0, 2, 2]) +
+          s("exec: \"sh\": executable file not found in $PATH") + bytes([TURN, TURN, REPLIES, 0]))
+    write("vmctl", "protocol-error",
+          bytes([0]) + exec_(0) + bytes([TURN, TURN]) + exit_())
+
+
 if __name__ == "__main__":
     config_seeds()
     state_seeds()
     cli_seeds()
     fuse_seeds()
     render_seeds()
+    vmctl_seeds()
