@@ -11,18 +11,28 @@
 #endif
 
 static const struct {
-  const char *name;
+  const char *name; /* linux.namespaces[].type */
+  const char *proc; /* its file in /proc/<pid>/ns, and criu's name for it */
   int flag;
 } ns_table[OCI_NS_COUNT] = {
-    [OCI_NS_PID] = {"pid", CLONE_NEWPID},          [OCI_NS_NETWORK] = {"network", CLONE_NEWNET},
-    [OCI_NS_MOUNT] = {"mount", CLONE_NEWNS},       [OCI_NS_IPC] = {"ipc", CLONE_NEWIPC},
-    [OCI_NS_UTS] = {"uts", CLONE_NEWUTS},          [OCI_NS_USER] = {"user", CLONE_NEWUSER},
-    [OCI_NS_CGROUP] = {"cgroup", CLONE_NEWCGROUP}, [OCI_NS_TIME] = {"time", CLONE_NEWTIME},
+    [OCI_NS_PID] = {"pid", "pid", CLONE_NEWPID},
+    [OCI_NS_NETWORK] = {"network", "net", CLONE_NEWNET},
+    [OCI_NS_MOUNT] = {"mount", "mnt", CLONE_NEWNS},
+    [OCI_NS_IPC] = {"ipc", "ipc", CLONE_NEWIPC},
+    [OCI_NS_UTS] = {"uts", "uts", CLONE_NEWUTS},
+    [OCI_NS_USER] = {"user", "user", CLONE_NEWUSER},
+    [OCI_NS_CGROUP] = {"cgroup", "cgroup", CLONE_NEWCGROUP},
+    [OCI_NS_TIME] = {"time", "time", CLONE_NEWTIME},
 };
 
 const char *oci_ns_type_name(enum oci_ns_type type) {
   if ((unsigned)type >= OCI_NS_COUNT) return NULL;
   return ns_table[type].name;
+}
+
+const char *oci_ns_proc_name(enum oci_ns_type type) {
+  if ((unsigned)type >= OCI_NS_COUNT) return NULL;
+  return ns_table[type].proc;
 }
 
 int oci_ns_clone_flag(enum oci_ns_type type) {

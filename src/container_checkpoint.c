@@ -576,13 +576,10 @@ static int add_external_mounts(struct argv_buf *a, const struct oci_config *cfg,
   return 0;
 }
 
-/* criu's namespace names. */
+/* criu's namespace names: those of /proc/<pid>/ns. */
 static const char *criu_ns_name(enum oci_ns_type t) {
-  static const char *const names[OCI_NS_COUNT] = {
-      [OCI_NS_PID] = "pid",       [OCI_NS_NETWORK] = "net", [OCI_NS_MOUNT] = "mnt",
-      [OCI_NS_IPC] = "ipc",       [OCI_NS_UTS] = "uts",     [OCI_NS_USER] = "user",
-      [OCI_NS_CGROUP] = "cgroup", [OCI_NS_TIME] = "time"};
-  return (unsigned)t < OCI_NS_COUNT ? names[t] : "?";
+  const char *name = oci_ns_proc_name(t);
+  return name ? name : "?";
 }
 
 /* The cgroup criu freezes the container with: v1's freezer, else the v2 cgroup itself. */

@@ -207,7 +207,7 @@ int rc_write_file_atomic(int dirfd, const char *name, const char *data, size_t l
   if (rc_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
     int e = errno;
     unlinkat(dirfd, tmp, 0);
-    return rc_err(err, e, "write %s", tmp);
+    return rc_err(err, e, "write %s", name); /* the random temporary name would tell nothing */
   }
   /* Within the one directory fd: a rename replaces a symlink at name, never its target. */
   if (renameat(dirfd, tmp, dirfd, name) < 0) {

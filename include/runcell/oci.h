@@ -333,6 +333,7 @@ void oci_resources_free_fields(struct oci_resources *r);
 const struct oci_namespace *oci_config_namespace(const struct oci_config *cfg,
                                                  enum oci_ns_type type);
 const char *oci_ns_type_name(enum oci_ns_type type); /* "pid", "network", ... */
+const char *oci_ns_proc_name(enum oci_ns_type type); /* /proc/<pid>/ns/: "pid", "net", ... */
 int oci_ns_clone_flag(enum oci_ns_type type);        /* CLONE_NEWPID, ... */
 /* Looks up an annotation; NULL if absent. */
 const char *oci_config_annotation(const struct oci_config *cfg, const char *key);

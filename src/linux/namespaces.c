@@ -185,15 +185,13 @@ static int check_sysctl_namespace(const struct oci_config *cfg, const char *key,
 
 int rc_ns_check_sysctl_targets(const struct oci_config *cfg, const int fds[OCI_NS_COUNT],
                                struct rc_error *err) {
-  static const char *const proc_name[OCI_NS_COUNT] = {
-      [OCI_NS_NETWORK] = "net", [OCI_NS_IPC] = "ipc", [OCI_NS_UTS] = "uts"};
   if (!cfg->has_linux) return 0;
   for (size_t i = 0; i < cfg->linux_.n_sysctl; i++) {
     const char *key = cfg->linux_.sysctl[i].key;
     enum oci_ns_type need = sysctl_namespace(key);
     if (need == OCI_NS_COUNT || fds[need] < 0) continue;
     char own[32];
-    snprintf(own, sizeof(own), "/proc/self/ns/%s", proc_name[need]);
+    snprintf(own, sizeof(own), "/proc/self/ns/%s", oci_ns_proc_name(need));
     struct stat target;
     struct stat mine;
     if (fstat(fds[need], &target) < 0)

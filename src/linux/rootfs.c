@@ -185,7 +185,7 @@ int rc_bind_by_fd(int src, int dst, bool recursive, bool rdonly) {
   if (tree < 0) return fd_mounts_missing();
   struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
   if (rdonly && mount_setattr(tree, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
-    return errno == ENOSYS ? 1 : -1;
+    return fd_mounts_missing(); /* 5.12, after open_tree's 5.2: still nothing attached */
   return move_mount(tree, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
 }
 
