@@ -385,5 +385,44 @@ static void test_unstarted_execs_are_given_up(void) {
   rig_stop(&r);
 }
 
+/* The deadline is for waiting on the guest, not for running: an exec that started, whose
+ * caller is still there, runs on past it (a long `runcell exec` must not be cut off), and
+ * its output still reaches the caller. Only when the caller hangs up does its clock
+ * start. */
+static void test_a_started_exec_outlives_the_deadline(void) {
+  struct rig r;
+  rig_start(&r, 300);
+  char msg[AGENT_MAX_MESSAGE + 1];
+  uint32_t errnum = 0;
+  int out = -1;
+  int ex = request_exec(&r, &out);
+  run_for(&r, 30);
+  CHECK(r.agent.execs == 1);
+  uint32_t id = r.agent.exec_ids[0];
+  struct agent_msg m;
+  agent_encode_exec_started(&m, id, 42);
+  CHECK(from_agent(&r, &m) == 1);
+  CHECK(reply_of(ex, &errnum, msg, sizeof(msg)) == 1 && errnum == 0);
+  run_for(&r, 900); /* three deadlines */
+  CHECK(r.agent.kills == 0);
+  CHECK(!readable(ex)); /* no ETIMEDOUT, no hang-up */
+  agent_encode_data(&m, AGENT_MSG_STDOUT, id, "late", 4);
+  CHECK(from_agent(&r, &m) == 1);
+  run_for(&r, 30);
+  char buf[8] = {0};
+  CHECK(read(out, buf, sizeof(buf)) == 4 && memcmp(buf, "late", 4) == 0);
+  /* its caller goes: killed at once, and given up on (stdio let go) a deadline later */
+  close(ex);
+  run_for(&r, 30);
+  CHECK(r.agent.kills == 1 && r.agent.kill_proc == id);
+  int64_t t0 = rc_now_ms();
+  CHECK(run_until_answered(&r, &out, 1, 2000));
+  CHECK(rc_now_ms() - t0 >= 200);
+  CHECK(read(out, buf, 1) == 0);
+  close(out);
+  rig_stop(&r);
+}
+
 UNIT_MAIN("vmctl", UNIT_CASE(test_unanswered_callers_neither_spin_nor_stay),
-          UNIT_CASE(test_no_room_for_the_agent), UNIT_CASE(test_unstarted_execs_are_given_up))
+          UNIT_CASE(test_no_room_for_the_agent), UNIT_CASE(test_unstarted_execs_are_given_up),
+          UNIT_CASE(test_a_started_exec_outlives_the_deadline))
