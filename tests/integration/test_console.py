@@ -332,16 +332,22 @@ def test_cve_2025_52565_dev_console_swapped_while_runcell_makes_it(h, workdir, m
              "rm -rf dev/console; ln -s /hostdir/canary dev/console; "
              "rm -rf dev/console; ln -s /proc/sys/kernel/core_pattern dev/console; "
              f"i=$((i+1)); echo $i > {swaps}; done")
+    hook_ran = host / "hook-ran"
     bundle.config["hooks"] = {"createContainer": [{
         "path": "/bin/sh",
-        "args": ["sh", "-c", f"( {racer} ) </dev/null >/dev/null 2>&1 & sleep 0.02"]}]}
+        "args": ["sh", "-c", f"echo > {hook_ran}; ( {racer} ) </dev/null >/dev/null 2>&1 & "
+                             "sleep 0.02"]}]}
     outcomes = {}
     met = raced = 0
     for i in range(RACE_CREATES):
         swaps.unlink(missing_ok=True)
+        hook_ran.unlink(missing_ok=True)
         log = workdir / f"create-{i}.log"
         res, lines = run_with_terminal(h, bundle, FACTS + ATTACK_CHECKS, log=log)
         met += "/dev/console: removed what was there (mode 120777)" in log.read_text()
+        # the hook ran, where it could reach the host's files, on every create: only the
+        # racer's scheduling may fail to line up with the set-up
+        assert hook_ran.exists(), res.describe()
         # whether the racer got through a round while the container was set up: under
         # load (a CI run with other work on 2 CPUs) it may not have been scheduled in time
         raced += swaps.exists()
