@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "runcell/error.h"
@@ -18,11 +20,41 @@
 
 static const char victim_text[] = "not yours\n";
 
+/* getrandom, replaced for this program (runcell_core is a static library, so its call
+ * binds here): the names an attacker would have to guess can be planted ahead, which is
+ * the only way to show that the open itself refuses what is there (O_EXCL|O_NOFOLLOW)
+ * rather than the name being merely unlikely. Without forced values it passes through to
+ * the kernel's. */
+static uint64_t forced[16];
+static size_t n_forced, next_forced;
+
+ssize_t getrandom(void *buf, size_t len, unsigned int flags);
+ssize_t getrandom(void *buf, size_t len, unsigned int flags) {
+  if (next_forced < n_forced && len == sizeof(uint64_t)) {
+    memcpy(buf, &forced[next_forced++], len);
+    return (ssize_t)len;
+  }
+  return syscall(SYS_getrandom, buf, len, flags);
+}
+
+static void force_random(const uint64_t *values, size_t n) {
+  memcpy(forced, values, n * sizeof(*values));
+  n_forced = n;
+  next_forced = 0;
+}
+
 struct scratch {
   char dir[32];
   char victim[64];
   int dfd;
 };
+
+/* A symlink to the victim planted at the temporary name value would give "pid". */
+static void plant_at(const struct scratch *s, uint64_t value) {
+  char name[64];
+  snprintf(name, sizeof(name), ".pid.tmp.%016llx", (unsigned long long)value);
+  CHECK(symlinkat(s->victim, s->dfd, name) == 0);
+}
 
 static void scratch_make(struct scratch *s) {
   snprintf(s->dir, sizeof(s->dir), "/tmp/runcell-unit-XXXXXX");
@@ -161,7 +193,47 @@ static void a_failure_names_the_path(void) {
   scratch_remove(&s);
 }
 
+/* The name that will be used is already taken by a link to the victim: the open refuses
+ * it (O_EXCL|O_NOFOLLOW), leaves it alone, and the next random name is used. */
+static void a_link_at_the_very_name_to_be_used_is_not_followed(void) {
+  struct scratch s;
+  scratch_make(&s);
+  const uint64_t values[] = {0x1111111111111111ull, 0x2222222222222222ull};
+  plant_at(&s, values[0]);
+  force_random(values, 2);
+  struct rc_error e = {0};
+  CHECK(rc_write_file_atomic(s.dfd, "pid", "42", 2, 0644, &e) == 0);
+  n_forced = 0;
+  check_victim(&s);
+  check_regular(&s, "pid", "42");
+  struct stat st;
+  CHECK(fstatat(s.dfd, ".pid.tmp.1111111111111111", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode)); /* the planted link, untouched */
+  scratch_remove(&s);
+}
+
+/* Every name it tries is taken: it gives up with a reason rather than write anywhere. */
+static void every_name_taken_is_an_error(void) {
+  struct scratch s;
+  scratch_make(&s);
+  uint64_t values[8];
+  for (size_t i = 0; i < 8; i++) {
+    values[i] = 0xa000000000000000ull + i;
+    plant_at(&s, values[i]);
+  }
+  force_random(values, 8);
+  struct rc_error e = {0};
+  CHECK(rc_write_file_atomic(s.dfd, "pid", "42", 2, 0644, &e) < 0);
+  n_forced = 0;
+  CHECK_CONTAINS(e.msg, "random names were all taken");
+  check_victim(&s);
+  CHECK(faccessat(s.dfd, "pid", F_OK, AT_SYMLINK_NOFOLLOW) != 0);
+  scratch_remove(&s);
+}
+
 UNIT_MAIN("util_atomic", UNIT_CASE(a_planted_temporary_name_is_not_written_through),
           UNIT_CASE(a_symlink_at_the_name_is_replaced),
           UNIT_CASE(temporary_names_are_unpredictable), UNIT_CASE(a_long_name_fits),
-          UNIT_CASE(a_failure_names_the_path))
+          UNIT_CASE(a_failure_names_the_path),
+          UNIT_CASE(a_link_at_the_very_name_to_be_used_is_not_followed),
+          UNIT_CASE(every_name_taken_is_an_error))
