@@ -34,6 +34,7 @@
 #include "runcell/sync.h"
 #include "runcell/terminal.h"
 #include "runcell/util.h"
+#include "runcell/views.h"
 #include "runcell/vmm/machine.h"
 #include "runcell/xgate.h"
 
@@ -127,14 +128,20 @@ struct oci_key_value *rc_state_annotations(const struct oci_config *cfg,
  * mounts on it in the container's mount namespace only) and the socket on which the cell
  * kernel started for the views will get the gate's listener. Without /dev/fuse the cell
  * runs without file views, and the log says so. */
-static int prepare_views(struct rc_container_dir *dir, int *views_dirfd, int *views_fuse,
-                         int control_pair[2], struct rc_error *err) {
-  /* Inherited across clone (nothing is exec'd in between): the init mounts with it. */
+static int prepare_views(struct rc_container_dir *dir, bool in_userns, int *views_dirfd,
+                         int *views_fuse, int control_pair[2], struct rc_error *err) {
+  /* Inherited across clone (nothing is exec'd in between): the init mounts with it. In a
+   * user namespace of the cell's own the init needs one opened there, after clone
+   * (rc_views_open_fuse_in): this one only says whether there is a /dev/fuse. */
   *views_fuse = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (*views_fuse < 0) {
     rc_warn("no usable /dev/fuse (%s): the cell's /proc and /sys views are not served",
             strerror(errno));
     return 0;
+  }
+  if (in_userns) {
+    close(*views_fuse);
+    *views_fuse = -1;
   }
   if (mkdirat(dir->dirfd, "views", 0700) < 0 && errno != EEXIST)
     return rc_err(err, errno, "create the views staging directory");
@@ -365,6 +372,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
   struct rc_mode_choice mode;
   struct oci_key_value *annotations = NULL;
   int views_dirfd = -1, views_fuse = -1, control_pair[2] = {-1, -1}, kernel_control = -1;
+  int views_staging = -1; /* a user namespace's: the staging directory the init mounts on */
   cleanup_free char *views_path = NULL;
   size_t n_annotations = 0;
   struct rc_microvm_plan *microvm = NULL;
@@ -453,13 +461,20 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     rc_err(err, errno, "socketpair");
     goto out;
   }
-  /* FUSE only mounts in the user namespace that opened /dev/fuse, and the init cannot open
-   * it itself (the container's device rules refuse it): a cell with a user namespace of
-   * its own has no file views yet. */
-  if (mode.gate && oci_config_namespace(cfg, OCI_NS_USER))
-    rc_info("container %s: user namespace: the cell's /proc and /sys views are not served", o->id);
-  else if (mode.gate && prepare_views(&dir, &views_dirfd, &views_fuse, control_pair, err) < 0)
+  /* FUSE only mounts in the user namespace that opened /dev/fuse: a cell with a user
+   * namespace of its own gets one opened there after clone (views_in_userns). One it joins
+   * by path comes with a mount namespace it cannot mount in (as under runc): no views. */
+  int userns_flags = CLONE_NEWUSER | CLONE_NEWNS;
+  bool views_in_userns = (rc_ns_clone_flags(cfg) & userns_flags) == userns_flags;
+  if (mode.gate && oci_config_namespace(cfg, OCI_NS_USER) && !views_in_userns)
+    rc_info(
+        "container %s: user namespace joined by path: the cell's /proc and /sys views are "
+        "not served",
+        o->id);
+  else if (mode.gate &&
+           prepare_views(&dir, views_in_userns, &views_dirfd, &views_fuse, control_pair, err) < 0)
     goto out;
+  views_in_userns = views_in_userns && views_dirfd >= 0;
   if (views_dirfd >= 0) views_path = rc_xasprintf("%s/views", dir.path);
   /* The guest kernel's console: kept with the state, so that a guest that fails to boot
    * can say why (create quotes its end; the VMM bounds how much is written). */
@@ -505,6 +520,7 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
       .views_path = views_path,
       .views_fuse = views_fuse,
       .views_control = control_pair[0],
+      .views_in_userns = views_in_userns,
       .microvm = microvm,
       .vm_console_log = vm_console_log,
       .cgroup_join = cgroup_join,
@@ -536,7 +552,19 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
 
   if (microvm && rc_cgroup_enter(cgpath, pid, err) < 0) goto out;
   if (rc_ns_write_id_maps(cfg, pid, err) < 0) goto out;
+  /* Before GO, while the init still has the root it was cloned with. */
+  if (views_in_userns &&
+      ((views_fuse = rc_views_open_fuse_in(pid, err)) < 0 ||
+       (views_staging = rc_views_staging_in(pid, views_path, views_dirfd, err)) < 0))
+    goto out;
   if (rc_sync_send(sv[0], RC_SYNC_GO, err) < 0) goto out;
+  if (views_staging >= 0) {
+    if (rc_sync_send_fd(sv[0], RC_SYNC_VIEWS, views_staging, err) < 0 ||
+        rc_sync_send_fd(sv[0], RC_SYNC_VIEWS, views_fuse, err) < 0)
+      goto out;
+    close(views_staging);
+    views_staging = -1;
+  }
 
   if (views_fuse >= 0) {
     /* A cell with file views: its cell kernel starts while the init sets up (which mounts
@@ -669,6 +697,7 @@ out:
   free(annotations);
   if (views_dirfd >= 0) close(views_dirfd);
   if (views_fuse >= 0) close(views_fuse);
+  if (views_staging >= 0) close(views_staging);
   if (control_pair[0] >= 0) close(control_pair[0]);
   if (control_pair[1] >= 0) close(control_pair[1]);
   if (kernel_control >= 0) close(kernel_control);

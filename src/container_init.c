@@ -267,7 +267,42 @@ int rc_wait_for_start(int listen_fd, int *conn_out, struct rc_error *err) {
  * namespace only, on the /dev/fuse fd the cell kernel (started by the runtime) serves once
  * it gets the mount's root from here; each file is then bound over its place in the
  * rootfs. */
+static int views_fd_from_runtime(struct rc_init_ctx *ctx, const char *what, int *fd,
+                                 struct rc_error *err) {
+  int t = rc_sync_recv_fd(ctx->sync_fd, "cell views", fd, err);
+  if (t < 0) return -1;
+  if (t != RC_SYNC_VIEWS || *fd < 0) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+    return rc_err(err, 0, "cell views: expected %s from the runtime, got sync message %d", what, t);
+  }
+  return 0;
+}
+
+/* The views of a cell with a user namespace of its own: mounted by descriptor on what the
+ * runtime sends (see rc_views_open_fuse_in), nothing looked up by path. */
+static int setup_views_in_userns(struct rc_init_ctx *ctx, struct rc_error *err) {
+  cleanup_close int staging = -1, fuse = -1;
+  if (views_fd_from_runtime(ctx, "the staging directory", &staging, err) < 0 ||
+      views_fd_from_runtime(ctx, "/dev/fuse", &fuse, err) < 0)
+    return -1;
+  cleanup_close int root = rc_views_mount_in_userns(staging, fuse, err);
+  if (root < 0) return -1;
+  if (rc_sync_send_fd(ctx->views_control, RC_SYNC_VIEWS, root, err) < 0)
+    return rc_err_wrap(err, "cell views: hand the views to the cell kernel");
+  close(ctx->views_control);
+  ctx->views_control = -1;
+  cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
+  return rc_views_bind(root, ctx->views_path, rootfd, ctx->no_pivot, err);
+}
+
 static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
+  if (ctx->views_in_userns) {
+    close(ctx->views_dirfd);
+    ctx->views_dirfd = -1;
+    return setup_views_in_userns(ctx, err);
+  }
   /* The fd the runtime opened names the directory in the host's mount namespace, where
    * this process cannot mount: look it up again here, and check it is the same one. */
   int staging = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

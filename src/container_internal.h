@@ -29,7 +29,11 @@ struct rc_init_ctx {
   int views_dirfd;        /* staging directory for the cell's file views, or -1 for none */
   const char *views_path; /* its path: the init reopens it in its own mount namespace */
   int views_fuse;         /* /dev/fuse for them, opened by the runtime */
-  int views_control;      /* the cell kernel's control socket: the views root goes there */
+  /* A cell with a user namespace of its own: the runtime sends the staging directory (as
+   * the init's mount namespace holds it) and a /dev/fuse opened in the user namespace on
+   * the sync socket after GO, instead of views_dirfd and views_fuse. */
+  bool views_in_userns;
+  int views_control; /* the cell kernel's control socket: the views root goes there */
   /* microVM mode: what the VM is made of (NULL for a cell), and the file the guest
    * kernel's console goes to (-1 for none). */
   const struct rc_microvm_plan *microvm;

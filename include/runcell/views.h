@@ -47,12 +47,28 @@ char *rc_view_render(enum rc_view v, const struct rc_view_input *in);
  * by the runtime: the container's device rules would refuse the init), on staging (a
  * directory, in the container's own mount namespace). */
 int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err);
+/* A cell with a user namespace of its own: FUSE mounts only with a /dev/fuse fd opened in
+ * the user namespace that mounts, and the init cannot open one itself (the container's
+ * device rules refuse it) nor reach the staging directory by path (the state directory's
+ * modes keep the namespace's ids out). The runtime gets both for it, before GO.
+ * rc_views_open_fuse_in: /dev/fuse opened by a short-lived child that joins the user
+ * namespace of init (outside the container's cgroup). rc_views_staging_in: the staging
+ * directory as init's mount namespace holds it (through /proc/<init>/root, resolved inside
+ * it), checked to be staging_dirfd's directory. */
+int rc_views_open_fuse_in(pid_t init, struct rc_error *err);
+int rc_views_staging_in(pid_t init, const char *staging_path, int staging_dirfd,
+                        struct rc_error *err);
+/* Container init in such a cell: mounts the views filesystem on staging_dirfd (an fd of
+ * its own mount namespace) by descriptor (fsopen, fsmount, move_mount: Linux 5.2) and
+ * returns the root of the mount (for rc_views_bind and the cell kernel). */
+int rc_views_mount_in_userns(int staging_dirfd, int fuse_fd, struct rc_error *err);
 /* Container init, once the cell kernel has the views: checks that views (the root of the
  * filesystem mounted at staging_path) is the views filesystem, bind-mounts each view over
  * its target inside the rootfs (targets resolved inside it; missing ones are skipped, and
  * so are ones on a shared mount, whose peers, the host's among them, would get the view),
  * then detaches the staging mount when detach_staging (without pivot_root, which drops it
- * with the old root). */
+ * with the old root; the mount of views, named through it, not by staging_path, which a
+ * user namespace's init cannot look up). */
 int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_staging,
                   struct rc_error *err);
 

@@ -177,6 +177,54 @@ int rc_views_mount(int staging_dirfd, int fuse_fd, struct rc_error *err) {
   return 0;
 }
 
+/* A fsconfig step that failed: the filesystem's own message when it left one (fuse says
+ * what it refused), else errno's. */
+static int fsconfig_failed(int fs, const char *what, struct rc_error *err) {
+  int e = errno;
+  char msg[256];
+  ssize_t n = read(fs, msg, sizeof(msg) - 1);
+  if (n > 0) {
+    msg[n] = '\0';
+    msg[strcspn(msg, "\n")] = '\0';
+    return rc_err(err, e, "cell views: %s: %s", what, msg);
+  }
+  return rc_err(err, e, "cell views: %s", what);
+}
+
+int rc_views_mount_in_userns(int staging_dirfd, int fuse_fd, struct rc_error *err) {
+  /* No propagation to stop here (cf. stop_propagation_to_the_host): a mount namespace
+   * made together with a less privileged user namespace gets the host's shared mounts as
+   * slaves (the kernel's CL_SHARED_TO_SLAVE), so nothing mounted in it reaches the host. */
+  cleanup_close int fs = fsopen("fuse", FSOPEN_CLOEXEC);
+  if (fs < 0) return rc_err(err, errno, "cell views: fsopen fuse");
+  char fd[16];
+  snprintf(fd, sizeof(fd), "%d", fuse_fd);
+  static const char *const keys[][2] = {{"source", "runcell-views"},
+                                        {"subtype", "runcell"},
+                                        {"rootmode", "40555"},
+                                        {"user_id", "0"},
+                                        {"group_id", "0"}};
+  for (size_t i = 0; i < RC_ARRAY_SIZE(keys); i++)
+    if (fsconfig(fs, FSCONFIG_SET_STRING, keys[i][0], keys[i][1], 0) < 0)
+      return fsconfig_failed(fs, keys[i][0], err);
+  if (fsconfig(fs, FSCONFIG_SET_STRING, "fd", fd, 0) < 0) return fsconfig_failed(fs, "fd", err);
+  if (fsconfig(fs, FSCONFIG_SET_FLAG, "allow_other", NULL, 0) < 0)
+    return fsconfig_failed(fs, "allow_other", err);
+  if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+    return fsconfig_failed(fs, "mount the views filesystem", err);
+  int mnt = fsmount(fs, FSMOUNT_CLOEXEC,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  if (mnt < 0) return rc_err(err, errno, "cell views: fsmount");
+  /* attached where it is not looked up by path: the fd is this namespace's directory */
+  if (move_mount(mnt, "", staging_dirfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) <
+      0) {
+    int e = errno;
+    close(mnt);
+    return rc_err(err, e, "cell views: attach the views filesystem");
+  }
+  return mnt;
+}
+
 /* Largest mountinfo read: a host with many thousands of mounts still fits. */
 #define MOUNTINFO_MAX (64u << 20)
 
@@ -270,10 +318,73 @@ int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_s
   }
   /* The bind mounts keep the filesystem alive; the staging mount is not needed. With
    * pivot_root it goes away with the old root's tree, which is detached anyway, so only
-   * --no-pivot needs an unmount of its own. */
-  if (detach_staging && umount2(staging_path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
-    return rc_err(err, errno, "cell views: detach the staging mount");
+   * --no-pivot needs an unmount of its own: the mount views is the root of, named by the
+   * fd (followed, as the magic link it is), not by a path looked up again. */
+  char root[RC_FD_PATH_MAX];
+  rc_fd_path(root, views);
+  if (detach_staging && umount2(root, MNT_DETACH) < 0)
+    return rc_err(err, errno, "cell views: detach the staging mount %s", staging_path);
   return 0;
+}
+
+/* --- the runtime's side, for a cell with a user namespace of its own ------------------ */
+
+int rc_views_open_fuse_in(pid_t init, struct rc_error *err) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)init);
+  cleanup_close int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return rc_err(err, errno, "cell views: open %s", path);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    return rc_err(err, errno, "cell views: socketpair");
+  pid_t child = fork();
+  if (child == 0) {
+    /* A member of the namespace opens it (the fd's credentials are what FUSE compares
+     * with the mounter's namespace); this child stays in the runtime's cgroup, where the
+     * container's device rules do not apply. */
+    close(sv[0]);
+    struct rc_error e = {0};
+    int fd = -1;
+    if (setns(ns, CLONE_NEWUSER) < 0)
+      rc_err(&e, errno, "join the container's user namespace");
+    else if ((fd = open("/dev/fuse", O_RDWR | O_CLOEXEC)) < 0)
+      rc_err(&e, errno, "open /dev/fuse in the container's user namespace");
+    if (fd < 0 ? rc_sync_send_error(sv[1], &e) : rc_sync_send_fd(sv[1], RC_SYNC_VIEWS, fd, &e))
+      _exit(1);
+    _exit(0);
+  }
+  int e = errno;
+  close(sv[1]);
+  int fd = -1;
+  if (child < 0)
+    rc_err(err, e, "cell views: fork");
+  else if (rc_sync_recv_fd(sv[0], "cell views", &fd, err) >= 0 && fd < 0)
+    rc_err(err, 0, "cell views: no /dev/fuse fd came back");
+  close(sv[0]);
+  if (child > 0)
+    while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+    }
+  return fd;
+}
+
+int rc_views_staging_in(pid_t init, const char *staging_path, int staging_dirfd,
+                        struct rc_error *err) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/root", (int)init);
+  cleanup_close int root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return rc_err(err, errno, "cell views: open %s", path);
+  while (*staging_path == '/') staging_path++;
+  int fd =
+      rc_open_in_root(root, staging_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0, err);
+  if (fd < 0)
+    return rc_err_wrap(err, "cell views: the staging directory in the container's namespace");
+  struct stat a, b;
+  if (fstat(fd, &a) < 0 || fstat(staging_dirfd, &b) < 0 || a.st_dev != b.st_dev ||
+      a.st_ino != b.st_ino) {
+    close(fd);
+    return rc_err(err, 0, "cell views: /%s was replaced", staging_path);
+  }
+  return fd;
 }
 
 /* --- the cell kernel's side --------------------------------------------------------- */
