@@ -280,14 +280,45 @@ static int views_fd_from_runtime(struct rc_init_ctx *ctx, const char *what, int 
 }
 
 /* The views of a cell with a user namespace of its own: mounted by descriptor on what the
- * runtime sends (see rc_views_open_fuse_in), nothing looked up by path. */
-static int setup_views_in_userns(struct rc_init_ctx *ctx, struct rc_error *err) {
+ * runtime sends (see rc_views_open_fuse_in), nothing looked up by path. Returns the root. */
+static int mount_views_in_userns(struct rc_init_ctx *ctx, struct rc_error *err) {
   cleanup_close int staging = -1, fuse = -1;
   if (views_fd_from_runtime(ctx, "the staging directory", &staging, err) < 0 ||
       views_fd_from_runtime(ctx, "/dev/fuse", &fuse, err) < 0)
     return -1;
-  cleanup_close int root = rc_views_mount_in_userns(staging, fuse, err);
+  return rc_views_mount_in_userns(staging, fuse, err);
+}
+
+/* The views mounted on the staging directory the runtime made; returns the root. */
+static int mount_views(struct rc_init_ctx *ctx, struct rc_error *err) {
+  /* The fd the runtime opened names the directory in the host's mount namespace, where
+   * this process cannot mount: look it up again here, and check it is the same one. */
+  cleanup_close int staging = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat want, got;
+  if (staging < 0 || fstat(staging, &got) < 0 || fstat(ctx->views_dirfd, &want) < 0 ||
+      want.st_dev != got.st_dev || want.st_ino != got.st_ino)
+    return staging < 0 ? rc_err(err, errno, "cell views: open %s", ctx->views_path)
+                       : rc_err(err, 0, "cell views: %s was replaced", ctx->views_path);
+  if (rc_views_mount(staging, ctx->views_fuse, err) < 0) return -1;
+  close(ctx->views_fuse);
+  ctx->views_fuse = -1;
+  /* The mount's root, by path: the mount is on top of the staging directory. */
+  int root = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (root < 0) return rc_err(err, errno, "cell views: open %s", ctx->views_path);
+  return root;
+}
+
+static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
+  cleanup_close int root =
+      ctx->views_in_userns ? mount_views_in_userns(ctx, err) : mount_views(ctx, err);
+  close(ctx->views_dirfd);
+  ctx->views_dirfd = -1;
   if (root < 0) return -1;
+  /* The root goes to the cell kernel (started by the runtime meanwhile), which then
+   * serves the filesystem; the lookups of rc_views_bind wait for it in the kernel. While
+   * it holds the root, the container's exit does not tear the filesystem down (a FUSE
+   * superblock's end waits for RCU grace periods and the writeback flush, ~2 ms here); it
+   * lets go once the init is gone, off the container's exit. */
   if (rc_sync_send_fd(ctx->views_control, RC_SYNC_VIEWS, root, err) < 0)
     return rc_err_wrap(err, "cell views: hand the views to the cell kernel");
   close(ctx->views_control);
@@ -295,48 +326,6 @@ static int setup_views_in_userns(struct rc_init_ctx *ctx, struct rc_error *err) 
   cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
   return rc_views_bind(root, ctx->views_path, rootfd, ctx->no_pivot, err);
-}
-
-static int setup_views(struct rc_init_ctx *ctx, struct rc_error *err) {
-  if (ctx->views_in_userns) {
-    close(ctx->views_dirfd);
-    ctx->views_dirfd = -1;
-    return setup_views_in_userns(ctx, err);
-  }
-  /* The fd the runtime opened names the directory in the host's mount namespace, where
-   * this process cannot mount: look it up again here, and check it is the same one. */
-  int staging = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  struct stat want, got;
-  if (staging < 0 || fstat(staging, &got) < 0 || fstat(ctx->views_dirfd, &want) < 0 ||
-      want.st_dev != got.st_dev || want.st_ino != got.st_ino) {
-    int e = staging < 0 ? errno : 0;
-    if (staging >= 0) close(staging);
-    return e ? rc_err(err, e, "cell views: open %s", ctx->views_path)
-             : rc_err(err, 0, "cell views: %s was replaced", ctx->views_path);
-  }
-  close(ctx->views_dirfd);
-  ctx->views_dirfd = staging;
-  if (rc_views_mount(ctx->views_dirfd, ctx->views_fuse, err) < 0) return -1;
-  close(ctx->views_fuse);
-  ctx->views_fuse = -1;
-  /* The mount's root (by path: the mount is on top of the staging directory) goes to the
-   * cell kernel (started by the runtime meanwhile), which then serves the filesystem; the
-   * lookups of rc_views_bind wait for it in the kernel. While it holds the root, the
-   * container's exit does not tear the filesystem down (a FUSE superblock's end waits for
-   * RCU grace periods and the writeback flush, ~2 ms here); it lets go once the init is
-   * gone, off the container's exit. */
-  cleanup_close int root = open(ctx->views_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (root < 0) return rc_err(err, errno, "cell views: open %s", ctx->views_path);
-  if (rc_sync_send_fd(ctx->views_control, RC_SYNC_VIEWS, root, err) < 0)
-    return rc_err_wrap(err, "cell views: hand the views to the cell kernel");
-  close(ctx->views_control);
-  ctx->views_control = -1;
-  cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rootfd < 0) return rc_err(err, errno, "open rootfs %s", ctx->rootfs);
-  int r = rc_views_bind(root, ctx->views_path, rootfd, ctx->no_pivot, err);
-  close(ctx->views_dirfd);
-  ctx->views_dirfd = -1;
-  return r;
 }
 
 void rc_hook_state_json(const struct rc_init_ctx *ctx, enum oci_status status, char **out) {
