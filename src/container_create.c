@@ -81,6 +81,16 @@ static int validate_for_create(const struct rc_create_opts *o, const struct oci_
                   "mappings");
   if (cfg->has_linux && cfg->linux_.has_seccomp && rc_seccomp_check(&cfg->linux_.seccomp, err) < 0)
     return rc_err_wrap(err, "config.json: linux.seccomp");
+  /* The state keeps them: a container whose state.json no later command could read
+   * (state, kill, start: "File too large"; only delete --force recovered it) is not made. */
+  size_t bytes = 0;
+  for (size_t i = 0; i < cfg->n_annotations; i++)
+    bytes += strlen(cfg->annotations[i].key) + strlen(cfg->annotations[i].value);
+  if (bytes > RC_STATE_ANNOTATIONS_MAX)
+    return rc_err(err, 0,
+                  "config.json: annotations: %zu bytes in all, more than runcell keeps in a "
+                  "container's state (%d)",
+                  bytes, RC_STATE_ANNOTATIONS_MAX);
   return 0;
 }
 
@@ -462,17 +472,11 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
     goto out;
   }
   /* FUSE only mounts in the user namespace that opened /dev/fuse: a cell with a user
-   * namespace of its own gets one opened there after clone (views_in_userns). One it joins
-   * by path comes with a mount namespace it cannot mount in (as under runc): no views. */
-  int userns_flags = CLONE_NEWUSER | CLONE_NEWNS;
-  bool views_in_userns = (rc_ns_clone_flags(cfg) & userns_flags) == userns_flags;
-  if (mode.gate && oci_config_namespace(cfg, OCI_NS_USER) && !views_in_userns)
-    rc_info(
-        "container %s: user namespace joined by path: the cell's /proc and /sys views are "
-        "not served",
-        o->id);
-  else if (mode.gate &&
-           prepare_views(&dir, views_in_userns, &views_dirfd, &views_fuse, control_pair, err) < 0)
+   * namespace of its own (always a new one: validate_for_create refuses joining one) gets
+   * one opened there after clone (views_in_userns). */
+  bool views_in_userns = oci_config_namespace(cfg, OCI_NS_USER) != NULL;
+  if (mode.gate &&
+      prepare_views(&dir, views_in_userns, &views_dirfd, &views_fuse, control_pair, err) < 0)
     goto out;
   views_in_userns = views_in_userns && views_dirfd >= 0;
   if (views_dirfd >= 0) views_path = rc_xasprintf("%s/views", dir.path);

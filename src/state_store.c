@@ -14,7 +14,6 @@
 #include "runcell/util.h"
 
 #define STATE_FILE "state.json"
-#define STATE_MAX (4 << 20)
 
 int rc_state_validate_id(const char *id, struct rc_error *err) {
   size_t n = id ? strlen(id) : 0;
@@ -151,7 +150,7 @@ int rc_state_dir_remove(struct rc_container_dir *d, struct rc_error *err) {
 int rc_state_load(struct rc_container_dir *d, struct oci_state **st, struct rc_error *err) {
   cleanup_free char *text = NULL;
   size_t len = 0;
-  if (rc_read_file_at(d->dirfd, STATE_FILE, STATE_MAX, &text, &len, err) < 0) {
+  if (rc_read_file_at(d->dirfd, STATE_FILE, RC_STATE_MAX, &text, &len, err) < 0) {
     /* A directory without state.json is a create that never finished (or was killed):
      * the container does not exist yet as far as commands are concerned. */
     if (err->code == ENOENT) {
@@ -238,7 +237,7 @@ int rc_state_read(const char *root, const char *id, struct oci_state **st, struc
   cleanup_free char *path = rc_xasprintf("%s/%s/state.json", root, id);
   cleanup_free char *text = NULL;
   size_t len = 0;
-  if (rc_read_file(path, STATE_MAX, &text, &len, err) < 0) {
+  if (rc_read_file(path, RC_STATE_MAX, &text, &len, err) < 0) {
     if (err->code == ENOENT || err->code == ENOTDIR)
       return rc_err(err, 0, "container does not exist");
     return rc_err_wrap(err, "load state");

@@ -11,6 +11,12 @@
 
 #define RC_DEFAULT_ROOT "/run/runcell"
 #define RC_ID_MAX 1024
+/* The largest state.json read back. It holds the config's annotations (containerd reads
+ * them back through `state`), so create refuses annotations of more than
+ * RC_STATE_ANNOTATIONS_MAX bytes in all: JSON escaping can make a byte six (a control
+ * character as \u00XX), and the rest of the state is small. Kubernetes allows 256 KiB. */
+#define RC_STATE_MAX (4 << 20)
+#define RC_STATE_ANNOTATIONS_MAX (RC_STATE_MAX / 8)
 
 struct rc_container_dir {
   int dirfd;  /* the container's directory, flock'ed exclusively */

@@ -215,6 +215,25 @@ def test_missing_rootfs(h, bundle):
     assert "no such file or directory" in res.msg.lower(), res.describe()
 
 
+@runcell_specific
+def test_annotations_too_large_to_keep_in_the_state_are_refused(h, bundle):
+    """The state keeps the annotations, and state.json is read up to 4 MiB: a config with
+    6 MiB of them made a container whose state, kill and start all failed ("File too
+    large"; session-19 red team). Refused at create now, before anything exists (the h
+    fixture checks that nothing is left); Kubernetes' 256 KiB in all still fits."""
+    bundle.config["annotations"] = {"example.com/big": "x" * (600 << 10)}
+    res = h.create(bundle)
+    assert res.rc != 0, res.describe()
+    assert re.search(r"config\.json: annotations: \d+ bytes in all, more than runcell keeps in "
+                     r"a container's state \(524288\)", res.msg), res.describe()
+
+    bundle.config["annotations"] = {"example.com/k8s-max": "\x01" * (256 << 10)}
+    cid = h.create_ok(bundle)
+    st = h.state(cid)
+    assert st["annotations"]["example.com/k8s-max"] == "\x01" * (256 << 10)
+    assert h("delete", "--force", cid).rc == 0
+
+
 def test_cwd_missing_is_created(h, bundle):
     # runc creates a missing cwd inside the container (before the root is made read-only).
     bundle.config["process"]["cwd"] = "/nonexistent/deeper"
