@@ -167,7 +167,12 @@ int rc_state_load(struct rc_container_dir *d, struct oci_state **st, struct rc_e
 int rc_state_save(struct rc_container_dir *d, const struct oci_state *st, struct rc_error *err) {
   cleanup_free char *json = oci_state_to_json(st);
   if (!json) return rc_err(err, ENOMEM, "serialize state");
-  if (rc_write_file_atomic(d->dirfd, STATE_FILE, json, strlen(json), 0600, err) < 0)
+  /* never a state no later command could read back */
+  size_t len = strlen(json);
+  if (len > RC_STATE_MAX)
+    return rc_err(err, EFBIG, "save state of %s: %zu bytes, more than a state may be (%d)", st->id,
+                  len, RC_STATE_MAX);
+  if (rc_write_file_atomic(d->dirfd, STATE_FILE, json, len, 0600, err) < 0)
     return rc_err_wrap(err, "save state of %s in %s", st->id, d->path);
   return 0;
 }

@@ -71,6 +71,25 @@ static void create_open_save_remove(void) {
     CHECK(back->status == OCI_STATUS_STOPPED);
     oci_state_free(back);
   }
+  /* A state too large to read back is never written: the one saved above stays. */
+  size_t big_len = RC_STATE_MAX + 1;
+  char *big = malloc(big_len + 1);
+  memset(big, 'x', big_len);
+  big[big_len] = '\0';
+  struct oci_key_value kv = {.key = "big", .value = big};
+  struct oci_state huge = st;
+  huge.annotations = &kv;
+  huge.n_annotations = 1;
+  CHECK(rc_state_save(&d, &huge, &e) < 0);
+  CHECK(e.code == EFBIG);
+  CHECK_CONTAINS(e.msg, "more than a state may be");
+  free(big);
+  back = NULL;
+  CHECK(rc_state_load(&d, &back, &e) == 0);
+  if (back) {
+    CHECK(back->n_annotations == 0);
+    oci_state_free(back);
+  }
   /* No temp files (.state.json.tmp.<random>) are left next to state.json. */
   char *dir_path = rc_xasprintf("%s/c1", root);
   DIR *dir = opendir(dir_path);
