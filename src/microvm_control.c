@@ -87,6 +87,7 @@ struct caller {
   uint16_t reply_type;    /* ... which must be of this type (PS_REPLY, STATS_REPLY, ...) */
   const char *what;       /* ... to a request of this name */
   bool parked;            /* its request needs the agent, which had no room: left unread */
+  bool parked_refusable;  /* ... and is one a paused machine refuses (ps, stats, pids) */
   int64_t deadline;       /* answered ETIMEDOUT and hung up on at this time (rc_now_ms) */
 };
 
@@ -147,26 +148,29 @@ static int refuse_if_paused(const struct rc_vmctl *c, const char *what, struct r
 /* The requests the VMM serves. on_exec: only on an EXEC's own connection (else only on a
  * fresh one). needs_agent: the handler sends the agent a frame, so the request is read
  * only while the agent's queue has room (the others act on the machine and are served
- * whatever the guest does). A handler that answers at once returns 1; 0 when the answer
- * comes later (it keeps the connection); <0 with err for a failure to report to the
- * caller. */
+ * whatever the guest does). refused_when_paused: the handler refuses it on a paused
+ * machine (refuse_if_paused), so then it is read at once, room or not, and answered,
+ * rather than left waiting for room until the deadline. A handler that answers at once
+ * returns 1; 0 when the answer comes later (it keeps the connection); <0 with err for a
+ * failure to report to the caller. */
 static const struct request_type {
   uint16_t type;
   const char *name;
   size_t max_fds;
   bool on_exec;
   bool needs_agent;
+  bool refused_when_paused;
   int (*handle)(struct request *rq, struct rc_error *err);
 } request_types[] = {
-    {RC_VMCTL_EXEC, "exec", MAX_REQUEST_FDS, false, true, handle_exec},
-    {RC_VMCTL_PS, "ps", 0, false, true, handle_ps},
-    {RC_VMCTL_SIGNAL, "signal", 0, true, true, handle_signal},
-    {RC_VMCTL_RESIZE, "resize", 0, true, true, handle_resize},
-    {RC_VMCTL_PAUSE, "pause", 0, false, false, handle_pause},
-    {RC_VMCTL_RESUME, "resume", 0, false, false, handle_resume},
-    {RC_VMCTL_MEMORY, "memory", 0, false, false, handle_memory},
-    {RC_VMCTL_STATS, "stats", 0, false, true, handle_stats},
-    {RC_VMCTL_PIDS_LIMIT, "pids limit", 0, false, true, handle_pids_limit},
+    {RC_VMCTL_EXEC, "exec", MAX_REQUEST_FDS, false, true, false, handle_exec},
+    {RC_VMCTL_PS, "ps", 0, false, true, true, handle_ps},
+    {RC_VMCTL_SIGNAL, "signal", 0, true, true, false, handle_signal},
+    {RC_VMCTL_RESIZE, "resize", 0, true, true, false, handle_resize},
+    {RC_VMCTL_PAUSE, "pause", 0, false, false, false, handle_pause},
+    {RC_VMCTL_RESUME, "resume", 0, false, false, false, handle_resume},
+    {RC_VMCTL_MEMORY, "memory", 0, false, false, false, handle_memory},
+    {RC_VMCTL_STATS, "stats", 0, false, true, true, handle_stats},
+    {RC_VMCTL_PIDS_LIMIT, "pids limit", 0, false, true, true, handle_pids_limit},
 };
 
 static const struct request_type *request_type_of(uint16_t type) {
@@ -404,9 +408,12 @@ static int handle_ps(struct request *rq, struct rc_error *err) {
 
 /* A paused guest runs nothing, its agent included: what needs an answer from it is
  * refused rather than left hanging. */
+static bool machine_paused(const struct rc_vmctl *c) {
+  return c->agent.machine && vmm_machine_paused(c->agent.machine);
+}
+
 static int refuse_if_paused(const struct rc_vmctl *c, const char *what, struct rc_error *err) {
-  if (c->agent.machine && vmm_machine_paused(c->agent.machine))
-    return rc_err(err, EBUSY, "cannot %s: the container is paused", what);
+  if (machine_paused(c)) return rc_err(err, EBUSY, "cannot %s: the container is paused", what);
   return 0;
 }
 
@@ -618,7 +625,8 @@ static size_t callers_waiting(const struct rc_vmctl *c, const struct caller *but
 static void on_caller_request(struct rc_vmctl *c, struct caller *who) {
   struct rc_error err = {0};
   const struct request_type *t = request_type_of(peek_request_type(who->fd));
-  if (t && t->needs_agent && !t->on_exec) {
+  bool refused_now = t && t->refused_when_paused && machine_paused(c);
+  if (t && t->needs_agent && !t->on_exec && !refused_now) {
     bool room = agent_has_room(c);
     /* an EXEC sent at once holds no slot; others wait for the answer, or for room */
     if ((!room || t->type != RC_VMCTL_EXEC) && callers_waiting(c, who) >= MAX_WAITING) {
@@ -634,8 +642,10 @@ static void on_caller_request(struct rc_vmctl *c, struct caller *who) {
       return;
     }
     if (!room) {
-      /* unread until the agent's queue has room again; its hang-up still shows */
+      /* unread until the agent's queue has room again (or the machine is paused, for a
+       * request that is then refused); its hang-up still shows */
       who->parked = true;
+      who->parked_refusable = t->refused_when_paused;
       return;
     }
   }
@@ -809,7 +819,8 @@ size_t rc_vmctl_poll_fill(struct rc_vmctl *c, struct pollfd *p) {
     c->tags[n] = (struct poll_tag){POLL_CALLER, i, 0};
     /* one waiting for the agent (its answer, or room for its request) has nothing to be
      * read now; its hang-up still shows (POLLHUP needs no events) and frees its slot */
-    bool quiet = who->agent_request || (who->parked && !room);
+    bool quiet = who->agent_request ||
+                 (who->parked && !room && !(who->parked_refusable && machine_paused(c)));
     p[n++] = (struct pollfd){.fd = who->fd, .events = quiet ? 0 : POLLIN};
   }
   for (size_t i = 0; i < AGENT_MAX_EXECS; i++) {

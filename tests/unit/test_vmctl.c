@@ -21,6 +21,7 @@
 #include "runcell/microvm_control.h"
 #include "runcell/util.h"
 #include "unit.h"
+#include "vmm/machine_internal.h" /* a machine that is only its pause flag */
 
 /* What the fake agent was sent; it answers nothing itself. */
 struct fake_agent {
@@ -69,7 +70,7 @@ struct rig {
   struct pollfd *p;
 };
 
-static void rig_start(struct rig *r, uint32_t deadline_ms) {
+static void rig_start_on(struct rig *r, uint32_t deadline_ms, struct vmm_machine *machine) {
   static unsigned seq;
   memset(r, 0, sizeof(*r));
   signal(SIGPIPE, SIG_IGN); /* as in the VMM: a reader gone is EPIPE */
@@ -84,9 +85,13 @@ static void rig_start(struct rig *r, uint32_t deadline_ms) {
   CHECK(bind(l, (struct sockaddr *)&r->sa, r->salen) == 0);
   CHECK(listen(l, 64) == 0);
   struct rc_vmctl_agent link = {
-      .vm = &r->agent, .send = fake_send, .queued = fake_queued, .machine = NULL};
+      .vm = &r->agent, .send = fake_send, .queued = fake_queued, .machine = machine};
   r->c = rc_vmctl_new(l, &link);
   r->p = rc_xcalloc(rc_vmctl_max_pollfds(), sizeof(*r->p));
+}
+
+static void rig_start(struct rig *r, uint32_t deadline_ms) {
+  rig_start_on(r, deadline_ms, NULL);
 }
 
 static void rig_stop(struct rig *r) {
@@ -324,6 +329,49 @@ static void test_no_room_for_the_agent(void) {
   rig_stop(&r);
 }
 
+/* A paused machine whose agent's queue is full: ps, stats and a pids limit are refused
+ * ("paused") at once, not parked for room until the deadline; one parked before the pause
+ * is answered when the pause comes; an exec stays parked, and the loop does not spin on
+ * it. Only the machine's pause flag is read here (no request acts on the machine). */
+static void test_a_paused_machine_refuses_at_once_without_room(void) {
+  static struct vmm_machine machine; /* zeroed: not paused */
+  struct rig r;
+  rig_start_on(&r, 10000, &machine);
+  char msg[AGENT_MAX_MESSAGE + 1];
+  uint32_t errnum = 0;
+  r.agent.queued = AGENT_FRAME_MAX;
+  int before = request(&r, RC_VMCTL_PS);
+  int out = -1;
+  int ex = request_exec(&r, &out);
+  CHECK(run_for(&r, 100) < 50);
+  CHECK(!readable(before) && !readable(ex));
+
+  atomic_store(&machine.pause_requested, true);
+  int fd[3] = {request(&r, RC_VMCTL_PS), request(&r, RC_VMCTL_STATS), before};
+  int64_t t0 = rc_now_ms();
+  CHECK(run_until_answered(&r, fd, 3, 2000));
+  CHECK(rc_now_ms() - t0 < 2000);
+  for (int i = 0; i < 3; i++) {
+    CHECK(reply_of(fd[i], &errnum, msg, sizeof(msg)) == 1);
+    CHECK(errnum == EBUSY);
+    CHECK_CONTAINS(msg, "the container is paused");
+    close(fd[i]);
+  }
+  CHECK(r.agent.ps == 0 && r.agent.frames == 0);
+  /* the exec waits for room (exec refuses a paused container before it gets here) */
+  CHECK(run_for(&r, 150) < 50);
+  CHECK(!readable(ex));
+  CHECK(r.agent.execs == 0);
+
+  atomic_store(&machine.pause_requested, false);
+  r.agent.queued = 0;
+  RUN_UNTIL(&r, r.agent.execs == 1, 2000);
+  CHECK(r.agent.execs == 1);
+  close(ex);
+  close(out);
+  rig_stop(&r);
+}
+
 /* 32 EXECs the guest never starts, half their callers gone: at the deadline the callers
  * left are told, every slot and the callers' stdio are let go, and a new exec goes
  * through; a late EXEC_STARTED is answered with a kill, and what follows is dropped. */
@@ -433,4 +481,5 @@ static void test_a_started_exec_outlives_the_deadline(void) {
 
 UNIT_MAIN("vmctl", UNIT_CASE(test_unanswered_callers_neither_spin_nor_stay),
           UNIT_CASE(test_no_room_for_the_agent), UNIT_CASE(test_unstarted_execs_are_given_up),
-          UNIT_CASE(test_a_started_exec_outlives_the_deadline))
+          UNIT_CASE(test_a_started_exec_outlives_the_deadline),
+          UNIT_CASE(test_a_paused_machine_refuses_at_once_without_room))
