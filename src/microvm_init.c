@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "container_internal.h"
+#include "microvm_host.h"
 #include "runcell/agent_proto.h"
 #include "runcell/cgroups.h"
 #include "runcell/hooks.h"
@@ -53,12 +54,6 @@
 /* How long an exiting VMM waits for its vCPU threads to leave KVM_RUN. */
 #define HALT_TIMEOUT_MS 2000
 
-/* Bytes queued for one destination: at most a flow-control window and a frame. */
-struct byte_queue {
-  uint8_t *data;
-  size_t len, cap;
-};
-
 static int queue_push(struct byte_queue *q, const void *p, size_t n) {
   if (q->len + n > q->cap) return -1;
   memcpy(q->data + q->len, p, n);
@@ -70,28 +65,6 @@ static void queue_drop(struct byte_queue *q, size_t n) {
   memmove(q->data, q->data + n, q->len - n);
   q->len -= n;
 }
-
-struct vm {
-  const struct oci_config *cfg;
-  struct vmm_machine *machine;
-  int agent;   /* host end of the agent channel, nonblocking */
-  int stopped; /* the machine's eventfd */
-  int console_log;
-  struct agent_reader *reader;
-  struct byte_queue to_agent; /* encoded frames not yet written */
-  /* stdio: the container's own (fds 0-2), or the pty's slave for a terminal */
-  int in_fd, out_fd[2];
-  int tty;
-  bool in_eof;
-  uint32_t stdin_in_flight;
-  struct byte_queue out[2];   /* STDOUT, STDERR data not yet written */
-  uint32_t out_uncredited[2]; /* written out, not yet credited */
-  uint32_t out_in_flight[2];  /* received and not yet credited: at most a window */
-  bool exited;
-  struct agent_exit exit;
-  struct rc_vmctl *ctl;  /* the control socket: exec, ps (src/microvm_control.c) */
-  bool console_in_error; /* append_console_tail has run (once is enough) */
-};
 
 /* The machine once its vCPUs run: every way out of this process stops them first. */
 static struct vmm_machine *live_machine;
@@ -208,11 +181,15 @@ static int append_console_tail(struct vm *vm, struct rc_error *err) {
 /* The machine stopped while we waited for the agent: why, with the console's last words. */
 static int guest_stopped_error(struct vm *vm, const char *while_doing, struct rc_error *err) {
   char detail[256] = "";
-  enum vmm_stop_reason r = vmm_machine_wait(vm->machine, detail, sizeof(detail));
-  /* the first device the guest broke, if any: often the reason it could not go on */
-  const char *fault = NULL;
-  if (vmm_machine_device_faults(vm->machine, &fault, 1) == 1 && !*detail)
-    snprintf(detail, sizeof(detail), "the guest broke a device: %s", fault);
+  enum vmm_stop_reason r = VMM_STOP_NONE;
+  /* (no machine: a test's channel, with nothing behind it to ask) */
+  if (vm->machine) {
+    r = vmm_machine_wait(vm->machine, detail, sizeof(detail));
+    /* the first device the guest broke, if any: often the reason it could not go on */
+    const char *fault = NULL;
+    if (vmm_machine_device_faults(vm->machine, &fault, 1) == 1 && !*detail)
+      snprintf(detail, sizeof(detail), "the guest broke a device: %s", fault);
+  }
   rc_err(err, 0, "microVM: the guest stopped %s (%s%s%s)", while_doing,
          r == VMM_STOP_RESET      ? "it reset or powered off"
          : r == VMM_STOP_SHUTDOWN ? "shutdown"
@@ -314,9 +291,9 @@ static void release_network(void) {
   net_made = false;
 }
 
-static int send_network(struct vm *vm, struct rc_error *err) {
+static int send_network(struct vm *vm, const struct agent_network *net, struct rc_error *err) {
   struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
-  int r = agent_encode_network(m, &vm_net.guest, err);
+  int r = agent_encode_network(m, net, err);
   if (r == 0) r = send_frame(vm, m, err);
   free(m);
   return r < 0 ? rc_err_wrap(err, "microVM: the network for the guest") : 0;
@@ -392,27 +369,10 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
   uint64_t t_jailed = now_ns();
   vmm_machine_resume(vm->machine);
 
-  uint64_t deadline = (uint64_t)rc_now_ms() + (uint64_t)timeout_ms();
-  struct agent_frame f;
-  /* From here every failure is the guest's doing or shows how far it got (garbage or the
-   * wrong message on the agent channel, no answer in time, a stop): the console's tail
-   * goes with each (agent_failed). */
-  if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0) goto agent_failed;
-  struct agent_hello hello;
-  if (agent_decode_hello(&f, &hello, err) < 0) {
-    rc_err_wrap(err, "microVM: agent HELLO");
-    goto agent_failed;
-  }
-  uint64_t t_hello = now_ns();
-  rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
-  if (vm_net.present && send_network(vm, err) < 0) goto agent_failed;
-
-  if (send_frame(vm, config, err) < 0) {
-    rc_err_wrap(err, "microVM: the container's config for the guest");
-    goto agent_failed;
-  }
-  if (expect(vm, AGENT_MSG_CONFIGURED, &f, deadline, "while setting up the container", err) < 0)
-    goto agent_failed;
+  uint64_t t_hello = 0;
+  if (rc_microvm_host_configure(vm, vm_net.present ? &vm_net.guest : NULL, config,
+                                (uint64_t)rc_now_ms() + (uint64_t)timeout_ms(), &t_hello, err) < 0)
+    return -1;
   /* The phases the benchmark (tests/bench/microvm_phases.py) reads from the log;
    * jail-to-guest-entry is never negative (the lane's lifecycle.sh checks it): the
    * guest's first instruction comes after the jail. */
@@ -423,8 +383,45 @@ static int boot(struct vm *vm, const struct rc_init_ctx *ctx, struct rc_error *e
       ms_between(t_begin, t_created), ms_between(t_begin, entry), ms_between(entry, t_hello),
       ms_between(t_hello, now_ns()), ((double)entry - (double)t_jailed) / 1e6);
   return 0;
+}
+
+int rc_microvm_host_configure(struct vm *vm, const struct agent_network *net,
+                              struct agent_msg *config, uint64_t deadline, uint64_t *t_hello,
+                              struct rc_error *err) {
+  struct agent_frame f;
+  /* From here every failure is the guest's doing or shows how far it got (garbage or the
+   * wrong message on the agent channel, no answer in time, a stop): the console's tail
+   * goes with each (agent_failed). */
+  if (expect(vm, AGENT_MSG_HELLO, &f, deadline, "while booting", err) < 0) goto agent_failed;
+  struct agent_hello hello;
+  if (agent_decode_hello(&f, &hello, err) < 0) {
+    rc_err_wrap(err, "microVM: agent HELLO");
+    goto agent_failed;
+  }
+  *t_hello = now_ns();
+  rc_debug("microvm: agent %s (protocol %u) is up", hello.agent_version, hello.proto_version);
+  if (net && send_network(vm, net, err) < 0) goto agent_failed;
+
+  if (send_frame(vm, config, err) < 0) {
+    rc_err_wrap(err, "microVM: the container's config for the guest");
+    goto agent_failed;
+  }
+  if (expect(vm, AGENT_MSG_CONFIGURED, &f, deadline, "while setting up the container", err) < 0)
+    goto agent_failed;
+  return 0;
 agent_failed:
   return append_console_tail(vm, err);
+}
+
+int rc_microvm_host_start(struct vm *vm, uint64_t deadline, uint32_t *guest_pid,
+                          struct rc_error *err) {
+  struct agent_msg *m = rc_xcalloc(1, sizeof(*m));
+  agent_encode_empty(m, AGENT_MSG_START);
+  int r = send_frame(vm, m, err);
+  free(m);
+  struct agent_frame f;
+  if (r < 0 || expect(vm, AGENT_MSG_STARTED, &f, deadline, "while starting", err) < 0) return -1;
+  return agent_decode_started(&f, guest_pid, err);
 }
 
 /* A terminal: the pty's master goes to the console socket (as runc does); the VMM keeps
@@ -574,6 +571,13 @@ static int flush_output(struct vm *vm, int s, struct rc_error *err) {
 }
 
 static int on_frame(struct vm *vm, const struct agent_frame *f, struct rc_error *err) {
+  /* EXIT {proc 0} is the agent's last word (agent_proto.h: it reboots next). Whatever
+   * follows is a protocol violation, not something to act on: a second EXIT replaced the
+   * status already taken, and output after it was written or not depending on whether it
+   * came in the same read as the EXIT. */
+  if (vm->exited)
+    return rc_err(err, EPROTO, "microVM: the guest agent sent %s after the container's exit",
+                  agent_msg_name(f->type));
   /* exec'd processes and ps answers are the control side's; the rest is process 0's */
   int mine = vm->ctl ? rc_vmctl_on_frame(vm->ctl, f, err) : 0;
   if (mine != 0) return mine < 0 ? -1 : 0;
@@ -621,71 +625,114 @@ static size_t vm_queued(void *vm) {
 
 /* The running container: until the workload's EXIT has arrived and its output is out,
  * or the guest stops. */
-static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
-  bool eof = false;
-  /* six of our own, then the control side's */
-  cleanup_free struct pollfd *p = rc_xcalloc(6 + rc_vmctl_max_pollfds(), sizeof(*p));
-  for (;;) {
-    struct agent_frame f;
-    int r;
-    while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
-      if (on_frame(vm, &f, err) < 0) return -1;
-    if (r < 0) return -1;
-    if (flush_agent(vm, err) < 0 || send_credits(vm, err) < 0 || rc_vmctl_flush(vm->ctl, err) < 0 ||
-        flush_agent(vm, err) < 0)
-      return -1;
-    if (vm->exited && vm->out[0].len == 0 && vm->out[1].len == 0) {
-      rc_vmctl_finish(vm->ctl);
-      return 0;
-    }
-
-    int n = 0;
-    p[n++] = (struct pollfd){.fd = vm->stopped, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = eof ? -1 : vm->agent,
-                             .events = POLLIN | (vm->to_agent.len ? POLLOUT : 0)};
-    bool want_in = !vm->in_eof && !vm->exited && vm->stdin_in_flight < AGENT_STDIO_WINDOW &&
-                   vm->to_agent.len < AGENT_FRAME_MAX;
-    p[n++] = (struct pollfd){.fd = want_in ? vm->in_fd : -1, .events = POLLIN};
-    p[n++] = (struct pollfd){.fd = vm->out[0].len ? vm->out_fd[0] : -1, .events = POLLOUT};
-    p[n++] = (struct pollfd){.fd = vm->out[1].len ? vm->out_fd[1] : -1, .events = POLLOUT};
-    size_t n_ctl = rc_vmctl_poll_fill(vm->ctl, p + n);
-    /* the control side's deadlines (callers the agent never answers) bound the wait */
-    if (poll(p, (nfds_t)n + n_ctl, rc_vmctl_poll_timeout(vm->ctl)) < 0) {
-      if (errno == EINTR) continue;
-      return rc_err(err, errno, "microVM: poll");
-    }
-    if (rc_vmctl_poll_handle(vm->ctl, p + n, n_ctl, err) < 0) return -1;
-    if (p[1].revents && on_signal(vm, sigfd, err) < 0) return -1;
-    if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
-      if (agent_reader_fill(vm->reader, vm->agent, &eof, err) < 0) return -1;
-    }
-    if (p[3].revents && on_stdin(vm, err) < 0) return -1;
-    for (int s = 0; s < 2; s++)
-      if (p[4 + s].revents && flush_output(vm, s, err) < 0) return -1;
-    if (p[0].revents || eof) {
-      /* the guest is gone: take the last frames it managed to send */
-      bool more = true;
-      while (more && !eof) {
-        if (agent_reader_fill(vm->reader, vm->agent, &eof, err) < 0) break;
-        while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
-          if (on_frame(vm, &f, err) < 0) return -1;
-        more = r == 0 && !eof && vm->reader->len < AGENT_FRAME_MAX;
-        struct pollfd q = {.fd = vm->agent, .events = POLLIN};
-        if (poll(&q, 1, 0) <= 0) break;
-      }
-      if (vm->exited) {
-        /* write what is left, blocking: nobody else needs the loop now */
-        for (int s = 0; s < 2; s++) {
-          fcntl(vm->out_fd[s], F_SETFL, fcntl(vm->out_fd[s], F_GETFL) & ~O_NONBLOCK);
-          (void)flush_output(vm, s, err);
-        }
-        rc_vmctl_finish(vm->ctl);
-        return 0;
-      }
-      return guest_stopped_error(vm, "while the container ran, without reporting its exit", err);
-    }
+int rc_microvm_host_relay_turn(struct vm *vm, int sigfd, int wait_ms, struct rc_error *err) {
+  struct pollfd *p = vm->pfd;
+  struct agent_frame f;
+  int r;
+  while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
+    if (on_frame(vm, &f, err) < 0) return -1;
+  if (r < 0) return -1;
+  if (flush_agent(vm, err) < 0 || send_credits(vm, err) < 0 || rc_vmctl_flush(vm->ctl, err) < 0 ||
+      flush_agent(vm, err) < 0)
+    return -1;
+  if (vm->exited && vm->out[0].len == 0 && vm->out[1].len == 0) {
+    rc_vmctl_finish(vm->ctl);
+    return 1;
   }
+
+  int n = 0;
+  p[n++] = (struct pollfd){.fd = vm->stopped, .events = POLLIN};
+  p[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+  p[n++] = (struct pollfd){.fd = vm->agent_eof ? -1 : vm->agent,
+                           .events = POLLIN | (vm->to_agent.len ? POLLOUT : 0)};
+  bool want_in = !vm->in_eof && !vm->exited && vm->stdin_in_flight < AGENT_STDIO_WINDOW &&
+                 vm->to_agent.len < AGENT_FRAME_MAX;
+  p[n++] = (struct pollfd){.fd = want_in ? vm->in_fd : -1, .events = POLLIN};
+  p[n++] = (struct pollfd){.fd = vm->out[0].len ? vm->out_fd[0] : -1, .events = POLLOUT};
+  p[n++] = (struct pollfd){.fd = vm->out[1].len ? vm->out_fd[1] : -1, .events = POLLOUT};
+  size_t n_ctl = rc_vmctl_poll_fill(vm->ctl, p + n);
+  /* the control side's deadlines (callers the agent never answers) bound the wait */
+  int timeout = rc_vmctl_poll_timeout(vm->ctl);
+  if (wait_ms >= 0 && (timeout < 0 || timeout > wait_ms)) timeout = wait_ms;
+  if (poll(p, (nfds_t)n + n_ctl, timeout) < 0) {
+    if (errno == EINTR) return 0;
+    return rc_err(err, errno, "microVM: poll");
+  }
+  if (rc_vmctl_poll_handle(vm->ctl, p + n, n_ctl, err) < 0) return -1;
+  if (p[1].revents && on_signal(vm, sigfd, err) < 0) return -1;
+  if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+    if (agent_reader_fill(vm->reader, vm->agent, &vm->agent_eof, err) < 0) return -1;
+  }
+  if (p[3].revents && on_stdin(vm, err) < 0) return -1;
+  for (int s = 0; s < 2; s++)
+    if (p[4 + s].revents && flush_output(vm, s, err) < 0) return -1;
+  if (p[0].revents || vm->agent_eof) {
+    /* the guest is gone: take the last frames it managed to send */
+    bool more = true;
+    while (more && !vm->agent_eof) {
+      if (agent_reader_fill(vm->reader, vm->agent, &vm->agent_eof, err) < 0) break;
+      while ((r = agent_reader_next(vm->reader, &f, err)) > 0)
+        if (on_frame(vm, &f, err) < 0) return -1;
+      more = r == 0 && !vm->agent_eof && vm->reader->len < AGENT_FRAME_MAX;
+      struct pollfd q = {.fd = vm->agent, .events = POLLIN};
+      if (poll(&q, 1, 0) <= 0) break;
+    }
+    if (vm->exited) {
+      /* write what is left, blocking: nobody else needs the loop now */
+      for (int s = 0; s < 2; s++) {
+        fcntl(vm->out_fd[s], F_SETFL, fcntl(vm->out_fd[s], F_GETFL) & ~O_NONBLOCK);
+        (void)flush_output(vm, s, err);
+      }
+      rc_vmctl_finish(vm->ctl);
+      return 1;
+    }
+    return guest_stopped_error(vm, "while the container ran, without reporting its exit", err);
+  }
+  return 0;
+}
+
+static int relay(struct vm *vm, int sigfd, struct rc_error *err) {
+  int r;
+  while ((r = rc_microvm_host_relay_turn(vm, sigfd, -1, err)) == 0) {
+  }
+  return r < 0 ? -1 : 0;
+}
+
+void rc_microvm_host_init(struct vm *vm, const struct oci_config *cfg, int console_log) {
+  *vm = (struct vm){.cfg = cfg,
+                    .agent = -1,
+                    .stopped = -1,
+                    .tty = -1,
+                    .in_fd = -1,
+                    .out_fd = {-1, -1},
+                    .console_log = console_log};
+  vm->reader = rc_xcalloc(1, sizeof(*vm->reader));
+  agent_reader_init(vm->reader);
+  vm->to_agent =
+      (struct byte_queue){.data = rc_xcalloc(1, 2 * AGENT_FRAME_MAX + AGENT_STDIO_WINDOW),
+                          .cap = 2 * AGENT_FRAME_MAX + AGENT_STDIO_WINDOW};
+  for (int s = 0; s < 2; s++)
+    vm->out[s] = (struct byte_queue){.data = rc_xcalloc(1, AGENT_STDIO_WINDOW + AGENT_FRAME_MAX),
+                                     .cap = AGENT_STDIO_WINDOW + AGENT_FRAME_MAX};
+  vm->pfd = rc_xcalloc(6 + rc_vmctl_max_pollfds(), sizeof(*vm->pfd));
+}
+
+void rc_microvm_host_release(struct vm *vm) {
+  rc_vmctl_free(vm->ctl);
+  vm->ctl = NULL;
+  free(vm->reader);
+  free(vm->to_agent.data);
+  for (int s = 0; s < 2; s++) free(vm->out[s].data);
+  free(vm->pfd);
+  vm->reader = NULL;
+  vm->to_agent.data = vm->out[0].data = vm->out[1].data = NULL;
+  vm->pfd = NULL;
+}
+
+void rc_microvm_host_control(struct vm *vm, int control_fd) {
+  struct rc_vmctl_agent link = {
+      .vm = vm, .send = vm_send, .queued = vm_queued, .machine = vm->machine};
+  vm->ctl = rc_vmctl_new(control_fd, &link);
 }
 
 /* Exits as the workload did. A signal is re-raised where that gives the same wait status
@@ -824,15 +871,8 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
    * be a way out of its jail's empty root; dropped before the fds are sorted out below. */
   rc_procfs_release();
 
-  struct vm vm = {
-      .cfg = cfg, .agent = -1, .stopped = -1, .tty = -1, .console_log = ctx->vm_console_log};
-  vm.reader = rc_xcalloc(1, sizeof(*vm.reader));
-  agent_reader_init(vm.reader);
-  vm.to_agent = (struct byte_queue){.data = rc_xcalloc(1, 2 * AGENT_FRAME_MAX + AGENT_STDIO_WINDOW),
-                                    .cap = 2 * AGENT_FRAME_MAX + AGENT_STDIO_WINDOW};
-  for (int s = 0; s < 2; s++)
-    vm.out[s] = (struct byte_queue){.data = rc_xcalloc(1, AGENT_STDIO_WINDOW + AGENT_FRAME_MAX),
-                                    .cap = AGENT_STDIO_WINDOW + AGENT_FRAME_MAX};
+  struct vm vm;
+  rc_microvm_host_init(&vm, cfg, ctx->vm_console_log);
 
   if (rc_sync_expect(sync, RC_SYNC_GO, "wait for parent", &err) < 0) _exit(1);
   /* The VMM's cgroup; first, as the container init does it. */
@@ -899,22 +939,15 @@ void rc_microvm_init_main(struct rc_init_ctx *ctx) {
   close(ctx->start_fd);
   if (start_hooks_helper_run(&hooks_helper, &err) < 0) fail(conn, &err);
   uint64_t t_start = now_ns();
-  struct agent_msg m;
-  agent_encode_empty(&m, AGENT_MSG_START);
-  struct agent_frame f;
-  if (send_frame(&vm, &m, &err) < 0 ||
-      expect(&vm, AGENT_MSG_STARTED, &f, (uint64_t)rc_now_ms() + (uint64_t)timeout_ms(),
-             "while starting", &err) < 0)
-    fail(conn, &err);
   uint32_t guest_pid = 0;
-  if (agent_decode_started(&f, &guest_pid, &err) < 0) fail(conn, &err);
+  if (rc_microvm_host_start(&vm, (uint64_t)rc_now_ms() + (uint64_t)timeout_ms(), &guest_pid, &err) <
+      0)
+    fail(conn, &err);
   rc_info("microvm phases: start-to-workload %.3f ms (guest pid %u)", ms_between(t_start, now_ns()),
           guest_pid);
   close(conn); /* start returns: the container runs */
   if (vm.tty >= 0) (void)send_winsize(&vm, &err);
-  struct rc_vmctl_agent link = {
-      .vm = &vm, .send = vm_send, .queued = vm_queued, .machine = vm.machine};
-  vm.ctl = rc_vmctl_new(ctx->control_fd, &link);
+  rc_microvm_host_control(&vm, ctx->control_fd);
 
   if (relay(&vm, sigfd, &err) < 0) {
     rc_log(RC_LOG_ERROR, "container %s: %s", ctx->id, err.msg);
