@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "../../src/microvm_host.h"
+#include "fuzz_script.h"
 #include "runcell/agent_proto.h"
 #include "runcell/log.h"
 #include "runcell/util.h"
@@ -67,26 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---- The input ------------------------------------------------------------------------ */
 
-struct script {
-  const uint8_t *p;
-  size_t n;
-};
-
-static uint8_t u8(struct script *s) {
-  if (!s->n) return 0;
-  s->n--;
-  return *s->p++;
-}
-
-static uint16_t u16(struct script *s) {
-  uint16_t lo = u8(s);
-  return (uint16_t)(lo | (uint16_t)u8(s) << 8);
-}
-
-static uint32_t u32(struct script *s) {
-  uint32_t lo = u16(s);
-  return lo | (uint32_t)u16(s) << 16;
-}
+/* struct script, u8..u64: fuzz_script.h */
 
 /* A string of up to 255 bytes, from the input. */
 static void str(struct script *s, char *out, size_t cap) {

@@ -41,6 +41,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "fuzz_script.h"
 #include "runcell/agent_proto.h"
 #include "runcell/log.h"
 #include "runcell/microvm_control.h"
@@ -60,31 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---- The input ------------------------------------------------------------------------ */
 
-struct script {
-  const uint8_t *p;
-  size_t n;
-};
-
-static uint8_t u8(struct script *s) {
-  if (!s->n) return 0;
-  s->n--;
-  return *s->p++;
-}
-
-static uint16_t u16(struct script *s) {
-  uint16_t lo = u8(s);
-  return (uint16_t)(lo | (uint16_t)u8(s) << 8);
-}
-
-static uint32_t u32(struct script *s) {
-  uint32_t lo = u16(s);
-  return lo | (uint32_t)u16(s) << 16;
-}
-
-static uint64_t u64(struct script *s) {
-  uint64_t lo = u32(s);
-  return lo | (uint64_t)u32(s) << 32;
-}
+/* struct script, u8..u64: fuzz_script.h */
 
 /* Up to max bytes: a length byte, then that many (fewer at the end of the input). */
 static size_t bytes(struct script *s, const uint8_t **out, size_t max) {
