@@ -27,6 +27,7 @@
 #include "runcell/hooks.h"
 #include "runcell/namespaces.h"
 #include "runcell/process_attrs.h"
+#include "runcell/procfs.h"
 #include "runcell/rootfs.h"
 #include "runcell/state_store.h"
 #include "runcell/sync.h"
@@ -380,6 +381,12 @@ int rc_process_finalize(const struct oci_config *cfg, const struct oci_process *
   if (rc_caps_drop_bounding(p, err) < 0) return -1;
   if (rc_apply_user_and_caps(p, setgroups_ok, err) < 0) return -1;
   if (rc_apply_no_new_privs(p, err) < 0) return -1;
+  /* The runtime's procfs handle is the host's /proc (its pid namespace, mounted nowhere):
+   * a program path such as /proc/self/fd/N/<pid>/root/... would reach, through it, the
+   * root of any host process the container's user may ptrace-access — another pod's
+   * processes, every host process with CAP_SYS_PTRACE (session-19 red team). It is let go
+   * before the program is looked up; what follows reads the container's /proc. */
+  rc_procfs_release();
   /* Looked up as the container's user, with its capabilities: what execve will see. */
   return rc_find_executable(p->args[0], p->env, exe, err);
 }
@@ -419,24 +426,38 @@ int rc_verify_cwd_inside_root(const char *cwd, struct rc_error *err) {
   return 0;
 }
 
+/* Closes every fd from first up, but a and b (-1: none). */
+static void close_from_except(int first, int a, int b) {
+  if (a > b) {
+    int t = a;
+    a = b;
+    b = t;
+  }
+  const int keep[2] = {a, b};
+  int from = first;
+  for (int i = 0; i < 2; i++) {
+    if (keep[i] < from) continue;
+    if (keep[i] > from && syscall(SYS_close_range, from, keep[i] - 1, 0) < 0)
+      for (int fd = from; fd < keep[i]; fd++) close(fd);
+    from = keep[i] + 1;
+  }
+  if (syscall(SYS_close_range, from, ~0U, 0) < 0)
+    for (int fd = from; fd < 65536; fd++) close(fd);
+}
+
 void rc_prepare_exec_fds(int preserve_fds, int keep) {
-  /* Only stdio and the preserved fds reach the user program; anything else the runtime
-   * inherited (a host directory fd, CVE-2024-21626) is closed on exec. */
+  /* Only stdio and the preserved fds reach the user program. */
   for (int fd = 3; fd < 3 + preserve_fds; fd++) {
     int fl = fcntl(fd, F_GETFD);
     if (fl >= 0) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
   }
-  /* an xgate cell's loader stays open across the exec (and its filter traps a range that
-   * covers it) */
-  int r = rc_xgate_active
-              ? (int)syscall(SYS_close_range, 3 + preserve_fds, RC_XGATE_LOADER_FD - 1,
-                             CLOSE_RANGE_CLOEXEC) |
-                    (int)syscall(SYS_close_range, RC_XGATE_LOADER_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC)
-              : (int)syscall(SYS_close_range, 3 + preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (r < 0) {
-    for (int fd = 3 + preserve_fds; fd < 65536; fd++)
-      if (fd != keep) fcntl(fd, F_SETFD, FD_CLOEXEC);
-  }
+  /* The rest are closed now, not on exec: execve looks the program's path up while
+   * close-on-exec fds are still open, and one of them in a path (/proc/self/fd/N/...)
+   * would lead outside the container (CVE-2024-21626's program-path form; runc closes
+   * them before exec too). Kept: keep (close-on-exec: where an exec failure is told)
+   * and an xgate cell's loader, which stays open across the exec (its filter traps a
+   * range that covers it). */
+  close_from_except(3 + preserve_fds, keep, rc_xgate_active ? RC_XGATE_LOADER_FD : -1);
   if (keep >= 0) fcntl(keep, F_SETFD, FD_CLOEXEC);
 }
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Harness, mountinfo, run, set_mode
+from helpers import BUSYBOX, Harness, mountinfo, run, set_mode
 
 pytestmark = pytest.mark.runcell_specific
 
@@ -323,6 +323,58 @@ def test_cve_2024_21626_program_path_through_proc_self_fd_fails(h, bundle, escap
     res = run_argv(leaky_caller(LEAKED, escape_dir, h.rt.argv(
         "exec", "--preserve-fds", "1", cid, f"/proc/self/fd/3/{host_busybox}", "sh", "-c",
         "readlink /proc/self/exe; echo ESCAPED")))
+    assert res.rc == 0 and "ESCAPED" in res.out, res
+
+
+RUNTIME_FDS = list(range(3, 32))  # wherever runcell's own descriptors may sit
+
+
+@pytest.fixture
+def host_process_with_echo(workdir):
+    """A host process (a plain `sleep`) and a host-only program named echo (busybox, so
+    `echo` is its applet): the target of a program path that would leave the container
+    through a descriptor of the runtime's on the host's /proc."""
+    hostonly = workdir / "hostonly"
+    hostonly.mkdir()
+    echo = hostonly / "echo"
+    shutil.copy2(BUSYBOX, echo)
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        yield proc.pid, echo
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_runtime_procfs_handle_in_the_program_path(h, bundle, host_process_with_echo, mode):
+    """runcell keeps a handle on the host's procfs (its own pid namespace, mounted
+    nowhere) for the /proc files it writes for the container's process. While it was open
+    when the program was looked up and exec'd, a program path /proc/self/fd/N/<pid>/root/...
+    ran, and could open for writing, files of any host process the container's user may
+    ptrace-access: another pod's (same uid and capabilities), or every host process with
+    CAP_SYS_PTRACE (session-19 red team; runc closes its descriptors before exec). Tried
+    with CAP_SYS_PTRACE for every descriptor number, as the init and through exec."""
+    pid, echo = host_process_with_echo
+    set_mode(bundle, mode)
+    for kind in ("bounding", "effective", "permitted"):
+        bundle.process["capabilities"][kind].append("CAP_SYS_PTRACE")
+    target = f"{pid}/root{echo}"
+    assert os.path.exists(f"/proc/{target}")  # the path names a host program
+    for n in RUNTIME_FDS:
+        bundle.args(f"/proc/self/fd/{n}/{target}", "ESCAPED")
+        res = h.run_container(bundle)
+        assert res.rc != 0 and "ESCAPED" not in res.out, f"fd {n}: {res.describe()}"
+    bundle.args("sleep", "100")
+    cid = h.run_detached(bundle)
+    assert_mode(h, cid, mode)
+    for n in RUNTIME_FDS:
+        res = h("exec", cid, f"/proc/self/fd/{n}/{target}", "ESCAPED")
+        assert res.rc != 0 and "ESCAPED" not in res.out, f"fd {n}: {res.describe()}"
+    # Precondition: with a descriptor on the host's /proc really inside (handed over with
+    # --preserve-fds), the same path does run the host's program.
+    res = run_argv(leaky_caller([3], "/proc", h.rt.argv(
+        "exec", "--preserve-fds", "1", cid, f"/proc/self/fd/3/{target}", "ESCAPED")))
     assert res.rc == 0 and "ESCAPED" in res.out, res
 
 
