@@ -156,7 +156,13 @@ int rc_ns_apply_uts(const struct oci_config *cfg, bool new_uts, struct rc_error 
 }
 
 /* The namespace a sysctl belongs to, OCI_NS_COUNT for one that belongs to none. */
-static enum oci_ns_type sysctl_namespace(const char *key) {
+static enum oci_ns_type sysctl_namespace(const char *spelled) {
+  /* both spellings ("kernel.shm_rmid_forced", "kernel/shm_rmid_forced") are one sysctl:
+   * classified in the dotted one (runc accepts the slashed one too) */
+  char key[256];
+  snprintf(key, sizeof(key), "%s", spelled);
+  for (char *c = key; *c; c++)
+    if (*c == '/') *c = '.';
   if (strncmp(key, "net.", 4) == 0) return OCI_NS_NETWORK;
   if (strncmp(key, "fs.mqueue.", 10) == 0 || strcmp(key, "kernel.msgmax") == 0 ||
       strcmp(key, "kernel.msgmnb") == 0 || strcmp(key, "kernel.msgmni") == 0 ||

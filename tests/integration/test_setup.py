@@ -448,6 +448,14 @@ def test_sysctl(h, bundle):
     assert h.output_of(bundle).split() == ["1", "4096"]
 
 
+def test_sysctl_slashed_spelling(h, bundle):
+    """Both spellings are one sysctl, as under runc: the slashed one was classified as no
+    namespace's and refused (session-19 red team: a pod's kernel/shm_rmid_forced)."""
+    bundle.linux["sysctl"] = {"kernel/shm_rmid_forced": "1", "net/ipv4/ip_forward": "1"}
+    bundle.sh("cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_forward")
+    assert h.output_of(bundle).split() == ["1", "1"]
+
+
 def test_sysctl_outside_the_containers_namespaces_is_refused(h, bundle):
     bundle.drop_namespace("network")
     bundle.linux["sysctl"] = {"net.ipv4.ip_forward": "1"}
