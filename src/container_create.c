@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "container_internal.h"
+#include "runcell/cell_floor.h"
 #include "runcell/cell_kernel.h"
 #include "runcell/cgroups.h"
 #include "runcell/cgroups_systemd.h"
@@ -393,6 +394,15 @@ int rc_container_create(const struct rc_create_opts *o, struct rc_created *out,
 
   if (validate_for_create(o, cfg, err) < 0) goto out;
   if (choose_mode(o->id, cfg, &mode, err) < 0) goto out;
+  if (mode.mode == RC_MODE_CELL && mode.gate) {
+    size_t kept = rc_cell_floor_apply(cfg);
+    if (kept)
+      rc_info(
+          "container %s: a cell with its gate on keeps the kernel's settings read-only and "
+          "its information masked: %zu path(s) or mount(s) the config left open (a "
+          "privileged config?) are not (the gate off, runcell-native, leaves them so)",
+          o->id, kept);
+  }
   if (mode.mode == RC_MODE_MICROVM && o->preserve_fds > 0) {
     /* as for exec: the caller's descriptors are on the host, the process in the guest */
     rc_err(err, 0, "cannot create container %s: --preserve-fds does not reach a microVM", o->id);

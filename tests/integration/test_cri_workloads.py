@@ -376,3 +376,23 @@ def test_a_privileged_pod_in_a_cell_gets_no_host_devices(pods):
     assert path not in seen["runcell"], seen["runcell"]
     # the node is made (CAP_MKNOD), but the device cgroup does not let it open
     assert "mknod=0" in seen["runcell"] and "open=1" in seen["runcell"], seen["runcell"]
+
+
+def test_a_privileged_pod_in_a_cell_cannot_change_the_hosts_kernel(pods):
+    """A privileged pod's config leaves /proc/sys and /sys writable and masks nothing:
+    under runc and runcell-native it rewrites a host-wide sysctl (vm.swappiness, with the
+    value it read: the host is unchanged) and reads /proc/timer_list; in a cell (gate on) the
+    floor keeps /proc/sys and /sys read-only and the kernel's information masked, which
+    the gate alone could not (a write is file I/O; session-19 red team: core_pattern)."""
+    script = ("v=$(cat /proc/sys/vm/swappiness); (echo $v > /proc/sys/vm/swappiness) "
+              "2>/dev/null; echo sysctl=$?; grep -E ' /sys (rw|ro),' /proc/self/mountinfo | "
+              "cut -d' ' -f5,6; [ -c /proc/timer_list ] && echo timers=masked || echo timers=shown")
+    privileged = {"pod": {"privileged": True},
+                  "security_context": linux_security_context(pid=CONTAINER, privileged=True)}
+    seen = {h: exec_ok(pods, running(pods, h, **privileged), script)
+            for h in ("runc", "runcell-native", "runcell")}
+    for h in ("runc", "runcell-native"):
+        assert "sysctl=0" in seen[h] and "/sys rw," in seen[h], (h, seen[h])
+        assert "timers=shown" in seen[h], (h, seen[h])
+    assert "sysctl=1" in seen["runcell"], seen["runcell"]
+    assert "/sys ro," in seen["runcell"] and "timers=masked" in seen["runcell"], seen["runcell"]
