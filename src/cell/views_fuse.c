@@ -69,6 +69,9 @@
 #define REQUEST_BUFFER (FUSE_MIN_READ_BUFFER + 65536)
 /* How long a rendering made for a LOOKUP or GETATTR waits for the open that follows it */
 #define PENDING_MS 1000
+/* Above any rendering (the host files a view is made from are read up to 1 MiB): the
+ * size an open leaves the kernel with when it cannot say the exact one (store_size_hint). */
+#define SIZE_CEILING (4u << 20)
 
 /* The opener of a handle: its process's id (tgid) and the leader's start time in the low
  * and high 32 bits (UNRESOLVED: the thread's id instead). */
@@ -716,6 +719,25 @@ static void set_text(struct rc_views_server *s, struct open_file *f, char *text)
     drop_text(s, &s->open[s->lru_head - 1]);
 }
 
+/* A view's file is bound over its place, so the kernel never looks it up again: the size
+ * it holds is the one the last LOOKUP or GETATTR said, and sendfile and splice (busybox
+ * cat) read through the page cache up to that size. A rendering that grew since (an
+ * uptime past 10 s, a cpu list after an update, a meminfo figure with one more digit)
+ * came out cut short. NOTIFY_STORE is the one way to raise the kernel's size from here;
+ * it stores a byte (the page stays not up to date) at the ceiling's last offset: a page
+ * no reader locks (the read of a page is what would wait on this single-threaded server;
+ * only a process of the cell faulting that very page of a mapping could, and it delays
+ * only its own cell). The open then drops the page cache (no FOPEN_KEEP_CACHE), and the
+ * first page read comes back short, which brings the kernel's size down to the text. */
+static void store_size_hint(struct rc_views_server *s, uint64_t nodeid) {
+  struct fuse_notify_store_out st = {.nodeid = nodeid, .offset = SIZE_CEILING - 1, .size = 1};
+  char byte = '\n';
+  struct fuse_out_header h = {.len = (uint32_t)(sizeof(h) + sizeof(st) + 1),
+                              .error = FUSE_NOTIFY_STORE};
+  struct iovec iov[3] = {{&h, sizeof(h)}, {&st, sizeof(st)}, {&byte, 1}};
+  (void)!writev(s->fd, iov, 3); /* an older kernel without it: the size stays as it was */
+}
+
 static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
   if (!is_view_ino(h->nodeid)) return reply(s->fd, h->unique, -EISDIR, NULL, 0);
   uint64_t opener = opener_of(s, h->pid);
@@ -742,6 +764,7 @@ static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
   set_text(s, &s->open[fh], fresh ? s->pending[v].text : NULL); /* NULL: render */
   if (!fresh) free(s->pending[v].text);
   s->pending[v].text = NULL;
+  if (!fresh) store_size_hint(s, h->nodeid);
   /* Direct I/O: every read comes here and gets this open's snapshot, so concurrent
    * readers do not share cached pages, and a read ends at the snapshot's end whatever
    * size the kernel holds. Without FUSE_DIRECT_IO_ALLOW_MMAP a shared mapping is refused

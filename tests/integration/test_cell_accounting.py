@@ -63,12 +63,18 @@ def cgroups_of(pid):
     return out
 
 
-def cell_kernel_pids():
+def cell_kernel_pids(cid=None):
+    """Cell kernels running now; with cid, only that container's (a cell kernel keeps the
+    command line of the runcell that started it, which names the container): other tests
+    or users of the machine may be starting and ending cells meanwhile."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "runcell-cellk":
+                if Path(f"/proc/{entry}/comm").read_text().strip() != "runcell-cellk":
+                    continue
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if cid is None or cid.encode() in argv:
                     found.add(int(entry))
             except OSError:
                 pass
@@ -101,7 +107,7 @@ def test_cell_kernel_joins_the_cells_cpu_cgroups_and_nothing_else(h, bundle, loo
     init = h.state(cid)["pid"]
     res = h("exec", "--detach", cid, "/bin/routed-loop", "300")
     assert res.rc == 0, res.describe()
-    mine = cell_kernel_pids() - before
+    mine = cell_kernel_pids(cid) - before
     assert len(mine) >= 2, f"expected the init's and the exec's cell kernels, found {mine}"
     cell_cgroups = cgroups_of(init)
     for pid in mine:
@@ -144,7 +150,7 @@ def test_the_cells_quota_bounds_its_cell_kernel(h, bundle, loop_bin):
     cell(bundle, loop_bin, 30, quota=10000)
     cid = h.run_detached(bundle)
     init = h.state(cid)["pid"]
-    mine = cell_kernel_pids() - before
+    mine = cell_kernel_pids(cid) - before
     assert mine, "no cell kernel for the cell"
     time.sleep(0.5)  # past the start
     usage_file = None

@@ -174,6 +174,38 @@ def test_views_are_read_only_and_only_inside_the_cell(h, bundle, workdir):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+@pytest.mark.skipif(HOST_CPUS < 2, reason="needs two CPUs for the cpu list to grow")
+def test_a_view_that_grows_is_read_whole_by_sendfile(h, bundle):
+    """busybox cat copies with sendfile, which reads through the page cache up to the size
+    the kernel holds, and a bound view is never looked up again: once the cell's quota went
+    from half a CPU to two, cat printed "0-" for an online list of "0-1" (and "11.08 0.00"
+    without its newline once the cell was 10 s old; session-19 red team). Read with cat and
+    with shell redirection (read(2)), which must agree."""
+    as_cell(bundle)
+    limits(bundle, quota=50000)
+    bundle.args("sleep", "60")
+    cid = h.run_detached(bundle)
+    script = ("echo \"cat=[$(cat /sys/devices/system/cpu/online)]\"; "
+              "read l < /sys/devices/system/cpu/online; echo \"read=[$l]\"; "
+              "echo \"lines_cat=$(cat /proc/meminfo | wc -l)\"; "
+              "echo \"lines_read=$(while read -r x; do echo; done < /proc/meminfo | wc -l)\"")
+
+    def views():
+        res = h("exec", cid, "sh", "-c", script)
+        assert res.rc == 0, res.describe()
+        return dict(line.split("=", 1) for line in res.out.splitlines())
+
+    before = views()
+    assert before["cat"] == before["read"] == "[0]", before
+    res = h("update", "--cpu-quota", "200000", "--cpu-period", "100000", cid)
+    assert res.rc == 0, res.describe()
+    after = views()
+    assert after["cat"] == after["read"] == "[0-1]", after
+    assert after["lines_cat"] == after["lines_read"], after
+    assert h.kill(cid, "KILL").rc == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
 def test_views_of_an_exec_and_after_a_long_time(h, bundle):
     """Views are files of the container's mount namespace: an exec'd process sees them,
     and they keep being served while the cell runs."""

@@ -102,7 +102,9 @@ struct server {
   struct rc_views_server *s;
   uint64_t unique;
   char reply[65536];
-  size_t reply_len; /* the data after the header */
+  size_t reply_len;    /* the data after the header */
+  unsigned size_hints; /* NOTIFY_STORE messages seen (store_size_hint) */
+  uint64_t hint_end;   /* the size the last one left the kernel with */
 };
 
 /* A server whose cell is this process: its pid namespace, its /proc. */
@@ -113,6 +115,8 @@ static void server_start(struct server *c) {
   c->served = sv[1];
   c->s = rc_views_server_new(sv[1], "/nonexistent/cgroup", getpid());
   c->unique = 0;
+  c->size_hints = 0;
+  c->hint_end = 0;
 }
 
 static void server_stop(struct server *c) {
@@ -135,9 +139,20 @@ static int request(struct server *c, uint32_t opcode, uint64_t node, uint32_t pi
   CHECK(write(c->fd, buf, h.len) == (ssize_t)h.len);
   CHECK(rc_views_server_handle(c->s) == 0);
   char out[sizeof(struct fuse_out_header) + sizeof(c->reply)];
-  ssize_t n = read(c->fd, out, sizeof(out));
+  ssize_t n;
   struct fuse_out_header o = {0};
-  if (n >= (ssize_t)sizeof(o)) memcpy(&o, out, sizeof(o));
+  for (;;) {
+    n = read(c->fd, out, sizeof(out));
+    if (n >= (ssize_t)sizeof(o)) memcpy(&o, out, sizeof(o));
+    if (n < (ssize_t)sizeof(o) || o.unique != 0 || o.error != FUSE_NOTIFY_STORE) break;
+    /* the size hint an OPEN may send first: one byte stored for the node it opens */
+    struct fuse_notify_store_out st = {0};
+    CHECK(opcode == FUSE_OPEN && n == (ssize_t)(sizeof(o) + sizeof(st) + 1));
+    memcpy(&st, out + sizeof(o), sizeof(st));
+    CHECK(st.nodeid == node && st.size == 1);
+    c->size_hints++;
+    c->hint_end = st.offset + st.size;
+  }
   CHECK(n >= (ssize_t)sizeof(o) && o.unique == h.unique && o.len == (uint32_t)n);
   c->reply_len = n > (ssize_t)sizeof(o) ? (size_t)n - sizeof(o) : 0;
   memcpy(c->reply, out + sizeof(o), c->reply_len);
@@ -279,7 +294,29 @@ static void texts_past_the_budget_render_again(void) {
   server_stop(&c);
 }
 
-UNIT_MAIN("views", UNIT_CASE(meminfo_of_a_limited_cell),
+/* A bound view is never looked up again, so an open that renders afresh raises the
+ * kernel's size above any text (NOTIFY_STORE; the first short page read brings it down):
+ * sendfile read up to a stale size before. An open that takes the rendering a lookup just
+ * reported (whose length the kernel holds) sends none. */
+static void an_open_raises_the_kernels_size(void) {
+  struct server c;
+  server_start(&c);
+  int64_t fh = view_open(&c, RC_VIEW_UPTIME, (uint32_t)getpid());
+  CHECK(fh >= 0);
+  CHECK(c.size_hints == 1);
+  CHECK(c.hint_end == 4u << 20); /* views_fuse.c's SIZE_CEILING */
+  CHECK(c.hint_end > strlen(view_read(&c, (uint64_t)fh)));
+  view_release(&c, (uint64_t)fh);
+  static const char name[] = "uptime";
+  CHECK(request(&c, FUSE_LOOKUP, 1, (uint32_t)getpid(), name, sizeof(name)) == 0);
+  fh = view_open(&c, RC_VIEW_UPTIME, (uint32_t)getpid());
+  CHECK(fh >= 0);
+  CHECK(c.size_hints == 1);
+  view_release(&c, (uint64_t)fh);
+  server_stop(&c);
+}
+
+UNIT_MAIN("views", UNIT_CASE(meminfo_of_a_limited_cell), UNIT_CASE(an_open_raises_the_kernels_size),
           UNIT_CASE(meminfo_without_a_limit_is_the_hosts), UNIT_CASE(cpus_are_cut_and_renumbered),
           UNIT_CASE(uptime_is_the_cells), UNIT_CASE(threads_share_their_process_limit),
           UNIT_CASE(texts_past_the_budget_render_again))
