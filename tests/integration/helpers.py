@@ -791,3 +791,21 @@ def build_static(directory, name, source, flags=()):
     if res.returncode != 0:
         pytest.skip(f"cannot build {name} statically here: {res.stderr.strip()}")
     return out
+
+
+def cell_kernel_pids(cid=None):
+    """Cell kernels running now; with cid, only that container's (a cell kernel keeps the
+    command line of the runcell that started it, which names the container): other tests
+    or users of the machine may be starting and ending cells meanwhile."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() != "runcell-cellk":
+                    continue
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if cid is None or cid.encode() in argv:
+                    found.add(int(entry))
+            except OSError:
+                pass
+    return found

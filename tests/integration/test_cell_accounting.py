@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS, build_static, controller_dir
+from helpers import NATIVE_ANNOTATIONS, build_static, cell_kernel_pids, controller_dir
 
 pytestmark = pytest.mark.runcell_specific
 
@@ -61,24 +61,6 @@ def cgroups_of(pid):
             if c:
                 out[c] = path
     return out
-
-
-def cell_kernel_pids(cid=None):
-    """Cell kernels running now; with cid, only that container's (a cell kernel keeps the
-    command line of the runcell that started it, which names the container): other tests
-    or users of the machine may be starting and ending cells meanwhile."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() != "runcell-cellk":
-                    continue
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                if cid is None or cid.encode() in argv:
-                    found.add(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def cpu_seconds(pid):

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from helpers import NATIVE_ANNOTATIONS, build_static
+from helpers import NATIVE_ANNOTATIONS, build_static, cell_kernel_pids
 
 pytestmark = pytest.mark.runcell_specific
 
@@ -321,21 +321,6 @@ def test_unknown_placement_is_refused_and_leaves_nothing(h, bundle):
     assert h("state", cid).rc != 0
 
 
-def cell_kernel_pids():
-    """Pids of the runcell-cellk processes on the host (the notify placement's supervisors)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() == "runcell-cellk":
-                    found.add(int(entry))
-        except OSError:
-            pass
-    return found
-
-
 def test_cell_kernels_end_with_the_cell(h, bundle):
     """The init's cell kernel and an exec's one serve their listener from a thread blocked
     in NOTIF_RECV; each must still end once the processes it serves are gone, not linger
@@ -350,7 +335,7 @@ def test_cell_kernels_end_with_the_cell(h, bundle):
     # a detached exec keeps its own cell kernel while it runs
     res = h("exec", "--detach", cid, "sh", "-c", "nproc; sleep 60")
     assert res.rc == 0, res.describe()
-    mine = cell_kernel_pids() - before
+    mine = cell_kernel_pids(cid) - before
     assert len(mine) >= 2, f"expected the init's and the exec's cell kernels, found {mine}"
     assert h("exec", cid, "nproc").out.strip() == "1"  # and a third, served and gone
     assert h("delete", "--force", cid).rc == 0
