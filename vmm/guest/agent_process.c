@@ -198,6 +198,15 @@ static int enter_cwd(const char *cwd) {
   return r;
 }
 
+/* Closes every fd above stdio but keep. */
+static void close_all_but(int keep) {
+  if (keep > 3 && syscall(SYS_close_range, 3, keep - 1, 0) < 0)
+    for (int fd = 3; fd < keep; fd++) close(fd);
+  int from = keep >= 3 ? keep + 1 : 3;
+  if (syscall(SYS_close_range, from, ~0U, 0) < 0)
+    for (int fd = from; fd < 65536; fd++) close(fd);
+}
+
 static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const char *exe, int slave,
                                             const int pipes[3][2], int report) {
   const struct agent_config *cfg = sp->cfg;
@@ -262,6 +271,12 @@ static __attribute__((noreturn)) void child(const struct spawn_spec *sp, const c
     child_fail(report, AGENT_STAGE_PROCESS, errno, "no_new_privs");
   if (sp->privileges->no_new_privs && agent_load_seccomp(&cfg->security) < 0)
     child_fail(report, AGENT_STAGE_SECURITY, errno, "load the seccomp filter");
+  /* Every descriptor of the agent's but stdio and the report is closed now, not on exec:
+   * execve looks the program up while close-on-exec ones are still open, and one in the
+   * path (/proc/self/fd/N/..., say through a symlink swapped after the lookup above) would
+   * lead to the agent's own files (CVE-2024-21626's program-path form; runc closes them
+   * too, and so does runcell on the host since session 19). */
+  close_all_but(report);
   execve(exe, sp->args, sp->env);
   snprintf(what, sizeof(what), "exec: \"%s\"", sp->args[0]);
   child_fail(report, AGENT_STAGE_EXEC, errno, what);
