@@ -95,7 +95,7 @@ static void uptime_is_the_cells(void) {
 /* node ids: 1 the root, then one per view */
 #define NODE(v) ((uint64_t)(v) + 2)
 #define PER_PROCESS (1u << 14) /* views_fuse.c's MAX_OPEN_PER_PROCESS */
-#define TEXT_BUDGET (64u << 20)
+#define TEXT_BUDGET (16u << 20)
 
 struct server {
   int fd, served; /* the kernel's side, the server's */
