@@ -629,3 +629,56 @@ def test_host_python_runs_in_a_cell(h, bundle, gate):
     assert res.rc == 0, res.describe()
     want = {"sha": hashlib.sha256(b"cell").hexdigest()[:8], "cpus": True, "random": 8}
     assert json.loads(res.out) == want, res.out
+
+
+# --- what a gated cell keeps closed whatever its config says (src/cell/cell_floor.c) -----
+
+FLOOR_TARGETS = [
+    "/sys/kernel/mm/transparent_hugepage/enabled",   # the cell's own sysfs, asked rw
+    "/hostsys/kernel/mm/transparent_hugepage/enabled",  # the host's /sys as //sys/.
+    "/hostsys2/mm/transparent_hugepage/enabled",     # the host's /sys/kernel
+    "/hostsys/fs/cgroup/memory/release_agent",       # a v1 hierarchy below the bind
+    "/hostsys/fs/cgroup/systemd/release_agent",
+    "/proc2/sys/vm/swappiness",                      # a second procfs
+    "/proc/sys/vm/swappiness",
+    "/proc/mtrr",
+]
+
+
+def floor_bundle(h, gate):
+    """A privileged config (every capability, sysfs asked rw, nothing masked or read-only)
+    plus what a config could add: binds of the host's /sys however spelled, a second
+    procfs. The script only opens the files for writing (no write)."""
+    bundle = set_gate(all_capabilities(h.bundle()), gate)
+    for m in bundle.config["mounts"]:
+        if m["type"] in ("sysfs", "cgroup"):
+            m["options"] = [o for o in m.get("options", []) if o != "ro"] + ["rw"]
+    bundle.linux["maskedPaths"] = []
+    bundle.linux["readonlyPaths"] = []
+    bundle.bind("//sys/.", "/hostsys")
+    bundle.bind("/sys/kernel", "/hostsys2")
+    bundle.add_mount("/proc2", "proc", "proc", [])
+    existing = [t for t in FLOOR_TARGETS
+                if os.path.exists(t.replace("/hostsys2", "/sys/kernel").replace("/hostsys", "/sys")
+                                  .replace("/proc2", "/proc"))]
+    checks = "".join(f'if ( : 1<>"{t}" ) 2>/dev/null; then echo "open {t}"; fi; ' for t in existing)
+    bundle.sh(checks + "[ -c /proc/kmsg ] && echo kmsg=masked; true")
+    return bundle, existing
+
+
+def test_a_gated_cell_keeps_the_kernels_settings_closed(h):
+    """Gate off, the privileged config opens every target for writing (the test can
+    fail); gate on, none of them, and /proc/kmsg is masked (session-19 red team: binds of
+    the host's /sys kept their writable submounts — the v1 hierarchies' release_agent —,
+    a bind of /sys spelled otherwise or of /sys/kernel was not seen, a second procfs had
+    no read-only paths, /proc/mtrr and /proc/kmsg were in no list)."""
+    bundle, targets = floor_bundle(h, False)
+    res = h.run_container(bundle)
+    assert res.rc == 0, res.describe()
+    opened = {line.split(" ", 1)[1] for line in res.out.splitlines() if line.startswith("open ")}
+    assert opened == set(targets), res.out
+    bundle, _ = floor_bundle(h, True)
+    res = h.run_container(bundle)
+    assert res.rc == 0, res.describe()
+    assert not [line for line in res.out.splitlines() if line.startswith("open ")], res.out
+    assert "kmsg=masked" in res.out, res.out
