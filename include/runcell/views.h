@@ -72,6 +72,16 @@ int rc_views_mount_in_userns(int staging_dirfd, int fuse_fd, struct rc_error *er
 int rc_views_bind(int views, const char *staging_path, int rootfd, bool detach_staging,
                   struct rc_error *err);
 
+/* Cell kernel: the thread that raises the kernel's size for a fresh open and then replies
+ * to it (a store can wait on a page a reader of the cell holds while its READ waits for
+ * the main loop: see views_fuse.c). Started with the cell kernel, before it joins the
+ * cell's cgroups; returns the fd to hand to rc_views_server_set_hints, or -1 (no hints:
+ * a grown view may then be cut short by sendfile). A server not told otherwise stores
+ * from its own thread (the unit and fuzz tests, which have no readers). */
+int rc_views_hint_thread_start(int fuse_fd);
+struct rc_views_server;
+void rc_views_server_set_hints(struct rc_views_server *s, int hint_fd);
+
 /* Cell kernel: serves one request from the FUSE fd. Returns 0, or -1 when the
  * filesystem is gone (unmounted everywhere: the cell has ended). */
 struct rc_views_server;

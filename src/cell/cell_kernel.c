@@ -463,6 +463,7 @@ static bool start_listener(struct listener_thread *lt, int listener, const char 
  * under it, and the process's exit ends both. */
 struct sources {
   int listener, fuse, control, init_pidfd;
+  int hints;      /* the views' size-hint thread (rc_views_hint_thread_start), or -1 */
   int views_root; /* held from RC_SYNC_VIEWS until the init has exited */
   bool mounted;   /* the fuse fd has a filesystem (it reports an error until then) */
 };
@@ -479,6 +480,7 @@ static void take_control_message(struct sources *s, struct listener_thread *lt, 
   if (t == RC_SYNC_VIEWS && got >= 0 && s->fuse >= 0 && !s->mounted) {
     s->mounted = true;
     *views = rc_views_server_new(s->fuse, cgroup_path, init_pid);
+    rc_views_server_set_hints(*views, s->hints);
     if (s->init_pidfd >= 0)
       s->views_root = got;
     else
@@ -612,6 +614,7 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
     struct listener_thread *lt = NULL;
     struct spawn_report r = {0};
     struct rc_error cerr = {0};
+    int hints = at[1] >= 0 ? rc_views_hint_thread_start(at[1]) : -1;
     if (listener_thread_new(&lt) != 0)
       r.status = THREAD_FAILED;
     else if (rc_cgroup_charge_cell_kernel(cgroup_path, getpid(), &cerr) < 0)
@@ -623,6 +626,7 @@ int rc_cell_kernel_spawn(const struct rc_cell_kernel_fds *fds, const char *cgrou
                         .fuse = at[1],
                         .control = at[2],
                         .init_pidfd = at[3],
+                        .hints = hints,
                         .views_root = -1,
                         .mounted = false};
     serve(s, lt, cgroup_path, init_pid);

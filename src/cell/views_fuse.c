@@ -9,6 +9,7 @@
 #include <linux/fuse.h>
 #include <linux/magic.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -74,6 +75,7 @@
 /* Above any rendering (the host files a view is made from are read up to 1 MiB): the
  * size an open leaves the kernel with when it cannot say the exact one (store_size_hint). */
 #define SIZE_CEILING (4u << 20)
+#define HINTS_INLINE (-2)
 
 /* The opener of a handle: its process's id (tgid) and the leader's start time in the low
  * and high 32 bits (UNRESOLVED: the thread's id instead). */
@@ -98,6 +100,9 @@ struct opener_count {
 
 struct rc_views_server {
   int fd;
+  /* Where a fresh open's size hint and reply go (rc_views_server_set_hints): the hint
+   * thread's pipe, -1 for no hints, HINTS_INLINE (tests) for this thread. */
+  int hints;
   char *cgroup_path;
   pid_t init_pid;
   double started;               /* the init's start (rc_cell_start_time), read while it is alive */
@@ -399,6 +404,7 @@ static int proc_of_cell(int pidns, bool may_fork);
 struct rc_views_server *rc_views_server_new(int fuse_fd, const char *cgroup_path, pid_t init_pid) {
   struct rc_views_server *s = rc_xcalloc(1, sizeof(*s));
   s->fd = fuse_fd;
+  s->hints = HINTS_INLINE;
   s->cgroup_path = rc_xstrdup(cgroup_path);
   s->init_pid = init_pid;
   s->started = rc_cell_start_time(init_pid);
@@ -725,19 +731,75 @@ static void set_text(struct rc_views_server *s, struct open_file *f, char *text)
  * it holds is the one the last LOOKUP or GETATTR said, and sendfile and splice (busybox
  * cat) read through the page cache up to that size. A rendering that grew since (an
  * uptime past 10 s, a cpu list after an update, a meminfo figure with one more digit)
- * came out cut short. NOTIFY_STORE is the one way to raise the kernel's size from here;
- * it stores a byte (the page stays not up to date) at the ceiling's last offset: a page
- * no reader locks (the read of a page is what would wait on this single-threaded server;
- * only a process of the cell faulting that very page of a mapping could, and it delays
- * only its own cell). The open then drops the page cache (no FOPEN_KEEP_CACHE), and the
- * first page read comes back short, which brings the kernel's size down to the text. */
-static void store_size_hint(struct rc_views_server *s, uint64_t nodeid) {
+ * came out cut short. NOTIFY_STORE is the one way to raise the kernel's size from here
+ * (a store of no bytes leaves it): one byte at the ceiling's last offset, a page that
+ * stays not up to date. The open then drops the page cache (no FOPEN_KEEP_CACHE), and the
+ * first page read comes back short, which brings the kernel's size down to the text.
+ *
+ * The store locks that page, and a process of the cell can hold the lock (readahead(2) of
+ * it, a fault on a mapping) while its READ waits for this server: a store made by the
+ * thread that serves READs would wait for ever (the session-19 red team froze a cell's
+ * views, and `pause`, that way). So stores, and the replies to the opens that need them,
+ * go to a thread of their own (rc_views_hint_thread_start); the main loop goes on serving
+ * the READ that lets the page go. */
+static void store_size_hint(int fd, uint64_t nodeid) {
   struct fuse_notify_store_out st = {.nodeid = nodeid, .offset = SIZE_CEILING - 1, .size = 1};
   char byte = '\n';
   struct fuse_out_header h = {.len = (uint32_t)(sizeof(h) + sizeof(st) + 1),
                               .error = FUSE_NOTIFY_STORE};
   struct iovec iov[3] = {{&h, sizeof(h)}, {&st, sizeof(st)}, {&byte, 1}};
-  (void)!writev(s->fd, iov, 3); /* an older kernel without it: the size stays as it was */
+  (void)!writev(fd, iov, 3); /* an older kernel without it: the size stays as it was */
+}
+
+/* What the hint thread is asked: the node to store for, then the open's reply. */
+struct size_hint {
+  uint64_t nodeid, unique, fh;
+};
+
+struct hint_thread {
+  int fuse, requests;
+};
+
+static void *serve_size_hints(void *arg) {
+  struct hint_thread *t = arg;
+  struct size_hint h;
+  while (read(t->requests, &h, sizeof(h)) == (ssize_t)sizeof(h)) {
+    store_size_hint(t->fuse, h.nodeid);
+    struct fuse_open_out out = {.fh = h.fh, .open_flags = FOPEN_DIRECT_IO};
+    reply(t->fuse, h.unique, 0, &out, sizeof(out));
+  }
+  close(t->requests);
+  free(t);
+  return NULL;
+}
+
+int rc_views_hint_thread_start(int fuse_fd) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return -1;
+  struct hint_thread *t = rc_xcalloc(1, sizeof(*t));
+  *t = (struct hint_thread){.fuse = fuse_fd, .requests = p[0]};
+  pthread_t thread;
+  pthread_attr_t attr;
+  int e = pthread_attr_init(&attr);
+  if (e == 0) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    e = pthread_create(&thread, &attr, serve_size_hints, t);
+    pthread_attr_destroy(&attr);
+  }
+  if (e != 0) {
+    close(p[0]);
+    close(p[1]);
+    free(t);
+    errno = e;
+    return -1;
+  }
+  /* never wait on a thread that waits on a page: a full pipe means no hint */
+  (void)fcntl(p[1], F_SETFL, O_NONBLOCK);
+  return p[1];
+}
+
+void rc_views_server_set_hints(struct rc_views_server *s, int hint_fd) {
+  s->hints = hint_fd;
 }
 
 static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
@@ -766,7 +828,12 @@ static void do_open(struct rc_views_server *s, const struct fuse_in_header *h) {
   set_text(s, &s->open[fh], fresh ? s->pending[v].text : NULL); /* NULL: render */
   if (!fresh) free(s->pending[v].text);
   s->pending[v].text = NULL;
-  if (!fresh) store_size_hint(s, h->nodeid);
+  if (!fresh && s->hints >= 0) {
+    struct size_hint hint = {.nodeid = h->nodeid, .unique = h->unique, .fh = fh};
+    if (write(s->hints, &hint, sizeof(hint)) == (ssize_t)sizeof(hint)) return; /* it replies */
+  } else if (!fresh && s->hints == HINTS_INLINE) {
+    store_size_hint(s->fd, h->nodeid);
+  }
   /* Direct I/O: every read comes here and gets this open's snapshot, so concurrent
    * readers do not share cached pages, and a read ends at the snapshot's end whatever
    * size the kernel holds. Without FUSE_DIRECT_IO_ALLOW_MMAP a shared mapping is refused

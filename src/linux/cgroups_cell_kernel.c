@@ -15,8 +15,9 @@
  *    sandbox and Kata's VMM count in their pod's cgroup). What follows from that:
  *      * the cell's OOM killer must not take it: its oom_score_adj is -1000 before it
  *        joins; the cell's own processes are the victims, as under runc;
- *      * its tasks (two) count in the cell's pids.current; it starts them before it joins
- *        (src/cell/cell_kernel.c), so a cell at its pids limit cannot starve it;
+ *      * its tasks (two, three with views: the views' size-hint thread) count in the
+ *        cell's pids.current; it starts them before it joins (src/cell/cell_kernel.c),
+ *        so a cell at its pids limit cannot starve it;
  *      * `ps` and `kill --all` leave out the cell kernels found there (a process of the
  *        container that moved itself there, through a writable cgroupfs, is still the
  *        container's: a cell kernel is told by its mount and pid namespaces, the

@@ -5,6 +5,8 @@ numbers come back.
 """
 import os
 import re
+import shutil
+import time
 
 import pytest
 
@@ -205,6 +207,65 @@ def test_a_view_that_grows_is_read_whole_by_sendfile(h, bundle):
     assert h.kill(cid, "KILL").rc == 0
 
 
+PAGE_LOCKER = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+/* Keeps the page at 4 MiB - 4096 of a view locked as often as it can (readahead of it, the
+ * page cache dropped each time) while other threads open the view afresh: each open makes
+ * the cell kernel store its size hint into that very page. */
+static const char *path;
+static void *opener(void *a) {
+  for (;;) { int fd = open(path, O_RDONLY); if (fd >= 0) close(fd); }
+  return a;
+}
+static void *locker(void *a) {
+  int fd = open(path, O_RDONLY);
+  for (;;) {
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    readahead(fd, (4 << 20) - 4096, 4096);
+  }
+  return a;
+}
+int main(int argc, char **argv) {
+  path = argv[1];
+  pthread_t t;
+  for (int i = 0; i < 2; i++) {
+    pthread_create(&t, NULL, opener, NULL);
+    pthread_create(&t, NULL, locker, NULL);
+  }
+  puts("started");
+  fflush(stdout);
+  for (;;) pause();
+}
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
+def test_a_locked_page_does_not_freeze_the_views(h, bundle, session_dir):
+    """The size hint is a store into a page, and a process of the cell can hold that page's
+    lock while its read waits for the cell kernel: stored from the thread that serves
+    reads, it froze every view of the cell and `pause` within a second (session-19 red
+    team). While such a process runs, views still open, exec and pause still work."""
+    locker = build_static(session_dir, "page_locker", PAGE_LOCKER, ["-pthread"])
+    as_cell(bundle)
+    limits(bundle, memory=128 << 20)
+    shutil.copy2(locker, bundle.rootfs / "bin" / "page_locker")
+    bundle.args("/bin/page_locker", "/proc/meminfo")
+    cid = h.run_detached(bundle)
+    for _ in range(5):
+        time.sleep(0.5)
+        res = h("exec", cid, "head", "-1", "/proc/meminfo", timeout=20)
+        assert res.rc == 0 and meminfo_kib(res.out, "MemTotal") == 128 << 10, res.describe()
+    assert h("pause", cid).rc == 0
+    assert h("resume", cid).rc == 0
+    res = h("exec", cid, "cat", "/proc/uptime", timeout=20)
+    assert res.rc == 0 and res.out.endswith("\n"), res.describe()
+    assert h.kill(cid, "KILL").rc == 0
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
 def test_views_of_an_exec_and_after_a_long_time(h, bundle):
     """Views are files of the container's mount namespace: an exec'd process sees them,
@@ -325,7 +386,6 @@ def test_cell_kernels_end_with_the_cell(h, bundle):
     """The init's cell kernel and an exec's one serve their listener from a thread blocked
     in NOTIF_RECV; each must still end once the processes it serves are gone, not linger
     with that thread."""
-    import time
 
     before = cell_kernel_pids()
     as_cell(bundle)
@@ -358,7 +418,6 @@ def test_cell_kernel_idles_once_its_listener_hangs_up(h, bundle):
     while the init's gate listener has hung up. On kernels that fail RECV at once on such a
     listener, a listener thread that retried it spun a CPU until the cell ended; it must
     end instead, and the cell kernel sit idle."""
-    import time
 
     before = cell_kernel_pids()
     as_cell(bundle)
@@ -391,7 +450,6 @@ def test_failed_create_leaves_no_cell_kernel(h, bundle, tmp_path, failing):
     has mounted the views (a bind mount of a missing source) or after it handed them over
     (a failing createRuntime hook) must not leave it behind: it exits when the control
     socket closes with no views mounted, or once the init is gone and the views with it."""
-    import time
 
     before = cell_kernel_pids()
     as_cell(bundle)
@@ -416,7 +474,6 @@ def test_failed_create_leaves_no_cell_kernel(h, bundle, tmp_path, failing):
 # --- fidelity of the routed syscalls and the views, compared with the host --------------
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 
 # A static probe (built here with gcc -static): each mode prints one JSON object.
 PROBE_C = r"""
