@@ -53,6 +53,12 @@ static int resolve_rootfs(const struct oci_config *cfg, const char *bundle, char
   return 0;
 }
 
+static bool maps_zero(const struct oci_id_mapping *m, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (m[i].container_id == 0 && m[i].size > 0) return true;
+  return false;
+}
+
 static int validate_for_create(const struct rc_create_opts *o, const struct oci_config *cfg,
                                struct rc_error *err) {
   if (!cfg->has_process) return rc_err(err, 0, "config.json: process: is required to create");
@@ -80,6 +86,17 @@ static int validate_for_create(const struct rc_create_opts *o, const struct oci_
     return rc_err(err, 0,
                   "config.json: linux.uidMappings: a new user namespace needs uid and gid "
                   "mappings");
+  /* The init becomes the namespace's root to set the container up (as runc's does): a map
+   * without container id 0 would fail there, after GO, where the views' descriptors the
+   * runtime sends could hide the init's message behind a reset socket. */
+  if (uns && !uns->path && !maps_zero(cfg->linux_.uid_mappings, cfg->linux_.n_uid_mappings))
+    return rc_err(err, 0,
+                  "config.json: linux.uidMappings: no root user mapping found (a new user "
+                  "namespace needs container uid 0 mapped)");
+  if (uns && !uns->path && !maps_zero(cfg->linux_.gid_mappings, cfg->linux_.n_gid_mappings))
+    return rc_err(err, 0,
+                  "config.json: linux.gidMappings: no root group mapping found (a new user "
+                  "namespace needs container gid 0 mapped)");
   if (cfg->has_linux && cfg->linux_.has_seccomp && rc_seccomp_check(&cfg->linux_.seccomp, err) < 0)
     return rc_err_wrap(err, "config.json: linux.seccomp");
   /* The state keeps them: a container whose state.json no later command could read

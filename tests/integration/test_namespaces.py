@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import host_pid_status
+from helpers import NATIVE_ANNOTATIONS, host_pid_status
 
 HOST_ID = 100000
 MAPPED = 65536
@@ -169,6 +169,23 @@ def test_user_namespace_without_mappings_is_an_error(h, bundle):
     res = h.create(bundle)
     assert res.rc != 0
     assert "mapping" in res.msg.lower() or "uidMappings" in res.msg, res.describe()
+
+
+@pytest.mark.parametrize("cell", [True, False], ids=["cell", "native"])
+def test_user_namespace_without_root_mapped_is_an_error(h, bundle, cell):
+    """The init is the namespace's root while it sets the container up, as runc's is: a
+    map without container id 0 is refused at create, saying so, before anything exists
+    (a cell's views used to hide the init's own message behind "Connection reset by
+    peer"; session-19 red team). runc refuses it too."""
+    _userns_bundle(bundle)
+    if not cell:
+        bundle.config.setdefault("annotations", {}).update(NATIVE_ANNOTATIONS)
+    bundle.linux["uidMappings"] = [{"containerID": 1, "hostID": HOST_ID, "size": MAPPED}]
+    bundle.args("true")
+    res = h.create(bundle)
+    assert res.rc != 0, res.describe()
+    assert "root user mapping" in res.msg or "mapping" in res.msg.lower(), res.describe()
+    assert "Connection reset" not in res.msg, res.describe()
 
 
 @pytest.mark.runcell_specific  # runc 1.1.5 has no time namespaces
