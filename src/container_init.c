@@ -426,25 +426,6 @@ int rc_verify_cwd_inside_root(const char *cwd, struct rc_error *err) {
   return 0;
 }
 
-/* Closes every fd from first up, but a and b (-1: none). */
-static void close_from_except(int first, int a, int b) {
-  if (a > b) {
-    int t = a;
-    a = b;
-    b = t;
-  }
-  const int keep[2] = {a, b};
-  int from = first;
-  for (int i = 0; i < 2; i++) {
-    if (keep[i] < from) continue;
-    if (keep[i] > from && syscall(SYS_close_range, from, keep[i] - 1, 0) < 0)
-      for (int fd = from; fd < keep[i]; fd++) close(fd);
-    from = keep[i] + 1;
-  }
-  if (syscall(SYS_close_range, from, ~0U, 0) < 0)
-    for (int fd = from; fd < 65536; fd++) close(fd);
-}
-
 void rc_prepare_exec_fds(int preserve_fds, int keep) {
   /* Only stdio and the preserved fds reach the user program. */
   for (int fd = 3; fd < 3 + preserve_fds; fd++) {
@@ -457,7 +438,11 @@ void rc_prepare_exec_fds(int preserve_fds, int keep) {
    * them before exec too). Kept: keep (close-on-exec: where an exec failure is told)
    * and an xgate cell's loader, which stays open across the exec (its filter traps a
    * range that covers it). */
-  close_from_except(3 + preserve_fds, keep, rc_xgate_active ? RC_XGATE_LOADER_FD : -1);
+  cleanup_free int *kept = rc_xcalloc((size_t)preserve_fds + 2, sizeof(int));
+  for (int i = 0; i < preserve_fds; i++) kept[i] = 3 + i;
+  kept[preserve_fds] = keep;
+  kept[preserve_fds + 1] = rc_xgate_active ? RC_XGATE_LOADER_FD : -1;
+  rc_close_fds_except(kept, (size_t)preserve_fds + 2);
   if (keep >= 0) fcntl(keep, F_SETFD, FD_CLOEXEC);
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -340,10 +341,24 @@ void rc_close_fds_except(const int *keep, size_t n) {
   qsort(sorted, k, sizeof(int), compare_fds);
   unsigned from = 3;
   for (size_t i = 0; i < k; i++) {
-    if ((unsigned)sorted[i] > from) (void)syscall(SYS_close_range, from, sorted[i] - 1, 0);
+    /* close_range is Linux 5.9: one by one before it */
+    if ((unsigned)sorted[i] > from && syscall(SYS_close_range, from, sorted[i] - 1, 0) < 0)
+      for (unsigned fd = from; fd < (unsigned)sorted[i]; fd++) close((int)fd);
     from = (unsigned)sorted[i] + 1;
   }
-  (void)syscall(SYS_close_range, from, ~0U, 0);
+  if (syscall(SYS_close_range, from, ~0U, 0) < 0)
+    for (unsigned fd = from; fd < 65536; fd++) close((int)fd);
+}
+
+int rc_thread_start_detached(void *(*fn)(void *), void *arg) {
+  pthread_t thread;
+  pthread_attr_t attr;
+  int e = pthread_attr_init(&attr);
+  if (e != 0) return e;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  e = pthread_create(&thread, &attr, fn, arg);
+  pthread_attr_destroy(&attr);
+  return e;
 }
 
 int rc_write_pid_file(const char *path, pid_t pid, struct rc_error *err) {

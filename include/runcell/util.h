@@ -81,5 +81,7 @@ void rc_close_fds_from(int from);
 /* Closes every fd above stdio except the n listed in keep (negative entries ignored): for
  * a process that never execs, where close-on-exec does not help. */
 void rc_close_fds_except(const int *keep, size_t n);
+/* A detached thread running fn(arg): 0, or the error number. */
+int rc_thread_start_detached(void *(*fn)(void *), void *arg);
 
 #endif

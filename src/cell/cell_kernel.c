@@ -13,7 +13,6 @@
 #include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -420,14 +419,7 @@ static int listener_thread_new(struct listener_thread **out) {
     free(lt);
     return e;
   }
-  pthread_t thread;
-  pthread_attr_t attr;
-  int e = pthread_attr_init(&attr);
-  if (e == 0) {
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    e = pthread_create(&thread, &attr, serve_listener, lt);
-    pthread_attr_destroy(&attr);
-  }
+  int e = rc_thread_start_detached(serve_listener, lt);
   if (e != 0) {
     close(lt->go[0]);
     close(lt->go[1]);

@@ -9,7 +9,6 @@
 #include <linux/fuse.h>
 #include <linux/magic.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -778,14 +777,7 @@ int rc_views_hint_thread_start(int fuse_fd) {
   if (pipe2(p, O_CLOEXEC) < 0) return -1;
   struct hint_thread *t = rc_xcalloc(1, sizeof(*t));
   *t = (struct hint_thread){.fuse = fuse_fd, .requests = p[0]};
-  pthread_t thread;
-  pthread_attr_t attr;
-  int e = pthread_attr_init(&attr);
-  if (e == 0) {
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    e = pthread_create(&thread, &attr, serve_size_hints, t);
-    pthread_attr_destroy(&attr);
-  }
+  int e = rc_thread_start_detached(serve_size_hints, t);
   if (e != 0) {
     close(p[0]);
     close(p[1]);

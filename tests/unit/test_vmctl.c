@@ -219,6 +219,23 @@ static int from_agent(struct rig *r, struct agent_msg *m) {
   return rc_vmctl_on_frame(r->c, &f, &err);
 }
 
+/* An EXEC sent while there is room and started by the agent (pid 42), its caller told so:
+ * the exec's id; *ex the caller, *out its stdout's read end. */
+static uint32_t started_exec(struct rig *r, int *ex, int *out) {
+  char msg[AGENT_MAX_MESSAGE + 1];
+  uint32_t errnum = 0;
+  unsigned before = r->agent.execs;
+  *ex = request_exec(r, out);
+  RUN_UNTIL(r, r->agent.execs == before + 1, 2000);
+  CHECK(r->agent.execs == before + 1);
+  uint32_t id = r->agent.exec_ids[before];
+  struct agent_msg m;
+  agent_encode_exec_started(&m, id, 42);
+  CHECK(from_agent(r, &m) == 1);
+  CHECK(reply_of(*ex, &errnum, msg, sizeof(msg)) == 1 && errnum == 0);
+  return id;
+}
+
 /* 17 ps with an agent that never answers: 16 wait (the loop sleeps meanwhile), the 17th
  * is told the VMM is busy at once, a request that needs no agent is still served, and at
  * the deadline the 16 get an error and their slots back. */
@@ -278,15 +295,8 @@ static void test_no_room_for_the_agent(void) {
   uint32_t errnum = 0;
 
   /* a running exec first, while there is room */
-  int out = -1;
-  int ex = request_exec(&r, &out);
-  RUN_UNTIL(&r, r.agent.execs == 1, 2000);
-  CHECK(r.agent.execs == 1);
-  uint32_t id = r.agent.exec_ids[0];
-  struct agent_msg m;
-  agent_encode_exec_started(&m, id, 42);
-  CHECK(from_agent(&r, &m) == 1);
-  CHECK(reply_of(ex, &errnum, msg, sizeof(msg)) == 1 && errnum == 0);
+  int out = -1, ex = -1;
+  uint32_t id = started_exec(&r, &ex, &out);
 
   r.agent.queued = AGENT_FRAME_MAX;
   int ps[17];
@@ -448,17 +458,9 @@ static void test_unstarted_execs_are_given_up(void) {
 static void test_a_started_exec_outlives_the_deadline(void) {
   struct rig r;
   rig_start(&r, 300);
-  char msg[AGENT_MAX_MESSAGE + 1];
-  uint32_t errnum = 0;
-  int out = -1;
-  int ex = request_exec(&r, &out);
-  RUN_UNTIL(&r, r.agent.execs == 1, 2000);
-  CHECK(r.agent.execs == 1);
-  uint32_t id = r.agent.exec_ids[0];
+  int out = -1, ex = -1;
+  uint32_t id = started_exec(&r, &ex, &out);
   struct agent_msg m;
-  agent_encode_exec_started(&m, id, 42);
-  CHECK(from_agent(&r, &m) == 1);
-  CHECK(reply_of(ex, &errnum, msg, sizeof(msg)) == 1 && errnum == 0);
   run_for(&r, 900); /* three deadlines */
   CHECK(r.agent.kills == 0);
   CHECK(!readable(ex)); /* no ETIMEDOUT, no hang-up */
